@@ -1,0 +1,1 @@
+"""TOML configuration: typed, validated dataclasses shared by every daemon."""
