@@ -1,1 +1,58 @@
-"""TOML configuration: typed, validated dataclasses shared by every daemon."""
+"""TOML configuration: typed, validated dataclasses shared by every daemon.
+
+``load(path, daemon=...)`` is the entry point; see ``docs/config.md`` for the
+file format and :mod:`l2tp.config.errors` for the exact error format.
+"""
+
+from __future__ import annotations
+
+from l2tp.config.check import add_check_argument, run_check
+from l2tp.config.dump import dump_json, dump_toml, to_dict
+from l2tp.config.errors import ConfigError, ConfigErrors
+from l2tp.config.fields import Resolver, parse_endpoint, system_resolver
+from l2tp.config.loader import load, loads
+from l2tp.config.model import (
+    DEFAULT_PORT,
+    Config,
+    Daemon,
+    Digest,
+    Encap,
+    Endpoint,
+    FramingCap,
+    L2SpecType,
+    ListenerConfig,
+    Pseudowire,
+    SessionConfig,
+    TunnelConfig,
+    TunnelMode,
+    Version,
+)
+
+__all__ = [
+    "DEFAULT_PORT",
+    "Config",
+    "ConfigError",
+    "ConfigErrors",
+    "Daemon",
+    "Digest",
+    "Encap",
+    "Endpoint",
+    "FramingCap",
+    "L2SpecType",
+    "ListenerConfig",
+    "Pseudowire",
+    "Resolver",
+    "SessionConfig",
+    "TunnelConfig",
+    "TunnelMode",
+    "Version",
+    "add_check_argument",
+    "dump_json",
+    "dump_toml",
+    "load",
+    "loads",
+    "parse_endpoint",
+    "run_check",
+    "system_resolver",
+    "to_dict",
+]

@@ -1,0 +1,197 @@
+"""Printing a loaded configuration back, with every default filled in.
+
+Two renderings of one ordered list of ``(key, value)`` pairs per table, in the
+file's own vocabulary (go-l2tp key names, durations in integer milliseconds):
+
+* :func:`dump_toml` writes TOML that loads again to an equal
+  :class:`~l2tp.config.model.Config` (the round trip is tested), so the output
+  of ``--check`` can be saved as a fully explicit configuration. Keys that are
+  unset, or that the loader would reject for the table's version or mode, are
+  left out.
+* :func:`to_dict` gives the JSON view for ``--json``: every field, ``null``
+  where unset, so scripts need not know the defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from l2tp.config.errors import table_path, toml_string
+from l2tp.config.model import (
+    Config,
+    Endpoint,
+    ListenerConfig,
+    SessionConfig,
+    TunnelConfig,
+    TunnelMode,
+)
+
+Items = list[tuple[str, object]]
+
+
+def _ms(seconds: float) -> int:
+    return round(seconds * 1000)
+
+
+def _opt(value: object) -> object:
+    """File vocabulary of one value: enums as their names, endpoints as text ..."""
+    if isinstance(value, Endpoint):
+        return str(value)
+    if isinstance(value, bytes):
+        return list(value)
+    if isinstance(value, tuple):
+        return [_opt(v) for v in value]
+    if isinstance(value, str):  # includes the StrEnums
+        return str(value)
+    return value
+
+
+def tunnel_items(tunnel: TunnelConfig, *, full: bool) -> Items:
+    dynamic = tunnel.mode is TunnelMode.DYNAMIC
+    items: Items = [
+        ("version", tunnel.version),
+        ("encap", tunnel.encap),
+        ("mode", tunnel.mode),
+        ("local", tunnel.local),
+        ("peer", tunnel.peer),
+        ("tid", tunnel.tid),
+        ("ptid", tunnel.ptid),
+        ("window_size", tunnel.window_size),
+        ("hello_timeout", _ms(tunnel.hello_timeout)),
+        ("retry_timeout", _ms(tunnel.retry_timeout)),
+        ("max_retries", tunnel.max_retries),
+        ("host_name", tunnel.host_name),
+        ("framing_caps", tunnel.framing_caps),
+    ]
+    if full or dynamic:
+        items += [
+            ("secret", tunnel.secret),
+            ("hide_avps", tunnel.hide_avps),
+            ("digest", tunnel.digest),
+            ("redial", tunnel.redial),
+        ]
+    if full or (dynamic and tunnel.redial):
+        items += [
+            ("redial_timeout", _ms(tunnel.redial_timeout)),
+            ("max_redials", tunnel.max_redials),
+        ]
+    return items
+
+
+def session_items(session: SessionConfig, *, full: bool) -> Items:
+    items: Items = [
+        ("pseudowire", session.pseudowire),
+        ("sid", session.sid),
+        ("psid", session.psid),
+        ("seqnum", session.seqnum),
+        ("reorder_timeout", _ms(session.reorder_timeout)),
+        ("cookie", session.cookie),
+        ("peer_cookie", session.peer_cookie),
+        ("cookie_len", session.cookie_len if full or session.cookie_len else None),
+        ("interface_name", session.interface_name),
+        ("l2spec_type", session.l2spec_type),
+        ("pppoe_session_id", session.pppoe_session_id),
+        ("pppoe_peer_mac", session.pppoe_peer_mac),
+        ("pppd_args", session.pppd_args),
+        ("pppd_options", session.pppd_options if full or session.pppd_options else None),
+        ("mtu", session.mtu),
+        ("bridge", session.bridge),
+        ("remote_end_id", session.remote_end_id),
+    ]
+    return items
+
+
+def listener_items(listener: ListenerConfig, *, full: bool) -> Items:
+    return [
+        ("listen", listener.listen),
+        ("version", listener.version),
+        ("encap", listener.encap),
+        ("window_size", listener.window_size),
+        ("hello_timeout", _ms(listener.hello_timeout)),
+        ("retry_timeout", _ms(listener.retry_timeout)),
+        ("max_retries", listener.max_retries),
+        ("host_name", listener.host_name),
+        ("framing_caps", listener.framing_caps),
+        ("secret", listener.secret),
+        ("hide_avps", listener.hide_avps),
+        ("digest", listener.digest),
+        ("max_tunnels", listener.max_tunnels),
+        ("max_sessions", listener.max_sessions),
+        ("max_sessions_per_tunnel", listener.max_sessions_per_tunnel),
+        ("allowed_peers", tuple(str(n) for n in listener.allowed_peers)),
+        ("pseudowire", listener.pseudowire),
+        ("seqnum", listener.seqnum),
+        ("cookie_len", listener.cookie_len if full or listener.cookie_len else None),
+        ("l2spec_type", listener.l2spec_type),
+        ("pppd_args", listener.pppd_args),
+        ("pppd_options", listener.pppd_options if full or listener.pppd_options else None),
+        ("mtu", listener.mtu),
+        ("bridge", listener.bridge),
+    ]
+
+
+def _toml_value(key: str, value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, bytes):
+        return "[" + ", ".join(f"0x{b:02x}" for b in value) + "]"
+    value = _opt(value)
+    if isinstance(value, str):
+        return toml_string(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(key, v) for v in value) + "]"
+    return str(value)
+
+
+def _toml_table(header: str, items: Iterable[tuple[str, object]]) -> list[str]:
+    lines = [f"[{header}]"]
+    lines += [f"{key} = {_toml_value(key, value)}" for key, value in items if value is not None]
+    return lines
+
+
+def dump_toml(config: Config) -> str:
+    """The resolved configuration as TOML (loads back to an equal Config)."""
+    daemon = config.daemon or "any"
+    out = [f"# Resolved configuration of {config.file} (daemon: {daemon})."]
+    out.append("# Every default is filled in; durations are in milliseconds.")
+    for tunnel in config.tunnels:
+        path = table_path("tunnel", tunnel.name)
+        out += ["", *_toml_table(path, tunnel_items(tunnel, full=False))]
+        for session in tunnel.sessions:
+            spath = f"{path}.{table_path('session', session.name)}"
+            out += ["", *_toml_table(spath, session_items(session, full=False))]
+    for listener in config.listeners:
+        path = table_path("listener", listener.name)
+        out += ["", *_toml_table(path, listener_items(listener, full=False))]
+    return "\n".join(out) + "\n"
+
+
+def _json_items(items: Items) -> dict[str, object]:
+    return {key: _opt(value) for key, value in items}
+
+
+def to_dict(config: Config) -> dict[str, object]:
+    """A JSON-ready view of every field, in the file's vocabulary (ms, key names)."""
+    tunnels = []
+    for tunnel in config.tunnels:
+        entry: dict[str, object] = {"name": tunnel.name}
+        entry.update(_json_items(tunnel_items(tunnel, full=True)))
+        entry["sessions"] = [
+            {"name": s.name, **_json_items(session_items(s, full=True))} for s in tunnel.sessions
+        ]
+        tunnels.append(entry)
+    listeners = [
+        {"name": x.name, **_json_items(listener_items(x, full=True))} for x in config.listeners
+    ]
+    return {
+        "file": config.file,
+        "daemon": None if config.daemon is None else str(config.daemon),
+        "tunnels": tunnels,
+        "listeners": listeners,
+    }
+
+
+def dump_json(config: Config) -> str:
+    """:func:`to_dict` as indented JSON text."""
+    return json.dumps(to_dict(config), indent=2, ensure_ascii=False) + "\n"

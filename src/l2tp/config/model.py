@@ -1,0 +1,221 @@
+"""Typed configuration model: what every daemon receives after loading.
+
+The dataclasses are frozen, slotted and keyword-only (as h11's events), so a
+loaded configuration can be shared between tasks and compared in tests. Unlike
+h11's events they do not re-validate on construction: every rule needs the
+file and table path to produce a useful message, and only the loader
+(:mod:`l2tp.config.loader`) has them. Code that builds these objects by hand
+(the demo, tests) is trusted to pass sane values.
+
+Units: every duration is a ``float`` number of **seconds** here (the protocol
+core's clock is in seconds), while the TOML file keeps go-l2tp's integer
+**milliseconds**. ``0.0`` means "disabled" where the file's ``0`` does.
+"""
+
+from __future__ import annotations
+
+import enum
+import ipaddress
+from dataclasses import dataclass
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DEFAULT_PORT = 1701
+"""UDP port used when an address in the file omits one (RFC 2661 section 8.1)."""
+
+
+class Version(enum.StrEnum):
+    L2TPV2 = "l2tpv2"  # RFC 2661
+    L2TPV3 = "l2tpv3"  # RFC 3931
+
+
+class Encap(enum.StrEnum):
+    UDP = "udp"
+    IP = "ip"  # L2TPv3 directly over IP protocol 115 (RFC 3931 section 4.1.1)
+
+
+class Pseudowire(enum.StrEnum):
+    PPP = "ppp"
+    ETH = "eth"
+    PPPAC = "pppac"  # PPPoE access concentrator (go-l2tp, out-of-tree kernel module)
+
+
+class L2SpecType(enum.StrEnum):
+    NONE = "none"
+    DEFAULT = "default"  # RFC 3931 section 4.6
+
+
+class Digest(enum.StrEnum):
+    """L2TPv3 Message Digest AVP algorithm (RFC 3931 section 5.4.1)."""
+
+    NONE = "none"
+    MD5 = "md5"
+    SHA1 = "sha1"
+
+
+class TunnelMode(enum.StrEnum):
+    """How a tunnel is brought up.
+
+    ``static``: no control connection, both ends configured by hand (like
+    ``ip l2tp``). ``quiescent``: static, plus HELLO keep-alives to detect a dead
+    peer. ``dynamic``: the full control protocol (SCCRQ/ICRQ ...).
+    """
+
+    STATIC = "static"
+    QUIESCENT = "quiescent"
+    DYNAMIC = "dynamic"
+
+
+class FramingCap(enum.StrEnum):
+    SYNC = "sync"
+    ASYNC = "async"
+
+
+class Daemon(enum.StrEnum):
+    """Validation profiles: each daemon accepts only what it can do."""
+
+    QL2TPD = "ql2tpd"  # static / quiescent L2TPv3
+    KL2TPD = "kl2tpd"  # L2TPv2 LAC handing sessions to pppd
+    LNS = "lns"  # L2TPv2 LNS (listeners only)
+    L2TPD = "l2tpd"  # L2TPv3 dynamic LCCE: initiator tunnels and listeners
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Endpoint:
+    """An IP address and UDP port; the port is unused with ``encap = "ip"``."""
+
+    address: IPAddress
+    port: int = DEFAULT_PORT
+
+    @property
+    def family(self) -> int:
+        """4 or 6, for the address-family checks and socket creation."""
+        return self.address.version
+
+    def __str__(self) -> str:
+        if self.address.version == 6:
+            return f"[{self.address}]:{self.port}"
+        return f"{self.address}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionConfig:
+    """One ``[tunnel.T.session.S]`` table.
+
+    ``sid``/``psid`` are ``None`` when the control protocol assigns them
+    (dynamic tunnels); ``cookie``/``peer_cookie`` are ``None`` when unset.
+    """
+
+    name: str
+    pseudowire: Pseudowire
+    sid: int | None = None
+    psid: int | None = None
+    seqnum: bool = False
+    reorder_timeout: float = 0.0
+    cookie: bytes | None = None
+    peer_cookie: bytes | None = None
+    cookie_len: int = 0
+    interface_name: str | None = None
+    l2spec_type: L2SpecType = L2SpecType.NONE
+    pppoe_session_id: int | None = None
+    pppoe_peer_mac: bytes | None = None
+    pppd_args: str | None = None
+    pppd_options: tuple[str, ...] = ()
+    mtu: int | None = None
+    bridge: str | None = None
+    remote_end_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelConfig:
+    """One ``[tunnel.T]`` table: a static tunnel or one we initiate."""
+
+    name: str
+    version: Version
+    encap: Encap = Encap.UDP
+    mode: TunnelMode = TunnelMode.DYNAMIC
+    local: Endpoint | None = None
+    peer: Endpoint
+    tid: int | None = None
+    ptid: int | None = None
+    window_size: int = 4
+    hello_timeout: float = 0.0
+    retry_timeout: float = 1.0
+    max_retries: int = 5
+    host_name: str = ""
+    framing_caps: tuple[FramingCap, ...] = (FramingCap.SYNC, FramingCap.ASYNC)
+    secret: str | None = None
+    hide_avps: bool = False
+    digest: Digest = Digest.NONE
+    redial: bool = False
+    redial_timeout: float = 5.0
+    max_redials: int = 0
+    sessions: tuple[SessionConfig, ...] = ()
+
+    def session(self, name: str) -> SessionConfig:
+        """The session called ``name``; KeyError when there is none."""
+        for session in self.sessions:
+            if session.name == name:
+                return session
+        raise KeyError(name)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    """One ``[listener.L]`` table: where we accept tunnels (LNS or v3 responder).
+
+    The ``max_*`` limits use ``0`` for "unlimited"; an empty ``allowed_peers``
+    accepts any peer. Session keys (``pseudowire``, ``pppd_*``, ``mtu`` ...)
+    are the defaults applied to every session the peer opens.
+    """
+
+    name: str
+    listen: Endpoint
+    version: Version
+    encap: Encap = Encap.UDP
+    window_size: int = 4
+    hello_timeout: float = 0.0
+    retry_timeout: float = 1.0
+    max_retries: int = 5
+    host_name: str = ""
+    framing_caps: tuple[FramingCap, ...] = (FramingCap.SYNC, FramingCap.ASYNC)
+    secret: str | None = None
+    hide_avps: bool = False
+    digest: Digest = Digest.NONE
+    max_tunnels: int = 0
+    max_sessions: int = 0
+    max_sessions_per_tunnel: int = 0
+    allowed_peers: tuple[IPNetwork, ...] = ()
+    pseudowire: Pseudowire = Pseudowire.PPP
+    seqnum: bool = False
+    cookie_len: int = 0
+    l2spec_type: L2SpecType = L2SpecType.NONE
+    pppd_args: str | None = None
+    pppd_options: tuple[str, ...] = ()
+    mtu: int | None = None
+    bridge: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Config:
+    """A whole loaded file. ``daemon`` is the profile it was validated for."""
+
+    file: str
+    daemon: Daemon | None = None
+    tunnels: tuple[TunnelConfig, ...] = ()
+    listeners: tuple[ListenerConfig, ...] = ()
+
+    def tunnel(self, name: str) -> TunnelConfig:
+        """The tunnel called ``name``; KeyError when there is none."""
+        for tunnel in self.tunnels:
+            if tunnel.name == name:
+                return tunnel
+        raise KeyError(name)
+
+    def listener(self, name: str) -> ListenerConfig:
+        """The listener called ``name``; KeyError when there is none."""
+        for listener in self.listeners:
+            if listener.name == name:
+                return listener
+        raise KeyError(name)

@@ -1,0 +1,174 @@
+"""Session tables (``[tunnel.T.session.S]``) and the session defaults of listeners.
+
+The rules here depend on the enclosing tunnel (version, mode, daemon), which is
+passed in as :class:`TunnelFacts`; a tunnel whose version was itself invalid
+passes ``version=None`` and the version-dependent checks are skipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from l2tp.config.errors import ConfigError
+from l2tp.config.fields import TableReader
+from l2tp.config.model import L2SpecType, Pseudowire, SessionConfig, TunnelMode, Version
+from l2tp.config.profiles import Profile
+
+_PSEUDOWIRE_KEYS = (
+    "pseudowire",
+    "seqnum",
+    "cookie_len",
+    "l2spec_type",
+    "pppd_args",
+    "pppd_options",
+    "mtu",
+    "bridge",
+)
+SESSION_KEYS = frozenset(
+    (
+        *_PSEUDOWIRE_KEYS,
+        "sid",
+        "psid",
+        "reorder_timeout",
+        "cookie",
+        "peer_cookie",
+        "interface_name",
+        "pppoe_session_id",
+        "pppoe_peer_mac",
+        "remote_end_id",
+    )
+)
+_PPP_LIKE = (Pseudowire.PPP, Pseudowire.PPPAC)
+_DYNAMIC_ONLY = "only for dynamic tunnels"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelFacts:
+    """What a session's rules need to know about its tunnel (or listener)."""
+
+    path: str
+    version: Version | None
+    mode: TunnelMode
+    profile: Profile
+
+
+def read_pseudowire_keys(r: TableReader, facts: TunnelFacts) -> dict[str, object]:
+    """Keys shared by sessions and listeners (which set them for incoming sessions)."""
+    v2 = facts.version is Version.L2TPV2
+    v3 = facts.version is Version.L2TPV3
+    pw = r.choice("pseudowire", Pseudowire)
+    if pw is None:
+        pw = Pseudowire.PPP if v2 else Pseudowire.ETH
+    if pw is Pseudowire.ETH and v2:
+        r.error("pseudowire", '"eth" is not allowed with l2tpv2 (L2TPv2 carries PPP only)')
+    elif pw is Pseudowire.PPPAC and v3:
+        r.error("pseudowire", '"pppac" is not allowed with l2tpv3 (it is an L2TPv2 LAC feature)')
+    elif pw not in facts.profile.pseudowires:
+        r.error("pseudowire", facts.profile.only("pseudowire", facts.profile.pseudowires))
+
+    cookie_len = r.integer("cookie_len", 0, 8)
+    if cookie_len is not None and cookie_len not in (0, 4, 8):
+        r.error("cookie_len", f"{cookie_len} is not 0, 4 or 8")
+        cookie_len = 0
+    if r.has("cookie_len") and v2:
+        r.error("cookie_len", "only for l2tpv3")
+    elif r.has("cookie_len") and facts.mode is not TunnelMode.DYNAMIC:
+        r.error("cookie_len", f"{_DYNAMIC_ONLY} (static sessions set 'cookie')")
+    l2spec = r.choice("l2spec_type", L2SpecType) or L2SpecType.NONE
+    if l2spec is not L2SpecType.NONE and v2:
+        r.error("l2spec_type", "only for l2tpv3")
+
+    pppd_args = r.nonempty_string("pppd_args")
+    pppd_options = r.string_list("pppd_options") or ()
+    for key in ("pppd_args", "pppd_options"):
+        if r.has(key) and pw not in _PPP_LIKE:
+            r.error(key, "only for pseudowire ppp or pppac")
+    bridge = r.interface_name("bridge")
+    if r.has("bridge") and pw is not Pseudowire.ETH:
+        r.error("bridge", "only for pseudowire eth")
+    return {
+        "pseudowire": pw,
+        "seqnum": r.boolean("seqnum", False),
+        "cookie_len": cookie_len or 0,
+        "l2spec_type": l2spec,
+        "pppd_args": pppd_args,
+        "pppd_options": pppd_options,
+        "mtu": r.integer("mtu", 68, 65535),
+        "bridge": bridge,
+    }
+
+
+def read_session(
+    name: str,
+    path: str,
+    table: dict[str, object],
+    facts: TunnelFacts,
+    file: str,
+    errors: list[ConfigError],
+) -> SessionConfig | None:
+    """Read one session table; None when it had errors (they are in ``errors``)."""
+    before = len(errors)
+    r = TableReader(file, path, table, SESSION_KEYS, errors)
+    v2 = facts.version is Version.L2TPV2
+    dynamic = facts.mode is TunnelMode.DYNAMIC
+    id_max = 65535 if v2 else 0xFFFFFFFF
+    context = f" for {facts.version}" if facts.version is not None else ""
+    sid = r.integer("sid", 1, id_max, context=context)
+    psid = r.integer("psid", 1, id_max, context=context)
+    if not dynamic:
+        for key in ("sid", "psid"):
+            if not r.has(key):
+                r.error(key, f"missing (required for {facts.mode} tunnels)")
+    elif r.has("psid"):
+        r.error(
+            "psid",
+            "only for static and quiescent tunnels (a dynamic session learns it from the peer)",
+        )
+
+    pw = read_pseudowire_keys(r, facts)
+    cookie = r.byte_array("cookie", (4, 8))
+    peer_cookie = r.byte_array("peer_cookie", (4, 8))
+    for key in ("cookie", "peer_cookie"):
+        if r.has(key) and v2:
+            r.error(key, "only for l2tpv3")
+    if r.has("peer_cookie") and dynamic and not v2:
+        r.error(
+            "peer_cookie",
+            "only for static and quiescent tunnels (a dynamic session learns it from the peer)",
+        )
+    if r.has("cookie") and r.has("cookie_len") and pw["cookie_len"]:
+        r.error("cookie_len", "conflicts with 'cookie' (set one or the other)")
+
+    pppoe_id = r.integer("pppoe_session_id", 1, 65535)
+    pppoe_mac = r.byte_array("pppoe_peer_mac", (6,))
+    # pppac on l2tpv3 was already reported; do not pile the pppoe rules on top.
+    is_pppac = pw["pseudowire"] is Pseudowire.PPPAC and facts.version is not Version.L2TPV3
+    for key in ("pppoe_session_id", "pppoe_peer_mac"):
+        if r.has(key) and not is_pppac:
+            r.error(key, "only for pseudowire pppac")
+        elif is_pppac and not r.has(key):
+            r.error(key, "missing (required for pseudowire pppac)")
+
+    remote_end_id = r.nonempty_string("remote_end_id")
+    if r.has("remote_end_id"):
+        if v2:
+            r.error("remote_end_id", "only for l2tpv3")
+        elif not dynamic:
+            r.error("remote_end_id", f"{_DYNAMIC_ONLY} (it is sent in the ICRQ)")
+    reorder = r.duration("reorder_timeout", 0, 0.0)
+    interface_name = r.interface_name("interface_name")
+    if len(errors) > before:
+        return None
+    return SessionConfig(
+        name=name,
+        sid=sid,
+        psid=psid,
+        reorder_timeout=reorder,
+        cookie=cookie,
+        peer_cookie=peer_cookie,
+        interface_name=interface_name,
+        pppoe_session_id=pppoe_id,
+        pppoe_peer_mac=pppoe_mac,
+        remote_end_id=remote_end_id,
+        **pw,  # type: ignore[arg-type]
+    )
