@@ -1,0 +1,192 @@
+"""The data plane as the control plane sees it: a small interface, two implementations.
+
+The control plane (tunnel/session state machines) only needs to create and
+delete tunnels and sessions, change a session's sequencing settings, and for
+PPP open the session socket pppd takes. :class:`LinuxDataPlane` does that with
+netlink; :class:`NullDataPlane` records the calls and keeps the same ID rules
+as the kernel (IDs unique, sessions need their tunnel, deleting a tunnel
+deletes its sessions), for control-plane-only runs and tests.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from l2tp.kernel.errors import IdInUse, SessionNotFound, TunnelNotFound
+from l2tp.kernel.model import SessionConfig, TunnelConfig
+from l2tp.kernel.netlink import L2tpNetlink
+from l2tp.kernel.sockets import pppol2tp_socket
+
+
+class DataPlane(Protocol):
+    """What the control plane asks of the kernel (or of a stand-in)."""
+
+    def create_tunnel(self, config: TunnelConfig) -> None: ...
+
+    def delete_tunnel(self, tunnel_id: int) -> None: ...
+
+    def create_session(self, config: SessionConfig) -> None: ...
+
+    def delete_session(self, tunnel_id: int, session_id: int) -> None: ...
+
+    def modify_session(
+        self,
+        tunnel_id: int,
+        session_id: int,
+        *,
+        send_seq: bool | None = None,
+        recv_seq: bool | None = None,
+        lns_mode: bool | None = None,
+        reorder_timeout_ms: int | None = None,
+    ) -> None: ...
+
+    def open_ppp_socket(
+        self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
+    ) -> socket.socket: ...
+
+    def close(self) -> None: ...
+
+
+class LinuxDataPlane:
+    """:class:`DataPlane` over the kernel's netlink API (in ``netns`` if given)."""
+
+    def __init__(self, *, netns: str | None = None) -> None:
+        self.netns = netns
+        self.netlink = L2tpNetlink(netns=netns)
+
+    def create_tunnel(self, config: TunnelConfig) -> None:
+        self.netlink.create_tunnel(config)
+
+    def delete_tunnel(self, tunnel_id: int) -> None:
+        self.netlink.delete_tunnel(tunnel_id)
+
+    def create_session(self, config: SessionConfig) -> None:
+        self.netlink.create_session(config)
+
+    def delete_session(self, tunnel_id: int, session_id: int) -> None:
+        self.netlink.delete_session(tunnel_id, session_id)
+
+    def modify_session(
+        self,
+        tunnel_id: int,
+        session_id: int,
+        *,
+        send_seq: bool | None = None,
+        recv_seq: bool | None = None,
+        lns_mode: bool | None = None,
+        reorder_timeout_ms: int | None = None,
+    ) -> None:
+        self.netlink.modify_session(
+            tunnel_id,
+            session_id,
+            send_seq=send_seq,
+            recv_seq=recv_seq,
+            lns_mode=lns_mode,
+            reorder_timeout_ms=reorder_timeout_ms,
+        )
+
+    def open_ppp_socket(
+        self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
+    ) -> socket.socket:
+        """Connect a PPPoL2TP socket to the session (managed tunnels only)."""
+        if tunnel.fd is None:
+            raise ValueError("PPP sessions need a managed tunnel (a TunnelConfig with fd)")
+        return pppol2tp_socket(
+            tunnel_fd=tunnel.fd,
+            version=tunnel.version,
+            tunnel_id=tunnel.tunnel_id,
+            session_id=session_id,
+            peer_tunnel_id=tunnel.peer_tunnel_id,
+            peer_session_id=peer_session_id,
+            netns=self.netns,
+        )
+
+    def close(self) -> None:
+        self.netlink.close()
+
+
+@dataclass(slots=True)
+class NullDataPlane:
+    """Records every call in :attr:`calls` as ``(method name, arguments)``; no kernel."""
+
+    calls: list[tuple[str, Any]] = field(default_factory=list)
+    tunnels: dict[int, TunnelConfig] = field(default_factory=dict)
+    sessions: dict[tuple[int, int], SessionConfig] = field(default_factory=dict)
+    _ppp_peers: list[socket.socket] = field(default_factory=list)
+
+    def create_tunnel(self, config: TunnelConfig) -> None:
+        self.calls.append(("create_tunnel", config))
+        if config.tunnel_id in self.tunnels:
+            raise IdInUse(errno.EEXIST, f"create tunnel {config.tunnel_id}: ID already in use")
+        self.tunnels[config.tunnel_id] = config
+
+    def delete_tunnel(self, tunnel_id: int) -> None:
+        self.calls.append(("delete_tunnel", tunnel_id))
+        if self.tunnels.pop(tunnel_id, None) is None:
+            raise TunnelNotFound(errno.ENODEV, f"delete tunnel {tunnel_id}: tunnel not found")
+        for key in [k for k in self.sessions if k[0] == tunnel_id]:
+            del self.sessions[key]
+
+    def create_session(self, config: SessionConfig) -> None:
+        self.calls.append(("create_session", config))
+        key = (config.tunnel_id, config.session_id)
+        if config.tunnel_id not in self.tunnels:
+            raise TunnelNotFound(
+                errno.ENODEV, f"create session: tunnel {config.tunnel_id} not found"
+            )
+        if key in self.sessions:
+            raise IdInUse(errno.EEXIST, f"create session {config.session_id}: ID already in use")
+        self.sessions[key] = config
+
+    def delete_session(self, tunnel_id: int, session_id: int) -> None:
+        self.calls.append(("delete_session", (tunnel_id, session_id)))
+        if self.sessions.pop((tunnel_id, session_id), None) is None:
+            raise SessionNotFound(
+                errno.ENODEV, f"delete session {session_id} in tunnel {tunnel_id}: not found"
+            )
+
+    def modify_session(
+        self,
+        tunnel_id: int,
+        session_id: int,
+        *,
+        send_seq: bool | None = None,
+        recv_seq: bool | None = None,
+        lns_mode: bool | None = None,
+        reorder_timeout_ms: int | None = None,
+    ) -> None:
+        changes = {
+            k: v
+            for k, v in (
+                ("send_seq", send_seq),
+                ("recv_seq", recv_seq),
+                ("lns_mode", lns_mode),
+                ("reorder_timeout_ms", reorder_timeout_ms),
+            )
+            if v is not None
+        }
+        self.calls.append(("modify_session", (tunnel_id, session_id, changes)))
+        if (tunnel_id, session_id) not in self.sessions:
+            raise SessionNotFound(
+                errno.ENODEV, f"modify session {session_id} in tunnel {tunnel_id}: not found"
+            )
+
+    def open_ppp_socket(
+        self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
+    ) -> socket.socket:
+        """One end of a socketpair stands in for the PPPoL2TP socket."""
+        self.calls.append(("open_ppp_socket", (tunnel.tunnel_id, session_id, peer_session_id)))
+        if (tunnel.tunnel_id, session_id) not in self.sessions:
+            raise SessionNotFound(errno.ENODEV, f"open PPP socket: session {session_id} not found")
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self._ppp_peers.append(theirs)
+        return ours
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+        for sock in self._ppp_peers:
+            sock.close()
+        self._ppp_peers.clear()
