@@ -567,6 +567,15 @@ CASES: list[tuple[str, str | None, str, list[str]]] = [
         [f"{F}: tunnel.t1.session.s1: key 'l2spec_type': only for l2tpv3"],
     ),
     (
+        "seqnum-v3-without-sublayer",
+        "ql2tpd",
+        V3_STATIC + STATIC_S1 + 'pseudowire = "eth"\nseqnum = true\n',
+        [
+            f"{F}: tunnel.t1.session.s1: key 'seqnum': needs l2spec_type = \"default\" "
+            "with l2tpv3 (the sequence number travels in the L2-Specific Sublayer)"
+        ],
+    ),
+    (
         "host-name-empty",
         None,
         V2 + 'host_name = ""\n',

@@ -426,6 +426,24 @@ def test_hello_timing_exact() -> None:
     assert t.get_timer() == 130.5
 
 
+def test_hello_clock_starts_at_first_service_of_a_silent_transport() -> None:
+    """A quiescent tunnel that never hears from its peer must still probe it (and fail)."""
+    config = TransportConfig(hello_interval=0.5, initial_timeout=0.2, max_retries=2)
+    t = Transport(version=3, local_id=1, peer_id=2, config=config)
+    assert t.get_timer() is None
+    assert t.datagrams_to_send(100.0) == []
+    assert t.get_timer() == 100.5
+    t.handle_timer(100.5)
+    (hello,) = t.datagrams_to_send(100.5)
+    assert hello[12:] == HELLO_BODY
+    now = 100.5
+    while (timer := t.get_timer()) is not None:
+        now = timer
+        t.handle_timer(now)
+        t.datagrams_to_send(now)
+    assert t.state is TransportState.FAILED and now == pytest.approx(100.5 + 0.2 + 0.4 + 0.8)
+
+
 def test_hello_jitter_from_injected_random() -> None:
     draws = iter([0.5, 0.25])
     t = Transport(

@@ -77,6 +77,16 @@ def read_pseudowire_keys(r: TableReader, facts: TunnelFacts) -> dict[str, object
     l2spec = r.choice("l2spec_type", L2SpecType) or L2SpecType.NONE
     if l2spec is not L2SpecType.NONE and v2:
         r.error("l2spec_type", "only for l2tpv3")
+    seqnum = r.boolean("seqnum", False)
+    if seqnum and v3 and l2spec is L2SpecType.NONE:
+        # RFC 3931 section 4.6: L2TPv3 data carries sequence numbers only in the
+        # L2-Specific Sublayer; Linux discards every packet of a recv_seq session
+        # that has none, so this combination would pass no traffic at all.
+        r.error(
+            "seqnum",
+            'needs l2spec_type = "default" with l2tpv3 (the sequence number '
+            "travels in the L2-Specific Sublayer)",
+        )
 
     pppd_args = r.nonempty_string("pppd_args")
     pppd_options = r.string_list("pppd_options") or ()
@@ -88,7 +98,7 @@ def read_pseudowire_keys(r: TableReader, facts: TunnelFacts) -> dict[str, object
         r.error("bridge", "only for pseudowire eth")
     return {
         "pseudowire": pw,
-        "seqnum": r.boolean("seqnum", False),
+        "seqnum": seqnum,
         "cookie_len": cookie_len or 0,
         "l2spec_type": l2spec,
         "pppd_args": pppd_args,

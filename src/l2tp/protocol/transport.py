@@ -476,6 +476,10 @@ class Transport:
         """Everything due for transmission now: retransmissions, new messages, a ZLB."""
         if self._state is TransportState.CLOSED or self._state is TransportState.FAILED:
             return []
+        if self._idle_since is None:
+            # The HELLO clock starts when the driver first services us, even if
+            # nothing is ever sent or received: a silent peer must still be probed.
+            self._idle_since = now
         out: list[bytes] = []
         config = self.config
         if self._due:

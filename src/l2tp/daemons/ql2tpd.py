@@ -1,0 +1,159 @@
+"""ql2tpd: static and quiescent L2TPv3 tunnels from a TOML file (go-l2tp compatible).
+
+Static tunnels are unmanaged kernel tunnels (the kernel owns the socket) built
+from the file and removed again on SIGTERM/SIGINT: exactly what this process
+created, nothing else. Quiescent tunnels (``mode = "quiescent"`` or
+``hello_timeout`` > 0) are described in :mod:`l2tp.daemons.quiescent`.
+
+The daemon is deliberately thin: configuration comes from :mod:`l2tp.config`,
+kernel objects from :mod:`l2tp.daemons.static` over a
+:class:`~l2tp.kernel.dataplane.DataPlane`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from l2tp import config as cfg
+from l2tp.daemons.quiescent import QuiescentTunnel
+from l2tp.daemons.static import StaticTunnel
+from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane
+from l2tp.kernel.errors import KernelError
+
+log = logging.getLogger("l2tp.ql2tpd")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ql2tpd",
+        description="Static and quiescent L2TPv3 tunnels from a TOML file "
+        "(go-l2tp ql2tpd.toml keys accepted unchanged; see docs/config.md).",
+    )
+    parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML configuration")
+    parser.add_argument(
+        "-config", "--config", dest="config_opt", metavar="CONFIG", help="same as CONFIG"
+    )
+    cfg.add_check_argument(parser)
+    parser.add_argument("--netns", help="create the tunnels in this network namespace")
+    parser.add_argument(
+        "--ready-file", type=Path, help="write this file once every tunnel is up (for scripts)"
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return parser
+
+
+class Ql2tpd:
+    """The running daemon: its tunnels, and the stop event that signals set."""
+
+    def __init__(self, config: cfg.Config, dataplane: DataPlane) -> None:
+        self.config = config
+        self.dataplane = dataplane
+        self.tunnels: list[StaticTunnel] = []
+        self.quiescent: list[asyncio.Task[None]] = []
+        self.failed: BaseException | None = None
+        self.stop = asyncio.Event()
+
+    async def start(self) -> None:
+        """Bring every tunnel up; if one fails, remove what was already built and raise."""
+        try:
+            for tunnel in self.config.tunnels:
+                if tunnel.mode is cfg.TunnelMode.QUIESCENT:
+                    await self._start_quiescent(tunnel)
+                    continue
+                static = StaticTunnel(tunnel, self.dataplane)
+                static.up()
+                self.tunnels.append(static)
+                log.info("tunnel %s: static tunnel up", tunnel.name)
+        except BaseException:
+            await self.shutdown()
+            raise
+
+    async def _start_quiescent(self, tunnel: cfg.TunnelConfig) -> None:
+        """Start a quiescent tunnel's task and wait until its kernel objects exist."""
+        q = QuiescentTunnel(tunnel, self.dataplane)
+        task = asyncio.create_task(q.run(self.stop), name=f"quiescent-{tunnel.name}")
+        task.add_done_callback(self._task_done)
+        self.quiescent.append(task)
+        up = asyncio.ensure_future(q.first_up.wait())
+        await asyncio.wait([up, task], return_when=asyncio.FIRST_COMPLETED)
+        up.cancel()
+        if task.done() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        """A quiescent tunnel's task ended: fine at shutdown, fatal otherwise."""
+        if task.cancelled() or self.stop.is_set():
+            return
+        self.failed = task.exception()
+        log.error("%s stopped: %s", task.get_name(), self.failed)
+        self.stop.set()
+
+    async def shutdown(self) -> None:
+        """Remove everything this process created, newest first."""
+        self.stop.set()
+        if self.quiescent:
+            await asyncio.gather(*self.quiescent, return_exceptions=True)
+        while self.tunnels:
+            self.tunnels.pop().down()
+
+
+async def serve(config: cfg.Config, dataplane: DataPlane, *, ready_file: Path | None = None) -> int:
+    daemon = Ql2tpd(config, dataplane)
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, daemon.stop.set)
+    try:
+        await daemon.start()
+    except (KernelError, OSError) as exc:
+        print(f"ql2tpd: {exc}", file=sys.stderr)
+        return 1
+    print(f"ql2tpd: {len(config.tunnels)} tunnel(s) up; SIGTERM removes them", flush=True)
+    if ready_file is not None:
+        ready_file.write_text("up\n")
+    try:
+        await daemon.stop.wait()
+    finally:
+        await daemon.shutdown()
+        print("ql2tpd: tunnels removed, exiting", flush=True)
+    if daemon.failed is not None:
+        print(f"ql2tpd: {daemon.failed}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    path = args.config_file or args.config_opt
+    if not path:
+        print("ql2tpd: a configuration file is required (ql2tpd CONFIG)", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.check:
+        return cfg.run_check(path, cfg.Daemon.QL2TPD)
+    try:
+        config = cfg.load(path, daemon=cfg.Daemon.QL2TPD)
+    except cfg.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    try:
+        dataplane = LinuxDataPlane(netns=args.netns)
+    except KernelError as exc:
+        print(f"ql2tpd: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return asyncio.run(serve(config, dataplane, ready_file=args.ready_file))
+    finally:
+        dataplane.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

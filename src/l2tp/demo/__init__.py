@@ -1,0 +1,1 @@
+"""Embedded default configurations for `l2tp demo`."""

@@ -1,0 +1,256 @@
+"""Events the tunnel and session state machines report to the layer above.
+
+Following h11's ``_events.py``, every event is a frozen, slotted, keyword-only
+dataclass that checks its fields when built, so a malformed event can never
+reach the daemon. :class:`~.tunnel.Tunnel.next_event` hands them out in order.
+
+A ``result`` of ``None`` in :class:`TunnelClosed` / :class:`SessionClosed`
+means no Result Code was exchanged: the transport gave up (RFC 2661 5.8), a
+tie breaker was lost (RFC 2661 4.4.3), or the tunnel went down under the
+session (a StopCCN clears every session without a CDN, RFC 2661 5.7).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from .avps import Accm, CallErrors, ResultCode
+from .constants import BearerBits, FramingBits
+
+
+class Role(enum.Enum):
+    """Which end of the tunnel we are, for the direction of calls (RFC 2661 section 1.2).
+
+    The LAC sends ICRQ (incoming calls, 7.4.1) and answers OCRQ (7.5.1); the
+    LNS answers ICRQ (7.4.2) and sends OCRQ (7.5.2). Control connection setup
+    does not depend on it (7.2: originator and receiver, not LAC and LNS).
+    """
+
+    LAC = "lac"
+    LNS = "lns"
+
+
+class CallKind(enum.Enum):
+    """One per RFC 2661 session state table."""
+
+    LAC_INCOMING = "lac-incoming"
+    """7.4.1: we sent the ICRQ."""
+    LNS_INCOMING = "lns-incoming"
+    """7.4.2: we received the ICRQ."""
+    LAC_OUTGOING = "lac-outgoing"
+    """7.5.1: we received the OCRQ."""
+    LNS_OUTGOING = "lns-outgoing"
+    """7.5.2: we sent the OCRQ."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reason:
+    """A Result Code with its optional Error Code and Error Message (RFC 2661 4.4.2).
+
+    Used both for what we send (StopCCN / CDN) and for what the peer told us.
+    """
+
+    result: int
+    error: int | None = None
+    message: str = ""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.result <= 0xFFFF:
+            raise ValueError(f"result code {self.result} out of range")
+        if self.error is not None and not 0 <= self.error <= 0xFFFF:
+            raise ValueError(f"error code {self.error} out of range")
+
+    def to_avp_value(self) -> ResultCode:
+        return ResultCode(result=self.result, error=self.error, message=self.message or None)
+
+    @classmethod
+    def from_avp_value(cls, value: ResultCode | None) -> Reason | None:
+        if value is None:
+            return None
+        return cls(result=value.result, error=value.error, message=value.message or "")
+
+
+_U32 = 0xFFFFFFFF
+NO_FRAMING = FramingBits(0)
+NO_BEARER = BearerBits(0)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallParams:
+    """Parameters of a call we place (ICRQ/ICCN, OCRQ) or answer (OCCN); RFC 2661 4.4.4-5.
+
+    Defaults suit a software LAC/LNS: synchronous framing, no bearer, 100 Mbit/s.
+    """
+
+    call_serial: int | None = None
+    """None: the tunnel's next serial number."""
+    bearer_type: BearerBits | None = None
+    framing_type: FramingBits = FramingBits.SYNC
+    tx_connect_speed: int = 100_000_000
+    rx_connect_speed: int | None = None
+    minimum_bps: int = 0
+    maximum_bps: int = 100_000_000
+    calling_number: str | None = None
+    called_number: str | None = None
+    sub_address: str | None = None
+    physical_channel_id: int | None = None
+    sequencing_required: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("tx_connect_speed", "minimum_bps", "maximum_bps"):
+            if not 0 <= getattr(self, name) <= _U32:
+                raise ValueError(f"{name} must fit in 32 bits")
+        for name in ("call_serial", "rx_connect_speed", "physical_channel_id"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= _U32:
+                raise ValueError(f"{name} must fit in 32 bits")
+        if self.minimum_bps > self.maximum_bps:
+            raise ValueError("minimum_bps exceeds maximum_bps")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PeerInfo:
+    """What the peer told us about itself in its SCCRQ or SCCRP (RFC 2661 4.4.3)."""
+
+    tunnel_id: int
+    host_name: str
+    protocol_version: tuple[int, int] = (1, 0)
+    framing_capabilities: FramingBits = NO_FRAMING
+    bearer_capabilities: BearerBits = NO_BEARER
+    receive_window: int = 4
+    """The peer's Receive Window Size AVP, 4 when absent (RFC 2661 5.8)."""
+    vendor_name: str | None = None
+    firmware_revision: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.tunnel_id <= 0xFFFFFFFF:
+            raise ValueError("the peer's tunnel ID must be non-zero")
+        if not 1 <= self.receive_window <= 0xFFFF:
+            raise ValueError("receive window must be 1-65535")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionInfo:
+    """A session's identity and the call parameters exchanged for it (RFC 2661 4.4.4-4.4.5)."""
+
+    tunnel_id: int
+    peer_tunnel_id: int
+    session_id: int
+    peer_session_id: int
+    kind: CallKind
+    call_serial: int
+    bearer_type: BearerBits | None = None
+    framing_type: FramingBits | None = None
+    tx_connect_speed: int | None = None
+    rx_connect_speed: int | None = None
+    minimum_bps: int | None = None
+    maximum_bps: int | None = None
+    calling_number: str | None = None
+    called_number: str | None = None
+    sub_address: str | None = None
+    physical_channel_id: int | None = None
+    sequencing_required: bool = False
+    """The peer asked for sequence numbers on the data channel (RFC 2661 5.4)."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.session_id <= 0xFFFFFFFF:
+            raise ValueError("the local session ID must be non-zero")
+        if not 0 <= self.peer_session_id <= 0xFFFFFFFF:
+            raise ValueError("peer session ID out of range")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelEstablished:
+    """SCCRQ/SCCRP/SCCCN completed (RFC 2661 7.2.1 "established")."""
+
+    tunnel_id: int
+    peer: PeerInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelClosed:
+    """The tunnel is down: every session with it. Sent once per tunnel.
+
+    ``by_peer`` says whether the peer's StopCCN (``reason``) ended it or we
+    did (``reason`` is then what we sent, or None when nothing could be sent).
+    ``replaced_by`` is set when a lost tie breaker handed our pending sessions
+    to the tunnel the peer initiated (RFC 2661 4.4.3 and 7.2.1).
+    """
+
+    tunnel_id: int
+    reason: Reason | None
+    by_peer: bool
+    description: str = ""
+    replaced_by: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelReleased:
+    """The close-wait period is over (RFC 2661 5.7): the tunnel's state can be freed."""
+
+    tunnel_id: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CallRequested:
+    """The peer asked for a call (ICRQ at the LNS, OCRQ at the LAC) and ``auto_accept`` is off.
+
+    Answer with :meth:`~.tunnel.Tunnel.accept_call` or reject with
+    :meth:`~.tunnel.Tunnel.close_session`.
+    """
+
+    tunnel_id: int
+    info: SessionInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionEstablished:
+    """ICCN/OCCN exchanged (RFC 2661 7.4, 7.5): the data plane may be set up."""
+
+    tunnel_id: int
+    info: SessionInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionClosed:
+    """A session ended; the local session ID is free again."""
+
+    tunnel_id: int
+    session_id: int
+    peer_session_id: int
+    reason: Reason | None
+    by_peer: bool
+    was_established: bool
+    description: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WanErrorNotified:
+    """WEN from the LAC (RFC 2661 6.12): the LAC's call error counters for a session."""
+
+    tunnel_id: int
+    session_id: int
+    errors: CallErrors
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkInfoSet:
+    """SLI from the LNS (RFC 2661 6.13): the PPP ACCM negotiated for a session."""
+
+    tunnel_id: int
+    session_id: int
+    accm: Accm
+
+
+ControlEvent = (
+    TunnelEstablished
+    | TunnelClosed
+    | TunnelReleased
+    | CallRequested
+    | SessionEstablished
+    | SessionClosed
+    | WanErrorNotified
+    | LinkInfoSet
+)
+"""Every event a :class:`~.tunnel.Tunnel` reports."""

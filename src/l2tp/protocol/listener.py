@@ -1,0 +1,233 @@
+"""Many tunnels on one socket: demultiplexing, accepting SCCRQs, and the tie breaker.
+
+A :class:`TunnelListener` is the sans-IO core of an L2TP endpoint's control
+socket. It owns every :class:`~.tunnel.Tunnel` of the endpoint, keyed by our
+Assigned Tunnel ID, and routes each datagram by the Tunnel ID in its header.
+Tunnel ID 0 is special (RFC 2661 4.4.3 Assigned Tunnel ID: until the peer
+learns our ID it sends with 0): an SCCRQ there creates a recipient tunnel,
+and its retransmissions, like a StopCCN sent before our SCCRP arrived, are
+matched to that tunnel by ``(peer, the peer's Assigned Tunnel ID)``.
+
+``peer`` is whatever hashable the I/O layer uses for the remote end (an
+address tuple); the listener never interprets it. The tie breaker (RFC 2661
+4.4.3 Tie Breaker AVP, 7.2.1 "wait-ctl-reply, Receive SCCRQ, lose
+tie-breaker") compares SCCRQs from a peer we are ourselves connecting to.
+The lower value wins; the loser silently discards its tunnel, re-queues the
+request on the winner's, and its sessions still waiting for a tunnel move
+there with their IDs; equal values discard both; one value beats none; two
+absent values mean two tunnels.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+
+from .constants import ErrorCode, MessageType, StopCcnResult
+from .errors import CodecError
+from .events import Reason
+from .header import is_control, parse_control_header
+from .ids import IdExhausted, IdPool
+from .message import ControlMessage, RandomSource, parse_message
+from .session import Session
+from .tunnel import Tunnel, TunnelConfig
+from .tunnel_fsm import TunnelState
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ListenerConfig:
+    """Policy for every tunnel of an endpoint; ``tunnel`` applies to accepted tunnels."""
+
+    tunnel: TunnelConfig = field(default_factory=TunnelConfig)
+    max_tunnels: int = 1024
+    """Live (not closing) tunnels; beyond it an SCCRQ gets StopCCN 2 / Error 4."""
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_tunnels <= 0xFFFF:
+            raise ValueError("max_tunnels must be 1-65535")
+
+
+@dataclass(slots=True)
+class ListenerCounters:
+    accepted: int = 0
+    rejected: int = 0
+    """SCCRQs answered with a StopCCN by policy (tunnel limit)."""
+    routed_retransmissions: int = 0
+    malformed: int = 0
+    """Datagrams whose header (or, for tunnel ID 0, body) does not decode."""
+    data_messages: int = 0
+    unknown_tunnel: int = 0
+    orphan_messages: int = 0
+    """Non-SCCRQ messages to tunnel ID 0 that match no tunnel."""
+    ties_won: int = 0
+    ties_lost: int = 0
+    ties_equal: int = 0
+
+
+class TunnelListener:
+    """All tunnels of one endpoint; see the module docstring."""
+
+    def __init__(self, config: ListenerConfig, *, random_bytes: RandomSource) -> None:
+        self.config = config
+        self._random = random_bytes
+        self.tunnels: dict[int, Tunnel] = {}
+        self.counters = ListenerCounters()
+        self._ids = IdPool(bits=16, random_bytes=random_bytes)
+        self._peer_of: dict[int, Hashable] = {}
+        self._by_peer_tid: dict[tuple[Hashable, int], int] = {}
+        self._initiating: dict[Hashable, set[int]] = {}
+
+    # ------------------------------------------------------------ entry points
+
+    def connect(self, peer: Hashable, now: float, config: TunnelConfig | None = None) -> Tunnel:
+        """Create an initiator tunnel to ``peer`` and send its SCCRQ."""
+        tunnel = self._create(peer, config or self.config.tunnel, None)
+        self._initiating.setdefault(peer, set()).add(tunnel.tunnel_id)
+        tunnel.connect(now)
+        return tunnel
+
+    def receive(self, data: bytes, peer: Hashable, now: float) -> Tunnel | None:
+        """Route one datagram from ``peer``; returns the tunnel it went to, if any."""
+        if not is_control(data):
+            self.counters.data_messages += 1
+            return None
+        try:
+            header = parse_control_header(data)
+        except CodecError:
+            self.counters.malformed += 1
+            return None
+        if header.tunnel_id != 0:
+            tunnel = self.tunnels.get(header.tunnel_id)
+            if tunnel is None:
+                self.counters.unknown_tunnel += 1
+                return None
+            tunnel.receive_datagram(data, now)
+            return tunnel
+        if header.is_zlb:
+            self.counters.orphan_messages += 1
+            return None
+        message = self._peek(data)
+        if message is None:
+            self.counters.malformed += 1
+            return None
+        key = (peer, message.assigned_tunnel_id or 0)
+        known = self._by_peer_tid.get(key)
+        if known is not None and known in self.tunnels:
+            if message.message_type == MessageType.SCCRQ:
+                self.counters.routed_retransmissions += 1
+            tunnel = self.tunnels[known]
+            tunnel.receive_datagram(data, now)
+            return tunnel
+        if message.message_type != MessageType.SCCRQ or not message.assigned_tunnel_id:
+            self.counters.orphan_messages += 1
+            return None
+        return self._accept(data, message, peer, now)
+
+    def get_timer(self) -> float | None:
+        timers = [t for t in (x.get_timer() for x in self.tunnels.values()) if t is not None]
+        return min(timers) if timers else None
+
+    def handle_timer(self, now: float) -> None:
+        for tunnel in list(self.tunnels.values()):
+            deadline = tunnel.get_timer()
+            if deadline is not None and deadline <= now:
+                tunnel.handle_timer(now)
+
+    def datagrams_to_send(self, now: float) -> list[tuple[Hashable, bytes]]:
+        out: list[tuple[Hashable, bytes]] = []
+        for tid, tunnel in self.tunnels.items():
+            peer = self._peer_of[tid]
+            out.extend((peer, d) for d in tunnel.datagrams_to_send(now))
+        return out
+
+    def reap(self) -> list[int]:
+        """Forget tunnels whose close-wait is over; returns their IDs."""
+        done = [tid for tid, t in self.tunnels.items() if t.state is TunnelState.CLOSED]
+        for tid in done:
+            tunnel = self.tunnels.pop(tid)
+            peer = self._peer_of.pop(tid)
+            self._ids.release(tid)
+            if tunnel.peer_tunnel_id:
+                self._by_peer_tid.pop((peer, tunnel.peer_tunnel_id), None)
+            initiating = self._initiating.get(peer)
+            if initiating is not None:
+                initiating.discard(tid)
+                if not initiating:
+                    del self._initiating[peer]
+        return done
+
+    # --------------------------------------------------------------- internals
+
+    def _peek(self, data: bytes) -> ControlMessage | None:
+        """Decode a tunnel-0 message enough to route it; hidden AVPs may stay opaque."""
+        for secret in (self.config.tunnel.secret, None):
+            try:
+                _, message = parse_message(data, secret=secret)
+            except CodecError:
+                continue
+            return message
+        return None
+
+    def _create(self, peer: Hashable, config: TunnelConfig, reject: Reason | None) -> Tunnel:
+        tid = self._ids.allocate()
+        tunnel = Tunnel(config, local_id=tid, random_bytes=self._random, reject=reject)
+        self.tunnels[tid] = tunnel
+        self._peer_of[tid] = peer
+        return tunnel
+
+    def _accept(
+        self, data: bytes, message: ControlMessage, peer: Hashable, now: float
+    ) -> Tunnel | None:
+        theirs = message.tie_breaker
+        handed_over: list[Session] = []
+        losers: list[Tunnel] = []
+        for tid in sorted(self._initiating.get(peer, ())):
+            ours = self.tunnels[tid]
+            if ours.state is not TunnelState.WAIT_CTL_REPLY:
+                continue
+            mine = ours.tie_breaker
+            if mine is None and theirs is None:
+                continue  # RFC 2661 4.4.3: no tie breakers, two tunnels.
+            if theirs is None or (mine is not None and mine < theirs):
+                self.counters.ties_won += 1
+                logger.info("tie breaker won against %r: their SCCRQ dropped", peer)
+                return None
+            if mine == theirs:
+                self.counters.ties_equal += 1
+                logger.info("equal tie breakers with %r: both tunnels discarded", peer)
+                ours.lose_tie_breaker(now, replaced_by=None)
+                return None
+            losers.append(ours)
+        reject: Reason | None = None
+        live = sum(
+            1
+            for t in self.tunnels.values()
+            if t.state not in (TunnelState.CLOSING, TunnelState.CLOSED)
+        )
+        if live >= self.config.max_tunnels:
+            reject = Reason(
+                result=StopCcnResult.GENERAL_ERROR,
+                error=ErrorCode.INSUFFICIENT_RESOURCES,
+                message=f"tunnel limit {self.config.max_tunnels} reached",
+            )
+        try:
+            tunnel = self._create(peer, self.config.tunnel, reject)
+        except IdExhausted:
+            self.counters.rejected += 1
+            return None
+        for loser in losers:
+            self.counters.ties_lost += 1
+            logger.info("tie breaker lost to %r: tunnel %d replaced", peer, loser.tunnel_id)
+            handed_over += loser.lose_tie_breaker(now, replaced_by=tunnel.tunnel_id)
+        if reject is not None:
+            self.counters.rejected += 1
+        else:
+            self.counters.accepted += 1
+        self._by_peer_tid[peer, message.assigned_tunnel_id or 0] = tunnel.tunnel_id
+        tunnel.receive_datagram(data, now)
+        if handed_over:
+            tunnel.adopt_sessions(handed_over, now)
+        return tunnel

@@ -1,0 +1,706 @@
+"""One L2TPv2 session (call) inside a tunnel: its state, IDs, parameters and messages.
+
+The session runs the tables of :mod:`.session_fsm`; everything it needs from
+its tunnel (sending a message, reporting an event, the tunnel's IDs and
+capabilities) goes through the narrow :class:`SessionHost` protocol, so the
+session logic is testable on its own and the tunnel module stays small.
+
+Header session IDs (RFC 2661 section 3.1): every message we send for a session
+carries the *peer's* session ID in the header, 0 until the peer assigned one
+(our ICRQ/OCRQ, or a CDN before the reply); the peer addresses us by the
+Assigned Session ID AVP we sent.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from .avp import Avp
+from .avps import Accm, CallErrors
+from .constants import AvpType, BearerBits, CdnResult, ErrorCode, FramingBits, MessageType
+from .errors import LocalProtocolError
+from .events import (
+    CallKind,
+    CallParams,
+    CallRequested,
+    ControlEvent,
+    LinkInfoSet,
+    Reason,
+    Role,
+    SessionClosed,
+    SessionEstablished,
+    SessionInfo,
+    WanErrorNotified,
+)
+from .ids import IdExhausted, IdPool
+from .message import ControlMessage, RandomSource
+from .session_fsm import (
+    MESSAGE_INPUTS,
+    UNKNOWN_SESSION,
+    SessionAction,
+    SessionInput,
+    SessionState,
+    UnknownSessionAction,
+    lookup,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def fsm_error_reason(what: str) -> Reason:
+    """CDN for an out-of-sequence message (RFC 2661 7.1, 7.4, 7.5).
+
+    L2TPv2 has no FSM-error CDN code (RFC 3931 adds 16), so Result Code 2
+    "reason indicated in error code" is sent without an Error Code, with the
+    explanation in the Error Message.
+    """
+    return Reason(result=CdnResult.GENERAL_ERROR, message=f"FSM error: {what}")
+
+
+class SessionHost(Protocol):
+    """What a session needs from its tunnel."""
+
+    @property
+    def tunnel_id(self) -> int: ...
+
+    @property
+    def peer_tunnel_id(self) -> int: ...
+
+    @property
+    def framing_capabilities(self) -> FramingBits: ...
+
+    @property
+    def bearer_capabilities(self) -> BearerBits: ...
+
+    def send_message(self, message: ControlMessage, *, session_id: int, now: float) -> None: ...
+
+    def emit(self, event: ControlEvent) -> None: ...
+
+    def make_avp(self, attribute: AvpType, value: Any) -> Avp: ...
+
+    def session_closed(self, session: Session) -> None: ...
+
+
+class _Refused(Exception):
+    """A received message is not acceptable; carries the CDN reason (internal only)."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
+class Session:
+    """One call. Created by the tunnel; driven only through :meth:`handle`."""
+
+    __slots__ = (
+        "_log",
+        "bad_reason",
+        "call_serial",
+        "host",
+        "info_fields",
+        "kind",
+        "params",
+        "peer_session_id",
+        "session_id",
+        "state",
+        "was_established",
+    )
+
+    def __init__(
+        self,
+        host: SessionHost,
+        *,
+        kind: CallKind,
+        session_id: int,
+        call_serial: int,
+        params: CallParams | None = None,
+    ) -> None:
+        self.host = host
+        self.kind = kind
+        self.session_id = session_id
+        self.peer_session_id = 0
+        self.call_serial = call_serial
+        self.params = params if params is not None else CallParams()
+        self.state = SessionState.IDLE
+        self.was_established = False
+        self.bad_reason: Reason | None = None
+        """Set by the tunnel before feeding RECV_BAD: what the CDN says."""
+        self.info_fields: dict[str, Any] = {}
+        self._log = logging.LoggerAdapter(
+            logger, {"tunnel_id": host.tunnel_id, "session_id": session_id}
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"<Session {self.session_id} peer={self.peer_session_id} "
+            f"{self.kind.value} {self.state.value}>"
+        )
+
+    # ------------------------------------------------------------------ info
+
+    @property
+    def info(self) -> SessionInfo:
+        """A snapshot of the call as both sides described it."""
+        p = self.params
+        fields: dict[str, Any] = {
+            "bearer_type": p.bearer_type,
+            "framing_type": p.framing_type,
+            "tx_connect_speed": p.tx_connect_speed,
+            "rx_connect_speed": p.rx_connect_speed,
+            "calling_number": p.calling_number,
+            "called_number": p.called_number,
+            "sub_address": p.sub_address,
+            "physical_channel_id": p.physical_channel_id,
+            "sequencing_required": p.sequencing_required,
+        }
+        if self.kind in (CallKind.LNS_OUTGOING, CallKind.LAC_OUTGOING):
+            fields["minimum_bps"] = p.minimum_bps
+            fields["maximum_bps"] = p.maximum_bps
+        fields.update(self.info_fields)
+        return SessionInfo(
+            tunnel_id=self.host.tunnel_id,
+            peer_tunnel_id=self.host.peer_tunnel_id,
+            session_id=self.session_id,
+            peer_session_id=self.peer_session_id,
+            kind=self.kind,
+            call_serial=self.call_serial,
+            **fields,
+        )
+
+    # ------------------------------------------------------------ the machine
+
+    def handle(
+        self,
+        inp: SessionInput,
+        now: float,
+        message: ControlMessage | None = None,
+        reason: Reason | None = None,
+    ) -> None:
+        """Feed one input: look up the table, run the action, enter the next state.
+
+        ``reason`` is the Result Code for a local CLOSE. Raises
+        :class:`~.errors.LocalProtocolError` only for local inputs that the
+        table does not allow; peer inputs always end in a defined state.
+        """
+        transition = lookup(self.kind, self.state, inp)
+        action = transition.action
+        if action is SessionAction.IGNORE:
+            return
+        self._log.debug("%s in %s: %s", inp.value, self.state.value, action.value)
+        try:
+            self._run(action, inp, now, message, reason)
+        except _Refused as refused:
+            self._close(refused.reason, now, send_cdn=True, by_peer=False)
+            return
+        if self.state is SessionState.CLOSED:
+            return  # the action closed the session itself
+        self.state = transition.next_state
+        if self.state is SessionState.ESTABLISHED and not self.was_established:
+            self.was_established = True
+            self.host.emit(SessionEstablished(tunnel_id=self.host.tunnel_id, info=self.info))
+
+    def _run(
+        self,
+        action: SessionAction,
+        inp: SessionInput,
+        now: float,
+        message: ControlMessage | None,
+        reason: Reason | None,
+    ) -> None:
+        A = SessionAction
+        if action is A.NONE:
+            return
+        if action is A.SEND_ICRQ:
+            self._send(self._icrq(), now)
+        elif action is A.SEND_OCRQ:
+            self._send(self._ocrq(), now)
+        elif action is A.CHECK_REQUEST:
+            assert message is not None
+            self._check_request(message)
+        elif action is A.SEND_ICRP:
+            self._send(self._build(MessageType.ICRP, assigned_session_id=self.session_id), now)
+        elif action is A.SEND_OCRP:
+            p = self.params
+            self._send(
+                self._build(
+                    MessageType.OCRP,
+                    assigned_session_id=self.session_id,
+                    physical_channel_id=p.physical_channel_id,
+                ),
+                now,
+            )
+        elif action is A.SEND_OCCN:
+            self._send(self._connected(MessageType.OCCN), now)
+        elif action is A.ACCEPT_ICRP:
+            assert message is not None
+            self._take_peer_session_id(message)
+            self._send(self._connected(MessageType.ICCN), now)
+        elif action is A.ACCEPT_OCRP:
+            assert message is not None
+            self._take_peer_session_id(message)
+            self._note(message, AvpType.PHYSICAL_CHANNEL_ID, "physical_channel_id")
+        elif action is A.ACCEPT_CONNECTED:
+            assert message is not None
+            self._check_connected(message)
+        elif action is A.SEND_CDN:
+            self._close(reason or _ADMIN, now, send_cdn=True, by_peer=False)
+        elif action is A.CDN_FSM_ERROR:
+            what = f"{inp.value} in {self.kind.value} state {self.state.value}"
+            self._close(fsm_error_reason(what), now, send_cdn=True, by_peer=False)
+        elif action is A.CDN_BAD:
+            self._close(self.bad_reason or _GENERAL, now, send_cdn=True, by_peer=False)
+        elif action is A.PEER_DISCONNECT:
+            assert message is not None
+            peer_reason = Reason.from_avp_value(message.result_code)
+            self._close(peer_reason, now, send_cdn=False, by_peer=True)
+        elif action is A.DISCARD:
+            self._close(None, now, send_cdn=False, by_peer=False, description=inp.value)
+        elif action is A.TUNNEL_LOST:
+            self._close(None, now, send_cdn=False, by_peer=False, description="tunnel down")
+        elif action is A.EMIT_WEN:
+            assert message is not None
+            errors = message.get(AvpType.CALL_ERRORS)
+            if isinstance(errors, CallErrors):
+                self.host.emit(
+                    WanErrorNotified(
+                        tunnel_id=self.host.tunnel_id, session_id=self.session_id, errors=errors
+                    )
+                )
+        elif action is A.EMIT_SLI:
+            assert message is not None
+            accm = message.get(AvpType.ACCM)
+            if isinstance(accm, Accm):
+                self.host.emit(
+                    LinkInfoSet(
+                        tunnel_id=self.host.tunnel_id, session_id=self.session_id, accm=accm
+                    )
+                )
+
+    # --------------------------------------------------------------- checks
+
+    def _take_peer_session_id(self, message: ControlMessage) -> None:
+        sid = message.assigned_session_id
+        if not sid:
+            raise _Refused(
+                Reason(
+                    result=CdnResult.GENERAL_ERROR,
+                    error=ErrorCode.INVALID_SESSION_ID,
+                    message="Assigned Session ID must be non-zero",
+                )
+            )
+        self.peer_session_id = sid
+
+    def _check_request(self, message: ControlMessage) -> None:
+        """ICRQ (7.4.2) or OCRQ (7.5.1): record the call; refuse what we cannot carry."""
+        self._take_peer_session_id(message)
+        serial = message.get(AvpType.CALL_SERIAL_NUMBER)
+        if isinstance(serial, int):
+            self.call_serial = serial
+        for attr, name in _REQUEST_FIELDS:
+            self._note(message, attr, name)
+        if message.message_type == MessageType.OCRQ:
+            bearer = message.get(AvpType.BEARER_TYPE)
+            framing = message.get(AvpType.FRAMING_TYPE)
+            # RFC 2661 4.4.3: a call asking for what we did not advertise is rejected.
+            if isinstance(bearer, int) and bearer & ~int(self.host.bearer_capabilities):
+                raise _Refused(
+                    Reason(
+                        result=CdnResult.PERMANENT_NO_FACILITIES,
+                        message=f"bearer type {bearer:#x} not in our capabilities",
+                    )
+                )
+            if isinstance(framing, int) and not framing & int(self.host.framing_capabilities):
+                raise _Refused(
+                    Reason(
+                        result=CdnResult.PERMANENT_NO_FACILITIES,
+                        message=f"framing type {framing:#x} not in our capabilities",
+                    )
+                )
+
+    def _check_connected(self, message: ControlMessage) -> None:
+        """ICCN (7.4.2) or OCCN (7.5.2): record speeds and framing."""
+        framing = message.get(AvpType.FRAMING_TYPE)
+        if isinstance(framing, int) and not framing & int(self.host.framing_capabilities):
+            raise _Refused(
+                Reason(
+                    result=CdnResult.NO_FRAMING,
+                    message=f"framing type {framing:#x} not in our capabilities",
+                )
+            )
+        for attr, name in _CONNECTED_FIELDS:
+            self._note(message, attr, name)
+        if AvpType.SEQUENCING_REQUIRED in message:
+            self.info_fields["sequencing_required"] = True
+
+    def _note(self, message: ControlMessage, attr: AvpType, name: str) -> None:
+        value = message.get(attr)
+        if value is not None:
+            self.info_fields[name] = value
+
+    # ------------------------------------------------------------- messages
+
+    def _build(self, message_type: MessageType, **values: Any) -> ControlMessage:
+        make = self.host.make_avp
+        avps = [
+            make(AvpType[key.upper()], value) for key, value in values.items() if value is not None
+        ]
+        return ControlMessage(message_type=message_type, avps=avps)
+
+    def _icrq(self) -> ControlMessage:
+        p = self.params
+        return self._build(
+            MessageType.ICRQ,
+            assigned_session_id=self.session_id,
+            call_serial_number=self.call_serial,
+            bearer_type=p.bearer_type,
+            physical_channel_id=p.physical_channel_id,
+            calling_number=p.calling_number,
+            called_number=p.called_number,
+            sub_address=p.sub_address,
+        )
+
+    def _ocrq(self) -> ControlMessage:
+        p = self.params
+        return self._build(
+            MessageType.OCRQ,
+            assigned_session_id=self.session_id,
+            call_serial_number=self.call_serial,
+            minimum_bps=p.minimum_bps,
+            maximum_bps=p.maximum_bps,
+            bearer_type=p.bearer_type if p.bearer_type is not None else BearerBits(0),
+            framing_type=p.framing_type,
+            called_number=p.called_number or "",
+            sub_address=p.sub_address,
+        )
+
+    def _connected(self, message_type: MessageType) -> ControlMessage:
+        """ICCN or OCCN: the same AVPs (RFC 2661 6.9 and 6.10)."""
+        p = self.params
+        msg = self._build(
+            message_type,
+            tx_connect_speed=p.tx_connect_speed,
+            framing_type=p.framing_type,
+            rx_connect_speed=p.rx_connect_speed,
+        )
+        if p.sequencing_required:
+            extra = Avp(attribute=AvpType.SEQUENCING_REQUIRED, value=b"")
+            msg = ControlMessage(message_type=message_type, avps=(*msg.avps, extra))
+        return msg
+
+    def _send(self, message: ControlMessage, now: float) -> None:
+        self.host.send_message(message, session_id=self.peer_session_id, now=now)
+
+    def send_wen(self, errors: CallErrors, now: float) -> None:
+        """WAN-Error-Notify (RFC 2661 6.12), LAC to LNS, established sessions only."""
+        self._send(self._build(MessageType.WEN, call_errors=errors), now)
+
+    def send_sli(self, accm: Accm, now: float) -> None:
+        """Set-Link-Info (RFC 2661 6.13), LNS to LAC, established sessions only."""
+        self._send(self._build(MessageType.SLI, accm=accm), now)
+
+    def _close(
+        self,
+        reason: Reason | None,
+        now: float,
+        *,
+        send_cdn: bool,
+        by_peer: bool,
+        description: str = "",
+    ) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        if send_cdn:
+            cdn_reason = reason or _ADMIN
+            self._send(
+                self._build(
+                    MessageType.CDN,
+                    result_code=cdn_reason.to_avp_value(),
+                    assigned_session_id=self.session_id,
+                ),
+                now,
+            )
+        self.state = SessionState.CLOSED
+        self._log.info(
+            "session closed%s: %s",
+            " by peer" if by_peer else "",
+            reason if reason is not None else description,
+        )
+        self.host.emit(
+            SessionClosed(
+                tunnel_id=self.host.tunnel_id,
+                session_id=self.session_id,
+                peer_session_id=self.peer_session_id,
+                reason=reason,
+                by_peer=by_peer,
+                was_established=self.was_established,
+                description=description or (reason.message if reason else ""),
+            )
+        )
+        self.host.session_closed(self)
+
+
+_ADMIN = Reason(result=CdnResult.ADMINISTRATIVE)
+_GENERAL = Reason(result=CdnResult.GENERAL_ERROR)
+
+_REQUEST_FIELDS = (
+    (AvpType.BEARER_TYPE, "bearer_type"),
+    (AvpType.FRAMING_TYPE, "framing_type"),
+    (AvpType.MINIMUM_BPS, "minimum_bps"),
+    (AvpType.MAXIMUM_BPS, "maximum_bps"),
+    (AvpType.CALLING_NUMBER, "calling_number"),
+    (AvpType.CALLED_NUMBER, "called_number"),
+    (AvpType.SUB_ADDRESS, "sub_address"),
+    (AvpType.PHYSICAL_CHANNEL_ID, "physical_channel_id"),
+)
+_CONNECTED_FIELDS = (
+    (AvpType.TX_CONNECT_SPEED, "tx_connect_speed"),
+    (AvpType.RX_CONNECT_SPEED, "rx_connect_speed"),
+    (AvpType.FRAMING_TYPE, "framing_type"),
+)
+
+
+@dataclass(slots=True)
+class SessionCounters:
+    opened: int = 0
+    """Sessions created, by us or at the peer's request."""
+    calls_rejected: int = 0
+    """CDNs sent for calls we hold no session for (policy, limits, bad requests)."""
+    unknown_session: int = 0
+    """Session messages naming no session of ours."""
+    stale_cdn: int = 0
+    """CDNs whose Assigned Session ID names an earlier call on the same local ID."""
+
+
+class SessionTable:
+    """The sessions of one tunnel: ID allocation, lookup by either ID, message routing.
+
+    Lookups are dictionary hits on our session ID (the header of every message
+    after the first) or the peer's (a CDN sent before our reply, and the
+    ICRQ/OCRQ that names it), so 65,535 sessions cost no more per message than
+    one; IDs come from an :class:`~.ids.IdPool`.
+    """
+
+    __slots__ = (
+        "_auto_accept",
+        "_by_id",
+        "_by_peer",
+        "_defaults",
+        "_ids",
+        "_next_serial",
+        "counters",
+        "host",
+        "role",
+    )
+
+    def __init__(
+        self,
+        host: SessionHost,
+        *,
+        role: Role,
+        id_bits: int,
+        random_bytes: RandomSource,
+        limit: int,
+        auto_accept: bool,
+        call_params: CallParams,
+    ) -> None:
+        self.host = host
+        self.role = role
+        self._auto_accept = auto_accept
+        self._defaults = call_params
+        self._by_id: dict[int, Session] = {}
+        self._by_peer: dict[int, Session] = {}
+        self._ids = IdPool(bits=id_bits, random_bytes=random_bytes, limit=limit)
+        self._next_serial = 1
+        self.counters = SessionCounters()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_id.values()))
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._by_id
+
+    def get(self, session_id: int) -> Session | None:
+        return self._by_id.get(session_id)
+
+    def by_peer_id(self, peer_session_id: int) -> Session | None:
+        return self._by_peer.get(peer_session_id)
+
+    def require(self, session_id: int) -> Session:
+        session = self._by_id.get(session_id)
+        if session is None:
+            raise LocalProtocolError(f"tunnel {self.host.tunnel_id} has no session {session_id}")
+        return session
+
+    # ---------------------------------------------------------------- local
+
+    def open(self, now: float, params: CallParams | None, *, tunnel_up: bool) -> int:
+        """Place a call of our role's kind; it waits for the tunnel if need be."""
+        kind = CallKind.LAC_INCOMING if self.role is Role.LAC else CallKind.LNS_OUTGOING
+        params = params if params is not None else self._defaults
+        sid = self._ids.allocate()
+        serial = params.call_serial if params.call_serial is not None else self._serial()
+        session = Session(self.host, kind=kind, session_id=sid, call_serial=serial, params=params)
+        self._by_id[sid] = session
+        self.counters.opened += 1
+        session.handle(SessionInput.OPEN, now)
+        if tunnel_up:
+            session.handle(SessionInput.TUNNEL_OPEN, now)
+        return sid
+
+    def accept(self, session: Session, now: float) -> None:
+        session.handle(SessionInput.ACCEPT, now)
+        if session.kind is CallKind.LAC_OUTGOING and session.state is SessionState.WAIT_CS_ANSWER:
+            # No bearer to wait for on a software LAC: the call is answered at once.
+            session.handle(SessionInput.ANSWER, now)
+
+    def tunnel_open(self, now: float) -> None:
+        """RFC 2661 7.4.1 / 7.5.2 "tunnel-open": waiting sessions send their request."""
+        for session in self:
+            if session.state is SessionState.WAIT_TUNNEL:
+                session.handle(SessionInput.TUNNEL_OPEN, now)
+
+    def tunnel_down(self, now: float) -> None:
+        for session in self:
+            session.handle(SessionInput.TUNNEL_DOWN, now)
+
+    def detach_waiting(self) -> list[Session]:
+        """Remove the sessions still in wait-tunnel (for a tie-breaker hand-over)."""
+        waiting = [s for s in self if s.state is SessionState.WAIT_TUNNEL]
+        for session in waiting:
+            del self._by_id[session.session_id]
+            self._ids.release(session.session_id)
+        return waiting
+
+    def adopt(self, sessions: list[Session], now: float, *, tunnel_up: bool) -> None:
+        """Take over waiting sessions, keeping their local IDs."""
+        for session in sessions:
+            self._ids.reserve(session.session_id)
+            session.host = self.host
+            self._by_id[session.session_id] = session
+            if tunnel_up:
+                session.handle(SessionInput.TUNNEL_OPEN, now)
+
+    def release(self, session: Session) -> None:
+        """Forget a closed session and free its ID (Session calls this via its host)."""
+        sid = session.session_id
+        if self._by_id.get(sid) is session:
+            del self._by_id[sid]
+            self._ids.release(sid)
+        if self._by_peer.get(session.peer_session_id) is session:
+            del self._by_peer[session.peer_session_id]
+
+    # ----------------------------------------------------------------- peer
+
+    def dispatch(
+        self, message: ControlMessage, header_sid: int, bad: Reason | None, now: float
+    ) -> None:
+        """Route a session message to its session, or create one (RFC 2661 7.4, 7.5)."""
+        mtype = message.message_type
+        inp = MESSAGE_INPUTS[mtype]
+        peer_sid = message.assigned_session_id or 0
+        if mtype in (MessageType.ICRQ, MessageType.OCRQ):
+            existing = self._by_peer.get(peer_sid) if peer_sid else None
+            if existing is not None:
+                self._feed(existing, inp, message, bad, now)
+            elif bad is not None or not peer_sid:
+                self.reject(peer_sid, 0, bad or _no_such_session(), now)
+            else:
+                self._new_call(message, peer_sid, now)
+            return
+        session = self._by_id.get(header_sid) if header_sid else None
+        if session is None and peer_sid:
+            session = self._by_peer.get(peer_sid)
+        if session is None:
+            self.counters.unknown_session += 1
+            if UNKNOWN_SESSION.get(mtype) is UnknownSessionAction.REPLY_CDN and peer_sid:
+                self.reject(peer_sid, header_sid, _no_such_session(), now)
+            return
+        if (
+            mtype == MessageType.CDN
+            and session.peer_session_id
+            and peer_sid
+            and peer_sid != session.peer_session_id
+        ):
+            self.counters.stale_cdn += 1
+            return
+        self._feed(session, inp, message, bad, now)
+
+    def reject(self, peer_sid: int, our_sid: int, reason: Reason, now: float) -> None:
+        """CDN for a call we hold no session for (RFC 2661 7.4.2 "idle, not acceptable")."""
+        self.counters.calls_rejected += 1
+        message = ControlMessage(
+            message_type=MessageType.CDN,
+            avps=[
+                Avp(attribute=AvpType.RESULT_CODE, value=reason.to_avp_value()),
+                self.host.make_avp(AvpType.ASSIGNED_SESSION_ID, our_sid),
+            ],
+        )
+        self.host.send_message(message, session_id=peer_sid, now=now)
+
+    def _feed(
+        self,
+        session: Session,
+        inp: SessionInput,
+        message: ControlMessage,
+        bad: Reason | None,
+        now: float,
+    ) -> None:
+        if bad is not None:
+            session.bad_reason = bad
+            inp = SessionInput.RECV_BAD
+        had_peer = session.peer_session_id
+        session.handle(inp, now, message)
+        if not had_peer and session.peer_session_id and session.state is not SessionState.CLOSED:
+            self._by_peer[session.peer_session_id] = session
+
+    def _new_call(self, message: ControlMessage, peer_sid: int, now: float) -> None:
+        incoming = message.message_type == MessageType.ICRQ
+        if incoming != (self.role is Role.LNS):
+            reason = Reason(
+                result=CdnResult.PERMANENT_NO_FACILITIES,
+                message=f"{message.name} not accepted by an {self.role.name}",
+            )
+            self.reject(peer_sid, 0, reason, now)
+            return
+        try:
+            sid = self._ids.allocate()
+        except IdExhausted:
+            reason = Reason(
+                result=CdnResult.TEMPORARY_NO_FACILITIES,
+                error=ErrorCode.INSUFFICIENT_RESOURCES,
+                message=f"session limit {self._ids.limit} reached",
+            )
+            self.reject(peer_sid, 0, reason, now)
+            return
+        kind = CallKind.LNS_INCOMING if incoming else CallKind.LAC_OUTGOING
+        session = Session(
+            self.host, kind=kind, session_id=sid, call_serial=0, params=self._defaults
+        )
+        self._by_id[sid] = session
+        self.counters.opened += 1
+        self._feed(session, MESSAGE_INPUTS[message.message_type], message, None, now)
+        if session.state is not SessionState.WAIT_ACCEPT:
+            return
+        if self._auto_accept:
+            self.accept(session, now)
+        else:
+            self.host.emit(CallRequested(tunnel_id=self.host.tunnel_id, info=session.info))
+
+    def _serial(self) -> int:
+        serial = self._next_serial
+        self._next_serial = (serial + 1) & 0xFFFFFFFF or 1
+        return serial
+
+
+def _no_such_session() -> Reason:
+    return Reason(
+        result=CdnResult.GENERAL_ERROR,
+        error=ErrorCode.INVALID_SESSION_ID,
+        message="no such session",
+    )

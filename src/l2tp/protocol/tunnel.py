@@ -1,0 +1,717 @@
+"""One L2TPv2 control connection (tunnel), sans-IO: datagrams and ``now`` in, datagrams out.
+
+A :class:`Tunnel` owns a reliable :class:`~.transport.Transport`, runs the
+control connection table of :mod:`.tunnel_fsm` and the sessions of
+:mod:`.session`, and reports :mod:`.events`. Like aioquic's connection every
+entry point takes ``now``; the I/O layer loops::
+
+    tunnel.receive_datagram(data, now)         # or tunnel.handle_timer(now)
+    for datagram in tunnel.datagrams_to_send(now): sock.sendto(datagram, peer)
+    while (event := tunnel.next_event()) is not None: ...
+    loop.call_at(tunnel.get_timer(), ...)
+
+Peer faults never raise here (STYLE rule 5): undecodable, out-of-sequence or
+unacceptable messages end the tunnel (StopCCN) or the session (CDN) with the
+RFC's Result Code, and are counted in :class:`TunnelCounters`. Misuse of the
+API raises :class:`~.errors.LocalProtocolError`.
+
+What counts as "not acceptable" (RFC 2661 7.1, 7.2.1), and the code sent:
+
+=====================================================  ==================================
+body cannot be decoded (lengths, hidden subformat)     StopCCN 2 / Error 2 (length wrong)
+hidden AVPs do not unhide with our secret              StopCCN 4 (not authorized)
+required AVP missing (RFC 2661 section 6)              StopCCN or CDN 2 / Error 3
+unknown AVP with the M bit (4.2)                       StopCCN or CDN 2 / Error 8
+unknown message type with the M bit (4.4.1)            StopCCN 2 / Error 8
+Protocol Version other than 1.0 (7.2.1)                StopCCN 5 / Error 0x100 (1.0)
+challenge response wrong or missing (5.1.1)            StopCCN 4
+message in the wrong state (7.1)                       StopCCN 7, or CDN 2 (see session)
+=====================================================  ==================================
+
+L2TPv3 reuses this machinery later (RFC 3931 keeps the same tables); the
+differences are gathered in :class:`VersionProfile`, and ``version=3`` is
+refused until the v3 message builders exist.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from .auth import Handshake
+from .avp import Avp
+from .avps import Accm, CallErrors, ProtocolVersion
+from .constants import (
+    SESSION_MESSAGES,
+    VENDOR_IETF,
+    AvpType,
+    BearerBits,
+    CdnResult,
+    ErrorCode,
+    FramingBits,
+    MessageType,
+    StopCcnResult,
+)
+from .errors import CodecError, LocalProtocolError
+from .events import (
+    NO_BEARER,
+    CallParams,
+    ControlEvent,
+    PeerInfo,
+    Reason,
+    Role,
+    TunnelClosed,
+    TunnelEstablished,
+    TunnelReleased,
+)
+from .header import build_control_message
+from .message import ControlMessage, RandomSource, encode_body, parse_message, validate_message
+from .session import Session, SessionTable
+from .session_fsm import SessionInput, SessionState
+from .specs import MessageValidationError
+from .transport import (
+    MessageReceived,
+    Transport,
+    TransportClosed,
+    TransportConfig,
+    TransportFailed,
+    TransportState,
+)
+from .tunnel_fsm import TunnelAction, TunnelInput, TunnelState, lookup, tunnel_input_for
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = ProtocolVersion(version=1, revision=0)
+"""RFC 2661 4.4.3: L2TPv2 says "version 1, revision 0" in its Protocol Version AVP."""
+
+
+HIDE_WHEN_ENABLED = frozenset(
+    {
+        AvpType.CHALLENGE,
+        AvpType.CHALLENGE_RESPONSE,
+        AvpType.ASSIGNED_SESSION_ID,
+        AvpType.CALL_SERIAL_NUMBER,
+        AvpType.CALLING_NUMBER,
+        AvpType.CALLED_NUMBER,
+        AvpType.SUB_ADDRESS,
+        AvpType.TX_CONNECT_SPEED,
+        AvpType.RX_CONNECT_SPEED,
+        AvpType.FRAMING_TYPE,
+        AvpType.BEARER_TYPE,
+        AvpType.MINIMUM_BPS,
+        AvpType.MAXIMUM_BPS,
+        AvpType.PHYSICAL_CHANNEL_ID,
+    }
+)
+"""AVPs we hide when the tunnel has a secret and hiding is enabled (RFC 2661 4.3).
+
+Only AVPs the RFC says "may be hidden" and that say something about the user
+or the call; the Assigned Tunnel ID stays visible so that a listener with
+several secrets can still demultiplex an SCCRQ before it knows which to use.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class VersionProfile:
+    """What differs between L2TPv2 and L2TPv3 control connections (RFC 3931 5.4.3, 5.4.4).
+
+    The v3 row is the hook for the later v3 control plane; :class:`Tunnel`
+    accepts only version 2 today.
+    """
+
+    version: int
+    id_bits: int
+    tunnel_id_avp: AvpType
+    session_ids_in_header: bool
+
+
+VERSION_PROFILES = {
+    2: VersionProfile(2, 16, AvpType.ASSIGNED_TUNNEL_ID, True),
+    3: VersionProfile(3, 32, AvpType.ASSIGNED_CONTROL_CONNECTION_ID, False),
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelConfig:
+    """Local policy for one tunnel (and, through the listener, for every accepted tunnel).
+
+    ``secret`` enables tunnel authentication (RFC 2661 5.1.1) when
+    ``challenge`` is set, and AVP hiding (4.3) when ``hide_avps`` is set.
+    ``transport`` holds the timers, our Receive Window Size and the HELLO
+    interval. ``auto_accept`` answers ICRQ (LNS) and OCRQ (LAC) at once;
+    otherwise :class:`~.events.CallRequested` is reported and the daemon calls
+    :meth:`Tunnel.accept_call` or :meth:`Tunnel.close_session`.
+    """
+
+    role: Role = Role.LNS
+    version: int = 2
+    host_name: str = "python-l2tp"
+    vendor_name: str | None = "python-l2tp"
+    firmware_revision: int | None = None
+    secret: bytes | None = None
+    challenge: bool = True
+    hide_avps: bool = False
+    framing_capabilities: FramingBits = FramingBits.SYNC | FramingBits.ASYNC
+    bearer_capabilities: BearerBits = NO_BEARER
+    tie_breaker: bool = False
+    """Send a Tie Breaker AVP in our SCCRQ (RFC 2661 4.4.3): one tunnel per peer pair."""
+    max_sessions: int = 0xFFFF
+    auto_accept: bool = True
+    call_params: CallParams = field(default_factory=CallParams)
+    """Used to answer calls (OCCN speeds, framing) and as the default for calls we place."""
+    transport: TransportConfig = field(default_factory=lambda: TransportConfig(hello_interval=60.0))
+
+    def __post_init__(self) -> None:
+        if self.version not in VERSION_PROFILES:
+            raise ValueError(f"L2TP version must be 2 or 3, not {self.version}")
+        if not self.host_name:
+            raise ValueError("host_name must not be empty (RFC 2661 4.4.3)")
+        if self.hide_avps and not self.secret:
+            raise ValueError("hide_avps needs a secret (RFC 2661 4.3)")
+        if not 1 <= self.max_sessions <= 0xFFFF:
+            raise ValueError("max_sessions must be 1-65535")
+        if self.firmware_revision is not None and not 0 <= self.firmware_revision <= 0xFFFF:
+            raise ValueError("firmware_revision is a 16-bit number")
+
+
+@dataclass(slots=True)
+class TunnelCounters:
+    """Peer faults and their outcome; monotonic."""
+
+    messages: int = 0
+    """Control messages (not ZLBs) handed up by the transport."""
+    undecodable: int = 0
+    invalid: int = 0
+    """Messages missing a required AVP."""
+    unknown_mandatory: int = 0
+    unknown_ignored: int = 0
+    fsm_errors: int = 0
+    auth_failures: int = 0
+    sends_dropped: int = 0
+    """Messages not sent because the transport was already closing."""
+
+
+class _Refused(Exception):
+    """The message just received is not acceptable; carries the StopCCN reason."""
+
+    def __init__(self, reason: Reason) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+
+
+def _stop(result: StopCcnResult, error: ErrorCode | None = None, message: str = "") -> Reason:
+    return Reason(result=result, error=error, message=message)
+
+
+class Tunnel:
+    """One control connection and its sessions. See the module docstring for the loop.
+
+    ``local_id`` is our Assigned Tunnel ID (non-zero); the listener allocates
+    it. ``random_bytes`` supplies challenges, tie breakers, random vectors and
+    session IDs. ``reject`` (listener use) makes the tunnel answer the SCCRQ
+    with a StopCCN carrying that reason instead of an SCCRP.
+    """
+
+    def __init__(
+        self,
+        config: TunnelConfig,
+        *,
+        local_id: int,
+        random_bytes: RandomSource,
+        reject: Reason | None = None,
+    ) -> None:
+        if config.version != 2:
+            raise LocalProtocolError("L2TPv3 control connections are not implemented yet")
+        self.config = config
+        self.profile = VERSION_PROFILES[config.version]
+        if not 1 <= local_id < 1 << self.profile.id_bits:
+            raise LocalProtocolError(f"tunnel ID {local_id} must be non-zero and fit the header")
+        self._tunnel_id = local_id
+        self.peer: PeerInfo | None = None
+        self._random = random_bytes
+        self._reject = reject
+        self.transport = Transport(
+            version=config.version, local_id=local_id, config=config.transport
+        )
+        self.counters = TunnelCounters()
+        self.state = TunnelState.IDLE
+        self._events: deque[ControlEvent] = deque()
+        self.sessions = SessionTable(
+            self,
+            role=config.role,
+            id_bits=self.profile.id_bits,
+            random_bytes=random_bytes,
+            limit=config.max_sessions,
+            auto_accept=config.auto_accept,
+            call_params=config.call_params,
+        )
+        self._hide = bool(config.hide_avps and config.secret)
+        self._auth = Handshake(config.secret, challenge=config.challenge, random_bytes=random_bytes)
+        self._replaced_by: int | None = None
+        self.tie_breaker: bytes | None = random_bytes(8) if config.tie_breaker else None
+        self._log = logging.LoggerAdapter(logger, {"tunnel_id": local_id})
+
+    def __repr__(self) -> str:
+        return f"<Tunnel {self.tunnel_id} peer={self.peer_tunnel_id} {self.state.value}>"
+
+    # ------------------------------------------------------------ properties
+
+    @property
+    def tunnel_id(self) -> int:
+        """Our Assigned Tunnel ID: the Tunnel ID in the header of what the peer sends us."""
+        return self._tunnel_id
+
+    @property
+    def peer_tunnel_id(self) -> int:
+        """The peer's Assigned Tunnel ID, 0 until its SCCRQ/SCCRP arrived."""
+        return self.transport.peer_id
+
+    @property
+    def framing_capabilities(self) -> FramingBits:
+        return self.config.framing_capabilities
+
+    @property
+    def bearer_capabilities(self) -> BearerBits:
+        return self.config.bearer_capabilities
+
+    # ------------------------------------------------------------ entry points
+
+    def connect(self, now: float) -> None:
+        """Initiate the control connection: send SCCRQ (RFC 2661 7.2.1 "Local Open request")."""
+        self._input(TunnelInput.OPEN, now)
+
+    def receive_datagram(self, data: bytes, now: float) -> None:
+        """Feed one control datagram from the peer. Never raises for the peer's faults."""
+        if self.state is TunnelState.CLOSED:
+            return
+        self.transport.receive(data, now)
+        self._drain(now)
+
+    def handle_timer(self, now: float) -> None:
+        """Fire due retransmissions, HELLO and the end of close-wait."""
+        if self.state is TunnelState.CLOSED:
+            return
+        self.transport.handle_timer(now)
+        self._drain(now)
+
+    def get_timer(self) -> float | None:
+        """When :meth:`handle_timer` next has work, None if never."""
+        return None if self.state is TunnelState.CLOSED else self.transport.get_timer()
+
+    def datagrams_to_send(self, now: float) -> list[bytes]:
+        if self.state is TunnelState.CLOSED:
+            return []
+        return self.transport.datagrams_to_send(now)
+
+    def next_event(self) -> ControlEvent | None:
+        return self._events.popleft() if self._events else None
+
+    def events(self) -> Iterator[ControlEvent]:
+        """Drain every pending event."""
+        while self._events:
+            yield self._events.popleft()
+
+    def close(
+        self,
+        now: float,
+        *,
+        result: int = StopCcnResult.GENERAL_REQUEST,
+        error: int | None = None,
+        message: str = "",
+    ) -> None:
+        """Tear the tunnel down with a StopCCN (RFC 2661 5.7); a no-op once closing.
+
+        Before anything was sent (idle) the tunnel just ends. The StopCCN is
+        retransmitted and retransmissions of the peer's messages acknowledged
+        for a full retransmission cycle before :class:`TunnelReleased`.
+        """
+        self._input(TunnelInput.CLOSE, now, Reason(result=result, error=error, message=message))
+
+    def open_session(self, now: float, params: CallParams | None = None) -> int:
+        """Place a call: ICRQ from a LAC (7.4.1), OCRQ from an LNS (7.5.2). Returns the session ID.
+
+        Allowed before the tunnel is up: the session waits in wait-tunnel and
+        its request goes out when the tunnel is established. Raises
+        :class:`~.ids.IdExhausted` at the session limit.
+        """
+        if self.state in (TunnelState.CLOSING, TunnelState.CLOSED):
+            raise LocalProtocolError(
+                f"cannot open a session on a tunnel that is {self.state.value}"
+            )
+        return self.sessions.open(now, params, tunnel_up=self.state is TunnelState.ESTABLISHED)
+
+    place_call = open_session
+
+    def accept_call(self, session_id: int, now: float) -> None:
+        """Answer a :class:`~.events.CallRequested`: ICRP (LNS) or OCRP + OCCN (LAC)."""
+        self.sessions.accept(self.sessions.require(session_id), now)
+
+    def close_session(
+        self,
+        session_id: int,
+        now: float,
+        *,
+        result: int = CdnResult.ADMINISTRATIVE,
+        error: int | None = None,
+        message: str = "",
+    ) -> None:
+        """Send a CDN and forget the session (RFC 2661 5.6); before the reply, reject the call."""
+        session = self.sessions.require(session_id)
+        reason = Reason(result=result, error=error, message=message)
+        session.handle(SessionInput.CLOSE, now, reason=reason)
+
+    def send_wen(self, session_id: int, errors: CallErrors, now: float) -> None:
+        """WAN-Error-Notify for an established session (LAC only, RFC 2661 6.12)."""
+        self._established(session_id, Role.LAC).send_wen(errors, now)
+
+    def send_sli(self, session_id: int, accm: Accm, now: float) -> None:
+        """Set-Link-Info for an established session (LNS only, RFC 2661 6.13)."""
+        self._established(session_id, Role.LNS).send_sli(accm, now)
+
+    # -------------------------------------------------------- listener hooks
+
+    def lose_tie_breaker(self, now: float, *, replaced_by: int | None) -> list[Session]:
+        """We lost the tie (RFC 2661 4.4.3): discard silently, hand back waiting sessions.
+
+        With ``replaced_by=None`` (equal tie breakers: both tunnels go) the
+        sessions end with the tunnel instead.
+        """
+        waiting = self.sessions.detach_waiting() if replaced_by is not None else []
+        self._replaced_by = replaced_by
+        self._input(TunnelInput.LOSE_TIE, now)
+        return waiting
+
+    def adopt_sessions(self, sessions: list[Session], now: float) -> None:
+        """Take over sessions from a tunnel that lost a tie breaker (same local IDs)."""
+        self.sessions.adopt(sessions, now, tunnel_up=self.state is TunnelState.ESTABLISHED)
+
+    # ------------------------------------------------------- SessionHost API
+
+    def send_message(self, message: ControlMessage, *, session_id: int, now: float) -> None:
+        """Encode (hiding AVPs marked hidden) and queue on the transport."""
+        if self.transport.state is not TransportState.OPEN:
+            self.counters.sends_dropped += 1
+            return
+        body = encode_body(
+            message,
+            version=self.config.version,
+            secret=self.config.secret,
+            random_bytes=self._random,
+        )
+        self.transport.send(body, session_id=session_id, now=now)
+
+    def emit(self, event: ControlEvent) -> None:
+        self._events.append(event)
+
+    def make_avp(self, attribute: AvpType, value: Any) -> Avp:
+        return Avp(
+            attribute=attribute, value=value, hidden=self._hide and attribute in HIDE_WHEN_ENABLED
+        )
+
+    def session_closed(self, session: Session) -> None:
+        self.sessions.release(session)
+
+    # -------------------------------------------------------------- internals
+
+    def _established(self, session_id: int, role: Role) -> Session:
+        if self.config.role is not role:
+            raise LocalProtocolError(f"only the {role.name} sends this message")
+        session = self.sessions.require(session_id)
+        if session.state is not SessionState.ESTABLISHED:
+            raise LocalProtocolError(f"session {session_id} is {session.state.value}")
+        return session
+
+    def _drain(self, now: float) -> None:
+        transport = self.transport
+        while (event := transport.next_event()) is not None:
+            if isinstance(event, MessageReceived):
+                self._on_message(event, now)
+            elif isinstance(event, TransportFailed):
+                self._input(TunnelInput.TRANSPORT_FAILED, now, description=event.reason)
+            elif isinstance(event, TransportClosed):
+                self._input(TunnelInput.TRANSPORT_CLOSED, now, description=event.reason)
+
+    def _parse(self, event: MessageReceived) -> ControlMessage | Reason:
+        """Decode a delivered body, or say why it is not acceptable."""
+        h = event.header
+        data = build_control_message(
+            version=h.version,
+            tunnel_id=h.tunnel_id,
+            session_id=h.session_id,
+            ns=h.ns,
+            nr=h.nr,
+            body=event.body,
+        )
+        secret = self.config.secret
+        try:
+            _, message = parse_message(data, secret=secret)
+        except CodecError as exc:
+            self.counters.undecodable += 1
+            if secret is not None:
+                try:
+                    _, opaque = parse_message(data)
+                except CodecError:
+                    pass
+                else:
+                    assert opaque is not None
+                    self._learn_peer_id(opaque)
+                    self.counters.auth_failures += 1
+                    return _stop(
+                        StopCcnResult.NOT_AUTHORIZED,
+                        message=f"hidden AVP does not unhide with our secret: {exc.reason}",
+                    )
+            return _stop(StopCcnResult.GENERAL_ERROR, ErrorCode.BAD_LENGTH, exc.reason)
+        assert message is not None  # the transport never delivers ZLBs
+        return message
+
+    def _learn_peer_id(self, message: ControlMessage) -> None:
+        """Address even a refused SCCRQ/SCCRP's StopCCN to the peer's tunnel (RFC 2661 4.4.3)."""
+        if self.transport.peer_id == 0 and message.message_type in _SCC:
+            peer_id = message.assigned_tunnel_id
+            if peer_id:
+                self.transport.set_peer_id(peer_id)
+
+    def _on_message(self, event: MessageReceived, now: float) -> None:
+        """Classify a delivered message into a table input (RFC 2661 4.2, 4.4.1, 7.1)."""
+        self.counters.messages += 1
+        parsed = self._parse(event)
+        if isinstance(parsed, Reason):
+            self._input(TunnelInput.RECV_BAD, now, parsed)
+            return
+        message = parsed
+        self._learn_peer_id(message)
+        mtype = int(message.message_type)
+        if message.vendor != VENDOR_IETF or mtype not in _V2_MESSAGES:
+            if message.mandatory:
+                self.counters.unknown_mandatory += 1
+                reason = _stop(
+                    StopCcnResult.GENERAL_ERROR,
+                    ErrorCode.UNKNOWN_MANDATORY_AVP,
+                    f"unknown mandatory {message.name}",
+                )
+                self._input(TunnelInput.RECV_BAD, now, reason)
+            else:
+                self.counters.unknown_ignored += 1
+                self._input(TunnelInput.RECV_UNKNOWN, now)
+            return
+        bad: Reason | None = None
+        if message.has_unknown_mandatory:
+            self.counters.unknown_mandatory += 1
+            names = ", ".join(a.name for a in message.unknown_mandatory)
+            bad = _stop(
+                StopCcnResult.GENERAL_ERROR,
+                ErrorCode.UNKNOWN_MANDATORY_AVP,
+                f"unknown mandatory AVP in {message.name}: {names}",
+            )
+        else:
+            try:
+                validate_message(message, version=self.config.version)
+            except MessageValidationError as exc:
+                self.counters.invalid += 1
+                bad = _stop(StopCcnResult.GENERAL_ERROR, ErrorCode.OUT_OF_RANGE, exc.reason)
+        session_message = mtype in SESSION_MESSAGES
+        if bad is not None and not session_message:
+            self._input(TunnelInput.RECV_BAD, now, bad)
+            return
+        inp = tunnel_input_for(mtype, session_message=session_message)
+        assert inp is not None
+        self._input(inp, now, bad, message=message, header_session_id=event.header.session_id)
+
+    def _input(
+        self,
+        inp: TunnelInput,
+        now: float,
+        reason: Reason | None = None,
+        *,
+        message: ControlMessage | None = None,
+        header_session_id: int = 0,
+        description: str = "",
+    ) -> None:
+        """Run one transition of the control connection table."""
+        transition = lookup(self.state, inp)
+        action = transition.action
+        if action is TunnelAction.IGNORE:
+            return
+        self._log.debug("%s in %s: %s", inp.value, self.state.value, action.value)
+        A = TunnelAction
+        try:
+            if action is A.DISPATCH:
+                assert message is not None
+                self.sessions.dispatch(message, header_session_id, reason, now)
+                return
+            if action in (A.ABANDON, A.FAIL, A.RELEASE):
+                if action is not A.RELEASE:
+                    self._go_down(None, now, by_peer=False, description=description or inp.value)
+                self.state = TunnelState.CLOSED
+                self.emit(TunnelReleased(tunnel_id=self.tunnel_id))
+                return
+            if action is A.SEND_SCCRQ:
+                self._send_scc(MessageType.SCCRQ, now)
+            elif action is A.ACCEPT_SCCRQ:
+                assert message is not None
+                self._take_peer(message)
+                if self._reject is not None:
+                    raise _Refused(self._reject)
+                self._send_scc(MessageType.SCCRP, now)
+            elif action is A.ACCEPT_SCCRP:
+                assert message is not None
+                self._take_peer(message)
+                self._check_response(message, MessageType.SCCRP)
+                self._send_scc(MessageType.SCCCN, now)
+            elif action is A.ACCEPT_SCCCN:
+                assert message is not None
+                self._check_response(message, MessageType.SCCCN)
+            elif action is A.STOP:
+                self._send_stopccn(reason or _stop(StopCcnResult.GENERAL_REQUEST), now)
+            elif action is A.STOP_FSM_ERROR:
+                self.counters.fsm_errors += 1
+                what = f"{inp.value} in state {self.state.value}"
+                self._send_stopccn(_stop(StopCcnResult.FSM_ERROR, message=what), now)
+            elif action is A.STOP_BAD:
+                self._send_stopccn(reason or _stop(StopCcnResult.GENERAL_ERROR), now)
+            elif action is A.PEER_STOPPED:
+                assert message is not None
+                self._peer_stopped(message, now)
+        except _Refused as refused:
+            self._send_stopccn(refused.reason, now)
+            return
+        self.state = transition.next_state
+        if transition.next_state is TunnelState.ESTABLISHED:
+            assert self.peer is not None
+            self._log.info("tunnel established with %s", self.peer.host_name)
+            self.emit(TunnelEstablished(tunnel_id=self.tunnel_id, peer=self.peer))
+            self.sessions.tunnel_open(now)
+
+    # -------------------------------------------------- control connection
+
+    def _send_scc(self, message_type: MessageType, now: float) -> None:
+        """SCCRQ, SCCRP or SCCCN (RFC 2661 6.1-6.3)."""
+        c = self.config
+        make = self.make_avp
+        avps: list[Avp] = []
+        if message_type != MessageType.SCCCN:
+            avps += [
+                Avp(attribute=AvpType.PROTOCOL_VERSION, value=PROTOCOL_VERSION),
+                Avp(attribute=AvpType.HOST_NAME, value=c.host_name),
+                make(AvpType.FRAMING_CAPABILITIES, c.framing_capabilities),
+                make(AvpType.ASSIGNED_TUNNEL_ID, self.tunnel_id),
+                Avp(attribute=AvpType.RECEIVE_WINDOW_SIZE, value=c.transport.receive_window),
+            ]
+            if c.bearer_capabilities:
+                avps.append(make(AvpType.BEARER_CAPABILITIES, c.bearer_capabilities))
+            if c.firmware_revision is not None:
+                avps.append(make(AvpType.FIRMWARE_REVISION, c.firmware_revision))
+            if c.vendor_name is not None:
+                avps.append(make(AvpType.VENDOR_NAME, c.vendor_name))
+            challenge = self._auth.our_challenge
+            if challenge is not None:
+                avps.append(make(AvpType.CHALLENGE, challenge))
+        if message_type == MessageType.SCCRQ and self.tie_breaker is not None:
+            avps.append(Avp(attribute=AvpType.TIE_BREAKER, value=self.tie_breaker))
+        response = self._auth.response(message_type)
+        if response is not None:
+            avps.append(make(AvpType.CHALLENGE_RESPONSE, response))
+        message = ControlMessage(message_type=message_type, avps=avps)
+        self.send_message(message, session_id=0, now=now)
+
+    def _take_peer(self, message: ControlMessage) -> None:
+        """Check and record the peer's SCCRQ/SCCRP fields (RFC 2661 4.4.3, 7.2.1)."""
+        version = message.protocol_version
+        if version is None or (version.version, version.revision) != (1, 0):
+            # RFC 2661 4.4.2: the Error Code carries the highest version we support (1.0).
+            raise _Refused(
+                Reason(
+                    result=StopCcnResult.UNSUPPORTED_VERSION,
+                    error=0x0100,
+                    message=f"protocol version {version} not supported",
+                )
+            )
+        peer_id = message.assigned_tunnel_id
+        window = message.receive_window_size
+        if not peer_id or window == 0:
+            what = "Assigned Tunnel ID" if not peer_id else "Receive Window Size"
+            raise _Refused(_stop(StopCcnResult.GENERAL_ERROR, ErrorCode.OUT_OF_RANGE, f"{what} 0"))
+        self.transport.set_peer_id(peer_id)
+        if window is not None:
+            self.transport.set_peer_window(window)
+        framing = message.get(AvpType.FRAMING_CAPABILITIES)
+        bearer = message.get(AvpType.BEARER_CAPABILITIES)
+        vendor = message.get(AvpType.VENDOR_NAME)
+        firmware = message.get(AvpType.FIRMWARE_REVISION)
+        self.peer = PeerInfo(
+            tunnel_id=peer_id,
+            host_name=message.host_name or "",
+            framing_capabilities=FramingBits(framing if isinstance(framing, int) else 0),
+            bearer_capabilities=BearerBits(bearer if isinstance(bearer, int) else 0),
+            receive_window=window if window is not None else 4,
+            vendor_name=vendor if isinstance(vendor, str) else None,
+            firmware_revision=firmware if isinstance(firmware, int) else None,
+        )
+        self._log = logging.LoggerAdapter(
+            logger, {"tunnel_id": self.tunnel_id, "peer_tunnel_id": peer_id}
+        )
+        challenge = message.get(AvpType.CHALLENGE)
+        if not self._auth.take_peer_challenge(challenge if isinstance(challenge, bytes) else None):
+            self.counters.auth_failures += 1
+            raise _Refused(
+                _stop(StopCcnResult.NOT_AUTHORIZED, message="challenged, but no secret set")
+            )
+
+    def _check_response(self, message: ControlMessage, message_type: MessageType) -> None:
+        """RFC 2661 5.1.1: the response to our challenge must match, else no tunnel."""
+        response = message.get(AvpType.CHALLENGE_RESPONSE)
+        if not self._auth.check(message_type, response if isinstance(response, bytes) else None):
+            self.counters.auth_failures += 1
+            raise _Refused(
+                _stop(StopCcnResult.NOT_AUTHORIZED, message="challenge response does not match")
+            )
+
+    def _send_stopccn(self, reason: Reason, now: float) -> None:
+        """Send StopCCN, take every session down, enter close-wait (RFC 2661 5.7)."""
+        message = ControlMessage(
+            message_type=MessageType.STOPCCN,
+            avps=[
+                self.make_avp(AvpType.ASSIGNED_TUNNEL_ID, self.tunnel_id),
+                Avp(attribute=AvpType.RESULT_CODE, value=reason.to_avp_value()),
+            ],
+        )
+        self.send_message(message, session_id=0, now=now)
+        self._log.info("sent StopCCN: %s", reason)
+        self._go_down(reason, now, by_peer=False, description=reason.message)
+        self._close_wait(now)
+
+    def _peer_stopped(self, message: ControlMessage, now: float) -> None:
+        reason = Reason.from_avp_value(message.result_code)
+        self._log.info("peer sent StopCCN: %s", reason)
+        self._go_down(reason, now, by_peer=True, description=reason.message if reason else "")
+        self._close_wait(now)
+
+    def _close_wait(self, now: float) -> None:
+        self.state = TunnelState.CLOSING
+        if self.transport.state is TransportState.OPEN:
+            self.transport.begin_close(now)
+
+    def _go_down(
+        self, reason: Reason | None, now: float, *, by_peer: bool, description: str
+    ) -> None:
+        """Every session ends with the tunnel, without CDNs (RFC 2661 5.7)."""
+        self.sessions.tunnel_down(now)
+        self.emit(
+            TunnelClosed(
+                tunnel_id=self.tunnel_id,
+                reason=reason,
+                by_peer=by_peer,
+                description=description,
+                replaced_by=self._replaced_by,
+            )
+        )
+
+
+_V2_MESSAGES = frozenset(
+    int(m) for m in MessageType if m not in (MessageType.ACK, MessageType.FSQ, MessageType.FSR)
+)
+"""Message types defined for L2TPv2 (RFC 2661 3.2); 20-22 are L2TPv3 / RFC 4951 only."""
+_SCC = frozenset({MessageType.SCCRQ, MessageType.SCCRP, MessageType.STOPCCN})
