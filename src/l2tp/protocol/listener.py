@@ -70,12 +70,20 @@ class ListenerCounters:
 class TunnelListener:
     """All tunnels of one endpoint; see the module docstring."""
 
-    def __init__(self, config: ListenerConfig, *, random_bytes: RandomSource) -> None:
+    def __init__(
+        self,
+        config: ListenerConfig,
+        *,
+        random_bytes: RandomSource,
+        ids: IdPool | None = None,
+    ) -> None:
+        """``ids``: share one tunnel ID pool between listeners, so that the IDs of
+        every endpoint of a host stay unique (the kernel's tunnel IDs are per host)."""
         self.config = config
         self._random = random_bytes
         self.tunnels: dict[int, Tunnel] = {}
         self.counters = ListenerCounters()
-        self._ids = IdPool(bits=16, random_bytes=random_bytes)
+        self._ids = ids if ids is not None else IdPool(bits=16, random_bytes=random_bytes)
         self._peer_of: dict[int, Hashable] = {}
         self._by_peer_tid: dict[tuple[Hashable, int], int] = {}
         self._initiating: dict[Hashable, set[int]] = {}

@@ -1,0 +1,149 @@
+"""kl2tpd: an L2TPv2 LAC from go-l2tp's kl2tpd TOML, one pppd per session.
+
+For every ``[tunnel.T]`` it opens the tunnel (SCCRQ) and, once it is up,
+places a call (ICRQ) for every ``[tunnel.T.session.S]``; each established
+session gets a kernel PPP session and a pppd (:mod:`l2tp.runtime.ppp`), or
+nothing with ``--null-dataplane``. ``redial = true`` re-opens a tunnel that
+failed or was closed by the peer after ``redial_timeout``, at most
+``max_redials`` times (0: for ever).
+
+Reload (SIGHUP): tunnels added to the file are opened, tunnels removed are
+closed (StopCCN), tunnels whose table changed in any key (sessions included)
+are closed and opened again; unchanged tunnels are not touched. See
+docs/daemons.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from l2tp import config as cfg
+from l2tp.protocol.constants import StopCcnResult
+from l2tp.runtime import daemon as common
+from l2tp.runtime.configmap import session_call, session_ppp, tunnel_config
+from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
+
+log = logging.getLogger("l2tp.kl2tpd")
+
+
+class TunnelRunner:
+    """One ``[tunnel.T]``: open, place the calls, redial per the config."""
+
+    def __init__(self, ctx: L2tpContext, config: cfg.TunnelConfig, stop_timeout: float) -> None:
+        self.ctx = ctx
+        self.config = config
+        self.stop_timeout = stop_timeout
+        self.handle: TunnelHandle | None = None
+        self.stopping = False
+        self.task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.run(), name=f"tunnel-{self.config.name}")
+
+    async def run(self) -> None:
+        t = self.config
+        attempts = 0
+        while not self.stopping:
+            try:
+                await self._once()
+            except TunnelFailed as exc:
+                log.warning("tunnel %s: %s", t.name, exc)
+            except (OSError, RuntimeError) as exc:
+                log.error("tunnel %s: %s", t.name, exc)
+            if self.stopping or self.ctx.closing or not t.redial:
+                return
+            attempts += 1
+            if t.max_redials and attempts > t.max_redials:
+                log.error("tunnel %s: giving up after %d redials", t.name, t.max_redials)
+                return
+            await asyncio.sleep(t.redial_timeout)
+
+    async def _once(self) -> None:
+        t = self.config
+        peer = (str(t.peer.address), t.peer.port)
+        local = (str(t.local.address), t.local.port) if t.local is not None else None
+        self.handle = th = await self.ctx.open_tunnel(peer, local, config=tunnel_config(t))
+        log.info("tunnel %s: up (tid %d, peer tid %d)", t.name, th.tunnel_id, th.peer_tunnel_id)
+        calls = [th.place_call(session_call(s), options=session_ppp(s)) for s in t.sessions]
+        for s, call in zip(t.sessions, calls, strict=True):
+            try:
+                info = await call.wait_established()
+            except SessionFailed as exc:
+                log.warning("tunnel %s session %s: %s", t.name, s.name, exc)
+            else:
+                log.info("tunnel %s session %s: up (sid %d)", t.name, s.name, info.session_id)
+        closed = await th.wait_closed()
+        raise TunnelFailed(closed)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        th = self.handle
+        if th is not None:
+            await th.close(
+                StopCcnResult.GENERAL_REQUEST, message="removed", ack_timeout=self.stop_timeout
+            )
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+class Kl2tpd:
+    def __init__(self, config: cfg.Config, ctx: L2tpContext, args: argparse.Namespace) -> None:
+        self.config = config
+        self.ctx = ctx
+        self.stop_timeout: float = args.stop_timeout
+        self.runners: dict[str, TunnelRunner] = {}
+        self.failed = asyncio.Event()
+
+    async def start(self) -> None:
+        for t in self.config.tunnels:
+            self._add(t)
+
+    def _add(self, t: cfg.TunnelConfig) -> None:
+        runner = TunnelRunner(self.ctx, t, self.stop_timeout)
+        self.runners[t.name] = runner
+        runner.start()
+        assert runner.task is not None
+        runner.task.add_done_callback(lambda _: self._check_alive())
+
+    def _check_alive(self) -> None:
+        live = [r for r in self.runners.values() if r.task is not None and not r.task.done()]
+        if self.ctx.closing or any(r.stopping for r in self.runners.values()):
+            return
+        if self.runners and not live:
+            log.error("no tunnel left")
+            self.failed.set()
+
+    async def reload(self, config: cfg.Config) -> None:
+        new = {t.name: t for t in config.tunnels}
+        for name, runner in list(self.runners.items()):
+            if new.get(name) != runner.config:
+                log.info("tunnel %s: %s", name, "changed" if name in new else "removed")
+                del self.runners[name]
+                await runner.stop()
+        for name, t in new.items():
+            if name not in self.runners:
+                self._add(t)
+        self.config = config
+
+    def summary(self) -> str:
+        return f"{len(self.runners)} tunnel(s)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return common.main(
+        "kl2tpd",
+        cfg.Daemon.KL2TPD,
+        Kl2tpd,
+        argv,
+        "L2TPv2 LAC: opens the tunnels and places the calls of a go-l2tp kl2tpd TOML file "
+        "(see docs/daemons.md).",
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""The hook between the L2TP control plane and whatever carries a session's payload (PPP).
+
+The control plane (:mod:`l2tp.runtime.control`) owns the tunnel and session
+state machines and the kernel objects; a :class:`SessionBackend` owns what runs
+*on top of* an established session, e.g. a ``pppd`` attached to the session's
+PPPoL2TP socket (:mod:`l2tp.runtime.ppp`). The contract, in order:
+
+1. The session reaches established (ICCN/OCCN exchanged, RFC 2661 7.4/7.5).
+2. The control plane creates the kernel session (``pw_type`` PPP; ``lns_mode``
+   on the LNS side) in the managed kernel tunnel whose socket is
+   :attr:`BackendSession.tunnel_fd`.
+3. ``await backend.start(session)``. The backend typically calls
+   ``session.dataplane.open_ppp_socket(session.kernel_tunnel,
+   session.info.session_id, session.info.peer_session_id)`` and hands the
+   socket to pppd. ``start`` should return once the payload side is launched
+   (not when PPP is up). If it raises, the control plane closes the session
+   with a CDN, Result Code 2 (general error) and the exception text as the
+   Error Message, then deletes the kernel session; ``stop`` is *not* called.
+4. While running, when the payload side ends by itself (pppd exits, LCP
+   terminated, echo failure), the backend calls
+   ``session.report_down(result, error=None, message="")`` **from the event
+   loop thread** (from another thread use ``loop.call_soon_threadsafe``). The
+   control plane then sends a CDN carrying that Result Code
+   (:class:`~l2tp.protocol.constants.CdnResult`: e.g. 1 "lost carrier" for a
+   PPP link that went down, 2 "general error" with a message for a pppd
+   failure, 3 "administrative" for an operator stop) and tears the session
+   down, which includes calling ``stop``. Calling ``report_down`` more than
+   once, or after ``stop``, is harmless.
+5. ``await backend.stop(session)`` when the session ends for any other reason
+   (CDN from the peer, local close, tunnel down, daemon shutdown). It must be
+   idempotent, must not raise for an already-ended payload, and should return
+   within a few seconds (terminate, wait briefly, then kill). The control plane
+   deletes the kernel session *after* ``stop`` returns, so pppd sees its
+   channel go away only once it was asked to stop.
+
+Nothing here ever builds a shell command: peer-supplied strings (calling
+number, host name ...) are in :attr:`BackendSession.info` as data, and a backend
+must pass them as separate ``argv`` items or environment values, never through
+a shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from l2tp.kernel.dataplane import DataPlane
+from l2tp.kernel.model import TunnelConfig as KernelTunnelConfig
+from l2tp.protocol.events import Role, SessionInfo
+
+Address = tuple[str, int]
+"""``(host, port)`` as the runtime uses for UDP peers (IPv6 adds no flow/scope here)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PppOptions:
+    """Per-session payload options from the configuration (``[tunnel.T.session.S]``
+    for kl2tpd, the ``[listener.L]`` session defaults for the LNS)."""
+
+    name: str = ""
+    """The config session name (kl2tpd) or ``"<listener>/<tid>/<sid>"`` (LNS); for logs/ifnames."""
+    pppd_args: str | None = None
+    """Path of a pppd options file (go-l2tp's ``pppd_args``), passed as ``file PATH``."""
+    pppd_options: tuple[str, ...] = ()
+    """Extra pppd argv items, verbatim (already split, never shell-parsed)."""
+    mtu: int | None = None
+    interface_name: str | None = None
+
+
+ReportDown = Callable[[int, int | None, str], None]
+"""``report_down(result, error, message)``: see the module docstring, step 4."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BackendSession:
+    """Everything a backend needs about one established session (step 3)."""
+
+    info: SessionInfo
+    """IDs and call parameters (peer-supplied strings are data: never interpolate into a shell)."""
+    role: Role
+    """LAC (kl2tpd) or LNS (l2tp-lns); the LNS side runs pppd as the authenticator."""
+    kernel_tunnel: KernelTunnelConfig
+    """The managed kernel tunnel the session lives in (for ``open_ppp_socket``)."""
+    tunnel_fd: int
+    """The tunnel's UDP socket (``kernel_tunnel.fd``); owned by the control plane: do not close."""
+    dataplane: DataPlane
+    lns_mode: bool
+    local: Address
+    peer: Address
+    options: PppOptions = field(default_factory=PppOptions)
+    report_down: ReportDown = field(default=lambda result, error, message: None)
+    """Tell the control plane the payload side ended; it answers with a CDN (step 4)."""
+
+    @property
+    def key(self) -> tuple[int, int]:
+        """``(tunnel_id, session_id)``: unique among live sessions of one context."""
+        return (self.info.tunnel_id, self.info.session_id)
+
+    def down(self, result: int, error: int | None = None, message: str = "") -> None:
+        """Shorthand for :attr:`report_down` with keyword defaults."""
+        self.report_down(result, error, message)
+
+
+class SessionBackend(Protocol):
+    """Runs the payload of established sessions; see the module docstring for the contract."""
+
+    async def start(self, session: BackendSession) -> None:
+        """Launch the payload side of ``session``; raise to refuse it (CDN 2 is sent)."""
+        ...
+
+    async def stop(self, session: BackendSession) -> None:
+        """End the payload side of ``session``; idempotent, never raises for a dead payload."""
+        ...
+
+
+class NullSessionBackend:
+    """Runs nothing: every session is just an L2TP session (tests, benchmarks, control only).
+
+    ``started`` / ``stopped`` record session keys for tests. :meth:`report_down`
+    lets a test simulate the payload ending (e.g. pppd exiting).
+    """
+
+    def __init__(self) -> None:
+        self.started: dict[tuple[int, int], BackendSession] = {}
+        self.stopped: list[tuple[int, int]] = []
+
+    async def start(self, session: BackendSession) -> None:
+        self.started[session.key] = session
+
+    async def stop(self, session: BackendSession) -> None:
+        if self.started.pop(session.key, None) is not None:
+            self.stopped.append(session.key)
+
+    def report_down(
+        self, key: tuple[int, int], result: int, error: int | None = None, message: str = ""
+    ) -> None:
+        """Simulate the payload of session ``key`` ending with ``result``."""
+        session = self.started.get(key)
+        if session is not None:
+            session.down(result, error, message)

@@ -1,0 +1,163 @@
+"""What kl2tpd and l2tp-lns share: arguments, data plane and backend, signals, the run loop.
+
+Signals: SIGTERM and SIGINT stop the daemon (StopCCN on every tunnel, up to
+``--stop-timeout`` seconds for the acknowledgements, pppd stopped, kernel
+objects removed); SIGHUP re-reads the configuration file and applies it
+(:meth:`Daemon.reload`; a file with errors is reported and ignored).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+from l2tp import config as cfg
+from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane, NullDataPlane
+from l2tp.kernel.errors import KernelError
+
+from .backend import NullSessionBackend, SessionBackend
+from .control import L2tpContext
+from .loop import run as run_loop
+
+
+class Daemon(Protocol):
+    ctx: L2tpContext
+    failed: asyncio.Event
+    """Set when the daemon cannot go on (e.g. every tunnel failed for good)."""
+
+    async def start(self) -> None: ...
+
+    async def reload(self, config: cfg.Config) -> None: ...
+
+    def summary(self) -> str: ...
+
+
+def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML configuration")
+    parser.add_argument(
+        "-config", "--config", dest="config_opt", metavar="CONFIG", help="same as CONFIG"
+    )
+    cfg.add_check_argument(parser)
+    parser.add_argument(
+        "--null-dataplane",
+        action="store_true",
+        help="no kernel objects and no pppd: control protocol only (testing)",
+    )
+    parser.add_argument("--netns", help="create kernel objects (and run pppd) in this namespace")
+    parser.add_argument(
+        "--ready-file", type=Path, help="write this file once started (see docs/daemons.md)"
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=2.0,
+        help="seconds to wait for StopCCN acknowledgements on SIGTERM (default 2)",
+    )
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    return parser
+
+
+def make_backend(args: argparse.Namespace) -> tuple[DataPlane, SessionBackend | None]:
+    if args.null_dataplane:
+        return NullDataPlane(), NullSessionBackend()
+    from .ppp import PppdBackend
+
+    return LinuxDataPlane(netns=args.netns), PppdBackend(netns=args.netns)
+
+
+def main(
+    prog: str,
+    daemon_kind: cfg.Daemon,
+    factory: Callable[[cfg.Config, L2tpContext, argparse.Namespace], Daemon],
+    argv: Sequence[str] | None,
+    description: str,
+) -> int:
+    args = build_parser(prog, description).parse_args(argv)
+    path = args.config_file or args.config_opt
+    if not path:
+        print(f"{prog}: a configuration file is required ({prog} CONFIG)", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=logging.WARNING - 10 * min(args.verbose, 2),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.check:
+        return cfg.run_check(path, daemon_kind)
+    try:
+        config = cfg.load(path, daemon=daemon_kind)
+    except cfg.ConfigError as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    try:
+        dataplane, backend = make_backend(args)
+    except (KernelError, OSError) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return run_loop(serve(prog, path, daemon_kind, config, dataplane, backend, factory, args))
+    finally:
+        dataplane.close()
+
+
+async def serve(
+    prog: str,
+    path: str,
+    daemon_kind: cfg.Daemon,
+    config: cfg.Config,
+    dataplane: DataPlane,
+    backend: SessionBackend | None,
+    factory: Callable[[cfg.Config, L2tpContext, argparse.Namespace], Daemon],
+    args: argparse.Namespace,
+) -> int:
+    log = logging.getLogger(f"l2tp.{prog}")
+    ctx = L2tpContext(dataplane=dataplane, backend=backend)
+    daemon = factory(config, ctx, args)
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    reloads: asyncio.Queue[None] = asyncio.Queue()
+    loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
+
+    async def reloader() -> None:
+        while True:
+            await reloads.get()
+            try:
+                new = cfg.load(path, daemon=daemon_kind)
+            except cfg.ConfigError as exc:
+                log.error("reload ignored: %s", exc)
+                print(f"{prog}: reload ignored:\n{exc}", file=sys.stderr, flush=True)
+                continue
+            await daemon.reload(new)
+            print(f"{prog}: configuration reloaded: {daemon.summary()}", flush=True)
+
+    reload_task = asyncio.create_task(reloader())
+    status = 0
+    try:
+        try:
+            await daemon.start()
+        except (KernelError, OSError) as exc:
+            print(f"{prog}: {exc}", file=sys.stderr)
+            return 1
+        print(f"{prog}: started: {daemon.summary()}; SIGTERM stops, SIGHUP reloads", flush=True)
+        if args.ready_file is not None:
+            args.ready_file.write_text("up\n")
+        failed = asyncio.create_task(daemon.failed.wait())
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([failed, stopped], return_when=asyncio.FIRST_COMPLETED)
+        failed.cancel()
+        stopped.cancel()
+        if daemon.failed.is_set() and not stop.is_set():
+            status = 1
+    finally:
+        reload_task.cancel()
+        await ctx.close(ack_timeout=args.stop_timeout)
+        print(f"{prog}: tunnels closed, exiting", flush=True)
+    return status
