@@ -32,19 +32,42 @@ log = logging.getLogger("l2tp.ql2tpd")
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ql2tpd",
-        description="Static and quiescent L2TPv3 tunnels from a TOML file "
-        "(go-l2tp ql2tpd.toml keys accepted unchanged; see docs/config.md).",
+        description="Bring up static and quiescent L2TPv3 tunnels with Ethernet pseudowires "
+        "in the Linux kernel from a TOML file (go-l2tp ql2tpd.toml keys accepted unchanged), "
+        "and remove them again on SIGTERM/SIGINT. Static tunnels run no control protocol; "
+        "quiescent tunnels (hello_timeout > 0) exchange HELLOs, tear down after hello_timeout "
+        "+ the full retransmission interval without an answer, and come back when the peer "
+        "answers a probe. Cookies: cookie is what we send, peer_cookie what we require.",
+        epilog="Exit status: 0 stopped by a signal (or --check of a valid file); 1 invalid "
+        "configuration or the kernel refused a tunnel/session; 2 usage error. "
+        "See docs/ql2tpd.md and docs/config.md.",
     )
-    parser.add_argument("config_file", nargs="?", metavar="CONFIG", help="TOML configuration")
     parser.add_argument(
-        "-config", "--config", dest="config_opt", metavar="CONFIG", help="same as CONFIG"
+        "config_file", nargs="?", metavar="CONFIG", help="the TOML configuration file"
+    )
+    parser.add_argument(
+        "-config",
+        "--config",
+        dest="config_opt",
+        metavar="CONFIG",
+        help="same as CONFIG (go-l2tp's spelling)",
     )
     cfg.add_check_argument(parser)
-    parser.add_argument("--netns", help="create the tunnels in this network namespace")
     parser.add_argument(
-        "--ready-file", type=Path, help="write this file once every tunnel is up (for scripts)"
+        "--netns",
+        metavar="NS",
+        help="create the tunnels in network namespace NS (`ip netns` name or path); static "
+        "tunnels only: for quiescent ones use `ip netns exec NS ql2tpd CONFIG`",
     )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument(
+        "--ready-file",
+        type=Path,
+        metavar="FILE",
+        help="write 'up' to FILE once every tunnel is up (for scripts)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
     return parser
 
 
