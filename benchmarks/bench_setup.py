@@ -48,9 +48,11 @@ def lns_main(conn: Connection, expected: int, trace: bool) -> None:
             if trace:
                 tracemalloc.start()
             rss0 = vm_rss_kib()
+            cpu0 = time.process_time()
             conn.send(listener.address)
             while listener.session_count < expected:
                 await asyncio.sleep(0.01)
+            cpu = time.process_time() - cpu0
             await asyncio.sleep(0.2)  # let the last ICCNs' acknowledgements go out
             gc.collect()
             traced = tracemalloc.get_traced_memory()[0] if trace else 0
@@ -59,6 +61,7 @@ def lns_main(conn: Connection, expected: int, trace: bool) -> None:
                     "sessions": listener.session_count,
                     "rss_delta_kib": vm_rss_kib() - rss0,
                     "traced_bytes": traced,
+                    "cpu_seconds": cpu,
                 }
             )
             conn.recv()
@@ -75,9 +78,11 @@ async def lac_run(
             *(ctx.open_tunnel(address, config=config) for _ in range(tunnels))
         )
         start = time.perf_counter()
+        cpu0 = time.process_time()
         calls = [t.place_call() for t in handles for _ in range(per_tunnel)]
         await asyncio.gather(*(c.wait_established() for c in calls))
         elapsed = time.perf_counter() - start
+        lac_cpu = time.process_time() - cpu0
         for _ in range(3000):  # the LNS reports once it has every session
             if conn.poll():
                 break
@@ -85,6 +90,7 @@ async def lac_run(
         else:
             raise RuntimeError("the LNS did not report")
         lns: dict[str, Any] = conn.recv()
+        lns["lac_cpu_seconds"] = lac_cpu
         await asyncio.gather(*(t.close(ack_timeout=1.0) for t in handles))
         return elapsed, lns
 
@@ -109,6 +115,10 @@ def run(tunnels: int, per_tunnel: int, *, trace: bool = False) -> dict[str, Any]
         "sessions_per_second": round(total / elapsed),
         "lns_sessions": lns["sessions"],
         "lns_rss_bytes_per_session": round(lns["rss_delta_kib"] * 1024 / total),
+        # CPU time per established session on each side: steadier than the rate
+        # on a shared machine, and the figure to cut.
+        "lac_cpu_us_per_session": round(lns["lac_cpu_seconds"] * 1e6 / total, 1),
+        "lns_cpu_us_per_session": round(lns["cpu_seconds"] * 1e6 / total, 1),
     }
     if trace:
         result["lns_traced_bytes_per_session"] = round(lns["traced_bytes"] / total)

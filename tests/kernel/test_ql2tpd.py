@@ -26,8 +26,11 @@ pytestmark = pytest.mark.kernel
 class Daemon:
     """One ql2tpd process in a namespace, with its log and readiness file."""
 
-    def __init__(self, ns: str, config: str, workdir: Path, name: str) -> None:
+    def __init__(
+        self, ns: str, config: str, workdir: Path, name: str, *, netns_flag: bool = False
+    ) -> None:
         self.ns = ns
+        self.netns_flag = netns_flag
         self.path = workdir / f"{name}.toml"
         self.path.write_text(config)
         self.ready = workdir / f"{name}.ready"
@@ -36,8 +39,12 @@ class Daemon:
 
     def start(self, timeout: float = 60.0) -> None:
         self.ready.unlink(missing_ok=True)
-        argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "l2tp.daemons.ql2tpd"]
-        argv += [str(self.path), "--ready-file", str(self.ready), "-vv"]
+        # Either inside the namespace, or outside it with --netns (same result expected).
+        argv = [] if self.netns_flag else ["ip", "netns", "exec", self.ns]
+        argv += [sys.executable, "-m", "l2tp.daemons.ql2tpd", str(self.path)]
+        argv += ["--ready-file", str(self.ready), "-vv"]
+        if self.netns_flag:
+            argv += ["--netns", self.ns]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -309,7 +316,8 @@ def test_quiescent_tears_down_on_dead_peer_and_recovers(
         "qq",
         extra=timers,
     )
-    a = Daemon(pair.ns_a, conf_a, tmp_path, "qa")
+    # a runs outside its namespace with --netns: its sockets must follow it there.
+    a = Daemon(pair.ns_a, conf_a, tmp_path, "qa", netns_flag=True)
     b = Daemon(pair.ns_b, conf_b, tmp_path, "qb")
     daemons += [a, b]
     a.start()

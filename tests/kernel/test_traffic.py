@@ -54,7 +54,7 @@ def test_ping_across_l2tpeth(veth_pair: VethPair, encap: EncapType, family: int,
                     peer_port=pp,
                 )
             )
-        # A checks cookie_a on receive and sends cookie_b; B the other way round.
+        # A sends cookie_a and checks cookie_b on receive; B the other way round.
         common = {"l2spec_type": L2SpecType.DEFAULT, "send_seq": seq, "recv_seq": seq}
         nl_a.create_session(
             SessionConfig(

@@ -21,7 +21,13 @@ from l2tp.protocol import (
     serialize_message,
     validate_message,
 )
-from l2tp.protocol.header import build_control_message
+from l2tp.protocol.header import (
+    CONTROL_HEADER_LEN,
+    build_control_message,
+    parse_control_header,
+    serialize_control_header,
+)
+from l2tp.protocol.message import parse_body
 from tests.tshark_oracle import sample_messages
 
 HELLO_V2 = "c802 0014 0005 0000 0001 0002 8008 0000 0000 0006"
@@ -263,3 +269,63 @@ def test_digest_placeholder_goes_first() -> None:
     assert body[8:14] == _hex("8017 0000 003b") and body[14:] == bytes(17)
     body = encode_body(ControlMessage.hello(), digest_type=1)
     assert body[8:14] == _hex("801b 0000 003b")
+
+
+# -- parse_body: the tunnel's receive path, without re-reading the header -------
+
+
+def _parse_body_cases() -> list[tuple[bytes, bytes | None]]:
+    icrq = ControlMessage.of(MessageType.ICRQ, assigned_session_id=5, call_serial_number=1)
+    hidden = ControlMessage(
+        message_type=MessageType.ICRQ,
+        avps=[Avp(attribute=AvpType.ASSIGNED_SESSION_ID, value=9, hidden=True)],
+    )
+    out: list[tuple[bytes, bytes | None]] = []
+    for message, secret in ((icrq, None), (hidden, b"s3cret"), (hidden, None)):
+        data = serialize_message(
+            message,
+            version=2,
+            tunnel_id=7,
+            session_id=3,
+            ns=1,
+            nr=2,
+            secret=b"s3cret",
+            random_bytes=lambda n: bytes(range(n)),
+        )
+        out.append((data, secret))
+    return out
+
+
+@pytest.mark.parametrize(("data", "secret"), _parse_body_cases())
+def test_parse_body_matches_parse_message(data: bytes, secret: bytes | None) -> None:
+    header, expected = parse_message(data, secret=secret)
+    body = data[CONTROL_HEADER_LEN : header.length]
+    got = parse_body(parse_control_header(data), body, secret=secret)
+    assert got == expected
+    assert got is not None and expected is not None
+    assert got.assigned_session_id == expected.assigned_session_id
+
+
+def test_parse_body_zlb_and_errors() -> None:
+    header = parse_control_header(build_control_message(version=2, tunnel_id=1, ns=0, nr=0))
+    assert parse_body(header, b"") is None
+    with pytest.raises(CodecError, match="too short for the Message Type"):
+        parse_body(header, b"\x80\x08\x00\x00")
+    with pytest.raises(CodecError, match="not Message Type") as info:
+        parse_body(header, bytes.fromhex("8008000000010001"))
+    assert info.value.offset == 0
+
+
+def test_build_control_message_fast_path_matches_header() -> None:
+    body = b"\x80\x08\x00\x00\x00\x00\x00\x06"
+    for version, tid in ((2, 0xFFFF), (3, 0x12345678)):
+        header = ControlHeader(
+            version=version, tunnel_id=tid, ns=65535, nr=1, length=CONTROL_HEADER_LEN + len(body)
+        )
+        data = build_control_message(version=version, tunnel_id=tid, ns=65535, nr=1, body=body)
+        assert data == serialize_control_header(header) + body
+        assert parse_control_header(data) == header
+    with pytest.raises(ValueError, match="out of range"):
+        build_control_message(version=2, tunnel_id=0x10000, ns=0, nr=0)
+    with pytest.raises(ValueError, match="out of range"):
+        build_control_message(version=2, tunnel_id=1, ns=0x10000, nr=0)

@@ -18,6 +18,7 @@ from l2tp.protocol.events import (
     TunnelEstablished,
     TunnelReleased,
 )
+from l2tp.protocol.header import build_control_message
 from l2tp.protocol.message import ControlMessage
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import Tunnel, TunnelConfig
@@ -468,3 +469,31 @@ def test_standalone_tunnel_role_does_not_matter_for_setup() -> None:
     assert lns.state is TunnelState.ESTABLISHED
     assert p.lac.tunnel.config.role is Role.LAC
     assert FAST.hello_interval is None
+
+
+def test_setup_times_out_when_peer_acknowledges_but_never_replies() -> None:
+    """A peer that ZLB-acks our SCCRQ and then stays silent gets a StopCCN after setup_timeout."""
+    tunnel = Tunnel(
+        lac_config(setup_timeout=60.0), local_id=7, random_bytes=random.Random(1).randbytes
+    )
+    tunnel.connect(0.0)
+    (sccrq,) = tunnel.datagrams_to_send(0.0)
+    assert sccrq[12:20] == bytes.fromhex("8008000000000001")  # Message Type SCCRQ
+    tunnel.receive_datagram(build_control_message(version=2, tunnel_id=7, ns=0, nr=1), 0.5)
+    assert tunnel.state is TunnelState.WAIT_CTL_REPLY
+    assert tunnel.get_timer() == 60.0
+    tunnel.handle_timer(59.9)
+    assert tunnel.state is TunnelState.WAIT_CTL_REPLY
+    tunnel.handle_timer(60.0)
+    assert tunnel.state is TunnelState.CLOSING and tunnel.counters.setup_timeouts == 1
+    (stopccn,) = tunnel.datagrams_to_send(60.0)
+    assert stopccn[12:20] == bytes.fromhex("8008000000000004")  # Message Type StopCCN
+    events = list(tunnel.events())
+    (down,) = [e for e in events if isinstance(e, TunnelClosed)]
+    assert down.reason is not None and down.reason.result == StopCcnResult.GENERAL_ERROR
+    assert not down.by_peer
+
+
+def test_setup_timeout_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="setup_timeout"):
+        lac_config(setup_timeout=0.0)

@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--netns",
         metavar="NS",
-        help="create the tunnels in network namespace NS (`ip netns` name or path); static "
-        "tunnels only: for quiescent ones use `ip netns exec NS ql2tpd CONFIG`",
+        help="create the tunnels (and quiescent tunnels' sockets) in network namespace NS "
+        "(`ip netns` name or path)",
     )
     parser.add_argument(
         "--ready-file",
@@ -99,7 +99,7 @@ class Ql2tpd:
 
     async def _start_quiescent(self, tunnel: cfg.TunnelConfig) -> None:
         """Start a quiescent tunnel's task and wait until its kernel objects exist."""
-        q = QuiescentTunnel(tunnel, self.dataplane)
+        q = QuiescentTunnel(tunnel, self.dataplane, netns=getattr(self.dataplane, "netns", None))
         task = asyncio.create_task(q.run(self.stop), name=f"quiescent-{tunnel.name}")
         task.add_done_callback(self._task_done)
         self.quiescent.append(task)

@@ -59,15 +59,25 @@ _TUNNEL_ID_RETRY = 5.0
 """How long to retry creating a tunnel whose ID the kernel still holds (deletion is async)."""
 
 
-def open_tunnel_socket(tunnel: cfg.TunnelConfig) -> socket.socket:
-    """Our end of the tunnel: a connected UDP socket or an L2TPIP socket bound to ``tid``."""
+def open_tunnel_socket(tunnel: cfg.TunnelConfig, netns: str | None = None) -> socket.socket:
+    """Our end of the tunnel: a connected UDP socket or an L2TPIP socket bound to ``tid``.
+
+    The socket must live in the namespace of the kernel tunnel built on it (the
+    kernel refuses a managed tunnel whose socket is in another one).
+    """
     assert tunnel.local is not None and tunnel.tid is not None and tunnel.ptid is not None
     if tunnel.encap is cfg.Encap.UDP:
         sock = tunnel_udp_socket(
-            tunnel.local.address, tunnel.local.port, tunnel.peer.address, tunnel.peer.port
+            tunnel.local.address,
+            tunnel.local.port,
+            tunnel.peer.address,
+            tunnel.peer.port,
+            netns=netns,
         )
     else:
-        sock = l2tpip_socket(tunnel.local.address, tunnel.tid, tunnel.peer.address, tunnel.ptid)
+        sock = l2tpip_socket(
+            tunnel.local.address, tunnel.tid, tunnel.peer.address, tunnel.ptid, netns=netns
+        )
     sock.setblocking(False)
     return sock
 
@@ -85,10 +95,13 @@ def transport_config(tunnel: cfg.TunnelConfig) -> TransportConfig:
 class QuiescentTunnel:
     """One quiescent tunnel's state machine (up, peer lost, probing) driven by asyncio."""
 
-    def __init__(self, tunnel: cfg.TunnelConfig, dataplane: DataPlane) -> None:
+    def __init__(
+        self, tunnel: cfg.TunnelConfig, dataplane: DataPlane, *, netns: str | None = None
+    ) -> None:
         assert tunnel.tid is not None and tunnel.ptid is not None
         self.config = tunnel
         self.dataplane = dataplane
+        self.netns = netns
         self.log = logging.LoggerAdapter(log, {"tunnel": tunnel.name})
         self.generation = 0
         """How many times the tunnel has been brought up (for tests and logs)."""
@@ -154,7 +167,7 @@ class QuiescentTunnel:
         deadline = loop.time() + _TUNNEL_ID_RETRY
         while True:
             try:
-                return open_tunnel_socket(self.config)
+                return open_tunnel_socket(self.config, self.netns)
             except OSError as exc:
                 if exc.errno != errno.EADDRINUSE or loop.time() > deadline:
                     raise

@@ -124,8 +124,9 @@ class TunnelInfo:
 class SessionConfig:
     """A session (pseudowire) to create in an existing tunnel.
 
-    ``cookie`` is what the peer puts in packets it sends us (we check it) and
-    ``peer_cookie`` what we put in packets to the peer, each 0, 4 or 8 bytes
+    ``cookie`` is what we put in the packets we send and ``peer_cookie`` what
+    we require in packets from the peer (as in the kernel and iproute2; the
+    two ends swap them), each 0, 4 or 8 bytes
     (RFC 3931 section 5.4.4). ``l2spec_type`` None leaves the kernel default (the
     default 4-byte sublayer for L2TPv3); cookies, sublayer and ``ifname`` are
     L2TPv3 only. ``mtu`` is applied to an Ethernet session's interface through

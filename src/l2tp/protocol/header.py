@@ -40,6 +40,8 @@ CONTROL_HEADER_LEN = 12
 IP_ENCAP_CONTROL_PREFIX = b"\x00\x00\x00\x00"
 """The zero session ID that marks a control message over IP encapsulation."""
 
+_new = object.__new__
+_set = object.__setattr__
 _V2_CONTROL = struct.Struct("!HHHHHH")
 _V3_CONTROL = struct.Struct("!HHIHH")
 _CONTROL_FLAGS_V2 = FLAG_T | FLAG_L | FLAG_S | 2
@@ -131,9 +133,16 @@ def parse_control_header(data: bytes | bytearray | memoryview) -> ControlHeader:
         raise CodecError(f"length field {length} shorter than the header", 2)
     if length > size:
         raise CodecError(f"length field {length} exceeds datagram of {size} bytes", 2)
-    return ControlHeader(
-        version=version, tunnel_id=tunnel_id, session_id=session_id, ns=ns, nr=nr, length=length
-    )
+    # Every field was range-checked above or is a 16/32-bit field as unpacked:
+    # skip the constructor's validation, which costs more than the parse.
+    header: ControlHeader = _new(ControlHeader)
+    _set(header, "version", version)
+    _set(header, "tunnel_id", tunnel_id)
+    _set(header, "session_id", session_id)
+    _set(header, "ns", ns)
+    _set(header, "nr", nr)
+    _set(header, "length", length)
+    return header
 
 
 def serialize_control_header(header: ControlHeader) -> bytes:
@@ -156,13 +165,19 @@ def build_control_message(
     *, version: int, tunnel_id: int, session_id: int = 0, ns: int, nr: int, body: bytes = b""
 ) -> bytes:
     """Prefix an encoded AVP body with a control header; an empty body makes a ZLB."""
+    length = CONTROL_HEADER_LEN + len(body)
+    if (
+        version == 2
+        and 0 <= tunnel_id <= 0xFFFF
+        and 0 <= session_id <= 0xFFFF
+        and 0 <= ns <= 0xFFFF
+        and 0 <= nr <= 0xFFFF
+        and length <= 0xFFFF
+    ):
+        # The common case, in range: pack directly rather than via ControlHeader.
+        return _V2_CONTROL.pack(_CONTROL_FLAGS_V2, length, tunnel_id, session_id, ns, nr) + body
     header = ControlHeader(
-        version=version,
-        tunnel_id=tunnel_id,
-        session_id=session_id,
-        ns=ns,
-        nr=nr,
-        length=CONTROL_HEADER_LEN + len(body),
+        version=version, tunnel_id=tunnel_id, session_id=session_id, ns=ns, nr=nr, length=length
     )
     return serialize_control_header(header) + body
 

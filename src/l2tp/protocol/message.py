@@ -385,9 +385,31 @@ def parse_message(
     _set(header, "length", length)
     if length == CONTROL_HEADER_LEN:
         return header, None
-    pos = base + CONTROL_HEADER_LEN
-    end = base + length
-    if length < CONTROL_HEADER_LEN + 8:
+    return header, _parse_avps(data, base + CONTROL_HEADER_LEN, base + length, version, secret)
+
+
+def parse_body(
+    header: ControlHeader, body: bytes, *, secret: bytes | None = None
+) -> ControlMessage | None:
+    """Decode the AVPs of a message whose header was already parsed; None for a ZLB.
+
+    ``body`` is what follows the control header (``header.length`` minus the
+    header, e.g. :attr:`~.events.MessageReceived.body`): the same result as
+    :func:`parse_message` on the whole datagram without re-reading the header.
+    :class:`CodecError` offsets count from the start of ``body``.
+    """
+    if not isinstance(body, bytes):
+        body = bytes(body)
+    if not body:
+        return None
+    return _parse_avps(body, 0, len(body), header.version, secret)
+
+
+def _parse_avps(
+    data: bytes, pos: int, end: int, version: int, secret: bytes | None
+) -> ControlMessage:
+    """The message body in ``data[pos:end]``: Message Type AVP first, then the rest."""
+    if end - pos < 8:
         raise CodecError("message body too short for the Message Type AVP", pos)
     word, vendor, attr, message_type = _MSG_TYPE.unpack_from(data, pos)
     if attr != 0:
@@ -410,7 +432,7 @@ def parse_message(
                 rv = avp.value if isinstance(avp.value, bytes) else rv
             avps.append(avp)
         msg._avps = tuple(avps)
-    return header, msg
+    return msg
 
 
 def _order_for_wire(avps: tuple[Avp, ...]) -> list[Avp]:
@@ -518,6 +540,7 @@ __all__ = [
     "ControlMessage",
     "RandomSource",
     "encode_body",
+    "parse_body",
     "parse_message",
     "serialize_message",
     "validate_message",

@@ -49,6 +49,9 @@ from .session_fsm import (
 
 logger = logging.getLogger(__name__)
 
+_AVP_TYPES: dict[str, AvpType] = {m.name.lower(): m for m in AvpType}
+"""``_build`` keyword -> AVP type, so that building a message does no enum name lookups."""
+
 
 def fsm_error_reason(what: str) -> Reason:
     """CDN for an out-of-sequence message (RFC 2661 7.1, 7.4, 7.5).
@@ -96,7 +99,6 @@ class Session:
     """One call. Created by the tunnel; driven only through :meth:`handle`."""
 
     __slots__ = (
-        "_log",
         "bad_reason",
         "call_serial",
         "host",
@@ -129,8 +131,12 @@ class Session:
         self.bad_reason: Reason | None = None
         """Set by the tunnel before feeding RECV_BAD: what the CDN says."""
         self.info_fields: dict[str, Any] = {}
-        self._log = logging.LoggerAdapter(
-            logger, {"tunnel_id": host.tunnel_id, "session_id": session_id}
+
+    @property
+    def _log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """The session's logger, made on use: most sessions never log (saves time and memory)."""
+        return logging.LoggerAdapter(
+            logger, {"tunnel_id": self.host.tunnel_id, "session_id": self.session_id}
         )
 
     def __repr__(self) -> str:
@@ -189,7 +195,8 @@ class Session:
         action = transition.action
         if action is SessionAction.IGNORE:
             return
-        self._log.debug("%s in %s: %s", inp.value, self.state.value, action.value)
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log.debug("%s in %s: %s", inp.value, self.state.value, action.value)
         try:
             self._run(action, inp, now, message, reason)
         except _Refused as refused:
@@ -344,9 +351,7 @@ class Session:
 
     def _build(self, message_type: MessageType, **values: Any) -> ControlMessage:
         make = self.host.make_avp
-        avps = [
-            make(AvpType[key.upper()], value) for key, value in values.items() if value is not None
-        ]
+        avps = [make(_AVP_TYPES[key], value) for key, value in values.items() if value is not None]
         return ControlMessage(message_type=message_type, avps=avps)
 
     def _icrq(self) -> ControlMessage:
@@ -423,11 +428,12 @@ class Session:
                 now,
             )
         self.state = SessionState.CLOSED
-        self._log.info(
-            "session closed%s: %s",
-            " by peer" if by_peer else "",
-            reason if reason is not None else description,
-        )
+        if logger.isEnabledFor(logging.INFO):
+            self._log.info(
+                "session closed%s: %s",
+                " by peer" if by_peer else "",
+                reason if reason is not None else description,
+            )
         self.host.emit(
             SessionClosed(
                 tunnel_id=self.host.tunnel_id,

@@ -67,8 +67,7 @@ from .events import (
     TunnelEstablished,
     TunnelReleased,
 )
-from .header import build_control_message
-from .message import ControlMessage, RandomSource, encode_body, parse_message, validate_message
+from .message import ControlMessage, RandomSource, encode_body, parse_body, validate_message
 from .session import Session, SessionTable
 from .session_fsm import SessionInput, SessionState
 from .specs import MessageValidationError
@@ -134,6 +133,9 @@ VERSION_PROFILES = {
 }
 
 
+_SETUP_STATES = frozenset({TunnelState.WAIT_CTL_REPLY, TunnelState.WAIT_CTL_CONN})
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TunnelConfig:
     """Local policy for one tunnel (and, through the listener, for every accepted tunnel).
@@ -163,6 +165,10 @@ class TunnelConfig:
     call_params: CallParams = field(default_factory=CallParams)
     """Used to answer calls (OCCN speeds, framing) and as the default for calls we place."""
     transport: TransportConfig = field(default_factory=lambda: TransportConfig(hello_interval=60.0))
+    setup_timeout: float = 60.0
+    """Longest stay in wait-ctl-reply / wait-ctl-conn. The transport only notices a
+    peer that stops *acknowledging*; one that acknowledges our SCCRQ/SCCRP but never
+    answers would hold the tunnel forever, so it gets a StopCCN (General error)."""
 
     def __post_init__(self) -> None:
         if self.version not in VERSION_PROFILES:
@@ -173,6 +179,8 @@ class TunnelConfig:
             raise ValueError("hide_avps needs a secret (RFC 2661 4.3)")
         if not 1 <= self.max_sessions <= 0xFFFF:
             raise ValueError("max_sessions must be 1-65535")
+        if not self.setup_timeout > 0:
+            raise ValueError("setup_timeout must be positive")
         if self.firmware_revision is not None and not 0 <= self.firmware_revision <= 0xFFFF:
             raise ValueError("firmware_revision is a 16-bit number")
 
@@ -192,6 +200,8 @@ class TunnelCounters:
     auth_failures: int = 0
     sends_dropped: int = 0
     """Messages not sent because the transport was already closing."""
+    setup_timeouts: int = 0
+    """Setups abandoned after :attr:`TunnelConfig.setup_timeout`."""
 
 
 class _Refused(Exception):
@@ -238,6 +248,7 @@ class Tunnel:
         )
         self.counters = TunnelCounters()
         self.state = TunnelState.IDLE
+        self._setup_deadline: float | None = None
         self._events: deque[ControlEvent] = deque()
         self.sessions = SessionTable(
             self,
@@ -294,12 +305,28 @@ class Tunnel:
         """Fire due retransmissions, HELLO and the end of close-wait."""
         if self.state is TunnelState.CLOSED:
             return
+        deadline = self._setup_deadline
+        if deadline is not None and now >= deadline and self.state in _SETUP_STATES:
+            self._setup_deadline = None
+            self.counters.setup_timeouts += 1
+            self._log.warning("control connection setup timed out in %s", self.state.value)
+            self.close(
+                now,
+                result=StopCcnResult.GENERAL_ERROR,
+                message="control connection setup timed out",
+            )
         self.transport.handle_timer(now)
         self._drain(now)
 
     def get_timer(self) -> float | None:
         """When :meth:`handle_timer` next has work, None if never."""
-        return None if self.state is TunnelState.CLOSED else self.transport.get_timer()
+        if self.state is TunnelState.CLOSED:
+            return None
+        timer = self.transport.get_timer()
+        deadline = self._setup_deadline
+        if deadline is not None and self.state in _SETUP_STATES:
+            return deadline if timer is None else min(timer, deadline)
+        return timer
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self.state is TunnelState.CLOSED:
@@ -436,23 +463,16 @@ class Tunnel:
 
     def _parse(self, event: MessageReceived) -> ControlMessage | Reason:
         """Decode a delivered body, or say why it is not acceptable."""
-        h = event.header
-        data = build_control_message(
-            version=h.version,
-            tunnel_id=h.tunnel_id,
-            session_id=h.session_id,
-            ns=h.ns,
-            nr=h.nr,
-            body=event.body,
-        )
+        header = event.header
+        body = event.body
         secret = self.config.secret
         try:
-            _, message = parse_message(data, secret=secret)
+            message = parse_body(header, body, secret=secret)
         except CodecError as exc:
             self.counters.undecodable += 1
             if secret is not None:
                 try:
-                    _, opaque = parse_message(data)
+                    opaque = parse_body(header, body)
                 except CodecError:
                     pass
                 else:
@@ -535,7 +555,8 @@ class Tunnel:
         action = transition.action
         if action is TunnelAction.IGNORE:
             return
-        self._log.debug("%s in %s: %s", inp.value, self.state.value, action.value)
+        if logger.isEnabledFor(logging.DEBUG):
+            self._log.debug("%s in %s: %s", inp.value, self.state.value, action.value)
         A = TunnelAction
         try:
             if action is A.DISPATCH:
@@ -579,6 +600,11 @@ class Tunnel:
             self._send_stopccn(refused.reason, now)
             return
         self.state = transition.next_state
+        if transition.next_state in _SETUP_STATES:
+            if self._setup_deadline is None:
+                self._setup_deadline = now + self.config.setup_timeout
+        else:
+            self._setup_deadline = None
         if transition.next_state is TunnelState.ESTABLISHED:
             assert self.peer is not None
             self._log.info("tunnel established with %s", self.peer.host_name)

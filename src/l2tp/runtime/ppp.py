@@ -1,0 +1,524 @@
+"""Hand established PPP sessions to ``pppd`` (the :class:`~l2tp.runtime.backend.SessionBackend`
+for L2TPv2 and L2TPv3 PPP pseudowires).
+
+For each session the control plane has created in the kernel, :class:`PppdBackend`
+connects a PPPoL2TP socket to it (``DataPlane.open_ppp_socket``) and starts::
+
+    pppd plugin pppol2tp.so pppol2tp FD pppol2tp_tunnel_id TID pppol2tp_session_id SID
+         [pppol2tp_lns_mode] nodetach [ifname NAME] [mtu N mru N] USER-OPTIONS...
+
+with the socket passed by ``pass_fds``. ``USER-OPTIONS`` are the session's
+``pppd_args`` file (split on whitespace, as go-l2tp's kl2tpd does; lines whose
+first word starts with ``#`` are comments) followed by its inline
+``pppd_options``. Everything is an ``argv`` list given to
+:func:`asyncio.create_subprocess_exec`: no shell ever sees it, and no string
+the peer sent (host name, calling number ...) is ever put on pppd's command
+line. The options come from the administrator's configuration and are checked
+(:func:`check_user_options`) for NUL and control characters and for the few
+options that would break the contract with the control plane (``detach``,
+``persist``, a second ``pppol2tp`` ...).
+
+pppd's output (``nodetach`` logs to stdout) is logged line by line with the
+session's IDs. When pppd exits by itself, its exit status (``man pppd``, EXIT
+STATUS) is mapped to a CDN Result Code by :func:`map_exit` / :data:`EXIT_TABLE`
+and reported with ``session.report_down``; :meth:`PppdBackend.stop` sends
+SIGTERM, waits ``stop_timeout`` seconds and then SIGKILLs, and reports nothing.
+
+Closing a PPPoL2TP socket makes Linux delete the kernel session it is attached
+to, so once pppd has exited the session may already be gone from the kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import enum
+import logging
+import os
+import shutil
+import signal
+import socket
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from l2tp.protocol.constants import CdnResult, ErrorCode
+from l2tp.runtime.backend import BackendSession
+
+log = logging.getLogger(__name__)
+
+PLUGIN = "pppol2tp.so"
+"""Found by pppd in its plugin directory (``/usr/lib/pppd/<version>/``)."""
+
+PPPD_CANDIDATES = ("/usr/sbin/pppd", "/sbin/pppd", "/usr/local/sbin/pppd")
+
+MAX_ARGS_FILE = 64 * 1024
+"""A ``pppd_args`` file larger than this is refused (it is an argument list, not data)."""
+
+_FORBIDDEN = {
+    "detach": "pppd must stay in the foreground so that its exit can be monitored",
+    "updetach": "pppd must stay in the foreground so that its exit can be monitored",
+    "persist": "the L2TP session cannot be redialled by pppd; the control plane owns it",
+    "demand": "the L2TP session cannot be redialled by pppd; the control plane owns it",
+    "pppol2tp": "the PPPoL2TP socket is opened and passed by the backend",
+    "pppol2tp_tunnel_id": "set by the backend from the session",
+    "pppol2tp_session_id": "set by the backend from the session",
+}
+
+
+class PppdOptionsError(ValueError):
+    """The configured pppd options are unusable (bad file, NUL byte, forbidden option)."""
+
+
+class PppdNotFound(FileNotFoundError):
+    """No pppd executable."""
+
+
+class PppdExitStatus(enum.IntEnum):
+    """pppd's exit statuses (``man pppd``, section EXIT STATUS; ``pppd.h`` ``EXIT_*``)."""
+
+    OK = 0
+    """Detached, or the link was up and was terminated at the peer's request."""
+    FATAL_ERROR = 1
+    OPTION_ERROR = 2
+    NOT_ROOT = 3
+    NO_KERNEL_SUPPORT = 4
+    USER_REQUEST = 5
+    """Terminated by SIGINT, SIGTERM or SIGHUP."""
+    LOCK_FAILED = 6
+    OPEN_FAILED = 7
+    CONNECT_FAILED = 8
+    PTYCMD_FAILED = 9
+    NEGOTIATION_FAILED = 10
+    """PPP negotiation failed: no network protocol came up."""
+    PEER_AUTH_FAILED = 11
+    IDLE_TIMEOUT = 12
+    CONNECT_TIME = 13
+    CALLBACK = 14
+    PEER_DEAD = 15
+    """The peer stopped answering LCP echo requests."""
+    HANGUP = 16
+    """The "modem" hung up: here, the PPPoL2TP channel went away."""
+    LOOPBACK = 17
+    INIT_FAILED = 18
+    AUTH_TOPEER_FAILED = 19
+    TRAFFIC_LIMIT = 20
+    CNID_AUTH_FAILED = 21
+
+
+S = PppdExitStatus
+R = CdnResult
+
+EXIT_TABLE: dict[PppdExitStatus, tuple[CdnResult, str]] = {
+    S.OK: (R.LOST_CARRIER, "PPP link terminated by the peer"),
+    S.FATAL_ERROR: (R.GENERAL_ERROR, "pppd fatal error"),
+    S.OPTION_ERROR: (R.GENERAL_ERROR, "pppd options error"),
+    S.NOT_ROOT: (R.GENERAL_ERROR, "pppd lacks privileges"),
+    S.NO_KERNEL_SUPPORT: (R.PERMANENT_NO_FACILITIES, "no PPP support in the kernel"),
+    S.USER_REQUEST: (R.ADMINISTRATIVE, "pppd terminated by a signal"),
+    S.LOCK_FAILED: (R.TEMPORARY_NO_FACILITIES, "pppd could not lock its device"),
+    S.OPEN_FAILED: (R.TEMPORARY_NO_FACILITIES, "pppd could not open its device"),
+    S.CONNECT_FAILED: (R.GENERAL_ERROR, "pppd connect script failed"),
+    S.PTYCMD_FAILED: (R.GENERAL_ERROR, "pppd pty command failed"),
+    S.NEGOTIATION_FAILED: (R.NO_FRAMING, "PPP negotiation failed"),
+    S.PEER_AUTH_FAILED: (R.GENERAL_ERROR, "PPP authentication of the peer failed"),
+    S.IDLE_TIMEOUT: (R.ADMINISTRATIVE, "PPP idle timeout"),
+    S.CONNECT_TIME: (R.ADMINISTRATIVE, "PPP connect time limit reached"),
+    S.CALLBACK: (R.ADMINISTRATIVE, "PPP callback negotiated"),
+    S.PEER_DEAD: (R.LOST_CARRIER, "PPP peer not answering LCP echo requests"),
+    S.HANGUP: (R.LOST_CARRIER, "PPP channel hung up"),
+    S.LOOPBACK: (R.GENERAL_ERROR, "PPP loopback detected"),
+    S.INIT_FAILED: (R.GENERAL_ERROR, "pppd init script failed"),
+    S.AUTH_TOPEER_FAILED: (R.GENERAL_ERROR, "PPP authentication to the peer failed"),
+    S.TRAFFIC_LIMIT: (R.ADMINISTRATIVE, "PPP traffic limit reached"),
+    S.CNID_AUTH_FAILED: (R.GENERAL_ERROR, "PPP calling number authorisation failed"),
+}
+"""pppd exit status -> (CDN Result Code, Error Message sent to the peer); see docs/ppp.md.
+
+Result Codes 6-11 exist in L2TPv2 only (RFC 3931 section 5.4.2 leaves them
+out): :func:`map_exit` turns them into 2 (general error) for L2TPv3.
+"""
+
+_V2_ONLY_RESULTS = frozenset(range(6, 12))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PppdExit:
+    """How one pppd ended and what the CDN says about it.
+
+    ``message`` goes to the peer (CDN Error Message): it is generic and never
+    contains pppd's output, which can hold local paths and addresses.
+    ``output`` keeps pppd's last lines for local logs and diagnostics.
+    """
+
+    returncode: int
+    """As :attr:`asyncio.subprocess.Process.returncode`: negative for a signal."""
+    result: int
+    error: int | None
+    message: str
+    stopped: bool = False
+    """True when :meth:`PppdBackend.stop` ended it (nothing was reported)."""
+    output: tuple[str, ...] = ()
+
+    @property
+    def status(self) -> PppdExitStatus | int | None:
+        """pppd's exit status (a :class:`PppdExitStatus` when known); None after a signal."""
+        if self.returncode < 0:
+            return None
+        try:
+            return PppdExitStatus(self.returncode)
+        except ValueError:
+            return self.returncode
+
+
+def map_exit(returncode: int, *, version: int = 2) -> tuple[int, int | None, str]:
+    """``(result, error, message)`` for a CDN after pppd ended with ``returncode``.
+
+    ``returncode`` is a process return code: ``-N`` when killed by signal N.
+    General errors (Result Code 2) carry Error Code 6 (vendor-specific) and the
+    message; other results carry no Error Code.
+    """
+    if returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        if -returncode in (signal.SIGTERM, signal.SIGKILL, signal.SIGINT, signal.SIGHUP):
+            return int(R.ADMINISTRATIVE), None, f"pppd killed by {name}"
+        return int(R.GENERAL_ERROR), int(ErrorCode.VENDOR_SPECIFIC), f"pppd died of {name}"
+    try:
+        result, text = EXIT_TABLE[PppdExitStatus(returncode)]
+    except ValueError:
+        result, text = R.GENERAL_ERROR, "pppd failed"
+    if version == 3 and result in _V2_ONLY_RESULTS:
+        result = R.GENERAL_ERROR
+    message = f"{text} (pppd exit status {returncode})"
+    if result == R.GENERAL_ERROR:
+        return int(result), int(ErrorCode.VENDOR_SPECIFIC), message
+    return int(result), None, message
+
+
+def _problem(arg: object) -> str | None:
+    if not isinstance(arg, str):
+        return f"must be a string, not {type(arg).__name__}"
+    if not arg:
+        return "is empty"
+    if "\x00" in arg:
+        return "contains a NUL byte"
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
+        return "contains a control character"
+    if arg in _FORBIDDEN:
+        return f"is not allowed: {_FORBIDDEN[arg]}"
+    return None
+
+
+def check_user_options(args: Iterable[object], *, source: str = "pppd_options") -> list[str]:
+    """Validate configured pppd arguments; return them as a list or raise PppdOptionsError."""
+    checked: list[str] = []
+    for index, arg in enumerate(args):
+        problem = _problem(arg)
+        if problem is not None:
+            raise PppdOptionsError(f"{source}: argument {index + 1} {arg!r} {problem}")
+        assert isinstance(arg, str)
+        checked.append(arg)
+    return checked
+
+
+def parse_args_text(text: str, *, source: str = "pppd_args") -> list[str]:
+    """Split a ``pppd_args`` file's text into arguments (whitespace; ``#`` lines are comments).
+
+    No quoting: an argument cannot contain spaces, as in go-l2tp. Use
+    ``pppd_options`` (a TOML list) for such arguments.
+    """
+    if "\x00" in text:
+        raise PppdOptionsError(f"{source}: contains a NUL byte")
+    args: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if words and not words[0].startswith("#"):
+            args += words
+    return check_user_options(args, source=source)
+
+
+def read_args_file(path: str | os.PathLike[str]) -> list[str]:
+    """Read and split a ``pppd_args`` file; PppdOptionsError names the file and the problem."""
+    try:
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_ARGS_FILE + 1)
+    except OSError as exc:
+        raise PppdOptionsError(f"pppd_args {str(path)!r}: {exc.strerror or exc}") from exc
+    if len(data) > MAX_ARGS_FILE:
+        raise PppdOptionsError(f"pppd_args {str(path)!r}: larger than {MAX_ARGS_FILE} bytes")
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        raise PppdOptionsError(f"pppd_args {str(path)!r}: not UTF-8 ({exc.reason})") from exc
+    return parse_args_text(text, source=f"pppd_args {str(path)!r}")
+
+
+def user_options(session: BackendSession) -> list[str]:
+    """The session's configured pppd arguments: the ``pppd_args`` file, then ``pppd_options``."""
+    options = session.options
+    args: list[str] = []
+    if options.pppd_args is not None:
+        args += read_args_file(options.pppd_args)
+    args += check_user_options(options.pppd_options)
+    return args
+
+
+def build_argv(
+    session: BackendSession, fd: int, *, pppd: str, plugin: str = PLUGIN, extra: Sequence[str] = ()
+) -> list[str]:
+    """pppd's argv for ``session`` with its PPPoL2TP socket as ``fd`` (see the module doc).
+
+    Our options come first so that the user's options can override the
+    overridable ones (``mtu``, ``debug`` ...). ``extra`` are user options
+    already read (:func:`user_options`).
+    """
+    info = session.info
+    argv = [pppd, "plugin", plugin, "pppol2tp", str(fd)]
+    argv += ["pppol2tp_tunnel_id", str(info.tunnel_id)]
+    argv += ["pppol2tp_session_id", str(info.session_id)]
+    if session.lns_mode:
+        argv.append("pppol2tp_lns_mode")
+    argv.append("nodetach")
+    if session.options.interface_name:
+        argv += ["ifname", session.options.interface_name]
+    if session.options.mtu is not None:
+        argv += ["mtu", str(session.options.mtu), "mru", str(session.options.mtu)]
+    argv += check_user_options(extra)
+    return argv
+
+
+_SECRET_VALUED = frozenset({"password"})
+
+
+def redact(argv: Sequence[str]) -> list[str]:
+    """``argv`` for logs: the value of ``password`` replaced by ``***``."""
+    out = list(argv)
+    for i in range(1, len(out)):
+        if out[i - 1] in _SECRET_VALUED:
+            out[i] = "***"
+    return out
+
+
+def find_pppd() -> str:
+    """The pppd executable: ``$PATH`` first, then the usual sbin directories."""
+    path = shutil.which("pppd") or next((p for p in PPPD_CANDIDATES if os.access(p, os.X_OK)), None)
+    if path is None:
+        raise PppdNotFound("pppd not found (install the ppp package)")
+    return path
+
+
+def netns_prefix(netns: str | None) -> list[str]:
+    """argv prefix that runs a program inside network namespace ``netns`` (name or path).
+
+    pppd creates its ppp interface in the namespace it runs in, so it must run
+    where the L2TP session is. ``ip netns exec`` and ``nsenter`` both exec the
+    program in place (no fork), so the process we wait for is pppd itself.
+    """
+    if netns is None:
+        return []
+    if "/" in netns:
+        nsenter = shutil.which("nsenter") or "/usr/bin/nsenter"
+        return [nsenter, f"--net={netns}", "--"]
+    ip = shutil.which("ip") or "/usr/sbin/ip"
+    return [ip, "netns", "exec", netns]
+
+
+@dataclass
+class _Running:
+    session: BackendSession
+    process: asyncio.subprocess.Process
+    label: str
+    output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
+    stopping: bool = False
+    monitor: asyncio.Task[PppdExit] | None = None
+
+
+class PppdBackend:
+    """:class:`~l2tp.runtime.backend.SessionBackend` that runs one pppd per session.
+
+    ``netns``: the namespace pppd runs in; by default the data plane's
+    (``session.dataplane.netns`` when it has one). ``stop_timeout``: seconds
+    between SIGTERM and SIGKILL in :meth:`stop`. ``env``: pppd's environment
+    (default: a minimal ``PATH`` only, so nothing of the daemon's leaks into
+    pppd's scripts).
+    """
+
+    def __init__(
+        self,
+        *,
+        pppd: str | None = None,
+        plugin: str = PLUGIN,
+        netns: str | None = None,
+        stop_timeout: float = 5.0,
+        env: dict[str, str] | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._pppd = pppd
+        self.plugin = plugin
+        self.netns = netns
+        self.stop_timeout = stop_timeout
+        self.env = env if env is not None else {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+        self.log = logger or log
+        self._running: dict[tuple[int, int], _Running] = {}
+        self.exits: dict[tuple[int, int], PppdExit] = {}
+        """The last :class:`PppdExit` of every session key, for diagnostics and tests."""
+
+    @property
+    def pppd(self) -> str:
+        if self._pppd is None:
+            self._pppd = find_pppd()
+        return self._pppd
+
+    def running(self, session: BackendSession) -> bool:
+        return session.key in self._running
+
+    def pid(self, session: BackendSession) -> int | None:
+        run = self._running.get(session.key)
+        return run.process.pid if run is not None else None
+
+    def _netns_for(self, session: BackendSession) -> str | None:
+        if self.netns is not None:
+            return self.netns
+        netns = getattr(session.dataplane, "netns", None)
+        return netns if isinstance(netns, str) else None
+
+    async def start(self, session: BackendSession) -> None:
+        """Open the session's PPPoL2TP socket and start pppd on it.
+
+        Raises PppdOptionsError (bad configured options), PppdNotFound, a
+        KernelError from opening the socket, or OSError from the spawn; the
+        socket is closed on every failure.
+        """
+        key = session.key
+        if key in self._running:
+            raise RuntimeError(f"pppd already running for session {key}")
+        extra = user_options(session)  # fail before touching the kernel
+        pppd = self.pppd
+        info = session.info
+        label = (
+            f"{session.options.name or 'session'} "
+            f"(tid {info.tunnel_id}/{info.peer_tunnel_id} sid {info.session_id}/"
+            f"{info.peer_session_id})"
+        )
+        sock: socket.socket = session.dataplane.open_ppp_socket(
+            session.kernel_tunnel, info.session_id, info.peer_session_id
+        )
+        try:
+            fd = sock.fileno()
+            argv = netns_prefix(self._netns_for(session))
+            argv += build_argv(session, fd, pppd=pppd, plugin=self.plugin, extra=extra)
+            process = await asyncio.create_subprocess_exec(
+                *argv,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.STDOUT,
+                pass_fds=(fd,),
+                env=self.env,
+                start_new_session=True,
+            )
+        finally:
+            sock.close()  # pppd holds its own copy; ours would keep the session alive
+        run = _Running(session=session, process=process, label=label)
+        self._running[key] = run
+        self.log.info("%s: started pppd[%d]", label, process.pid)
+        self.log.debug("%s: pppd[%d] argv: %s", label, process.pid, " ".join(redact(argv)))
+        run.monitor = asyncio.create_task(self._monitor(run), name=f"pppd {label}")
+
+    async def _read_output(self, run: _Running) -> None:
+        stream = run.process.stdout
+        if stream is None:
+            return
+        while True:
+            try:
+                raw = await stream.readline()
+            except ValueError:  # a line longer than the stream limit
+                raw = await stream.read(4096)
+            if not raw:
+                return
+            line = raw.decode(errors="replace").rstrip()
+            if line:
+                run.output.append(line)
+                self.log.info("%s: pppd[%d]: %s", run.label, run.process.pid, line)
+
+    async def _monitor(self, run: _Running) -> PppdExit:
+        reader = asyncio.create_task(self._read_output(run))
+        returncode = await run.process.wait()
+        # Scripts pppd started (ip-up ...) may still hold the pipe: do not wait for them.
+        try:
+            async with asyncio.timeout(1.0):
+                await reader
+        except TimeoutError:
+            reader.cancel()
+        session = run.session
+        result, error, message = map_exit(returncode, version=session.kernel_tunnel.version)
+        outcome = PppdExit(
+            returncode=returncode,
+            result=result,
+            error=error,
+            message=message,
+            stopped=run.stopping,
+            output=tuple(run.output),
+        )
+        self.exits[session.key] = outcome
+        if self._running.get(session.key) is run:
+            del self._running[session.key]
+        if run.stopping:
+            self.log.info("%s: pppd[%d] stopped (%d)", run.label, run.process.pid, returncode)
+        else:
+            self.log.warning(
+                "%s: pppd[%d] exited (%d): %s; reporting CDN result %d",
+                run.label,
+                run.process.pid,
+                returncode,
+                message,
+                result,
+            )
+            try:
+                session.down(result, error, message)
+            except Exception:
+                self.log.exception("%s: report_down failed", run.label)
+        return outcome
+
+    async def wait(self, session: BackendSession, timeout: float | None = None) -> PppdExit:
+        """Wait for the session's pppd to end; return how it ended (TimeoutError after
+        ``timeout`` seconds)."""
+        run = self._running.get(session.key)
+        if run is None or run.monitor is None:
+            try:
+                return self.exits[session.key]
+            except KeyError:
+                raise LookupError(f"no pppd for session {session.key}") from None
+        async with asyncio.timeout(timeout):
+            return await asyncio.shield(run.monitor)
+
+    async def stop(self, session: BackendSession) -> None:
+        """SIGTERM pppd, wait ``stop_timeout`` s, then SIGKILL; idempotent, reports nothing."""
+        run = self._running.get(session.key)
+        if run is None or run.monitor is None:
+            return
+        run.stopping = True
+        process = run.process
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.terminate()
+            try:
+                async with asyncio.timeout(self.stop_timeout):
+                    await asyncio.shield(run.monitor)
+            except TimeoutError:
+                self.log.warning(
+                    "%s: pppd[%d] ignored SIGTERM for %.1f s; killing it",
+                    run.label,
+                    process.pid,
+                    self.stop_timeout,
+                )
+                with contextlib.suppress(ProcessLookupError):
+                    process.kill()
+        await run.monitor
+
+    async def close(self) -> None:
+        """Stop every pppd this backend runs (daemon shutdown)."""
+        runs = list(self._running.values())
+        await asyncio.gather(*(self.stop(run.session) for run in runs))
