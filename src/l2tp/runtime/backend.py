@@ -61,7 +61,8 @@ class PppOptions:
     name: str = ""
     """The config session name (kl2tpd) or ``"<listener>/<tid>/<sid>"`` (LNS); for logs/ifnames."""
     pppd_args: str | None = None
-    """Path of a pppd options file (go-l2tp's ``pppd_args``), passed as ``file PATH``."""
+    """Path of a file of extra pppd arguments (go-l2tp's ``pppd_args``): read and split on
+    whitespace as go-l2tp does (``#`` comment lines allowed), never shell-parsed."""
     pppd_options: tuple[str, ...] = ()
     """Extra pppd argv items, verbatim (already split, never shell-parsed)."""
     mtu: int | None = None

@@ -24,7 +24,7 @@ from collections.abc import AsyncIterator, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from l2tp.kernel.constants import PseudowireType
-from l2tp.kernel.errors import KernelError
+from l2tp.kernel.errors import KernelError, SessionNotFound
 from l2tp.kernel.model import SessionConfig as KernelSessionConfig
 from l2tp.kernel.model import TunnelConfig as KernelTunnelConfig
 from l2tp.protocol.constants import CdnResult, StopCcnResult
@@ -612,5 +612,8 @@ class TunnelHandle:
             return
         try:
             self.ctx.dataplane.delete_session(self.tunnel_id, handle.session_id)
+        except SessionNotFound:
+            # Expected for PPP: Linux deletes the session when pppd's PPPoL2TP socket closes.
+            log.debug("session %d/%d: already gone", self.tunnel_id, handle.session_id)
         except (KernelError, OSError) as exc:
             log.warning("session %d/%d: deleting: %s", self.tunnel_id, handle.session_id, exc)
