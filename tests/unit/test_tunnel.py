@@ -19,7 +19,7 @@ from l2tp.protocol.events import (
     TunnelReleased,
 )
 from l2tp.protocol.header import build_control_message
-from l2tp.protocol.message import ControlMessage
+from l2tp.protocol.message import ControlMessage, parse_message
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import Tunnel, TunnelConfig
 from l2tp.protocol.tunnel_fsm import (
@@ -63,12 +63,13 @@ def test_authentication_both_directions(hide: bool) -> None:
     )
     lac, lns = p.establish()
     assert lac.state is lns.state is TunnelState.ESTABLISHED
-    sccrp = next(d for d in p.sent if d.name == "SCCRP").message
-    assert sccrp is not None
-    avp = next(a for a in sccrp.avps if a.attribute == AvpType.CHALLENGE_RESPONSE)
+    # The SCCCN's Challenge Response is hidden (the SCCRP's is not: see below).
+    scccn = next(d for d in p.sent if d.name == "SCCCN").message
+    assert scccn is not None
+    avp = next(a for a in scccn.avps if a.attribute == AvpType.CHALLENGE_RESPONSE)
     assert avp.hidden is hide
     if hide:
-        assert any(a.attribute == AvpType.RANDOM_VECTOR for a in sccrp.avps)
+        assert any(a.attribute == AvpType.RANDOM_VECTOR for a in scccn.avps)
     sid = lac.open_session(p.now)
     p.pump()
     assert len(p.lns.of(SessionEstablished)) == 1 and sid in lac.sessions
@@ -80,8 +81,9 @@ def test_wrong_secret_stops_with_not_authorized(hide: bool) -> None:
     lac = p.connect()
     p.run(100)
     ours, theirs = closed(p.lac), closed(p.lns)
-    # Without hiding the LAC finds the wrong response; with it the LNS cannot unhide.
-    detector, victim = (theirs, ours) if hide else (ours, theirs)
+    # The SCCRQ hides nothing (the LNS could not pick a secret yet), so either way the
+    # LAC is the one to find the LNS's Challenge Response wrong.
+    detector, victim = ours, theirs
     for event in (ours, theirs):
         assert event.reason is not None and event.reason.result == StopCcnResult.NOT_AUTHORIZED
     assert not detector.by_peer and victim.by_peer
@@ -492,6 +494,20 @@ def test_setup_times_out_when_peer_acknowledges_but_never_replies() -> None:
     (down,) = [e for e in events if isinstance(e, TunnelClosed)]
     assert down.reason is not None and down.reason.result == StopCcnResult.GENERAL_ERROR
     assert not down.by_peer
+
+
+def test_scc_requests_and_replies_hide_nothing_but_later_messages_do() -> None:
+    """Interop with xl2tpd: it unhides while parsing, before it has looked up our secret."""
+    p = Pair(lac_config(secret=b"s", hide_avps=True), lns_config(secret=b"s", hide_avps=True))
+    p.establish()
+    hidden_by_type: dict[str, bool] = {}
+    for d in p.sent:
+        _header, message = parse_message(d.data, secret=b"s")
+        if message is not None:
+            hidden_by_type.setdefault(message.message_type.name, False)
+            hidden_by_type[message.message_type.name] |= any(a.hidden for a in message.avps)
+    assert hidden_by_type["SCCRQ"] is hidden_by_type["SCCRP"] is False
+    assert hidden_by_type["SCCCN"] is True  # the LAC's Challenge Response
 
 
 def test_setup_timeout_must_be_positive() -> None:

@@ -113,6 +113,10 @@ several secrets can still demultiplex an SCCRQ before it knows which to use.
 """
 
 
+def _visible_avp(attribute: AvpType, value: Any) -> Avp:
+    return Avp(attribute=attribute, value=value)
+
+
 @dataclass(frozen=True, slots=True)
 class VersionProfile:
     """What differs between L2TPv2 and L2TPv3 control connections (RFC 3931 5.4.3, 5.4.4).
@@ -616,7 +620,13 @@ class Tunnel:
     def _send_scc(self, message_type: MessageType, now: float) -> None:
         """SCCRQ, SCCRP or SCCCN (RFC 2661 6.1-6.3)."""
         c = self.config
-        make = self.make_avp
+        # Nothing is hidden in SCCRQ and SCCRP: the receiver picks the secret by our
+        # Host Name, which it reads from this same message, and xl2tpd unhides AVPs
+        # while it parses them, before it has the secret ("Invalid Hidden AVP"). The
+        # Challenge is a random number, so showing it costs nothing; the Challenge
+        # Response in the SCCCN and every session AVP are still hidden.
+        visible = message_type in (MessageType.SCCRQ, MessageType.SCCRP)
+        make = _visible_avp if visible else self.make_avp
         avps: list[Avp] = []
         if message_type != MessageType.SCCCN:
             avps += [
