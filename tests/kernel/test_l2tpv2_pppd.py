@@ -93,7 +93,7 @@ def _pppd_running() -> bool:
 
 
 @pytest.mark.parametrize("auth", ["plain", "challenge+hidden"])
-def test_kl2tpd_to_our_lns_ppp_carries_ping_and_teardown_is_clean(
+def test_kl2tpd_to_our_lns_ppp_carries_ping_and_teardown_from_either_side_is_clean(
     veth_pair: VethPair, procs: list[Proc], tmp_path: Path, auth: str
 ) -> None:
     require_tool("pppd")
@@ -161,9 +161,17 @@ pppd_args = "{args}"
     tunnels, sessions = _l2tp_state(pair.ns_a)
     assert len(tunnels) == 1 and len(sessions) == 1
 
-    # The LAC goes away: StopCCN; the LNS must remove its kernel state and pppd.
-    assert lac.stop() == 0, lac.output()
-    wait_until(lambda: _l2tp_state(pair.ns_a) == ([], []), timeout=30, what="LNS cleanup")
-    wait_until(lambda: not _pppd_running(), timeout=30, what="pppd to exit")
-    assert _l2tp_state(pair.ns_b) == ([], [])
-    assert lns.stop() == 0, lns.output()
+    if auth == "plain":
+        # The LNS goes away: StopCCN; the LAC must remove its kernel state and pppd.
+        assert lns.stop() == 0, lns.output()
+        wait_until(lambda: _l2tp_state(pair.ns_b) == ([], []), timeout=30, what="LAC cleanup")
+        wait_until(lambda: not _pppd_running(), timeout=30, what="pppd to exit")
+        assert "closed (peer" in lac.output(), lac.output()
+        lac.stop()  # kl2tpd exits by itself once no tunnel is left; either way it is gone
+    else:
+        # The LAC goes away: StopCCN; the LNS must remove its kernel state and pppd.
+        assert lac.stop() == 0, lac.output()
+        wait_until(lambda: _l2tp_state(pair.ns_a) == ([], []), timeout=30, what="LNS cleanup")
+        wait_until(lambda: not _pppd_running(), timeout=30, what="pppd to exit")
+        assert lns.stop() == 0, lns.output()
+    assert _l2tp_state(pair.ns_a) == ([], []) and _l2tp_state(pair.ns_b) == ([], [])
