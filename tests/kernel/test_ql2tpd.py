@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import require_tool
-from tests.kernel.conftest import VethPair, ip_batch, wait_until
+from tests.kernel.conftest import VethPair, ip_batch, ip_json, wait_until
 
 pytestmark = pytest.mark.kernel
 
@@ -351,3 +351,51 @@ def test_quiescent_tears_down_on_dead_peer_and_recovers(
     print(f"quiescent {encap}: dead peer detected after {detected:.1f} s")
     assert a.stop() == 0 and b.stop() == 0
     assert _tunnels(pair.ns_a) == [] and _tunnels(pair.ns_b) == []
+
+
+def test_bridge_key_attaches_the_pseudowire_and_traffic_crosses_the_bridge(
+    veth_pair: VethPair, daemons: list[Daemon], tmp_path: Path
+) -> None:
+    """Site-to-site: side A's l2tpeth is a bridge port; a host behind the bridge pings B."""
+    pair = veth_pair
+    # A "LAN host" namespace behind side A's bridge, joined by a veth.
+    lan = pair.ns_a + "l"
+    ip_batch(
+        [
+            f"netns add {lan}",
+            f"link add lanh netns {lan} type veth peer name lanp netns {pair.ns_a}",
+        ]
+    )
+    try:
+        ip_batch(
+            [
+                "link add qbr0 type bridge",
+                "link set lanp master qbr0",
+                "link set lanp up",
+                "link set qbr0 up",
+            ],
+            netns=pair.ns_a,
+        )
+        ip_batch(
+            ["addr add 10.96.0.10/24 dev lanh", "link set lanh up", "link set lo up"], netns=lan
+        )
+        conf_a = _tunnel_toml(
+            "br", f"{pair.a4}:7200", f"{pair.b4}:7200", "udp", 900, 901, 90, 91, "qbrif", extra=""
+        )
+        conf_a += 'bridge = "qbr0"\n'
+        conf_b = _tunnel_toml(
+            "br", f"{pair.b4}:7200", f"{pair.a4}:7200", "udp", 901, 900, 91, 90, "qbrif"
+        )
+        a = Daemon(pair.ns_a, conf_a, tmp_path, "bra")
+        b = Daemon(pair.ns_b, conf_b, tmp_path, "brb")
+        daemons += [a, b]
+        a.start()
+        b.start()
+        link = ip_json(["link show dev qbrif"], netns=pair.ns_a)[0][0]
+        assert link.get("master") == "qbr0", link
+        ip_batch(["link set qbrif up"], netns=pair.ns_a)
+        ip_batch(["addr add 10.96.0.20/24 dev qbrif", "link set qbrif up"], netns=pair.ns_b)
+        assert _ping(lan, "10.96.0.20", count=3), a.output() + b.output()
+        assert a.stop() == 0 and b.stop() == 0
+    finally:
+        ip_batch([f"netns del {lan}"])

@@ -25,7 +25,7 @@ from l2tp.kernel.errors import (
 )
 from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.kernel.netlink import _create_session, _create_tunnel, _Exchange, _session_cmd
-from l2tp.kernel.rtnl import set_mtu_request
+from l2tp.kernel.rtnl import set_master_request, set_mtu_request
 
 V4 = ip_address("192.0.2.1")
 V4B = ip_address("192.0.2.2")
@@ -300,3 +300,7 @@ def test_getfamily_request_and_rtnl_request() -> None:
     mtu = set_mtu_request("l2tpeth0", 1400, seq=2)
     assert struct.unpack_from("=IHH", mtu) == (len(mtu), 16, 5)
     assert mtu.endswith(struct.pack("=HHI", 8, 4, 1400))
+    master = set_master_request("l2tpeth0", 7, seq=3)
+    # RTM_NEWLINK, REQUEST|ACK, by name, IFLA_MASTER (10) = the bridge's ifindex
+    assert struct.unpack_from("=IHHI", master) == (len(master), 16, 5, 3)
+    assert b"l2tpeth0\0" in master and master.endswith(struct.pack("=HHI", 8, 10, 7))

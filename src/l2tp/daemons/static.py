@@ -98,6 +98,8 @@ class StaticTunnel:
                 self.dataplane.create_session(kernel_session(self.config, session))
                 assert session.sid is not None
                 self.sessions_created.append(session.sid)
+                if session.bridge:
+                    self.dataplane.attach_to_bridge(self.tunnel_id, session.sid, session.bridge)
                 logger.info(
                     "tunnel %s session %s: created kernel session %d",
                     self.config.name,
@@ -145,3 +147,5 @@ class StaticTunnel:
                 continue
             self.dataplane.create_session(kernel_session(self.config, session))
             self.sessions_created.append(session.sid)
+            if session.bridge:
+                self.dataplane.attach_to_bridge(self.tunnel_id, session.sid, session.bridge)

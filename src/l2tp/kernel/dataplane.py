@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from l2tp.kernel.errors import IdInUse, SessionNotFound, TunnelNotFound
 from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.kernel.netlink import L2tpNetlink
+from l2tp.kernel.rtnl import set_master
 from l2tp.kernel.sockets import pppol2tp_socket
 
 
@@ -46,6 +47,10 @@ class DataPlane(Protocol):
     def open_ppp_socket(
         self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
     ) -> socket.socket: ...
+
+    def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
+        """Make an Ethernet session's interface a port of ``bridge``."""
+        ...
 
     def close(self) -> None: ...
 
@@ -103,6 +108,12 @@ class LinuxDataPlane:
             peer_session_id=peer_session_id,
             netns=self.netns,
         )
+
+    def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
+        ifname = self.netlink.get_session(tunnel_id, session_id).ifname
+        if not ifname:
+            raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
+        set_master(ifname, bridge, netns=self.netns)
 
     def close(self) -> None:
         self.netlink.close()
@@ -184,6 +195,11 @@ class NullDataPlane:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._ppp_peers.append(theirs)
         return ours
+
+    def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
+        self.calls.append(("attach_to_bridge", (tunnel_id, session_id, bridge)))
+        if (tunnel_id, session_id) not in self.sessions:
+            raise SessionNotFound(errno.ENODEV, f"attach to bridge: session {session_id} not found")
 
     def close(self) -> None:
         self.calls.append(("close", None))
