@@ -7,6 +7,7 @@ pass; the API's own kernel tests live beside it.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import platform
@@ -54,29 +55,53 @@ def test_genl_family_resolves_from_python() -> None:
 
 @pytest.mark.parametrize("encap", ["udp", "ip"])
 def test_static_l2tpv3_ethernet_pseudowire_carries_ping(encap: str) -> None:
-    """Two namespaces on a veth pair, an unmanaged L2TPv3 session each, ping across l2tpeth."""
+    """Two namespaces on a veth pair, an unmanaged L2TPv3 session each, ping across l2tpeth.
+
+    The tunnels and sessions are made with the project's own netlink API; iproute2
+    and ping, independent of it, check the result.
+    """
     _require_l2tp_kernel()
     require_tool("ip")
     require_tool("ping")
+    from l2tp.kernel import EncapType, L2tpNetlink, SessionConfig, TunnelConfig
+
     tag = uuid.uuid4().hex[:6]
     a, b = f"pa{tag}", f"pb{tag}"
-    port = "udp_sport 5000 udp_dport 5000" if encap == "udp" else ""
-    setup = f"""
+    udp = encap == "udp"
+    _sh(
+        f"""
         ip netns add {a}; ip netns add {b}
         ip link add va{tag} netns {a} type veth peer name vb{tag} netns {b}
         ip -n {a} addr add 192.0.2.1/24 dev va{tag}; ip -n {a} link set va{tag} up
         ip -n {b} addr add 192.0.2.2/24 dev vb{tag}; ip -n {b} link set vb{tag} up
-        ip -n {a} l2tp add tunnel tunnel_id 10 peer_tunnel_id 20 encap {encap} \
-            local 192.0.2.1 remote 192.0.2.2 {port}
-        ip -n {b} l2tp add tunnel tunnel_id 20 peer_tunnel_id 10 encap {encap} \
-            local 192.0.2.2 remote 192.0.2.1 {port}
-        ip -n {a} l2tp add session name l2ta tunnel_id 10 session_id 1 peer_session_id 2
-        ip -n {b} l2tp add session name l2tb tunnel_id 20 session_id 2 peer_session_id 1
-        ip -n {a} addr add 198.51.100.1/24 dev l2ta; ip -n {a} link set l2ta up
-        ip -n {b} addr add 198.51.100.2/24 dev l2tb; ip -n {b} link set l2tb up
-    """
+        """
+    )
     try:
-        _sh(setup)
+        for ns, tid, ptid, sid, psid, local, peer, name in (
+            (a, 10, 20, 1, 2, "192.0.2.1", "192.0.2.2", "l2ta"),
+            (b, 20, 10, 2, 1, "192.0.2.2", "192.0.2.1", "l2tb"),
+        ):
+            with L2tpNetlink(netns=ns) as nl:
+                nl.create_tunnel(
+                    TunnelConfig(
+                        tunnel_id=tid,
+                        peer_tunnel_id=ptid,
+                        encap=EncapType.UDP if udp else EncapType.IP,
+                        local=ipaddress.ip_address(local),
+                        peer=ipaddress.ip_address(peer),
+                        local_port=5000 if udp else 0,
+                        peer_port=5000 if udp else 0,
+                    )
+                )
+                nl.create_session(
+                    SessionConfig(tunnel_id=tid, session_id=sid, peer_session_id=psid, ifname=name)
+                )
+        _sh(
+            f"""
+            ip -n {a} addr add 198.51.100.1/24 dev l2ta; ip -n {a} link set l2ta up
+            ip -n {b} addr add 198.51.100.2/24 dev l2tb; ip -n {b} link set l2tb up
+            """
+        )
         shown = json.loads(_sh(f"ip -n {a} -j l2tp show session"))
         assert [(s["tunnel_id"], s["session_id"], s["peer_session_id"]) for s in shown] == [
             (10, 1, 2)
