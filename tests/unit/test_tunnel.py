@@ -456,7 +456,7 @@ def test_api_misuse_raises() -> None:
     with pytest.raises(LocalProtocolError):
         lac.open_session(p.now)
     with pytest.raises(LocalProtocolError):
-        Tunnel(TunnelConfig(version=3), local_id=1, random_bytes=random.Random(0).randbytes)
+        Tunnel(TunnelConfig(version=3), local_id=1 << 32, random_bytes=random.Random(0).randbytes)
     with pytest.raises(LocalProtocolError):
         Tunnel(TunnelConfig(), local_id=0, random_bytes=random.Random(0).randbytes)
     with pytest.raises(ValueError):

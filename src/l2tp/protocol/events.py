@@ -96,8 +96,22 @@ class CallParams:
     sub_address: str | None = None
     physical_channel_id: int | None = None
     sequencing_required: bool = False
+    # L2TPv3 (RFC 3931 5.4.4); ignored by L2TPv2 sessions.
+    pseudowire_type: int = 0x0005
+    """Pseudowire Type AVP of the ICRQ we send (default Ethernet, RFC 4719)."""
+    cookie_length: int = 0
+    """0, 4 or 8: size of the random Assigned Cookie we draw for each session."""
+    l2_specific_sublayer: int | None = None
+    data_sequencing: int | None = None
+    """Data Sequencing AVP: what we require the peer to sequence (RFC 3931 5.4.4)."""
+    remote_end_id: str = "python-l2tp"
+    """Remote End ID AVP of the ICRQ: names the circuit at the peer (RFC 3931 5.4.4)."""
 
     def __post_init__(self) -> None:
+        if self.cookie_length not in (0, 4, 8):
+            raise ValueError("cookie_length must be 0, 4 or 8 (RFC 3931 5.4.4)")
+        if not 0 <= self.pseudowire_type <= 0xFFFF:
+            raise ValueError("pseudowire_type is a 16-bit number")
         for name in ("tx_connect_speed", "minimum_bps", "maximum_bps"):
             if not 0 <= getattr(self, name) <= _U32:
                 raise ValueError(f"{name} must fit in 32 bits")
@@ -122,6 +136,10 @@ class PeerInfo:
     """The peer's Receive Window Size AVP, 4 when absent (RFC 2661 5.8)."""
     vendor_name: str | None = None
     firmware_revision: int | None = None
+    router_id: int | None = None
+    """L2TPv3 Router ID AVP (RFC 3931 5.4.3)."""
+    pseudowire_capabilities: tuple[int, ...] = ()
+    """L2TPv3 Pseudowire Capabilities List (RFC 3931 5.4.3)."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.tunnel_id <= 0xFFFFFFFF:
@@ -152,6 +170,17 @@ class SessionInfo:
     physical_channel_id: int | None = None
     sequencing_required: bool = False
     """The peer asked for sequence numbers on the data channel (RFC 2661 5.4)."""
+    # L2TPv3 (RFC 3931 5.4.4): what the data plane needs to create the kernel session.
+    pseudowire_type: int | None = None
+    cookie: bytes = b""
+    """Our Assigned Cookie: the peer puts it on every data packet it sends us."""
+    peer_cookie: bytes = b""
+    """The peer's Assigned Cookie: we put it on every data packet we send."""
+    l2_specific_sublayer: int | None = None
+    """The peer's L2-Specific Sublayer AVP: the sublayer it requires on what we send."""
+    data_sequencing: int | None = None
+    """The peer's Data Sequencing AVP: how we must sequence what we send."""
+    remote_end_id: str | None = None
 
     def __post_init__(self) -> None:
         if not 1 <= self.session_id <= 0xFFFFFFFF:

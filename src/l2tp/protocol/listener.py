@@ -24,7 +24,8 @@ import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
-from .constants import ErrorCode, MessageType, StopCcnResult
+from .constants import AvpType, ErrorCode, MessageType, StopCcnResult
+from .digest import verify_message
 from .errors import CodecError
 from .events import Reason
 from .header import is_control, parse_control_header
@@ -65,6 +66,8 @@ class ListenerCounters:
     ties_won: int = 0
     ties_lost: int = 0
     ties_equal: int = 0
+    bad_digest: int = 0
+    """L2TPv3 SCCRQs dropped before any tunnel exists: Message Digest wrong (RFC 3931 5.4.1)."""
 
 
 class TunnelListener:
@@ -83,7 +86,8 @@ class TunnelListener:
         self._random = random_bytes
         self.tunnels: dict[int, Tunnel] = {}
         self.counters = ListenerCounters()
-        self._ids = ids if ids is not None else IdPool(bits=16, random_bytes=random_bytes)
+        bits = 32 if config.tunnel.version == 3 else 16
+        self._ids = ids if ids is not None else IdPool(bits=bits, random_bytes=random_bytes)
         self._peer_of: dict[int, Hashable] = {}
         self._by_peer_tid: dict[tuple[Hashable, int], int] = {}
         self._initiating: dict[Hashable, set[int]] = {}
@@ -121,7 +125,7 @@ class TunnelListener:
         if message is None:
             self.counters.malformed += 1
             return None
-        key = (peer, message.assigned_tunnel_id or 0)
+        key = (peer, _peer_id(message))
         known = self._by_peer_tid.get(key)
         if known is not None and known in self.tunnels:
             if message.message_type == MessageType.SCCRQ:
@@ -129,7 +133,7 @@ class TunnelListener:
             tunnel = self.tunnels[known]
             tunnel.receive_datagram(data, now)
             return tunnel
-        if message.message_type != MessageType.SCCRQ or not message.assigned_tunnel_id:
+        if message.message_type != MessageType.SCCRQ or not _peer_id(message):
             self.counters.orphan_messages += 1
             return None
         return self._accept(data, message, peer, now)
@@ -179,6 +183,17 @@ class TunnelListener:
             return message
         return None
 
+    def _authentic(self, data: bytes, message: ControlMessage) -> bool:
+        """v3 with authentication: the SCCRQ's digest (no nonces) must match before a
+        tunnel is made or a tie broken. One with neither digest nor nonce passes: its
+        tunnel answers StopCCN 4 (the peer does not authenticate)."""
+        c = self.config.tunnel
+        if c.version != 3 or not c.secret or c.digest_type is None:
+            return True
+        if message.nonce is None and AvpType.MESSAGE_DIGEST not in message:
+            return True
+        return verify_message(data, secrets=(c.secret,))
+
     def _create(self, peer: Hashable, config: TunnelConfig, reject: Reason | None) -> Tunnel:
         tid = self._ids.allocate()
         tunnel = Tunnel(config, local_id=tid, random_bytes=self._random, reject=reject)
@@ -189,6 +204,9 @@ class TunnelListener:
     def _accept(
         self, data: bytes, message: ControlMessage, peer: Hashable, now: float
     ) -> Tunnel | None:
+        if not self._authentic(data, message):
+            self.counters.bad_digest += 1
+            return None
         theirs = message.tie_breaker
         handed_over: list[Session] = []
         losers: list[Tunnel] = []
@@ -234,8 +252,13 @@ class TunnelListener:
             self.counters.rejected += 1
         else:
             self.counters.accepted += 1
-        self._by_peer_tid[peer, message.assigned_tunnel_id or 0] = tunnel.tunnel_id
+        self._by_peer_tid[peer, _peer_id(message)] = tunnel.tunnel_id
         tunnel.receive_datagram(data, now)
         if handed_over:
             tunnel.adopt_sessions(handed_over, now)
         return tunnel
+
+
+def _peer_id(message: ControlMessage) -> int:
+    """The peer's Assigned Tunnel ID (v2) or Assigned Control Connection ID (v3), 0 if none."""
+    return message.assigned_tunnel_id or message.assigned_connection_id or 0

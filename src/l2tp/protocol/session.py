@@ -1,4 +1,4 @@
-"""One L2TPv2 session (call) inside a tunnel: its state, IDs, parameters and messages.
+"""One session (call) inside a tunnel: its state, IDs, parameters and L2TPv2 messages.
 
 The session runs the tables of :mod:`.session_fsm`; everything it needs from
 its tunnel (sending a message, reporting an event, the tunnel's IDs and
@@ -8,42 +8,34 @@ session logic is testable on its own and the tunnel module stays small.
 Header session IDs (RFC 2661 section 3.1): every message we send for a session
 carries the *peer's* session ID in the header, 0 until the peer assigned one
 (our ICRQ/OCRQ, or a CDN before the reply); the peer addresses us by the
-Assigned Session ID AVP we sent.
+Assigned Session ID AVP we sent. L2TPv3 sessions (:class:`~.v3.Session3`) name
+both IDs in AVPs instead; the ID table is in :mod:`.session_table`.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .avp import Avp
 from .avps import Accm, CallErrors
 from .constants import AvpType, BearerBits, CdnResult, ErrorCode, FramingBits, MessageType
-from .errors import LocalProtocolError
 from .events import (
     CallKind,
     CallParams,
-    CallRequested,
     ControlEvent,
     LinkInfoSet,
     Reason,
-    Role,
     SessionClosed,
     SessionEstablished,
     SessionInfo,
     WanErrorNotified,
 )
-from .ids import IdExhausted, IdPool
-from .message import ControlMessage, RandomSource
+from .message import ControlMessage
 from .session_fsm import (
-    MESSAGE_INPUTS,
-    UNKNOWN_SESSION,
     SessionAction,
     SessionInput,
     SessionState,
-    UnknownSessionAction,
     lookup,
 )
 
@@ -96,7 +88,13 @@ class _Refused(Exception):
 
 
 class Session:
-    """One call. Created by the tunnel; driven only through :meth:`handle`."""
+    """One call. Created by the tunnel; driven only through :meth:`handle`.
+
+    The message builders and checks below are L2TPv2's; :class:`~.v3.Session3`
+    overrides them for L2TPv3 and keeps the tables and the rest.
+    """
+
+    VERSION = 2
 
     __slots__ = (
         "bad_reason",
@@ -228,7 +226,7 @@ class Session:
             assert message is not None
             self._check_request(message)
         elif action is A.SEND_ICRP:
-            self._send(self._build(MessageType.ICRP, assigned_session_id=self.session_id), now)
+            self._send(self._icrp(), now)
         elif action is A.SEND_OCRP:
             p = self.params
             self._send(
@@ -256,7 +254,7 @@ class Session:
             self._close(reason or _ADMIN, now, send_cdn=True, by_peer=False)
         elif action is A.CDN_FSM_ERROR:
             what = f"{inp.value} in {self.kind.value} state {self.state.value}"
-            self._close(fsm_error_reason(what), now, send_cdn=True, by_peer=False)
+            self._close(self.fsm_error_reason(what), now, send_cdn=True, by_peer=False)
         elif action is A.CDN_BAD:
             self._close(self.bad_reason or _GENERAL, now, send_cdn=True, by_peer=False)
         elif action is A.PEER_DISCONNECT:
@@ -349,6 +347,38 @@ class Session:
 
     # ------------------------------------------------------------- messages
 
+    @staticmethod
+    def fsm_error_reason(what: str) -> Reason:
+        return fsm_error_reason(what)
+
+    @staticmethod
+    def message_ids(message: ControlMessage, header_sid: int) -> tuple[int, int]:
+        """(the peer's session ID, ours) as a received session message names them."""
+        return message.assigned_session_id or 0, header_sid
+
+    @staticmethod
+    def reject_message(
+        peer_sid: int, our_sid: int, reason: Reason, host: SessionHost
+    ) -> ControlMessage:
+        """The CDN for a call we hold no session for."""
+        return ControlMessage(
+            message_type=MessageType.CDN,
+            avps=[
+                Avp(attribute=AvpType.RESULT_CODE, value=reason.to_avp_value()),
+                host.make_avp(AvpType.ASSIGNED_SESSION_ID, our_sid),
+            ],
+        )
+
+    def _icrp(self) -> ControlMessage:
+        return self._build(MessageType.ICRP, assigned_session_id=self.session_id)
+
+    def _cdn(self, reason: Reason) -> ControlMessage:
+        return self._build(
+            MessageType.CDN,
+            result_code=reason.to_avp_value(),
+            assigned_session_id=self.session_id,
+        )
+
     def _build(self, message_type: MessageType, **values: Any) -> ControlMessage:
         make = self.host.make_avp
         avps = [make(_AVP_TYPES[key], value) for key, value in values.items() if value is not None]
@@ -418,15 +448,7 @@ class Session:
         if self.state is SessionState.CLOSED:
             return
         if send_cdn:
-            cdn_reason = reason or _ADMIN
-            self._send(
-                self._build(
-                    MessageType.CDN,
-                    result_code=cdn_reason.to_avp_value(),
-                    assigned_session_id=self.session_id,
-                ),
-                now,
-            )
+            self._send(self._cdn(reason or _ADMIN), now)
         self.state = SessionState.CLOSED
         if logger.isEnabledFor(logging.INFO):
             self._log.info(
@@ -466,247 +488,3 @@ _CONNECTED_FIELDS = (
     (AvpType.RX_CONNECT_SPEED, "rx_connect_speed"),
     (AvpType.FRAMING_TYPE, "framing_type"),
 )
-
-
-@dataclass(slots=True)
-class SessionCounters:
-    opened: int = 0
-    """Sessions created, by us or at the peer's request."""
-    calls_rejected: int = 0
-    """CDNs sent for calls we hold no session for (policy, limits, bad requests)."""
-    unknown_session: int = 0
-    """Session messages naming no session of ours."""
-    stale_cdn: int = 0
-    """CDNs whose Assigned Session ID names an earlier call on the same local ID."""
-
-
-class SessionTable:
-    """The sessions of one tunnel: ID allocation, lookup by either ID, message routing.
-
-    Lookups are dictionary hits on our session ID (the header of every message
-    after the first) or the peer's (a CDN sent before our reply, and the
-    ICRQ/OCRQ that names it), so 65,535 sessions cost no more per message than
-    one; IDs come from an :class:`~.ids.IdPool`.
-    """
-
-    __slots__ = (
-        "_auto_accept",
-        "_by_id",
-        "_by_peer",
-        "_defaults",
-        "_ids",
-        "_next_serial",
-        "counters",
-        "host",
-        "role",
-    )
-
-    def __init__(
-        self,
-        host: SessionHost,
-        *,
-        role: Role,
-        id_bits: int,
-        random_bytes: RandomSource,
-        limit: int,
-        auto_accept: bool,
-        call_params: CallParams,
-    ) -> None:
-        self.host = host
-        self.role = role
-        self._auto_accept = auto_accept
-        self._defaults = call_params
-        self._by_id: dict[int, Session] = {}
-        self._by_peer: dict[int, Session] = {}
-        self._ids = IdPool(bits=id_bits, random_bytes=random_bytes, limit=limit)
-        self._next_serial = 1
-        self.counters = SessionCounters()
-
-    def __len__(self) -> int:
-        return len(self._by_id)
-
-    def __iter__(self) -> Iterator[Session]:
-        return iter(list(self._by_id.values()))
-
-    def __contains__(self, session_id: object) -> bool:
-        return session_id in self._by_id
-
-    def get(self, session_id: int) -> Session | None:
-        return self._by_id.get(session_id)
-
-    def by_peer_id(self, peer_session_id: int) -> Session | None:
-        return self._by_peer.get(peer_session_id)
-
-    def require(self, session_id: int) -> Session:
-        session = self._by_id.get(session_id)
-        if session is None:
-            raise LocalProtocolError(f"tunnel {self.host.tunnel_id} has no session {session_id}")
-        return session
-
-    # ---------------------------------------------------------------- local
-
-    def open(self, now: float, params: CallParams | None, *, tunnel_up: bool) -> int:
-        """Place a call of our role's kind; it waits for the tunnel if need be."""
-        kind = CallKind.LAC_INCOMING if self.role is Role.LAC else CallKind.LNS_OUTGOING
-        params = params if params is not None else self._defaults
-        sid = self._ids.allocate()
-        serial = params.call_serial if params.call_serial is not None else self._serial()
-        session = Session(self.host, kind=kind, session_id=sid, call_serial=serial, params=params)
-        self._by_id[sid] = session
-        self.counters.opened += 1
-        session.handle(SessionInput.OPEN, now)
-        if tunnel_up:
-            session.handle(SessionInput.TUNNEL_OPEN, now)
-        return sid
-
-    def accept(self, session: Session, now: float) -> None:
-        session.handle(SessionInput.ACCEPT, now)
-        if session.kind is CallKind.LAC_OUTGOING and session.state is SessionState.WAIT_CS_ANSWER:
-            # No bearer to wait for on a software LAC: the call is answered at once.
-            session.handle(SessionInput.ANSWER, now)
-
-    def tunnel_open(self, now: float) -> None:
-        """RFC 2661 7.4.1 / 7.5.2 "tunnel-open": waiting sessions send their request."""
-        for session in self:
-            if session.state is SessionState.WAIT_TUNNEL:
-                session.handle(SessionInput.TUNNEL_OPEN, now)
-
-    def tunnel_down(self, now: float) -> None:
-        for session in self:
-            session.handle(SessionInput.TUNNEL_DOWN, now)
-
-    def detach_waiting(self) -> list[Session]:
-        """Remove the sessions still in wait-tunnel (for a tie-breaker hand-over)."""
-        waiting = [s for s in self if s.state is SessionState.WAIT_TUNNEL]
-        for session in waiting:
-            del self._by_id[session.session_id]
-            self._ids.release(session.session_id)
-        return waiting
-
-    def adopt(self, sessions: list[Session], now: float, *, tunnel_up: bool) -> None:
-        """Take over waiting sessions, keeping their local IDs."""
-        for session in sessions:
-            self._ids.reserve(session.session_id)
-            session.host = self.host
-            self._by_id[session.session_id] = session
-            if tunnel_up:
-                session.handle(SessionInput.TUNNEL_OPEN, now)
-
-    def release(self, session: Session) -> None:
-        """Forget a closed session and free its ID (Session calls this via its host)."""
-        sid = session.session_id
-        if self._by_id.get(sid) is session:
-            del self._by_id[sid]
-            self._ids.release(sid)
-        if self._by_peer.get(session.peer_session_id) is session:
-            del self._by_peer[session.peer_session_id]
-
-    # ----------------------------------------------------------------- peer
-
-    def dispatch(
-        self, message: ControlMessage, header_sid: int, bad: Reason | None, now: float
-    ) -> None:
-        """Route a session message to its session, or create one (RFC 2661 7.4, 7.5)."""
-        mtype = message.message_type
-        inp = MESSAGE_INPUTS[mtype]
-        peer_sid = message.assigned_session_id or 0
-        if mtype in (MessageType.ICRQ, MessageType.OCRQ):
-            existing = self._by_peer.get(peer_sid) if peer_sid else None
-            if existing is not None:
-                self._feed(existing, inp, message, bad, now)
-            elif bad is not None or not peer_sid:
-                self.reject(peer_sid, 0, bad or _no_such_session(), now)
-            else:
-                self._new_call(message, peer_sid, now)
-            return
-        session = self._by_id.get(header_sid) if header_sid else None
-        if session is None and peer_sid:
-            session = self._by_peer.get(peer_sid)
-        if session is None:
-            self.counters.unknown_session += 1
-            if UNKNOWN_SESSION.get(mtype) is UnknownSessionAction.REPLY_CDN and peer_sid:
-                self.reject(peer_sid, header_sid, _no_such_session(), now)
-            return
-        if (
-            mtype == MessageType.CDN
-            and session.peer_session_id
-            and peer_sid
-            and peer_sid != session.peer_session_id
-        ):
-            self.counters.stale_cdn += 1
-            return
-        self._feed(session, inp, message, bad, now)
-
-    def reject(self, peer_sid: int, our_sid: int, reason: Reason, now: float) -> None:
-        """CDN for a call we hold no session for (RFC 2661 7.4.2 "idle, not acceptable")."""
-        self.counters.calls_rejected += 1
-        message = ControlMessage(
-            message_type=MessageType.CDN,
-            avps=[
-                Avp(attribute=AvpType.RESULT_CODE, value=reason.to_avp_value()),
-                self.host.make_avp(AvpType.ASSIGNED_SESSION_ID, our_sid),
-            ],
-        )
-        self.host.send_message(message, session_id=peer_sid, now=now)
-
-    def _feed(
-        self,
-        session: Session,
-        inp: SessionInput,
-        message: ControlMessage,
-        bad: Reason | None,
-        now: float,
-    ) -> None:
-        if bad is not None:
-            session.bad_reason = bad
-            inp = SessionInput.RECV_BAD
-        had_peer = session.peer_session_id
-        session.handle(inp, now, message)
-        if not had_peer and session.peer_session_id and session.state is not SessionState.CLOSED:
-            self._by_peer[session.peer_session_id] = session
-
-    def _new_call(self, message: ControlMessage, peer_sid: int, now: float) -> None:
-        incoming = message.message_type == MessageType.ICRQ
-        if incoming != (self.role is Role.LNS):
-            reason = Reason(
-                result=CdnResult.PERMANENT_NO_FACILITIES,
-                message=f"{message.name} not accepted by an {self.role.name}",
-            )
-            self.reject(peer_sid, 0, reason, now)
-            return
-        try:
-            sid = self._ids.allocate()
-        except IdExhausted:
-            reason = Reason(
-                result=CdnResult.TEMPORARY_NO_FACILITIES,
-                error=ErrorCode.INSUFFICIENT_RESOURCES,
-                message=f"session limit {self._ids.limit} reached",
-            )
-            self.reject(peer_sid, 0, reason, now)
-            return
-        kind = CallKind.LNS_INCOMING if incoming else CallKind.LAC_OUTGOING
-        session = Session(
-            self.host, kind=kind, session_id=sid, call_serial=0, params=self._defaults
-        )
-        self._by_id[sid] = session
-        self.counters.opened += 1
-        self._feed(session, MESSAGE_INPUTS[message.message_type], message, None, now)
-        if session.state is not SessionState.WAIT_ACCEPT:
-            return
-        if self._auto_accept:
-            self.accept(session, now)
-        else:
-            self.host.emit(CallRequested(tunnel_id=self.host.tunnel_id, info=session.info))
-
-    def _serial(self) -> int:
-        serial = self._next_serial
-        self._next_serial = (serial + 1) & 0xFFFFFFFF or 1
-        return serial
-
-
-def _no_such_session() -> Reason:
-    return Reason(
-        result=CdnResult.GENERAL_ERROR,
-        error=ErrorCode.INVALID_SESSION_ID,
-        message="no such session",
-    )

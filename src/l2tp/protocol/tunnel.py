@@ -1,4 +1,4 @@
-"""One L2TPv2 control connection (tunnel), sans-IO: datagrams and ``now`` in, datagrams out.
+"""One L2TP control connection (v2 tunnel, v3 control connection), sans-IO.
 
 A :class:`Tunnel` owns a reliable :class:`~.transport.Transport`, runs the
 control connection table of :mod:`.tunnel_fsm` and the sessions of
@@ -28,9 +28,9 @@ challenge response wrong or missing (5.1.1)            StopCCN 4
 message in the wrong state (7.1)                       StopCCN 7, or CDN 2 (see session)
 =====================================================  ==================================
 
-L2TPv3 reuses this machinery later (RFC 3931 keeps the same tables); the
-differences are gathered in :class:`VersionProfile`, and ``version=3`` is
-refused until the v3 message builders exist.
+L2TPv3 (RFC 3931) reuses this machinery and its tables; the differences are
+gathered in :class:`VersionProfile`, the v3 message builders in :mod:`.v3` and
+control message authentication (Message Digest, nonces) in :mod:`.auth3`.
 """
 
 from __future__ import annotations
@@ -38,12 +38,12 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import Handshake
+from .auth3 import MessageAuth, Verdict
 from .avp import Avp
-from .avps import Accm, CallErrors, ProtocolVersion
+from .avps import Accm, CallErrors
 from .constants import (
     SESSION_MESSAGES,
     VENDOR_IETF,
@@ -57,7 +57,6 @@ from .constants import (
 )
 from .errors import CodecError, LocalProtocolError
 from .events import (
-    NO_BEARER,
     CallParams,
     ControlEvent,
     PeerInfo,
@@ -68,144 +67,46 @@ from .events import (
     TunnelReleased,
 )
 from .message import ControlMessage, RandomSource, encode_body, parse_body, validate_message
-from .session import Session, SessionTable
+from .session import Session
 from .session_fsm import SessionInput, SessionState
+from .session_table import SessionTable
 from .specs import MessageValidationError
 from .transport import (
     MessageReceived,
     Transport,
     TransportClosed,
-    TransportConfig,
     TransportFailed,
     TransportState,
 )
+from .tunnel_config import (
+    HIDE_WHEN_ENABLED,
+    PROTOCOL_VERSION,
+    VERSION_PROFILES,
+    TunnelConfig,
+    TunnelCounters,
+    VersionProfile,
+)
 from .tunnel_fsm import TunnelAction, TunnelInput, TunnelState, lookup, tunnel_input_for
+from .v3 import Session3, peer_info, scc_message
+
+__all__ = [
+    "HIDE_WHEN_ENABLED",
+    "PROTOCOL_VERSION",
+    "VERSION_PROFILES",
+    "Tunnel",
+    "TunnelConfig",
+    "TunnelCounters",
+    "VersionProfile",
+]
 
 logger = logging.getLogger(__name__)
-
-PROTOCOL_VERSION = ProtocolVersion(version=1, revision=0)
-"""RFC 2661 4.4.3: L2TPv2 says "version 1, revision 0" in its Protocol Version AVP."""
-
-
-HIDE_WHEN_ENABLED = frozenset(
-    {
-        AvpType.CHALLENGE,
-        AvpType.CHALLENGE_RESPONSE,
-        AvpType.ASSIGNED_SESSION_ID,
-        AvpType.CALL_SERIAL_NUMBER,
-        AvpType.CALLING_NUMBER,
-        AvpType.CALLED_NUMBER,
-        AvpType.SUB_ADDRESS,
-        AvpType.TX_CONNECT_SPEED,
-        AvpType.RX_CONNECT_SPEED,
-        AvpType.FRAMING_TYPE,
-        AvpType.BEARER_TYPE,
-        AvpType.MINIMUM_BPS,
-        AvpType.MAXIMUM_BPS,
-        AvpType.PHYSICAL_CHANNEL_ID,
-    }
-)
-"""AVPs we hide when the tunnel has a secret and hiding is enabled (RFC 2661 4.3).
-
-Only AVPs the RFC says "may be hidden" and that say something about the user
-or the call; the Assigned Tunnel ID stays visible so that a listener with
-several secrets can still demultiplex an SCCRQ before it knows which to use.
-"""
 
 
 def _visible_avp(attribute: AvpType, value: Any) -> Avp:
     return Avp(attribute=attribute, value=value)
 
 
-@dataclass(frozen=True, slots=True)
-class VersionProfile:
-    """What differs between L2TPv2 and L2TPv3 control connections (RFC 3931 5.4.3, 5.4.4).
-
-    The v3 row is the hook for the later v3 control plane; :class:`Tunnel`
-    accepts only version 2 today.
-    """
-
-    version: int
-    id_bits: int
-    tunnel_id_avp: AvpType
-    session_ids_in_header: bool
-
-
-VERSION_PROFILES = {
-    2: VersionProfile(2, 16, AvpType.ASSIGNED_TUNNEL_ID, True),
-    3: VersionProfile(3, 32, AvpType.ASSIGNED_CONTROL_CONNECTION_ID, False),
-}
-
-
 _SETUP_STATES = frozenset({TunnelState.WAIT_CTL_REPLY, TunnelState.WAIT_CTL_CONN})
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class TunnelConfig:
-    """Local policy for one tunnel (and, through the listener, for every accepted tunnel).
-
-    ``secret`` enables tunnel authentication (RFC 2661 5.1.1) when
-    ``challenge`` is set, and AVP hiding (4.3) when ``hide_avps`` is set.
-    ``transport`` holds the timers, our Receive Window Size and the HELLO
-    interval. ``auto_accept`` answers ICRQ (LNS) and OCRQ (LAC) at once;
-    otherwise :class:`~.events.CallRequested` is reported and the daemon calls
-    :meth:`Tunnel.accept_call` or :meth:`Tunnel.close_session`.
-    """
-
-    role: Role = Role.LNS
-    version: int = 2
-    host_name: str = "python-l2tp"
-    vendor_name: str | None = "python-l2tp"
-    firmware_revision: int | None = None
-    secret: bytes | None = None
-    challenge: bool = True
-    hide_avps: bool = False
-    framing_capabilities: FramingBits = FramingBits.SYNC | FramingBits.ASYNC
-    bearer_capabilities: BearerBits = NO_BEARER
-    tie_breaker: bool = False
-    """Send a Tie Breaker AVP in our SCCRQ (RFC 2661 4.4.3): one tunnel per peer pair."""
-    max_sessions: int = 0xFFFF
-    auto_accept: bool = True
-    call_params: CallParams = field(default_factory=CallParams)
-    """Used to answer calls (OCCN speeds, framing) and as the default for calls we place."""
-    transport: TransportConfig = field(default_factory=lambda: TransportConfig(hello_interval=60.0))
-    setup_timeout: float = 60.0
-    """Longest stay in wait-ctl-reply / wait-ctl-conn. The transport only notices a
-    peer that stops *acknowledging*; one that acknowledges our SCCRQ/SCCRP but never
-    answers would hold the tunnel forever, so it gets a StopCCN (General error)."""
-
-    def __post_init__(self) -> None:
-        if self.version not in VERSION_PROFILES:
-            raise ValueError(f"L2TP version must be 2 or 3, not {self.version}")
-        if not self.host_name:
-            raise ValueError("host_name must not be empty (RFC 2661 4.4.3)")
-        if self.hide_avps and not self.secret:
-            raise ValueError("hide_avps needs a secret (RFC 2661 4.3)")
-        if not 1 <= self.max_sessions <= 0xFFFF:
-            raise ValueError("max_sessions must be 1-65535")
-        if not self.setup_timeout > 0:
-            raise ValueError("setup_timeout must be positive")
-        if self.firmware_revision is not None and not 0 <= self.firmware_revision <= 0xFFFF:
-            raise ValueError("firmware_revision is a 16-bit number")
-
-
-@dataclass(slots=True)
-class TunnelCounters:
-    """Peer faults and their outcome; monotonic."""
-
-    messages: int = 0
-    """Control messages (not ZLBs) handed up by the transport."""
-    undecodable: int = 0
-    invalid: int = 0
-    """Messages missing a required AVP."""
-    unknown_mandatory: int = 0
-    unknown_ignored: int = 0
-    fsm_errors: int = 0
-    auth_failures: int = 0
-    sends_dropped: int = 0
-    """Messages not sent because the transport was already closing."""
-    setup_timeouts: int = 0
-    """Setups abandoned after :attr:`TunnelConfig.setup_timeout`."""
 
 
 class _Refused(Exception):
@@ -237,19 +138,30 @@ class Tunnel:
         random_bytes: RandomSource,
         reject: Reason | None = None,
     ) -> None:
-        if config.version != 2:
-            raise LocalProtocolError("L2TPv3 control connections are not implemented yet")
         self.config = config
         self.profile = VERSION_PROFILES[config.version]
         if not 1 <= local_id < 1 << self.profile.id_bits:
             raise LocalProtocolError(f"tunnel ID {local_id} must be non-zero and fit the header")
         self._tunnel_id = local_id
         self.peer: PeerInfo | None = None
-        self._random = random_bytes
+        self._random = self.random_bytes = random_bytes
         self._reject = reject
-        self.transport = Transport(
-            version=config.version, local_id=local_id, config=config.transport
-        )
+        v3 = config.version == 3
+        self._msgauth: MessageAuth | None = None
+        if v3 and config.secret and config.digest_type is not None:
+            self._msgauth = auth = MessageAuth(config.secret, config.digest_type, random_bytes)
+            self.transport = Transport(
+                version=3,
+                local_id=local_id,
+                config=config.transport,
+                hello_body=auth.encode(ControlMessage.hello()),
+                ack_body=auth.encode(ControlMessage(message_type=MessageType.ACK)),
+                seal=auth.seal,
+            )
+        else:
+            self.transport = Transport(
+                version=config.version, local_id=local_id, config=config.transport
+            )
         self.counters = TunnelCounters()
         self.state = TunnelState.IDLE
         self._setup_deadline: float | None = None
@@ -262,9 +174,12 @@ class Tunnel:
             limit=config.max_sessions,
             auto_accept=config.auto_accept,
             call_params=config.call_params,
+            session_class=Session3 if v3 else Session,
         )
         self._hide = bool(config.hide_avps and config.secret)
-        self._auth = Handshake(config.secret, challenge=config.challenge, random_bytes=random_bytes)
+        self._auth = Handshake(
+            config.secret, challenge=config.challenge and not v3, random_bytes=random_bytes
+        )
         self._replaced_by: int | None = None
         self.tie_breaker: bytes | None = random_bytes(8) if config.tie_breaker else None
         self._log = logging.LoggerAdapter(logger, {"tunnel_id": local_id})
@@ -292,6 +207,10 @@ class Tunnel:
     def bearer_capabilities(self) -> BearerBits:
         return self.config.bearer_capabilities
 
+    @property
+    def pseudowire_capabilities(self) -> tuple[int, ...]:
+        return self.config.pseudowire_capabilities
+
     # ------------------------------------------------------------ entry points
 
     def connect(self, now: float) -> None:
@@ -301,6 +220,11 @@ class Tunnel:
     def receive_datagram(self, data: bytes, now: float) -> None:
         """Feed one control datagram from the peer. Never raises for the peer's faults."""
         if self.state is TunnelState.CLOSED:
+            return
+        auth = self._msgauth
+        if auth is not None and auth.judge(data) is Verdict.BAD:
+            # RFC 3931 5.4.1: checked before any use of the message, dropped on failure.
+            self.counters.bad_digest += 1
             return
         self.transport.receive(data, now)
         self._drain(now)
@@ -431,7 +355,10 @@ class Tunnel:
             version=self.config.version,
             secret=self.config.secret,
             random_bytes=self._random,
+            digest_type=self._msgauth.digest_type if self._msgauth is not None else None,
         )
+        if not self.profile.session_ids_in_header:
+            session_id = 0  # v3: the session IDs travel in AVPs
         self.transport.send(body, session_id=session_id, now=now)
 
     def emit(self, event: ControlEvent) -> None:
@@ -494,7 +421,8 @@ class Tunnel:
     def _learn_peer_id(self, message: ControlMessage) -> None:
         """Address even a refused SCCRQ/SCCRP's StopCCN to the peer's tunnel (RFC 2661 4.4.3)."""
         if self.transport.peer_id == 0 and message.message_type in _SCC:
-            peer_id = message.assigned_tunnel_id
+            v2 = self.profile.session_ids_in_header
+            peer_id = message.assigned_tunnel_id if v2 else message.assigned_connection_id
             if peer_id:
                 self.transport.set_peer_id(peer_id)
 
@@ -618,8 +546,23 @@ class Tunnel:
     # -------------------------------------------------- control connection
 
     def _send_scc(self, message_type: MessageType, now: float) -> None:
-        """SCCRQ, SCCRP or SCCCN (RFC 2661 6.1-6.3)."""
+        """SCCRQ, SCCRP or SCCCN (RFC 2661 6.1-6.3, RFC 3931 6.1-6.3)."""
         c = self.config
+        if c.version == 3:
+            auth = self._msgauth
+            v3_message = scc_message(
+                message_type,
+                connection_id=self.tunnel_id,
+                host_name=c.host_name,
+                router_id=c.router_id,
+                pseudowire_capabilities=c.pseudowire_capabilities,
+                receive_window=c.transport.receive_window,
+                vendor_name=c.vendor_name,
+                nonce=auth.nonce_avp() if auth is not None else None,
+                tie_breaker=self.tie_breaker,
+            )
+            self.send_message(v3_message, session_id=0, now=now)
+            return
         # Nothing is hidden in SCCRQ and SCCRP: the receiver picks the secret by our
         # Host Name, which it reads from this same message, and xl2tpd unhides AVPs
         # while it parses them, before it has the secret ("Invalid Hidden AVP"). The
@@ -655,6 +598,16 @@ class Tunnel:
 
     def _take_peer(self, message: ControlMessage) -> None:
         """Check and record the peer's SCCRQ/SCCRP fields (RFC 2661 4.4.3, 7.2.1)."""
+        if self.config.version == 3:
+            info = peer_info(message, authenticating=self._msgauth is not None)
+            if isinstance(info, Reason):
+                if info.result == StopCcnResult.NOT_AUTHORIZED:
+                    self.counters.auth_failures += 1
+                raise _Refused(info)
+            self.transport.set_peer_id(info.tunnel_id)
+            self.transport.set_peer_window(info.receive_window)
+            self.peer = info
+            return
         version = message.protocol_version
         if version is None or (version.version, version.revision) != (1, 0):
             # RFC 2661 4.4.2: the Error Code carries the highest version we support (1.0).
@@ -710,7 +663,7 @@ class Tunnel:
         message = ControlMessage(
             message_type=MessageType.STOPCCN,
             avps=[
-                self.make_avp(AvpType.ASSIGNED_TUNNEL_ID, self.tunnel_id),
+                self.make_avp(self.profile.tunnel_id_avp, self.tunnel_id),
                 Avp(attribute=AvpType.RESULT_CODE, value=reason.to_avp_value()),
             ],
         )

@@ -1,0 +1,270 @@
+"""The sessions of one tunnel: ID allocation, lookup by either ID, routing of session messages.
+
+Split from :mod:`.session` (one call) so both stay small; the table works for
+L2TPv2 :class:`~.session.Session` and L2TPv3 :class:`~.v3.Session3` alike,
+asking the session class how a message names its IDs and how to reject a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .constants import CdnResult, ErrorCode, MessageType
+from .errors import LocalProtocolError
+from .events import CallKind, CallParams, CallRequested, Reason, Role
+from .ids import IdExhausted, IdPool
+from .message import ControlMessage, RandomSource
+from .session import Session, SessionHost
+from .session_fsm import (
+    MESSAGE_INPUTS,
+    UNKNOWN_SESSION,
+    SessionInput,
+    SessionState,
+    UnknownSessionAction,
+)
+
+
+@dataclass(slots=True)
+class SessionCounters:
+    opened: int = 0
+    """Sessions created, by us or at the peer's request."""
+    calls_rejected: int = 0
+    """CDNs sent for calls we hold no session for (policy, limits, bad requests)."""
+    unknown_session: int = 0
+    """Session messages naming no session of ours."""
+    stale_cdn: int = 0
+    """CDNs whose Assigned Session ID names an earlier call on the same local ID."""
+
+
+class SessionTable:
+    """The sessions of one tunnel: ID allocation, lookup by either ID, message routing.
+
+    Lookups are dictionary hits on our session ID (the header of every message
+    after the first) or the peer's (a CDN sent before our reply, and the
+    ICRQ/OCRQ that names it), so 65,535 sessions cost no more per message than
+    one; IDs come from an :class:`~.ids.IdPool`.
+    """
+
+    __slots__ = (
+        "_auto_accept",
+        "_by_id",
+        "_by_peer",
+        "_defaults",
+        "_ids",
+        "_next_serial",
+        "_session_class",
+        "counters",
+        "host",
+        "role",
+    )
+
+    def __init__(
+        self,
+        host: SessionHost,
+        *,
+        role: Role,
+        id_bits: int,
+        random_bytes: RandomSource,
+        limit: int,
+        auto_accept: bool,
+        call_params: CallParams,
+        session_class: type[Session] = Session,
+    ) -> None:
+        self.host = host
+        self.role = role
+        self._session_class = session_class
+        self._auto_accept = auto_accept
+        self._defaults = call_params
+        self._by_id: dict[int, Session] = {}
+        self._by_peer: dict[int, Session] = {}
+        self._ids = IdPool(bits=id_bits, random_bytes=random_bytes, limit=limit)
+        self._next_serial = 1
+        self.counters = SessionCounters()
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Session]:
+        return iter(list(self._by_id.values()))
+
+    def __contains__(self, session_id: object) -> bool:
+        return session_id in self._by_id
+
+    def get(self, session_id: int) -> Session | None:
+        return self._by_id.get(session_id)
+
+    def by_peer_id(self, peer_session_id: int) -> Session | None:
+        return self._by_peer.get(peer_session_id)
+
+    def require(self, session_id: int) -> Session:
+        session = self._by_id.get(session_id)
+        if session is None:
+            raise LocalProtocolError(f"tunnel {self.host.tunnel_id} has no session {session_id}")
+        return session
+
+    # ---------------------------------------------------------------- local
+
+    def open(self, now: float, params: CallParams | None, *, tunnel_up: bool) -> int:
+        """Place a call of our role's kind; it waits for the tunnel if need be."""
+        v3 = self._session_class.VERSION == 3  # v3: either LCCE places calls with ICRQ
+        kind = CallKind.LAC_INCOMING if v3 or self.role is Role.LAC else CallKind.LNS_OUTGOING
+        params = params if params is not None else self._defaults
+        sid = self._ids.allocate()
+        serial = params.call_serial if params.call_serial is not None else self._serial()
+        session = self._session_class(
+            self.host, kind=kind, session_id=sid, call_serial=serial, params=params
+        )
+        self._by_id[sid] = session
+        self.counters.opened += 1
+        session.handle(SessionInput.OPEN, now)
+        if tunnel_up:
+            session.handle(SessionInput.TUNNEL_OPEN, now)
+        return sid
+
+    def accept(self, session: Session, now: float) -> None:
+        session.handle(SessionInput.ACCEPT, now)
+        if session.kind is CallKind.LAC_OUTGOING and session.state is SessionState.WAIT_CS_ANSWER:
+            # No bearer to wait for on a software LAC: the call is answered at once.
+            session.handle(SessionInput.ANSWER, now)
+
+    def tunnel_open(self, now: float) -> None:
+        """RFC 2661 7.4.1 / 7.5.2 "tunnel-open": waiting sessions send their request."""
+        for session in self:
+            if session.state is SessionState.WAIT_TUNNEL:
+                session.handle(SessionInput.TUNNEL_OPEN, now)
+
+    def tunnel_down(self, now: float) -> None:
+        for session in self:
+            session.handle(SessionInput.TUNNEL_DOWN, now)
+
+    def detach_waiting(self) -> list[Session]:
+        """Remove the sessions still in wait-tunnel (for a tie-breaker hand-over)."""
+        waiting = [s for s in self if s.state is SessionState.WAIT_TUNNEL]
+        for session in waiting:
+            del self._by_id[session.session_id]
+            self._ids.release(session.session_id)
+        return waiting
+
+    def adopt(self, sessions: list[Session], now: float, *, tunnel_up: bool) -> None:
+        """Take over waiting sessions, keeping their local IDs."""
+        for session in sessions:
+            self._ids.reserve(session.session_id)
+            session.host = self.host
+            self._by_id[session.session_id] = session
+            if tunnel_up:
+                session.handle(SessionInput.TUNNEL_OPEN, now)
+
+    def release(self, session: Session) -> None:
+        """Forget a closed session and free its ID (Session calls this via its host)."""
+        sid = session.session_id
+        if self._by_id.get(sid) is session:
+            del self._by_id[sid]
+            self._ids.release(sid)
+        if self._by_peer.get(session.peer_session_id) is session:
+            del self._by_peer[session.peer_session_id]
+
+    # ----------------------------------------------------------------- peer
+
+    def dispatch(
+        self, message: ControlMessage, header_sid: int, bad: Reason | None, now: float
+    ) -> None:
+        """Route a session message to its session, or create one (RFC 2661 7.4, 7.5)."""
+        mtype = message.message_type
+        inp = MESSAGE_INPUTS[mtype]
+        peer_sid, header_sid = self._session_class.message_ids(message, header_sid)
+        if mtype in (MessageType.ICRQ, MessageType.OCRQ):
+            existing = self._by_peer.get(peer_sid) if peer_sid else None
+            if existing is not None:
+                self._feed(existing, inp, message, bad, now)
+            elif bad is not None or not peer_sid:
+                self.reject(peer_sid, 0, bad or _no_such_session(), now)
+            else:
+                self._new_call(message, peer_sid, now)
+            return
+        session = self._by_id.get(header_sid) if header_sid else None
+        if session is None and peer_sid:
+            session = self._by_peer.get(peer_sid)
+        if session is None:
+            self.counters.unknown_session += 1
+            if UNKNOWN_SESSION.get(mtype) is UnknownSessionAction.REPLY_CDN and peer_sid:
+                self.reject(peer_sid, header_sid, _no_such_session(), now)
+            return
+        if (
+            mtype == MessageType.CDN
+            and session.peer_session_id
+            and peer_sid
+            and peer_sid != session.peer_session_id
+        ):
+            self.counters.stale_cdn += 1
+            return
+        self._feed(session, inp, message, bad, now)
+
+    def reject(self, peer_sid: int, our_sid: int, reason: Reason, now: float) -> None:
+        """CDN for a call we hold no session for (RFC 2661 7.4.2 "idle, not acceptable")."""
+        self.counters.calls_rejected += 1
+        message = self._session_class.reject_message(peer_sid, our_sid, reason, self.host)
+        self.host.send_message(message, session_id=peer_sid, now=now)
+
+    def _feed(
+        self,
+        session: Session,
+        inp: SessionInput,
+        message: ControlMessage,
+        bad: Reason | None,
+        now: float,
+    ) -> None:
+        if bad is not None:
+            session.bad_reason = bad
+            inp = SessionInput.RECV_BAD
+        had_peer = session.peer_session_id
+        session.handle(inp, now, message)
+        if not had_peer and session.peer_session_id and session.state is not SessionState.CLOSED:
+            self._by_peer[session.peer_session_id] = session
+
+    def _new_call(self, message: ControlMessage, peer_sid: int, now: float) -> None:
+        incoming = message.message_type == MessageType.ICRQ
+        v3 = self._session_class.VERSION == 3
+        if (not incoming) if v3 else incoming != (self.role is Role.LNS):
+            reason = Reason(
+                result=CdnResult.PERMANENT_NO_FACILITIES,
+                message=f"{message.name} not accepted by an {self.role.name}",
+            )
+            self.reject(peer_sid, 0, reason, now)
+            return
+        try:
+            sid = self._ids.allocate()
+        except IdExhausted:
+            reason = Reason(
+                result=CdnResult.TEMPORARY_NO_FACILITIES,
+                error=ErrorCode.INSUFFICIENT_RESOURCES,
+                message=f"session limit {self._ids.limit} reached",
+            )
+            self.reject(peer_sid, 0, reason, now)
+            return
+        kind = CallKind.LNS_INCOMING if incoming else CallKind.LAC_OUTGOING
+        session = self._session_class(
+            self.host, kind=kind, session_id=sid, call_serial=0, params=self._defaults
+        )
+        self._by_id[sid] = session
+        self.counters.opened += 1
+        self._feed(session, MESSAGE_INPUTS[message.message_type], message, None, now)
+        if session.state is not SessionState.WAIT_ACCEPT:
+            return
+        if self._auto_accept:
+            self.accept(session, now)
+        else:
+            self.host.emit(CallRequested(tunnel_id=self.host.tunnel_id, info=session.info))
+
+    def _serial(self) -> int:
+        serial = self._next_serial
+        self._next_serial = (serial + 1) & 0xFFFFFFFF or 1
+        return serial
+
+
+def _no_such_session() -> Reason:
+    return Reason(
+        result=CdnResult.GENERAL_ERROR,
+        error=ErrorCode.INVALID_SESSION_ID,
+        message="no such session",
+    )
