@@ -95,10 +95,19 @@ pppd_options = ["noauth", "nodefaultroute", "noipdefault", "lcp-echo-interval", 
     result = ping(pair.ns_b, peer, count=3)
     assert result.returncode == 0, result.stdout + lns.output() + lac.output()
 
-    assert lac.stop() == 0, lac.output()  # StopCCN to xl2tpd
-    _wait(lambda: _l2tp_state(pair.ns_a) == ([], []), 30, "xl2tpd cleanup", lns)
-    wait_for(lambda: not lns.pppd_pids(), 30, "xl2tpd's pppd to exit")
-    assert _l2tp_state(pair.ns_b) == ([], [])
+    if auth is None:
+        # xl2tpd's side ends it (SIGTERM: it clears its calls and tunnels); kl2tpd must
+        # remove its kernel tunnel, session and pppd.
+        lns.stop()
+        _wait(lambda: _l2tp_state(pair.ns_b) == ([], []), 30, "kl2tpd cleanup", lac)
+        _wait(lambda: not pids_matching(["pppd", "pppol2tp"]), 30, "kl2tpd's pppd to exit", lac)
+        assert "closed (peer" in lac.output(), lac.output()  # by xl2tpd's StopCCN, not a timeout
+        lac.stop()
+    else:
+        assert lac.stop() == 0, lac.output()  # StopCCN to xl2tpd
+        _wait(lambda: _l2tp_state(pair.ns_a) == ([], []), 30, "xl2tpd cleanup", lns)
+        wait_for(lambda: not lns.pppd_pids(), 30, "xl2tpd's pppd to exit")
+    assert _l2tp_state(pair.ns_a) == ([], []) and _l2tp_state(pair.ns_b) == ([], [])
 
 
 @pytest.mark.parametrize("auth", [None, Auth(secret=SECRET)], ids=["plain", "challenge"])
