@@ -1,0 +1,173 @@
+"""L2TPv2 session setup with real kernel sessions (no pppd), against a netlink-only ceiling.
+
+Needs root and a kernel with L2TP: run it in the test VM with
+``tools/vm/run .venv/bin/python benchmarks/bench_setup_kernel.py``.
+
+Both sides run on 127.0.0.1 in one network namespace: our LNS in a child process
+and our LAC in this one, each with :class:`~l2tp.kernel.dataplane.LinuxDataPlane`
+and no session backend, so every established call creates a managed kernel
+tunnel (once per tunnel, per side) and a kernel PPP session on each side. The
+ceiling is a loop that only asks the kernel for the same objects: one managed
+tunnel per side and the same number of PPP sessions on each, with nothing
+else in the way. The ratio says how much the control protocol costs on top of
+the kernel's own work. Figures from the emulated VM are slow in absolute terms
+(about 6x a real machine); the ratio is the comparable figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing
+import socket
+import sys
+import time
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from setup_lib import open_tunnels, place_sessions, tunnel_config
+
+from l2tp.kernel import L2tpNetlink
+from l2tp.kernel.constants import PseudowireType
+from l2tp.kernel.dataplane import LinuxDataPlane
+from l2tp.kernel.model import SessionConfig, TunnelConfig
+from l2tp.protocol.events import Role
+from l2tp.protocol.listener import ListenerConfig
+from l2tp.runtime.control import L2tpContext
+
+_SPAWN = multiprocessing.get_context("spawn")
+
+
+def _lns_main(conn: Connection) -> None:
+    async def main() -> None:
+        async with L2tpContext(dataplane=LinuxDataPlane()) as ctx:
+            config = ListenerConfig(tunnel=tunnel_config(Role.LNS, 60.0), max_tunnels=4096)
+            listener = await ctx.listen(("127.0.0.1", 0), config=config)
+            conn.send(listener.address)
+            loop = asyncio.get_running_loop()
+            stop = loop.create_future()
+
+            def on_command() -> None:
+                if not stop.done():
+                    stop.set_result(conn.recv())
+
+            loop.add_reader(conn.fileno(), on_command)
+            await stop
+            loop.remove_reader(conn.fileno())
+            await ctx.close(ack_timeout=1.0)
+        conn.send("stopped")
+
+    asyncio.run(main())
+
+
+async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
+    ours, theirs = _SPAWN.Pipe()
+    lns = _SPAWN.Process(target=_lns_main, args=(theirs,), daemon=True)
+    lns.start()
+    if not ours.poll(120):
+        raise RuntimeError("LNS did not start")
+    host, port = ours.recv()
+    try:
+        async with L2tpContext(dataplane=LinuxDataPlane()) as ctx:
+            handles, failed_tunnels = await open_tunnels(
+                ctx, (host, port), tunnels, tunnel_config(Role.LAC, 60.0)
+            )
+            start = time.perf_counter()
+            latencies, failed = await place_sessions(handles, per_tunnel)
+            elapsed = time.perf_counter() - start
+            with L2tpNetlink() as nl:
+                kernel_sessions = len(nl.dump_sessions())
+            await ctx.close(ack_timeout=1.0)
+    finally:
+        ours.send("stop")
+        ours.poll(30)
+        lns.join(30)
+        if lns.is_alive():
+            lns.kill()
+    return {
+        "tunnels": len(handles),
+        "failed_tunnels": failed_tunnels,
+        "sessions": len(latencies),
+        "failed_sessions": failed,
+        "kernel_sessions_both_sides": kernel_sessions,
+        "seconds": round(elapsed, 3),
+        "sessions_per_second": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+    }
+
+
+def _ceiling(tunnels: int, per_tunnel: int) -> dict[str, Any]:
+    """Only the kernel work: managed tunnels on UDP sockets and PPP sessions, both sides."""
+    socks: list[socket.socket] = []
+    with L2tpNetlink() as nl:
+        start = time.perf_counter()
+        for t in range(tunnels):
+            a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            b = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            a.bind(("127.0.0.1", 0))
+            b.bind(("127.0.0.1", 0))
+            a.connect(b.getsockname())
+            b.connect(a.getsockname())
+            socks += [a, b]
+            ta, tb = 30000 + 2 * t, 30001 + 2 * t
+            for sock, tid, ptid in ((a, ta, tb), (b, tb, ta)):
+                nl.create_tunnel(
+                    TunnelConfig(tunnel_id=tid, peer_tunnel_id=ptid, version=2, fd=sock.fileno())
+                )
+                nl.create_sessions(
+                    SessionConfig(
+                        tunnel_id=tid,
+                        session_id=s,
+                        peer_session_id=s,
+                        pw_type=PseudowireType.PPP,
+                    )
+                    for s in range(1, per_tunnel + 1)
+                )
+        elapsed = time.perf_counter() - start
+        created = len(nl.dump_sessions())
+    for sock in socks:
+        sock.close()  # the kernel removes the managed tunnels and their sessions
+    return {
+        "kernel_sessions_both_sides": created,
+        "seconds": round(elapsed, 3),
+        "sessions_per_second": round(tunnels * per_tunnel / elapsed, 1) if elapsed else 0.0,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tunnels", type=int, default=10)
+    parser.add_argument("--sessions", type=int, default=100, help="sessions per tunnel")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    args = parser.parse_args()
+    control = asyncio.run(_control_plane(args.tunnels, args.sessions))
+    time.sleep(2)  # let the kernel finish deleting (its work queue) before the ceiling
+    ceiling = _ceiling(args.tunnels, args.sessions)
+    ratio = (
+        ceiling["sessions_per_second"] / control["sessions_per_second"]
+        if control["sessions_per_second"]
+        else float("inf")
+    )
+    result = {
+        "conditions": f"{args.tunnels} tunnels x {args.sessions} sessions, L2TPv2 over 127.0.0.1, "
+        "LAC and LNS processes, kernel PPP sessions on both sides, no pppd "
+        "(kernel_sessions_both_sides is counted when the LAC saw its last call up)",
+        "control_plane": control,
+        "netlink_ceiling": ceiling,
+        "ceiling_over_control_plane": round(ratio, 2),
+    }
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(result["conditions"])
+        print(f"  control plane : {control}")
+        print(f"  netlink only  : {ceiling}")
+        print(f"  the control plane reaches 1/{ratio:.2f} of the netlink-only rate")
+    return 0 if not control["failed_sessions"] and not control["failed_tunnels"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
