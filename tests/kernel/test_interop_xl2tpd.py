@@ -155,7 +155,16 @@ pppd_options = ["noauth", "nodefaultroute", "lcp-echo-interval", "0", "10.61.0.1
     tunnels, sessions = _l2tp_state(pair.ns_a)
     assert len(tunnels) == 1 and len(sessions) == 1
 
-    lac.control("d uplink")  # xl2tpd hangs up: CDN and StopCCN to our LNS
-    _wait(lambda: _l2tp_state(pair.ns_a) == ([], []), 30, "LNS cleanup", lns)
-    wait_for(lambda: not pids_matching(["pppd", "pppol2tp_lns_mode"]), 30, "our LNS's pppd to exit")
-    assert lns.stop() == 0, lns.output()
+    if auth is None:
+        # Our LNS ends it: StopCCN; xl2tpd must drop its kernel tunnel, session and pppd.
+        assert lns.stop() == 0, lns.output()
+        _wait(lambda: _l2tp_state(pair.ns_b) == ([], []), 30, "xl2tpd LAC cleanup", lac)
+        wait_for(lambda: not lac.pppd_pids(), 30, "xl2tpd's pppd to exit")
+        assert _l2tp_state(pair.ns_a) == ([], [])
+    else:
+        lac.control("d uplink")  # xl2tpd hangs up: CDN and StopCCN to our LNS
+        _wait(lambda: _l2tp_state(pair.ns_a) == ([], []), 30, "LNS cleanup", lns)
+        wait_for(
+            lambda: not pids_matching(["pppd", "pppol2tp_lns_mode"]), 30, "our LNS's pppd to exit"
+        )
+        assert lns.stop() == 0, lns.output()
