@@ -116,7 +116,7 @@ class StaticTunnel:
         Objects that vanished meanwhile (the peer's managed socket closed, an
         administrator's ``ip l2tp del``) are not an error at teardown.
         """
-        self.sessions_down()
+        self._sessions_down()
         if self.tunnel_created:
             self.tunnel_created = False
             try:
@@ -128,8 +128,7 @@ class StaticTunnel:
             else:
                 log.info("tunnel %s: deleted kernel tunnel %d", self.config.name, self.tunnel_id)
 
-    def sessions_down(self) -> None:
-        """Remove only the sessions (quiescent mode keeps the tunnel socket while waiting)."""
+    def _sessions_down(self) -> None:
         while self.sessions_created:
             sid = self.sessions_created.pop()
             try:
@@ -138,14 +137,3 @@ class StaticTunnel:
                 pass
             except KernelError as exc:
                 log.warning("tunnel %s: deleting session %d: %s", self.config.name, sid, exc)
-
-    def sessions_up(self) -> None:
-        """(Re)create the sessions of a tunnel that is already up."""
-        for session in self.config.sessions:
-            assert session.sid is not None
-            if session.sid in self.sessions_created:
-                continue
-            self.dataplane.create_session(kernel_session(self.config, session))
-            self.sessions_created.append(session.sid)
-            if session.bridge:
-                self.dataplane.attach_to_bridge(self.tunnel_id, session.sid, session.bridge)

@@ -24,36 +24,16 @@ IFLA_MTU = 4
 IFLA_MASTER = 10
 
 
-def set_mtu_request(ifname: str, mtu: int, *, seq: int) -> bytes:
-    """``RTM_NEWLINK`` changing the MTU of ``ifname`` (looked up by name)."""
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
-    body += nla(IFLA_IFNAME, ifname.encode() + b"\0") + nla(IFLA_MTU, struct.pack("=I", mtu))
-    return (
-        struct.pack("=IHHII", 16 + len(body), RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, 0) + body
-    )
-
-
-def set_mtu(ifname: str, mtu: int, *, netns: str | None = None) -> None:
-    """Set ``ifname``'s MTU in ``netns``; raises a :class:`KernelError` on failure."""
-    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        sock.send(set_mtu_request(ifname, mtu, seq=1))
-        while True:
-            for mtype, _flags, seq, message in iter_messages(sock.recv(65536)):
-                if mtype == NLMSG_ERROR and seq == 1:
-                    err, text = parse_error(message)
-                    if err:
-                        raise error_for(
-                            err, f"set mtu {mtu} on {ifname}" + (f" ({text})" if text else "")
-                        )
-                    return
-
-
 def _link_request(msg_type: int, ifname: str, attrs: bytes, *, seq: int) -> bytes:
     body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
     body += nla(IFLA_IFNAME, ifname.encode() + b"\0") + attrs
     flags = NLM_F_REQUEST | (NLM_F_ACK if msg_type == RTM_NEWLINK else 0)
     return struct.pack("=IHHII", 16 + len(body), msg_type, flags, seq, 0) + body
+
+
+def set_mtu_request(ifname: str, mtu: int, *, seq: int) -> bytes:
+    """``RTM_NEWLINK`` changing the MTU of ``ifname`` (looked up by name)."""
+    return _link_request(RTM_NEWLINK, ifname, nla(IFLA_MTU, struct.pack("=I", mtu)), seq=seq)
 
 
 def set_master_request(ifname: str, master_index: int, *, seq: int) -> bytes:
@@ -76,6 +56,13 @@ def _roundtrip(sock: socket.socket, request: bytes, seq: int, what: str) -> byte
                     raise error_for(err, what + (f" ({text})" if text else ""))
                 return b""
             return message
+
+
+def set_mtu(ifname: str, mtu: int, *, netns: str | None = None) -> None:
+    """Set ``ifname``'s MTU in ``netns``; raises a :class:`KernelError` on failure."""
+    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        _roundtrip(sock, set_mtu_request(ifname, mtu, seq=1), 1, f"set mtu {mtu} on {ifname}")
 
 
 def set_master(ifname: str, master: str, *, netns: str | None = None) -> None:
