@@ -33,6 +33,7 @@ from l2tp.kernel.model import (
 from l2tp.kernel.monitor import L2tpMonitor
 from l2tp.kernel.netlink import AsyncL2tpNetlink, L2tpNetlink
 from l2tp.kernel.sockets import (
+    connect_l2tpip,
     l2tpip_listen_socket,
     l2tpip_socket,
     pppol2tp_socket,
@@ -69,6 +70,7 @@ __all__ = [
     "TunnelEvent",
     "TunnelInfo",
     "TunnelNotFound",
+    "connect_l2tpip",
     "l2tpip_listen_socket",
     "l2tpip_socket",
     "pppol2tp_socket",

@@ -159,17 +159,27 @@ def l2tpip_socket(
             None,
         )
         if peer is not None:
-            _call(
-                "connect",
-                sock,
-                pack_sockaddr_l2tpip(peer, peer_conn_id),
-                f"connect L2TPIP {peer} id {peer_conn_id}",
-                None,
-            )
+            connect_l2tpip(sock, peer, peer_conn_id)
     except BaseException:
         sock.close()
         raise
     return sock
+
+
+def connect_l2tpip(sock: socket.socket, peer: IPAddress, peer_conn_id: int) -> None:
+    """Connect an L2TPIP socket to the peer's tunnel, e.g. once a dynamic tunnel is up.
+
+    A managed IP-encapsulated kernel tunnel sends its data packets through
+    this socket, so it must be connected first (the kernel routes by the
+    socket's destination); connecting also narrows which packets it receives.
+    """
+    _call(
+        "connect",
+        sock,
+        pack_sockaddr_l2tpip(peer, peer_conn_id),
+        f"connect L2TPIP {peer} id {peer_conn_id}",
+        None,
+    )
 
 
 def l2tpip_listen_socket(local: IPAddress, *, netns: str | None = None) -> socket.socket:

@@ -94,9 +94,21 @@ class TunnelListener:
 
     # ------------------------------------------------------------ entry points
 
-    def connect(self, peer: Hashable, now: float, config: TunnelConfig | None = None) -> Tunnel:
-        """Create an initiator tunnel to ``peer`` and send its SCCRQ."""
-        tunnel = self._create(peer, config or self.config.tunnel, None)
+    def connect(
+        self,
+        peer: Hashable,
+        now: float,
+        config: TunnelConfig | None = None,
+        *,
+        tunnel_id: int | None = None,
+    ) -> Tunnel:
+        """Create an initiator tunnel to ``peer`` and send its SCCRQ.
+
+        ``tunnel_id``: use this free ID of the pool rather than a random one
+        (an L2TPv3-over-IP socket must be bound to its connection ID before
+        the SCCRQ leaves, so the runtime picks the ID first).
+        """
+        tunnel = self._create(peer, config or self.config.tunnel, None, tunnel_id)
         self._initiating.setdefault(peer, set()).add(tunnel.tunnel_id)
         tunnel.connect(now)
         return tunnel
@@ -194,8 +206,18 @@ class TunnelListener:
             return True
         return verify_message(data, secrets=(c.secret,))
 
-    def _create(self, peer: Hashable, config: TunnelConfig, reject: Reason | None) -> Tunnel:
-        tid = self._ids.allocate()
+    def _create(
+        self,
+        peer: Hashable,
+        config: TunnelConfig,
+        reject: Reason | None,
+        tunnel_id: int | None = None,
+    ) -> Tunnel:
+        if tunnel_id is None:
+            tid = self._ids.allocate()
+        else:
+            self._ids.reserve(tunnel_id)
+            tid = tunnel_id
         tunnel = Tunnel(config, local_id=tid, random_bytes=self._random, reject=reject)
         self.tunnels[tid] = tunnel
         self._peer_of[tid] = peer

@@ -300,9 +300,17 @@ class Tunnel:
 
     place_call = open_session
 
-    def accept_call(self, session_id: int, now: float) -> None:
-        """Answer a :class:`~.events.CallRequested`: ICRP (LNS) or OCRP + OCCN (LAC)."""
-        self.sessions.accept(self.sessions.require(session_id), now)
+    def accept_call(self, session_id: int, now: float, params: CallParams | None = None) -> None:
+        """Answer a :class:`~.events.CallRequested`: ICRP (LNS) or OCRP + OCCN (LAC).
+
+        ``params`` replace the tunnel's default call parameters for the answer,
+        e.g. the cookie length and sublayer of the L2TPv3 pseudowire the call's
+        Remote End ID was bound to.
+        """
+        session = self.sessions.require(session_id)
+        if params is not None:
+            session.params = params
+        self.sessions.accept(session, now)
 
     def close_session(
         self,
@@ -388,7 +396,16 @@ class Tunnel:
             if isinstance(event, MessageReceived):
                 self._on_message(event, now)
             elif isinstance(event, TransportFailed):
-                self._input(TunnelInput.TRANSPORT_FAILED, now, description=event.reason)
+                description = event.reason
+                if self.counters.bad_digest and self.state in _SETUP_STATES:
+                    # Say why a peer that did answer still counts as silent: e.g. one
+                    # with no secret answers our authenticated SCCRQ with a plain
+                    # StopCCN, which RFC 3931 5.4.1 makes us drop.
+                    description += (
+                        f" ({self.counters.bad_digest} replies dropped for a missing or"
+                        " wrong Message Digest: does the peer use the same secret?)"
+                    )
+                self._input(TunnelInput.TRANSPORT_FAILED, now, description=description)
             elif isinstance(event, TransportClosed):
                 self._input(TunnelInput.TRANSPORT_CLOSED, now, description=event.reason)
 

@@ -54,9 +54,11 @@ Address = tuple[str, int]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class PppOptions:
-    """Per-session payload options from the configuration (``[tunnel.T.session.S]``
-    for kl2tpd, the ``[listener.L]`` session defaults for the LNS)."""
+class SessionOptions:
+    """Per-session options of the local end, from the configuration (``[tunnel.T.session.S]``
+    for an initiator, the ``[listener.L]`` defaults or the matched ``[listener.L.session.S]``
+    for a responder): the pppd to run on a PPP session, the network interface of an
+    Ethernet pseudowire."""
 
     name: str = ""
     """The config session name (kl2tpd) or ``"<listener>/<tid>/<sid>"`` (LNS); for logs/ifnames."""
@@ -67,6 +69,13 @@ class PppOptions:
     """Extra pppd argv items, verbatim (already split, never shell-parsed)."""
     mtu: int | None = None
     interface_name: str | None = None
+    """Name of the kernel's ``l2tpethN`` interface (Ethernet pseudowires)."""
+    bridge: str | None = None
+    """Attach an Ethernet pseudowire's interface to this existing bridge once created."""
+
+
+PppOptions = SessionOptions
+"""The earlier name of :class:`SessionOptions` (L2TPv2 sessions only ran pppd)."""
 
 
 ReportDown = Callable[[int, int | None, str], None]
@@ -89,7 +98,7 @@ class BackendSession:
     lns_mode: bool
     local: Address
     peer: Address
-    options: PppOptions = field(default_factory=PppOptions)
+    options: SessionOptions = field(default_factory=SessionOptions)
     report_down: ReportDown = field(default=lambda result, error, message: None)
     """Tell the control plane the payload side ended; it answers with a CDN (step 4)."""
 

@@ -49,18 +49,21 @@ from collections.abc import Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from l2tp.kernel.constants import EncapType
 from l2tp.kernel.dataplane import DataPlane, NullDataPlane
+from l2tp.kernel.sockets import connect_l2tpip, l2tpip_socket
 from l2tp.protocol.constants import CdnResult, ErrorCode, StopCcnResult
-from l2tp.protocol.events import Reason, Role
+from l2tp.protocol.events import CallParams, Reason, Role, SessionInfo
 from l2tp.protocol.ids import IdPool
 from l2tp.protocol.listener import ListenerConfig, TunnelListener
 from l2tp.protocol.message import RandomSource
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.protocol.tunnel_fsm import TunnelState
 
-from .backend import Address, PppOptions, SessionBackend
+from .backend import Address, SessionBackend, SessionOptions
 from .datagram import DatagramReader
 from .handles import (
+    Admission,
     SessionFailed,
     SessionHandle,
     TunnelFailed,
@@ -69,10 +72,12 @@ from .handles import (
 )
 
 __all__ = [
+    "Admission",
     "ContextCounters",
     "L2tpContext",
     "ListenOptions",
     "Listener",
+    "PseudowireOffer",
     "SessionFailed",
     "SessionHandle",
     "TunnelFailed",
@@ -116,15 +121,49 @@ class ListenOptions:
     """Empty: any peer. Others' SCCRQs are dropped without an answer."""
     seqnum: bool = False
     """Sequence numbers on every session's data channel (always when the peer asks)."""
-    ppp: PppOptions = field(default_factory=PppOptions)
+    ppp: SessionOptions = field(default_factory=SessionOptions)
+    """Options of every incoming session (pppd, interface, bridge) when no
+    :attr:`pseudowires` are offered."""
     per_tunnel_sockets: bool = True
-    """Move each established tunnel to its own connected socket (needed by the kernel)."""
+    """Move each established UDP tunnel to its own connected socket (needed by the
+    kernel). L2TPv3 over IP always has one socket per tunnel."""
+    pseudowires: tuple[PseudowireOffer, ...] = ()
+    """L2TPv3: the local circuits incoming sessions are bound to by their Remote End ID.
+    Empty: every call is accepted with the listener's defaults. Otherwise a call
+    whose Remote End ID names no offer, or an offer already bound to a live
+    session, is refused (CDN 2 or 4, see :meth:`Listener.admit_call`)."""
+
+    def __post_init__(self) -> None:
+        ids = [p.remote_end_id for p in self.pseudowires]
+        if len(set(ids)) != len(ids):
+            raise ValueError("pseudowires must have distinct Remote End IDs")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PseudowireOffer:
+    """A local circuit that an incoming L2TPv3 session binds to (RFC 3931 5.4.4, Remote End ID).
+
+    ``params`` answer the call (our cookie length, L2-Specific Sublayer, Data
+    Sequencing); ``options`` say what the local end of the pseudowire is (its
+    interface name, MTU, bridge, or pppd options).
+    """
+
+    remote_end_id: str
+    params: CallParams = field(default_factory=CallParams)
+    options: SessionOptions = field(default_factory=SessionOptions)
 
 
 def _tunnel_id_of(data: bytes) -> int | None:
-    """The Tunnel ID of an L2TPv2 control message's header; None for anything else."""
+    """The Tunnel ID (v2) or Control Connection ID (v3) of a control message; None otherwise.
+
+    L2TPv3 control headers (RFC 3931 3.2.1, and the same after the zero session
+    ID over IP, 4.1.1.2) always carry the Length, so the 32-bit ID is at offset 4.
+    """
     if len(data) < 12 or not data[0] & 0x80:
         return None
+    if data[1] & 0x0F == 3:
+        ccid: int = struct.unpack_from("!I", data, 4)[0]
+        return ccid
     offset = 4 if data[0] & 0x40 else 2
     tid: int = struct.unpack_from("!H", data, offset)[0]
     return tid
@@ -137,14 +176,21 @@ def _host_port(address: Any) -> Address:
 class _Endpoint:
     """A control socket and the sans-IO listener that routes its datagrams."""
 
-    ppp_options: PppOptions
+    ppp_options: SessionOptions
     seqnum: bool
 
-    def __init__(self, ctx: L2tpContext, sock: socket.socket, listener: TunnelListener) -> None:
+    def __init__(
+        self,
+        ctx: L2tpContext,
+        sock: socket.socket,
+        listener: TunnelListener,
+        encap: EncapType = EncapType.UDP,
+    ) -> None:
         self.ctx = ctx
         self.sock = sock
         self.listener = listener
-        self.ppp_options = PppOptions()
+        self.encap = encap
+        self.ppp_options = SessionOptions()
         self.seqnum = False
         self.reader = DatagramReader(
             sock, self.datagram_received, on_batch=ctx.flush, loop=ctx.loop
@@ -168,13 +214,14 @@ class _Endpoint:
     def tunnel_down(self, th: TunnelHandle) -> None:
         pass
 
-    def admit_call(self, th: TunnelHandle) -> Reason | None:
-        return None
+    def admit_call(self, th: TunnelHandle, info: SessionInfo) -> Reason | Admission:
+        """Accept (with the parameters and options to answer it) or refuse a call."""
+        return Admission(options=self.ppp_options)
 
-    def session_added(self) -> None:
+    def session_added(self, handle: SessionHandle) -> None:
         pass
 
-    def session_gone(self, th: TunnelHandle) -> None:
+    def session_gone(self, th: TunnelHandle, handle: SessionHandle) -> None:
         pass
 
     def release(self, th: TunnelHandle) -> None:
@@ -198,8 +245,14 @@ class _Endpoint:
 class _Initiator(_Endpoint):
     """The socket of one tunnel we initiate."""
 
-    def __init__(self, ctx: L2tpContext, sock: socket.socket, listener: TunnelListener) -> None:
-        super().__init__(ctx, sock, listener)
+    def __init__(
+        self,
+        ctx: L2tpContext,
+        sock: socket.socket,
+        listener: TunnelListener,
+        encap: EncapType = EncapType.UDP,
+    ) -> None:
+        super().__init__(ctx, sock, listener, encap)
         self.handle: TunnelHandle | None = None
 
     def datagram_received(self, data: bytes, address: Any) -> None:
@@ -225,7 +278,10 @@ class _Initiator(_Endpoint):
         ctx.mark(th)
 
     def tunnel_up(self, th: TunnelHandle) -> None:
-        self.sock.connect(th.peer)
+        if self.encap is EncapType.IP:
+            connect_l2tpip(self.sock, ipaddress.ip_address(th.peer[0]), th.peer_tunnel_id)
+        else:
+            self.sock.connect(th.peer)
 
     def release(self, th: TunnelHandle) -> None:
         super().release(th)
@@ -242,14 +298,17 @@ class Listener(_Endpoint):
         sock: socket.socket,
         listener: TunnelListener,
         options: ListenOptions,
+        encap: EncapType = EncapType.UDP,
     ) -> None:
-        super().__init__(ctx, sock, listener)
+        super().__init__(ctx, sock, listener, encap)
         self.options = options
         self.ppp_options = options.ppp
         self.seqnum = options.seqnum
         self.tunnels: dict[int, TunnelHandle] = {}
         self.session_count = 0
         self.accepting = True
+        self.bound: dict[str, SessionHandle] = {}
+        """Offered pseudowires (by Remote End ID) and the live session bound to each."""
 
     @property
     def config(self) -> ListenerConfig:
@@ -301,9 +360,42 @@ class Listener(_Endpoint):
             th = TunnelHandle(ctx, self, tunnel, peer=addr, sock=self.sock, role=Role.LNS)
             self.tunnels[tunnel.tunnel_id] = th
             ctx.tunnels[tunnel.tunnel_id] = th
+            if self.encap is EncapType.IP:
+                self._open_ip_tunnel_socket(th)
         ctx.mark(th)
 
+    def _open_ip_tunnel_socket(self, th: TunnelHandle) -> None:
+        """Over IP the kernel delivers a control message only to the socket bound to its
+        Control Connection ID (RFC 3931 4.1.1.2): the peer's SCCCN and everything after
+        it is addressed to the new tunnel's ID, so its socket must exist before the SCCRP."""
+        host = self.sock.getsockname()[0]
+        try:
+            sock = l2tpip_socket(ipaddress.ip_address(host), th.tunnel_id)
+            sock.setblocking(False)
+        except OSError as exc:
+            log.error("tunnel %d: L2TPIP socket: %s", th.tunnel_id, exc)
+            th.tunnel.close(
+                self.ctx.loop.time(),
+                result=StopCcnResult.GENERAL_ERROR,
+                message=f"socket: {exc}"[:200],
+            )
+            return
+        self._adopt_socket(th, sock)
+
+    def _adopt_socket(self, th: TunnelHandle, sock: socket.socket) -> None:
+        reader = DatagramReader(
+            sock, self.datagram_received, on_batch=self.ctx.flush, loop=self.ctx.loop
+        )
+        reader.start()
+        th.own_sock = sock
+        th.sock = sock
+        th._reader = reader
+
     def tunnel_up(self, th: TunnelHandle) -> None:
+        if self.encap is EncapType.IP:
+            if th.own_sock is not None:
+                connect_l2tpip(th.own_sock, ipaddress.ip_address(th.peer[0]), th.peer_tunnel_id)
+            return
         if not self.options.per_tunnel_sockets:
             return
         sock = socket.socket(self.sock.family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
@@ -315,15 +407,16 @@ class Listener(_Endpoint):
         except OSError:
             sock.close()
             raise
-        reader = DatagramReader(
-            sock, self.datagram_received, on_batch=self.ctx.flush, loop=self.ctx.loop
-        )
-        reader.start()
-        th.own_sock = sock
-        th.sock = sock
-        th._reader = reader
+        self._adopt_socket(th, sock)
 
-    def admit_call(self, th: TunnelHandle) -> Reason | None:
+    def admit_call(self, th: TunnelHandle, info: SessionInfo) -> Reason | Admission:
+        """Limits first (CDN 4, Error 4), then the Remote End ID binding.
+
+        With :attr:`ListenOptions.pseudowires`, the call's Remote End ID must name
+        an offered circuit (else CDN 2, General error, with the ID in the message:
+        RFC 3931 has no dedicated code) that no live session holds (else CDN 4,
+        temporary: the old session may be one the peer has not yet seen die).
+        """
         o = self.options
         what = None
         if o.max_sessions and self.session_count >= o.max_sessions:
@@ -332,19 +425,40 @@ class Listener(_Endpoint):
             what = f"per-tunnel session limit {o.max_sessions_per_tunnel} reached"
         elif not self.accepting:
             what = "shutting down"
-        if what is None:
-            return None
-        return Reason(
-            result=CdnResult.TEMPORARY_NO_FACILITIES,
-            error=ErrorCode.INSUFFICIENT_RESOURCES,
-            message=what,
-        )
+        if what is not None:
+            return Reason(
+                result=CdnResult.TEMPORARY_NO_FACILITIES,
+                error=ErrorCode.INSUFFICIENT_RESOURCES,
+                message=what,
+            )
+        if not o.pseudowires:
+            return Admission(options=self.ppp_options)
+        end_id = info.remote_end_id
+        offer = next((p for p in o.pseudowires if p.remote_end_id == end_id), None)
+        if offer is None:
+            return Reason(
+                result=CdnResult.GENERAL_ERROR,
+                message=f"no pseudowire for Remote End ID {end_id!r}"[:200],
+            )
+        holder = self.bound.get(offer.remote_end_id)
+        if holder is not None and holder.closed is None:
+            return Reason(
+                result=CdnResult.TEMPORARY_NO_FACILITIES,
+                message=f"Remote End ID {end_id!r} is bound to session "
+                f"{holder.tunnel.tunnel_id}/{holder.session_id}"[:200],
+            )
+        return Admission(params=offer.params, options=offer.options, circuit=offer.remote_end_id)
 
-    def session_added(self) -> None:
+    def session_added(self, handle: SessionHandle) -> None:
         self.session_count += 1
+        if handle.circuit is not None:
+            self.bound[handle.circuit] = handle
 
-    def session_gone(self, th: TunnelHandle) -> None:
+    def session_gone(self, th: TunnelHandle, handle: SessionHandle) -> None:
         self.session_count -= 1
+        circuit = handle.circuit
+        if circuit is not None and self.bound.get(circuit) is handle:
+            del self.bound[circuit]
 
     def release(self, th: TunnelHandle) -> None:
         super().release(th)
@@ -402,6 +516,10 @@ class L2tpContext:
         self.random_bytes = random_bytes
         self._loop = loop
         self.ids = IdPool(bits=16, random_bytes=random_bytes)
+        self.ids3 = IdPool(bits=32, random_bytes=random_bytes)
+        """L2TPv3 Control Connection IDs (32-bit, RFC 3931 5.4.3). The kernel keeps one
+        tunnel ID space for both versions; a v3 ID below 65,536 that a v2 tunnel of this
+        context holds is skipped (see :meth:`_v3_id`)."""
         self.tunnels: dict[int, TunnelHandle] = {}
         self.endpoints: set[_Endpoint] = set()
         self.counters = ContextCounters()
@@ -436,36 +554,45 @@ class L2tpContext:
         *,
         config: TunnelConfig | None = None,
         wait: bool = True,
-        ppp: PppOptions | None = None,
+        ppp: SessionOptions | None = None,
         seqnum: bool = False,
+        encap: EncapType = EncapType.UDP,
     ) -> TunnelHandle:
         """Initiate a tunnel (SCCRQ) to ``peer``; with ``wait`` return once established.
+
+        ``config.version`` picks L2TPv2 or L2TPv3. ``encap=EncapType.IP`` carries
+        an L2TPv3 control connection directly over IP protocol 115 (RFC 3931
+        4.1.1): the ports in ``peer`` and ``local`` are then ignored.
 
         Raises :class:`TunnelFailed` if it closes first (e.g. StopCCN 4 for a
         wrong secret, or ``reason=None`` when the peer never answered).
         """
         self._check_open()
         config = config if config is not None else TunnelConfig(role=Role.LAC)
+        if encap is EncapType.IP and config.version != 3:
+            raise ValueError("IP encapsulation is L2TPv3 only (RFC 3931 4.1.1)")
         host, port = peer
-        infos = await self.loop.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+        infos = await self.loop.getaddrinfo(
+            host, port if encap is EncapType.UDP else 0, type=socket.SOCK_DGRAM
+        )
         family, _, _, _, sockaddr = infos[0]
         peer = _host_port(sockaddr)
-        sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-        try:
-            sock.setblocking(False)
-            bind = local if local is not None else ("::" if family == socket.AF_INET6 else "", 0)
-            sock.bind(bind)
-        except OSError:
-            sock.close()
-            raise
+        if encap is EncapType.IP:
+            peer = (peer[0], 0)
+        ids = self.ids3 if config.version == 3 else self.ids
         listener = TunnelListener(
-            ListenerConfig(tunnel=config), random_bytes=self.random_bytes, ids=self.ids
+            ListenerConfig(tunnel=config), random_bytes=self.random_bytes, ids=ids
         )
-        endpoint = _Initiator(self, sock, listener)
-        endpoint.ppp_options = ppp or PppOptions()
+        tunnel_id = self._v3_id() if config.version == 3 else ids.allocate()
+        try:
+            sock = self._initiator_socket(family, local, encap, tunnel_id)
+        finally:
+            ids.release(tunnel_id)
+        endpoint = _Initiator(self, sock, listener, encap)
+        endpoint.ppp_options = ppp or SessionOptions()
         endpoint.seqnum = seqnum
         self.endpoints.add(endpoint)
-        tunnel = listener.connect(peer, self.loop.time(), config)
+        tunnel = listener.connect(peer, self.loop.time(), config, tunnel_id=tunnel_id)
         th = TunnelHandle(self, endpoint, tunnel, peer=peer, sock=sock, role=config.role)
         endpoint.handle = th
         self.tunnels[tunnel.tunnel_id] = th
@@ -475,28 +602,73 @@ class L2tpContext:
             await th.wait_established()
         return th
 
+    def _v3_id(self) -> int:
+        for _ in range(64):
+            tid = self.ids3.allocate()
+            if tid > 0xFFFF or tid not in self.ids:
+                return tid
+            self.ids3.release(tid)
+        raise RuntimeError("no free L2TPv3 control connection ID")
+
+    def _initiator_socket(
+        self,
+        family: socket.AddressFamily,
+        local: Address | None,
+        encap: EncapType,
+        tunnel_id: int,
+    ) -> socket.socket:
+        v6 = family == socket.AF_INET6
+        if encap is EncapType.IP:
+            host = local[0] if local is not None and local[0] else ("::" if v6 else "0.0.0.0")
+            sock = l2tpip_socket(ipaddress.ip_address(host), tunnel_id)
+            sock.setblocking(False)
+            return sock
+        sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        try:
+            sock.setblocking(False)
+            sock.bind(local if local is not None else ("::" if v6 else "", 0))
+        except OSError:
+            sock.close()
+            raise
+        return sock
+
     async def listen(
         self,
         address: Address,
         *,
         config: ListenerConfig | None = None,
         options: ListenOptions | None = None,
+        encap: EncapType = EncapType.UDP,
     ) -> Listener:
-        """Accept tunnels on ``address`` (port 0: any free port; see :attr:`Listener.address`)."""
+        """Accept tunnels on ``address`` (port 0: any free port; see :attr:`Listener.address`).
+
+        ``encap=EncapType.IP`` (L2TPv3 only) listens on an L2TPIP socket bound to
+        Control Connection ID 0, where new SCCRQs arrive (RFC 3931 4.1.1.2); the
+        port is ignored.
+        """
         self._check_open()
         config = _listener_config(config if config is not None else ListenerConfig())
+        v3 = config.tunnel.version == 3
+        if encap is EncapType.IP and not v3:
+            raise ValueError("IP encapsulation is L2TPv3 only (RFC 3931 4.1.1)")
         host, port = address
-        sock = socket.socket(_family(host), socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-        try:
-            # Per-tunnel sockets bind the same address:port (see the module docstring).
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if encap is EncapType.IP:
+            any_host = "::" if ":" in host else "0.0.0.0"
+            sock = l2tpip_socket(ipaddress.ip_address(host or any_host), 0)
             sock.setblocking(False)
-            sock.bind((host, port))
-        except OSError:
-            sock.close()
-            raise
-        listener = TunnelListener(config, random_bytes=self.random_bytes, ids=self.ids)
-        endpoint = Listener(self, sock, listener, options or ListenOptions())
+        else:
+            sock = socket.socket(_family(host), socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+            try:
+                # Per-tunnel sockets bind the same address:port (see the module docstring).
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                sock.setblocking(False)
+                sock.bind((host, port))
+            except OSError:
+                sock.close()
+                raise
+        ids = self.ids3 if v3 else self.ids
+        listener = TunnelListener(config, random_bytes=self.random_bytes, ids=ids)
+        endpoint = Listener(self, sock, listener, options or ListenOptions(), encap)
         self.endpoints.add(endpoint)
         endpoint.start()
         return endpoint

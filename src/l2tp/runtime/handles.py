@@ -21,9 +21,10 @@ import asyncio
 import logging
 import socket
 from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from l2tp.kernel.constants import PseudowireType
+from l2tp.kernel.constants import L2SpecType, PseudowireType
 from l2tp.kernel.errors import KernelError, SessionNotFound
 from l2tp.kernel.model import SessionConfig as KernelSessionConfig
 from l2tp.kernel.model import TunnelConfig as KernelTunnelConfig
@@ -43,7 +44,7 @@ from l2tp.protocol.events import (
 from l2tp.protocol.tunnel import Tunnel
 from l2tp.protocol.tunnel_fsm import TunnelState
 
-from .backend import Address, BackendSession, PppOptions
+from .backend import Address, BackendSession, SessionOptions
 
 if TYPE_CHECKING:
     from .control import L2tpContext, _Endpoint
@@ -73,6 +74,17 @@ class SessionFailed(Exception):
         side = "peer" if event.by_peer else "local"
         super().__init__(f"session {event.session_id} closed ({side}, {what}): {detail}")
         self.event = event
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admission:
+    """How a listener answers an incoming call: the call parameters of our reply
+    (None: the tunnel's defaults) and the options of the local end; ``circuit``
+    is the Remote End ID of the local pseudowire it is bound to, if any."""
+
+    params: CallParams | None = None
+    options: SessionOptions = field(default_factory=SessionOptions)
+    circuit: str | None = None
 
 
 class _Subscription:
@@ -105,21 +117,34 @@ class SessionHandle:
         "_closed_fut",
         "_est_fut",
         "backend_session",
+        "circuit",
         "closed",
         "info",
         "kernel",
         "options",
+        "params",
         "peer_session_id",
         "session_id",
         "stopping",
         "tunnel",
     )
 
-    def __init__(self, tunnel: TunnelHandle, session_id: int, options: PppOptions) -> None:
+    def __init__(
+        self,
+        tunnel: TunnelHandle,
+        session_id: int,
+        options: SessionOptions,
+        params: CallParams | None = None,
+        circuit: str | None = None,
+    ) -> None:
         self.tunnel = tunnel
         self.session_id = session_id
         self.peer_session_id = 0
         self.options = options
+        self.params = params if params is not None else tunnel.tunnel.config.call_params
+        """Our side of the call: what we asked for or answered with."""
+        self.circuit = circuit
+        """The Remote End ID of the local pseudowire a listener bound this call to."""
         self.info: SessionInfo | None = None
         """Set when established (with the data plane and backend up)."""
         self.closed: SessionClosed | None = None
@@ -261,14 +286,19 @@ class TunnelHandle:
         return _Subscription(self.subscribers)
 
     def place_call(
-        self, params: CallParams | None = None, *, options: PppOptions | None = None
+        self, params: CallParams | None = None, *, options: SessionOptions | None = None
     ) -> SessionHandle:
-        """Place a call (ICRQ from a LAC, OCRQ from an LNS) without waiting; returns its handle."""
+        """Place a call without waiting; returns its handle.
+
+        L2TPv2: ICRQ from a LAC, OCRQ from an LNS. L2TPv3: ICRQ from either LCCE,
+        with ``params`` giving the Pseudowire Type, Remote End ID, cookie length,
+        sublayer and sequencing (RFC 3931 5.4.4); ``options`` the local interface.
+        """
         now = self.ctx.loop.time()
         sid = self.tunnel.open_session(now, params)
-        handle = SessionHandle(self, sid, options or self.endpoint.ppp_options)
+        handle = SessionHandle(self, sid, options or self.endpoint.ppp_options, params)
         self.sessions[sid] = handle
-        self.endpoint.session_added()
+        self.endpoint.session_added(handle)
         self.ctx.kick(self)
         return handle
 
@@ -276,7 +306,7 @@ class TunnelHandle:
         self,
         params: CallParams | None = None,
         *,
-        options: PppOptions | None = None,
+        options: SessionOptions | None = None,
         wait: bool = True,
     ) -> SessionHandle:
         """Place a call; with ``wait`` return once established (raise :class:`SessionFailed`)."""
@@ -433,7 +463,8 @@ class TunnelHandle:
             self.kernel = KernelTunnelConfig(
                 tunnel_id=self.tunnel_id,
                 peer_tunnel_id=self.peer_tunnel_id,
-                version=2,
+                version=self.tunnel.config.version,
+                encap=self.endpoint.encap,
                 fd=sock.fileno(),
             )
             self.ctx.dataplane.create_tunnel(self.kernel)
@@ -485,16 +516,20 @@ class TunnelHandle:
             log.warning("tunnel %d: deleting kernel tunnel: %s", tunnel_id, exc)
 
     def _call_requested(self, event: CallRequested) -> None:
-        reason = self.endpoint.admit_call(self)
+        answer = self.endpoint.admit_call(self, event.info)
         now = self.ctx.loop.time()
         sid = event.info.session_id
-        if reason is None:
-            self.sessions[sid] = SessionHandle(self, sid, self.endpoint.ppp_options)
-            self.endpoint.session_added()
-            self.tunnel.accept_call(sid, now)
+        if isinstance(answer, Admission):
+            handle = SessionHandle(self, sid, answer.options, answer.params, answer.circuit)
+            self.sessions[sid] = handle
+            self.endpoint.session_added(handle)
+            self.tunnel.accept_call(sid, now, answer.params)
         else:
+            log.info(
+                "tunnel %d: call %d refused: %s", self.tunnel_id, sid, answer.message or "refused"
+            )
             self.tunnel.close_session(
-                sid, now, result=reason.result, error=reason.error, message=reason.message
+                sid, now, result=answer.result, error=answer.error, message=answer.message
             )
 
     def _session_established(self, event: SessionEstablished) -> None:
@@ -503,22 +538,19 @@ class TunnelHandle:
         if handle is None:
             handle = SessionHandle(self, info.session_id, self.endpoint.ppp_options)
             self.sessions[info.session_id] = handle
-            self.endpoint.session_added()
+            self.endpoint.session_added(handle)
         handle.peer_session_id = info.peer_session_id
+        pw_type: int = PseudowireType.PPP
         if self.kernel is not None:
-            seq = info.sequencing_required or self.endpoint.seqnum
             try:
-                self.ctx.dataplane.create_session(
-                    KernelSessionConfig(
-                        tunnel_id=self.tunnel_id,
-                        session_id=info.session_id,
-                        peer_session_id=info.peer_session_id,
-                        pw_type=PseudowireType.PPP,
-                        send_seq=seq,
-                        recv_seq=seq,
-                        lns_mode=self.role is Role.LNS,
+                config = self._kernel_session(info, handle)
+                pw_type = config.pw_type
+                self.ctx.dataplane.create_session(config)
+                handle.kernel = True
+                if pw_type == PseudowireType.ETH and handle.options.bridge:
+                    self.ctx.dataplane.attach_to_bridge(
+                        self.tunnel_id, info.session_id, handle.options.bridge
                     )
-                )
             except (KernelError, OSError, ValueError) as exc:
                 log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
                 self.tunnel.close_session(
@@ -528,9 +560,9 @@ class TunnelHandle:
                     message=f"data plane: {exc}"[:200],
                 )
                 return
-            handle.kernel = True
         backend = self.ctx.backend
-        if backend is None or self.kernel is None:
+        if backend is None or self.kernel is None or pw_type != PseudowireType.PPP:
+            # An Ethernet pseudowire is complete once its l2tpeth interface exists.
             handle._set_established(info)
             return
         session = BackendSession(
@@ -547,6 +579,47 @@ class TunnelHandle:
         )
         handle.backend_session = session
         self._spawn(self._start_backend(handle, session, info))
+
+    def _kernel_session(self, info: SessionInfo, handle: SessionHandle) -> KernelSessionConfig:
+        """The kernel session for an established call.
+
+        L2TPv2: a PPP session (LNS mode on the LNS), sequencing when either side
+        wants it (RFC 2661 5.4). L2TPv3 (RFC 3931 5.4.4): the negotiated Pseudowire
+        Type; we send the peer's Assigned Cookie and require ours; the Default
+        L2-Specific Sublayer (4.6) when either side asked for it, since Linux keeps
+        one per session; we sequence what we send when the peer's Data Sequencing
+        AVP asks for it and require sequencing when ours did.
+        """
+        options = handle.options
+        if self.tunnel.config.version == 2:
+            seq = info.sequencing_required or self.endpoint.seqnum
+            return KernelSessionConfig(
+                tunnel_id=self.tunnel_id,
+                session_id=info.session_id,
+                peer_session_id=info.peer_session_id,
+                pw_type=PseudowireType.PPP,
+                send_seq=seq,
+                recv_seq=seq,
+                lns_mode=self.role is Role.LNS,
+            )
+        params = handle.params
+        pw_type = (
+            info.pseudowire_type if info.pseudowire_type is not None else params.pseudowire_type
+        )
+        sublayer = bool(info.l2_specific_sublayer) or bool(params.l2_specific_sublayer)
+        return KernelSessionConfig(
+            tunnel_id=self.tunnel_id,
+            session_id=info.session_id,
+            peer_session_id=info.peer_session_id,
+            pw_type=PseudowireType(pw_type),
+            cookie=info.peer_cookie,
+            peer_cookie=info.cookie,
+            l2spec_type=L2SpecType.DEFAULT if sublayer else L2SpecType.NONE,
+            send_seq=bool(info.data_sequencing),
+            recv_seq=bool(params.data_sequencing),
+            ifname=options.interface_name if pw_type == PseudowireType.ETH else None,
+            mtu=options.mtu if pw_type == PseudowireType.ETH else None,
+        )
 
     async def _start_backend(
         self, handle: SessionHandle, session: BackendSession, info: SessionInfo
@@ -592,7 +665,7 @@ class TunnelHandle:
         elif handle.kernel:
             self._delete_kernel_session(handle)
         handle._set_closed(event)
-        self.endpoint.session_gone(self)
+        self.endpoint.session_gone(self, handle)
 
     async def _stop_backend(self, handle: SessionHandle) -> None:
         backend = self.ctx.backend
