@@ -22,9 +22,11 @@ from l2tp.config.model import (
     Config,
     Endpoint,
     ListenerConfig,
+    Pseudowire,
     SessionConfig,
     TunnelConfig,
     TunnelMode,
+    Version,
 )
 
 Items = list[tuple[str, object]]
@@ -49,6 +51,7 @@ def _opt(value: object) -> object:
 
 def tunnel_items(tunnel: TunnelConfig, *, full: bool) -> Items:
     dynamic = tunnel.mode is TunnelMode.DYNAMIC
+    v3 = tunnel.version is Version.L2TPV3
     items: Items = [
         ("version", tunnel.version),
         ("encap", tunnel.encap),
@@ -69,13 +72,14 @@ def tunnel_items(tunnel: TunnelConfig, *, full: bool) -> Items:
             ("secret", tunnel.secret),
             ("hide_avps", tunnel.hide_avps),
             ("digest", tunnel.digest),
+            ("router_id", tunnel.router_id),
             ("redial", tunnel.redial),
         ]
     if full or (dynamic and tunnel.redial):
-        items += [
-            ("redial_timeout", _ms(tunnel.redial_timeout)),
-            ("max_redials", tunnel.max_redials),
-        ]
+        items.append(("redial_timeout", _ms(tunnel.redial_timeout)))
+        if full or v3:
+            items.append(("max_redial_timeout", _ms(tunnel.max_redial_timeout)))
+        items.append(("max_redials", tunnel.max_redials))
     return items
 
 
@@ -102,6 +106,29 @@ def session_items(session: SessionConfig, *, full: bool) -> Items:
     return items
 
 
+def listener_session_items(session: SessionConfig, *, full: bool) -> Items:
+    """A ``[listener.L.session.S]`` table: every inheritable key written out.
+
+    A key left out would be inherited from the listener on loading, so values
+    equal to the plain defaults (``cookie_len = 0``, ``pppd_options = []``)
+    are written too. ``pppd_*`` and ``bridge`` are only written where they fit
+    the pseudowire; elsewhere they are unset and not inherited either.
+    """
+    ppp_like = session.pseudowire in (Pseudowire.PPP, Pseudowire.PPPAC)
+    return [
+        ("pseudowire", session.pseudowire),
+        ("remote_end_id", session.remote_end_id),
+        ("seqnum", session.seqnum),
+        ("cookie_len", session.cookie_len),
+        ("l2spec_type", session.l2spec_type),
+        ("interface_name", session.interface_name),
+        ("pppd_args", session.pppd_args),
+        ("pppd_options", session.pppd_options if full or ppp_like else None),
+        ("mtu", session.mtu),
+        ("bridge", session.bridge),
+    ]
+
+
 def listener_items(listener: ListenerConfig, *, full: bool) -> Items:
     return [
         ("listen", listener.listen),
@@ -116,6 +143,7 @@ def listener_items(listener: ListenerConfig, *, full: bool) -> Items:
         ("secret", listener.secret),
         ("hide_avps", listener.hide_avps),
         ("digest", listener.digest),
+        ("router_id", listener.router_id),
         ("max_tunnels", listener.max_tunnels),
         ("max_sessions", listener.max_sessions),
         ("max_sessions_per_tunnel", listener.max_sessions_per_tunnel),
@@ -164,6 +192,9 @@ def dump_toml(config: Config) -> str:
     for listener in config.listeners:
         path = table_path("listener", listener.name)
         out += ["", *_toml_table(path, listener_items(listener, full=False))]
+        for session in listener.sessions:
+            spath = f"{path}.{table_path('session', session.name)}"
+            out += ["", *_toml_table(spath, listener_session_items(session, full=False))]
     return "\n".join(out) + "\n"
 
 
@@ -181,9 +212,15 @@ def to_dict(config: Config) -> dict[str, object]:
             {"name": s.name, **_json_items(session_items(s, full=True))} for s in tunnel.sessions
         ]
         tunnels.append(entry)
-    listeners = [
-        {"name": x.name, **_json_items(listener_items(x, full=True))} for x in config.listeners
-    ]
+    listeners = []
+    for listener in config.listeners:
+        entry = {"name": listener.name}
+        entry.update(_json_items(listener_items(listener, full=True)))
+        entry["sessions"] = [
+            {"name": s.name, **_json_items(listener_session_items(s, full=True))}
+            for s in listener.sessions
+        ]
+        listeners.append(entry)
     return {
         "file": config.file,
         "daemon": None if config.daemon is None else str(config.daemon),

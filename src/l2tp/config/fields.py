@@ -249,6 +249,32 @@ class TableReader:
             return None
         return bytes(values)
 
+    def router_id(self, key: str) -> int | None:
+        """A 32-bit L2TPv3 Router ID: an integer 1-4294967295 or a dotted IPv4 address.
+
+        RFC 3931 5.4.3 makes it a 4-octet number that is often written as an
+        IPv4 address; 0 is rejected either way (it reads as "unset").
+        """
+        if key not in self.table:
+            return None
+        value = self.table[key]
+        if type(value) is int:
+            return self.integer(key, 1, 0xFFFFFFFF)
+        if not isinstance(value, str):
+            shown = "" if isinstance(value, dict) else f" {show(value)}"
+            expected = "an IPv4 address string or an integer"
+            self.error(key, f"expected {expected}, got {toml_type(value)}{shown}")
+            return None
+        try:
+            number = int(ipaddress.IPv4Address(value))
+        except ValueError:
+            self.error(key, f"{show(value)} is not an IPv4 address")
+            return None
+        if number == 0:
+            self.error(key, f"{show(value)} is 0, out of range 1-4294967295")
+            return None
+        return number
+
     def endpoint(self, key: str, resolver: Resolver | None, *, min_port: int) -> Endpoint | None:
         value = self.nonempty_string(key)
         if value is None:

@@ -39,12 +39,19 @@ from l2tp.config.model import (
     Version,
 )
 from l2tp.config.profiles import Profile, default_mode, profile_for
-from l2tp.config.sessions import TunnelFacts, read_pseudowire_keys, read_session
+from l2tp.config.sessions import (
+    Inherited,
+    TunnelFacts,
+    read_listener_session,
+    read_pseudowire_keys,
+    read_session,
+)
 
 DEFAULT_WINDOW_SIZE = 4
 DEFAULT_RETRY_TIMEOUT = 1.0
 DEFAULT_MAX_RETRIES = {Version.L2TPV2: 5, Version.L2TPV3: 10}
 DEFAULT_REDIAL_TIMEOUT = 5.0
+DEFAULT_MAX_REDIAL_TIMEOUT = 60.0
 U32 = 0xFFFFFFFF
 
 _CONTROL_KEYS = (
@@ -59,6 +66,7 @@ _CONTROL_KEYS = (
     "secret",
     "hide_avps",
     "digest",
+    "router_id",
 )
 TUNNEL_KEYS = frozenset(
     (
@@ -70,6 +78,7 @@ TUNNEL_KEYS = frozenset(
         "mode",
         "redial",
         "redial_timeout",
+        "max_redial_timeout",
         "max_redials",
         "session",
     )
@@ -90,6 +99,7 @@ LISTENER_KEYS = frozenset(
         "pppd_options",
         "mtu",
         "bridge",
+        "session",
     )
 )
 TOP_KEYS = frozenset(("tunnel", "listener"))
@@ -144,12 +154,26 @@ class _Loader:
         hide = r.boolean("hide_avps", False)
         if hide and secret is None and not r.has("secret"):
             r.error("hide_avps", "needs 'secret' (hidden AVPs are encrypted with it)")
-        digest = r.choice("digest", Digest) or Digest.NONE
+        digest = r.choice("digest", Digest)
+        if digest is None and not r.has("digest") and secret is not None:
+            # RFC 3931 5.4.1: an L2TPv3 control connection is authenticated by the
+            # Message Digest AVP, keyed with the shared secret.
+            digest = Digest.MD5 if version is Version.L2TPV3 else None
+        digest = digest or Digest.NONE
         if digest is not Digest.NONE:
             if version is Version.L2TPV2:
                 r.error("digest", "only for l2tpv3 (L2TPv2 authenticates with 'secret' alone)")
             elif secret is None and not r.has("secret"):
                 r.error("digest", "needs 'secret' (the digest is keyed with it)")
+        elif r.has("digest") and secret is not None and version is Version.L2TPV3:
+            r.error(
+                "digest",
+                '"none" with a secret: L2TPv3 authenticates the control connection with'
+                ' the Message Digest (RFC 3931 5.4.1); set "md5" or "sha1"',
+            )
+        router_id = r.router_id("router_id")
+        if r.has("router_id") and version is Version.L2TPV2:
+            r.error("router_id", "only for l2tpv3 (the Router ID AVP is an L2TPv3 AVP)")
         retries = r.integer("max_retries", 0, 65535)
         if retries is None:
             retries = DEFAULT_MAX_RETRIES[version or Version.L2TPV3]
@@ -163,6 +187,7 @@ class _Loader:
             "secret": secret,
             "hide_avps": hide,
             "digest": digest,
+            "router_id": router_id,
         }
 
     # -- tunnels ------------------------------------------------------------------------
@@ -191,20 +216,25 @@ class _Loader:
         assert isinstance(hello, float)
         mode = self.mode(r, version, ptid is not None or r.has("ptid"), hello)
         redial = r.boolean("redial", False)
-        redial_timeout = r.duration("redial_timeout", 1, DEFAULT_REDIAL_TIMEOUT)
+        redial_timeout, max_redial_timeout = self.redial_timeouts(r, version, redial)
         max_redials = r.integer("max_redials", 0, 65535) or 0
         if mode is not TunnelMode.DYNAMIC:
             self.static_rules(r, mode, version, hello)
-        elif r.has("ptid"):
-            reason = (
-                "only for static and quiescent tunnels (a dynamic tunnel learns it from the peer)"
-            )
-            r.error("ptid", reason)
-        if not redial and (r.has("redial_timeout") or r.has("max_redials")):
-            key = "redial_timeout" if r.has("redial_timeout") else "max_redials"
-            r.error(key, "needs 'redial = true'")
+        else:
+            if r.has("ptid"):
+                reason = (
+                    "only for static and quiescent tunnels"
+                    " (a dynamic tunnel learns it from the peer)"
+                )
+                r.error("ptid", reason)
+            keys = ("redial_timeout", "max_redial_timeout", "max_redials")
+            # max_redial_timeout with l2tpv2 was already reported as such.
+            v2 = version is Version.L2TPV2
+            present = [k for k in keys if r.has(k) and not (v2 and k == "max_redial_timeout")]
+            if not redial and present:
+                r.error(present[0], "needs 'redial = true'")
         facts = TunnelFacts(path=path, version=version, mode=mode, profile=self.profile)
-        sessions = self.sessions(r, facts)
+        sessions = self.tunnel_sessions(r, facts)
         if version is None or peer is None:
             return None
         return TunnelConfig(
@@ -218,10 +248,37 @@ class _Loader:
             ptid=ptid,
             redial=redial,
             redial_timeout=redial_timeout,
+            max_redial_timeout=max_redial_timeout,
             max_redials=max_redials,
             sessions=sessions,
             **control,  # type: ignore[arg-type]
         )
+
+    def redial_timeouts(
+        self, r: TableReader, version: Version | None, redial: bool
+    ) -> tuple[float, float]:
+        """``redial_timeout`` and its back-off cap ``max_redial_timeout`` (seconds).
+
+        The cap is an L2TPv3 extension (kl2tpd, the L2TPv2 initiator, redials at
+        a fixed interval); absent, it is 60 s or ``redial_timeout`` if longer.
+        Without ``redial`` both keep their defaults (the keys are then errors).
+        """
+        first = r.integer("redial_timeout", 1, U32, context=" (milliseconds)")
+        redial_timeout = DEFAULT_REDIAL_TIMEOUT if first is None else first / 1000
+        cap = r.integer("max_redial_timeout", 1, U32, context=" (milliseconds)")
+        if r.has("max_redial_timeout") and version is Version.L2TPV2:
+            reason = "only for l2tpv3 (kl2tpd redials every redial_timeout, without back-off)"
+            r.error("max_redial_timeout", reason)
+            return redial_timeout, DEFAULT_MAX_REDIAL_TIMEOUT
+        if not redial or version is not Version.L2TPV3:
+            return redial_timeout, DEFAULT_MAX_REDIAL_TIMEOUT
+        if cap is None:
+            return redial_timeout, max(DEFAULT_MAX_REDIAL_TIMEOUT, redial_timeout)
+        first_valid = first is not None or not r.has("redial_timeout")
+        if first_valid and cap / 1000 < redial_timeout:
+            first_ms = round(redial_timeout * 1000)
+            r.error("max_redial_timeout", f"{cap} is less than redial_timeout {first_ms}")
+        return redial_timeout, cap / 1000
 
     def mode(
         self, r: TableReader, version: Version | None, has_ptid: bool, hello: float
@@ -248,26 +305,42 @@ class _Loader:
             r.error("hello_timeout", "must be more than 0 for quiescent tunnels")
         elif mode is TunnelMode.STATIC and hello > 0:
             r.error("hello_timeout", 'static tunnels send no HELLO; use mode = "quiescent"')
-        for key in ("secret", "hide_avps", "digest", "redial", "redial_timeout", "max_redials"):
+        keys = (
+            "secret",
+            "hide_avps",
+            "digest",
+            "router_id",
+            "redial",
+            "redial_timeout",
+            "max_redial_timeout",
+            "max_redials",
+        )
+        for key in keys:
             if r.has(key):
                 r.error(key, f"only for dynamic tunnels ({mode} tunnels run no control protocol)")
 
-    def sessions(self, r: TableReader, facts: TunnelFacts) -> tuple[SessionConfig, ...]:
+    def session_tables(self, r: TableReader, path: str) -> list[tuple[str, str, dict[str, object]]]:
+        """The ``session`` sub-tables of a tunnel or listener: (name, path, table)."""
         raw = r.table.get("session")
         if raw is None:
-            return ()
+            return []
         if not isinstance(raw, dict):
-            r.error(
-                "session", f"expected a table such as [{facts.path}.session.NAME], got {show(raw)}"
-            )
-            return ()
-        sessions: list[SessionConfig] = []
-        by_sid: dict[int, str] = {}
+            r.error("session", f"expected a table such as [{path}.session.NAME], got {show(raw)}")
+            return []
+        out = []
         for name, table in raw.items():
-            spath = f"{facts.path}.{table_path('session', name)}"
+            spath = f"{path}.{table_path('session', name)}"
             if not isinstance(table, dict):
                 self.error(spath, None, f"expected a table such as [{spath}], got {show(table)}")
                 continue
+            out.append((name, spath, table))
+        return out
+
+    def tunnel_sessions(self, r: TableReader, facts: TunnelFacts) -> tuple[SessionConfig, ...]:
+        sessions: list[SessionConfig] = []
+        by_sid: dict[int, str] = {}
+        by_remote_end: dict[str, str] = {}
+        for name, spath, table in self.session_tables(r, facts.path):
             session = read_session(name, spath, table, facts, self.file, self.errors)
             if session is None:
                 continue
@@ -278,8 +351,22 @@ class _Loader:
                     )
                 else:
                     by_sid[session.sid] = spath
+            self.unique_remote_end_id(session, spath, "remote_end_id" in table, by_remote_end)
             sessions.append(session)
         return tuple(sessions)
+
+    def unique_remote_end_id(
+        self, session: SessionConfig, spath: str, explicit: bool, seen: dict[str, str]
+    ) -> None:
+        """Remote End IDs select a pseudowire, so two sessions may not share one."""
+        rid = session.remote_end_id
+        if rid is None:
+            return
+        if rid in seen:
+            how = "" if explicit else " (the default: the table name)"
+            self.error(spath, "remote_end_id", f"{show(rid)}{how} is already used by {seen[rid]}")
+        else:
+            seen[rid] = spath
 
     # -- listeners ----------------------------------------------------------------------
 
@@ -302,6 +389,7 @@ class _Loader:
             path=path, version=version, mode=TunnelMode.DYNAMIC, profile=self.profile
         )
         pw = read_pseudowire_keys(r, facts)
+        sessions = self.listener_sessions(r, facts, pw)
         if version is None or listen is None:
             return None
         return ListenerConfig(
@@ -313,9 +401,40 @@ class _Loader:
             max_tunnels=max_tunnels,
             max_sessions=total,
             max_sessions_per_tunnel=per_tunnel,
+            sessions=sessions,
             **control,  # type: ignore[arg-type]
             **pw,  # type: ignore[arg-type]
         )
+
+    def listener_sessions(
+        self, r: TableReader, facts: TunnelFacts, defaults: dict[str, object]
+    ) -> tuple[SessionConfig, ...]:
+        """``[listener.L.session.S]``: pseudowires offered by Remote End ID (L2TPv3)."""
+        if not r.has("session"):
+            return ()
+        fix = f"set the session keys on [{facts.path}] itself"
+        why = "they are matched by Remote End ID, which only L2TPv3 has"
+        if Version.L2TPV3 not in self.profile.versions:
+            reason = (
+                f"{self.profile.name} does not accept session tables in listeners ({why}); {fix}"
+            )
+            r.error("session", reason)
+            return ()
+        if facts.version is Version.L2TPV2:
+            r.error("session", f"only for l2tpv3 listeners ({why}); {fix}")
+            return ()
+        inherited = Inherited(path=facts.path, values=defaults)
+        sessions: list[SessionConfig] = []
+        by_remote_end: dict[str, str] = {}
+        for name, spath, table in self.session_tables(r, facts.path):
+            session = read_listener_session(
+                name, spath, table, facts, inherited, self.file, self.errors
+            )
+            if session is None:
+                continue
+            self.unique_remote_end_id(session, spath, "remote_end_id" in table, by_remote_end)
+            sessions.append(session)
+        return tuple(sessions)
 
     # -- the whole file -----------------------------------------------------------------
 
@@ -382,17 +501,10 @@ class _Loader:
                     self.error(path, "tid", f"{tunnel.tid} is already used by {tids[tunnel.tid]}")
                 else:
                     tids[tunnel.tid] = path
-            for session in tunnel.sessions:
-                spath = f"{path}.{table_path('session', session.name)}"
-                name = session.interface_name
-                if name is None:
-                    continue
-                if name in ifnames:
-                    self.error(
-                        spath, "interface_name", f"{show(name)} is already used by {ifnames[name]}"
-                    )
-                else:
-                    ifnames[name] = spath
+            self.unique_interface_names(path, tunnel.sessions, ifnames)
+        for listener in listeners:
+            path = table_path("listener", listener.name)
+            self.unique_interface_names(path, listener.sessions, ifnames)
         endpoints: dict[tuple[Endpoint, Encap], str] = {}
         for listener in listeners:
             path = table_path("listener", listener.name)
@@ -402,6 +514,19 @@ class _Loader:
                 self.error(path, "listen", reason)
             else:
                 endpoints[where] = path
+
+    def unique_interface_names(
+        self, path: str, sessions: tuple[SessionConfig, ...], seen: dict[str, str]
+    ) -> None:
+        for session in sessions:
+            spath = f"{path}.{table_path('session', session.name)}"
+            name = session.interface_name
+            if name is None:
+                continue
+            if name in seen:
+                self.error(spath, "interface_name", f"{show(name)} is already used by {seen[name]}")
+            else:
+                seen[name] = spath
 
 
 def _syntax_error(file: str, exc: tomllib.TOMLDecodeError) -> ConfigError:

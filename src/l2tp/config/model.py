@@ -105,6 +105,12 @@ class SessionConfig:
 
     ``sid``/``psid`` are ``None`` when the control protocol assigns them
     (dynamic tunnels); ``cookie``/``peer_cookie`` are ``None`` when unset.
+
+    Also one ``[listener.L.session.S]`` table: a pseudowire a listener offers,
+    matched against the Remote End ID of an incoming ICRQ (RFC 3931 5.4.4);
+    its unset keys were filled in from the listener's own session keys.
+    ``remote_end_id`` is always set for dynamic L2TPv3 sessions (tunnel and
+    listener alike): the table name when the file does not give one.
     """
 
     name: str
@@ -129,7 +135,13 @@ class SessionConfig:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TunnelConfig:
-    """One ``[tunnel.T]`` table: a static tunnel or one we initiate."""
+    """One ``[tunnel.T]`` table: a static tunnel or one we initiate.
+
+    ``router_id`` (L2TPv3 Router ID AVP, RFC 3931 5.4.3) is ``None`` when the
+    daemon derives it. A redialling tunnel waits ``redial_timeout`` after the
+    first failure and doubles the wait per consecutive failure, up to
+    ``max_redial_timeout`` (L2TPv3; kl2tpd redials at a fixed interval).
+    """
 
     name: str
     version: Version
@@ -148,8 +160,10 @@ class TunnelConfig:
     secret: str | None = None
     hide_avps: bool = False
     digest: Digest = Digest.NONE
+    router_id: int | None = None
     redial: bool = False
     redial_timeout: float = 5.0
+    max_redial_timeout: float = 60.0
     max_redials: int = 0
     sessions: tuple[SessionConfig, ...] = ()
 
@@ -166,8 +180,11 @@ class ListenerConfig:
     """One ``[listener.L]`` table: where we accept tunnels (LNS or v3 responder).
 
     The ``max_*`` limits use ``0`` for "unlimited"; an empty ``allowed_peers``
-    accepts any peer. Session keys (``pseudowire``, ``pppd_*``, ``mtu`` ...)
-    are the defaults applied to every session the peer opens.
+    accepts any peer. Without ``sessions``, the session keys (``pseudowire``,
+    ``pppd_*``, ``mtu`` ...) apply to every session the peer opens. With
+    ``sessions`` (L2TPv3 only), an incoming session is offered the one whose
+    ``remote_end_id`` matches its Remote End ID AVP; the listener's session
+    keys were already filled into each of them where the table left a key out.
     """
 
     name: str
@@ -183,6 +200,7 @@ class ListenerConfig:
     secret: str | None = None
     hide_avps: bool = False
     digest: Digest = Digest.NONE
+    router_id: int | None = None
     max_tunnels: int = 0
     max_sessions: int = 0
     max_sessions_per_tunnel: int = 0
@@ -195,6 +213,21 @@ class ListenerConfig:
     pppd_options: tuple[str, ...] = ()
     mtu: int | None = None
     bridge: str | None = None
+    sessions: tuple[SessionConfig, ...] = ()
+
+    def session(self, name: str) -> SessionConfig:
+        """The session table called ``name``; KeyError when there is none."""
+        for session in self.sessions:
+            if session.name == name:
+                return session
+        raise KeyError(name)
+
+    def session_for(self, remote_end_id: str) -> SessionConfig | None:
+        """The session table offered to an ICRQ carrying ``remote_end_id``, if any."""
+        for session in self.sessions:
+            if session.remote_end_id == remote_end_id:
+                return session
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

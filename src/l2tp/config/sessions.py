@@ -1,4 +1,5 @@
-"""Session tables (``[tunnel.T.session.S]``) and the session defaults of listeners.
+"""Session tables (``[tunnel.T.session.S]``, ``[listener.L.session.S]``) and the
+session defaults of listeners.
 
 The rules here depend on the enclosing tunnel (version, mode, daemon), which is
 passed in as :class:`TunnelFacts`; a tunnel whose version was itself invalid
@@ -8,6 +9,7 @@ passes ``version=None`` and the version-dependent checks are skipped.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
 from l2tp.config.errors import ConfigError
 from l2tp.config.fields import TableReader
@@ -38,7 +40,20 @@ SESSION_KEYS = frozenset(
         "remote_end_id",
     )
 )
+# A listener's session tables describe pseudowires offered to the peer's
+# incoming calls: the IDs and cookies there come from the control protocol.
+_ASSIGNED = "assigned by the control protocol in dynamic sessions"
+LISTENER_SESSION_REJECTED = {
+    "sid": _ASSIGNED,
+    "psid": _ASSIGNED,
+    "cookie": f"{_ASSIGNED}; use cookie_len",
+    "peer_cookie": f"{_ASSIGNED} (the peer chooses its own cookie)",
+}
+LISTENER_SESSION_KEYS = frozenset(
+    (*_PSEUDOWIRE_KEYS, "remote_end_id", "interface_name", *LISTENER_SESSION_REJECTED)
+)
 _PPP_LIKE = (Pseudowire.PPP, Pseudowire.PPPAC)
+T = TypeVar("T")
 _DYNAMIC_ONLY = "only for dynamic tunnels"
 
 
@@ -52,19 +67,46 @@ class TunnelFacts:
     profile: Profile
 
 
-def read_pseudowire_keys(r: TableReader, facts: TunnelFacts) -> dict[str, object]:
-    """Keys shared by sessions and listeners (which set them for incoming sessions)."""
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Inherited:
+    """A listener's own session keys, the defaults of its ``[listener.L.session.S]`` tables.
+
+    ``values`` is what :func:`read_pseudowire_keys` returned for the listener
+    (already checked there, so it is not checked again); ``path`` names the
+    listener in messages about a conflict with an inherited value.
+    """
+
+    path: str
+    values: dict[str, object]
+
+
+def read_pseudowire_keys(
+    r: TableReader, facts: TunnelFacts, inherited: Inherited | None = None
+) -> dict[str, object]:
+    """Keys shared by sessions and listeners (which set them for incoming sessions).
+
+    With ``inherited`` (a listener's session table), a key the table leaves
+    out takes the listener's value; ``pppd_*`` and ``bridge`` are inherited
+    only when they fit the session's own pseudowire.
+    """
     v2 = facts.version is Version.L2TPV2
     v3 = facts.version is Version.L2TPV3
-    pw = r.choice("pseudowire", Pseudowire)
+    base = inherited.values if inherited is not None else None
+    given = r.choice("pseudowire", Pseudowire)
+    pw = given
+    if pw is None and base is not None:
+        pw = _as(base["pseudowire"], Pseudowire)
     if pw is None:
         pw = Pseudowire.PPP if v2 else Pseudowire.ETH
-    if pw is Pseudowire.ETH and v2:
-        r.error("pseudowire", '"eth" is not allowed with l2tpv2 (L2TPv2 carries PPP only)')
-    elif pw is Pseudowire.PPPAC and v3:
-        r.error("pseudowire", '"pppac" is not allowed with l2tpv3 (it is an L2TPv2 LAC feature)')
-    elif pw not in facts.profile.pseudowires:
-        r.error("pseudowire", facts.profile.only("pseudowire", facts.profile.pseudowires))
+    if given is not None or base is None:
+        if pw is Pseudowire.ETH and v2:
+            r.error("pseudowire", '"eth" is not allowed with l2tpv2 (L2TPv2 carries PPP only)')
+        elif pw is Pseudowire.PPPAC and v3:
+            r.error(
+                "pseudowire", '"pppac" is not allowed with l2tpv3 (it is an L2TPv2 LAC feature)'
+            )
+        elif pw not in facts.profile.pseudowires:
+            r.error("pseudowire", facts.profile.only("pseudowire", facts.profile.pseudowires))
 
     cookie_len = r.integer("cookie_len", 0, 8)
     if cookie_len is not None and cookie_len not in (0, 4, 8):
@@ -74,38 +116,83 @@ def read_pseudowire_keys(r: TableReader, facts: TunnelFacts) -> dict[str, object
         r.error("cookie_len", "only for l2tpv3")
     elif r.has("cookie_len") and facts.mode is not TunnelMode.DYNAMIC:
         r.error("cookie_len", f"{_DYNAMIC_ONLY} (static sessions set 'cookie')")
-    l2spec = r.choice("l2spec_type", L2SpecType) or L2SpecType.NONE
-    if l2spec is not L2SpecType.NONE and v2:
+    if cookie_len is None and base is not None and not r.has("cookie_len"):
+        cookie_len = _as(base["cookie_len"], int)
+    l2spec = r.choice("l2spec_type", L2SpecType)
+    if l2spec is None and base is not None and not r.has("l2spec_type"):
+        l2spec = _as(base["l2spec_type"], L2SpecType)
+    l2spec = l2spec or L2SpecType.NONE
+    if r.has("l2spec_type") and l2spec is not L2SpecType.NONE and v2:
         r.error("l2spec_type", "only for l2tpv3")
-    seqnum = r.boolean("seqnum", False)
+    seqnum = r.boolean("seqnum", _as(base["seqnum"], bool) if base is not None else False)
     if seqnum and v3 and l2spec is L2SpecType.NONE:
         # RFC 3931 section 4.6: L2TPv3 data carries sequence numbers only in the
         # L2-Specific Sublayer; Linux discards every packet of a recv_seq session
         # that has none, so this combination would pass no traffic at all.
-        r.error(
-            "seqnum",
-            'needs l2spec_type = "default" with l2tpv3 (the sequence number '
-            "travels in the L2-Specific Sublayer)",
-        )
+        if r.has("seqnum") or inherited is None:
+            r.error(
+                "seqnum",
+                'needs l2spec_type = "default" with l2tpv3 (the sequence number '
+                "travels in the L2-Specific Sublayer)",
+            )
+        elif r.has("l2spec_type"):
+            r.error(
+                "l2spec_type",
+                f'"none" conflicts with seqnum = true inherited from {inherited.path}'
+                " (with l2tpv3 the sequence number travels in the L2-Specific Sublayer)",
+            )
 
     pppd_args = r.nonempty_string("pppd_args")
-    pppd_options = r.string_list("pppd_options") or ()
+    pppd_options = r.string_list("pppd_options")
     for key in ("pppd_args", "pppd_options"):
         if r.has(key) and pw not in _PPP_LIKE:
             r.error(key, "only for pseudowire ppp or pppac")
     bridge = r.interface_name("bridge")
     if r.has("bridge") and pw is not Pseudowire.ETH:
         r.error("bridge", "only for pseudowire eth")
+    mtu = r.integer("mtu", 68, 65535)
+    if base is not None:
+        if pw in _PPP_LIKE and not r.has("pppd_args"):
+            pppd_args = _as_optional(base["pppd_args"], str)
+        if pw in _PPP_LIKE and not r.has("pppd_options"):
+            pppd_options = _as(base["pppd_options"], tuple)
+        if pw is Pseudowire.ETH and not r.has("bridge"):
+            bridge = _as_optional(base["bridge"], str)
+        if not r.has("mtu"):
+            mtu = _as_optional(base["mtu"], int)
     return {
         "pseudowire": pw,
         "seqnum": seqnum,
         "cookie_len": cookie_len or 0,
         "l2spec_type": l2spec,
         "pppd_args": pppd_args,
-        "pppd_options": pppd_options,
-        "mtu": r.integer("mtu", 68, 65535),
+        "pppd_options": pppd_options or (),
+        "mtu": mtu,
         "bridge": bridge,
     }
+
+
+def _as(value: object, cls: type[T]) -> T:
+    assert isinstance(value, cls)
+    return value
+
+
+def _as_optional(value: object, cls: type[T]) -> T | None:
+    return None if value is None else _as(value, cls)
+
+
+def default_remote_end_id(r: TableReader, name: str) -> str | None:
+    """``remote_end_id``, or the table name when the key is absent.
+
+    A blank table name (``[tunnel.t1.session." "]``) cannot be sent as a
+    Remote End ID, so it is an error there rather than a silent empty AVP.
+    """
+    if r.has("remote_end_id"):
+        return r.nonempty_string("remote_end_id")
+    if not name.strip():
+        r.error("remote_end_id", "missing (the table name is blank, so it cannot be the default)")
+        return None
+    return name
 
 
 def read_session(
@@ -159,7 +246,12 @@ def read_session(
         elif is_pppac and not r.has(key):
             r.error(key, "missing (required for pseudowire pppac)")
 
-    remote_end_id = r.nonempty_string("remote_end_id")
+    if dynamic and facts.version is Version.L2TPV3:
+        # RFC 3931 5.4.4: the ICRQ names the pseudowire it wants at the far end;
+        # by default, the name this session has in the file.
+        remote_end_id = default_remote_end_id(r, name)
+    else:
+        remote_end_id = r.nonempty_string("remote_end_id")
     if r.has("remote_end_id"):
         if v2:
             r.error("remote_end_id", "only for l2tpv3")
@@ -179,6 +271,39 @@ def read_session(
         interface_name=interface_name,
         pppoe_session_id=pppoe_id,
         pppoe_peer_mac=pppoe_mac,
+        remote_end_id=remote_end_id,
+        **pw,  # type: ignore[arg-type]
+    )
+
+
+def read_listener_session(
+    name: str,
+    path: str,
+    table: dict[str, object],
+    facts: TunnelFacts,
+    inherited: Inherited,
+    file: str,
+    errors: list[ConfigError],
+) -> SessionConfig | None:
+    """Read one ``[listener.L.session.S]`` table; None when it had errors.
+
+    The table describes a pseudowire the listener offers: the peer's ICRQ
+    selects it by Remote End ID (``remote_end_id``, by default the table
+    name). Keys it leaves out come from the listener (``inherited``).
+    """
+    before = len(errors)
+    r = TableReader(file, path, table, LISTENER_SESSION_KEYS, errors)
+    for key, reason in LISTENER_SESSION_REJECTED.items():
+        if r.has(key):
+            r.error(key, reason)
+    pw = read_pseudowire_keys(r, facts, inherited)
+    remote_end_id = default_remote_end_id(r, name)
+    interface_name = r.interface_name("interface_name")
+    if len(errors) > before:
+        return None
+    return SessionConfig(
+        name=name,
+        interface_name=interface_name,
         remote_end_id=remote_end_id,
         **pw,  # type: ignore[arg-type]
     )

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from l2tp import config as cfg
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.runtime import daemon as common
-from l2tp.runtime.configmap import session_call, session_ppp, tunnel_config
+from l2tp.runtime.configmap import encap, session_call, session_options, tunnel_config
 from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
 
 log = logging.getLogger("l2tp.kl2tpd")
@@ -45,9 +45,20 @@ class TunnelRunner:
         self.task = asyncio.create_task(self.run(), name=f"tunnel-{self.config.name}")
 
     async def run(self) -> None:
+        """Open the tunnel; with ``redial``, open it again after each failure.
+
+        L2TPv2 (kl2tpd, as go-l2tp) waits ``redial_timeout`` every time. L2TPv3
+        (l2tpd) backs off: ``redial_timeout`` after a tunnel that was up, then
+        doubling per consecutive failure up to ``max_redial_timeout``, so a peer
+        that is down for long is not hammered and one that comes back is found
+        quickly.
+        """
         t = self.config
         attempts = 0
+        delay = t.redial_timeout
+        backoff = t.version is cfg.Version.L2TPV3
         while not self.stopping:
+            self.handle = None
             try:
                 await self._once()
             except TunnelFailed as exc:
@@ -60,15 +71,29 @@ class TunnelRunner:
             if t.max_redials and attempts > t.max_redials:
                 log.error("tunnel %s: giving up after %d redials", t.name, t.max_redials)
                 return
-            await asyncio.sleep(t.redial_timeout)
+            if self.handle is not None and self.handle.established_event is not None:
+                delay = t.redial_timeout
+            log.info("tunnel %s: redialling in %.1f s", t.name, delay)
+            await asyncio.sleep(delay)
+            if backoff:
+                delay = min(delay * 2, max(t.max_redial_timeout, t.redial_timeout))
 
     async def _once(self) -> None:
         t = self.config
         peer = (str(t.peer.address), t.peer.port)
         local = (str(t.local.address), t.local.port) if t.local is not None else None
-        self.handle = th = await self.ctx.open_tunnel(peer, local, config=tunnel_config(t))
+        th = await self.ctx.open_tunnel(
+            peer,
+            local,
+            config=tunnel_config(t),
+            encap=encap(t.encap),
+            tunnel_id=t.tid,
+            wait=False,
+        )
+        self.handle = th
+        await th.wait_established()
         log.info("tunnel %s: up (tid %d, peer tid %d)", t.name, th.tunnel_id, th.peer_tunnel_id)
-        calls = [th.place_call(session_call(s), options=session_ppp(s)) for s in t.sessions]
+        calls = [th.place_call(session_call(s), options=session_options(s)) for s in t.sessions]
         for s, call in zip(t.sessions, calls, strict=True):
             try:
                 info = await call.wait_established()

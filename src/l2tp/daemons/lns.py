@@ -25,7 +25,7 @@ from collections.abc import Sequence
 
 from l2tp import config as cfg
 from l2tp.runtime import daemon as common
-from l2tp.runtime.configmap import listen_options, listener_config
+from l2tp.runtime.configmap import encap, listen_options, listener_config
 from l2tp.runtime.control import L2tpContext, Listener
 
 log = logging.getLogger("l2tp.lns")
@@ -46,7 +46,7 @@ class Lns:
     async def _add(self, lc: cfg.ListenerConfig) -> None:
         address = (str(lc.listen.address), lc.listen.port)
         listener = await self.ctx.listen(
-            address, config=listener_config(lc), options=listen_options(lc)
+            address, config=listener_config(lc), options=listen_options(lc), encap=encap(lc.encap)
         )
         self.listeners[lc.name] = (lc, listener)
         log.info("listener %s: listening on %s", lc.name, lc.listen)

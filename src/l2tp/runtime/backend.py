@@ -72,6 +72,8 @@ class SessionOptions:
     """Name of the kernel's ``l2tpethN`` interface (Ethernet pseudowires)."""
     bridge: str | None = None
     """Attach an Ethernet pseudowire's interface to this existing bridge once created."""
+    reorder_timeout: float = 0.0
+    """Seconds the kernel holds out-of-order sequenced packets (0: deliver as received)."""
 
 
 PppOptions = SessionOptions

@@ -3,21 +3,39 @@
 Durations in the model are seconds already. ``hello_timeout = 0`` means no
 HELLO; go-l2tp's ``retry_timeout`` is the first retransmission timeout, which
 then doubles up to 8 s (RFC 2661 5.8) or ``retry_timeout`` if that is longer.
+
+L2TPv3 (RFC 3931): ``digest`` turns the secret into Control Message
+Authentication (5.4.1); the Router ID is the configured one, else the local
+IPv4 address, else a stable number derived from the host name (5.4.3); the
+Pseudowire Capabilities List names the pseudowire types of the tunnel's (or
+listener's) sessions; ``seqnum`` asks the peer to sequence every packet (Data
+Sequencing 2) and ``l2spec_type = "default"`` asks for the Default L2-Specific
+Sublayer (4.6), which Linux needs to carry sequence numbers.
 """
 
 from __future__ import annotations
 
+import hashlib
+import ipaddress
+import socket
+
 from l2tp import config as cfg
-from l2tp.protocol.constants import FramingBits
+from l2tp.kernel.constants import EncapType
+from l2tp.protocol.constants import DigestType, FramingBits
 from l2tp.protocol.events import CallParams, Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
 
-from .backend import PppOptions
-from .control import ListenOptions
+from .backend import SessionOptions
+from .control import ListenOptions, PseudowireOffer
 
 _FRAMING = {cfg.FramingCap.SYNC: FramingBits.SYNC, cfg.FramingCap.ASYNC: FramingBits.ASYNC}
+_DIGEST = {cfg.Digest.MD5: DigestType.HMAC_MD5, cfg.Digest.SHA1: DigestType.HMAC_SHA1}
+PW_TYPES = {cfg.Pseudowire.ETH: 0x0005, cfg.Pseudowire.PPP: 0x0007}
+"""IANA L2TPv3 Pseudowire Types (RFC 3931 10.6; Ethernet RFC 4719, PPP RFC 4591)."""
+DATA_SEQUENCING_ALL = 2
+"""Data Sequencing AVP: "all incoming data packets require sequencing" (RFC 3931 5.4.4)."""
 
 
 def _framing(caps: tuple[cfg.FramingCap, ...]) -> FramingBits:
@@ -39,11 +57,48 @@ def _transport(
     )
 
 
+def encap(value: cfg.Encap) -> EncapType:
+    return EncapType.IP if value is cfg.Encap.IP else EncapType.UDP
+
+
+def router_id(
+    configured: int | None, local: ipaddress.IPv4Address | ipaddress.IPv6Address | None
+) -> int:
+    """The L2TPv3 Router ID (RFC 3931 5.4.3): configured, else our IPv4 address, else
+    32 bits of a hash of the host name (stable across restarts, non-zero)."""
+    if configured is not None:
+        return configured
+    if isinstance(local, ipaddress.IPv4Address) and not local.is_unspecified:
+        return int(local)
+    digest = hashlib.sha256(socket.gethostname().encode()).digest()
+    return int.from_bytes(digest[:4], "big") or 1
+
+
+def _capabilities(pseudowires: list[cfg.Pseudowire]) -> tuple[int, ...]:
+    found = tuple(dict.fromkeys(PW_TYPES[p] for p in pseudowires if p in PW_TYPES))
+    return found or (PW_TYPES[cfg.Pseudowire.ETH],)
+
+
 def tunnel_config(t: cfg.TunnelConfig, *, role: Role = Role.LAC) -> TunnelConfig:
     """A ``[tunnel.T]`` table as the initiator's :class:`TunnelConfig`."""
     secret = t.secret.encode() if t.secret else None
     framing = _framing(t.framing_caps)
     seq = any(s.seqnum for s in t.sessions)
+    transport = _transport(t.retry_timeout, t.max_retries, t.window_size, t.hello_timeout)
+    if t.version is cfg.Version.L2TPV3:
+        local = t.local.address if t.local is not None else None
+        return TunnelConfig(
+            role=role,
+            version=3,
+            host_name=t.host_name or socket.gethostname() or "python-l2tp",
+            secret=secret,
+            challenge=False,
+            hide_avps=bool(t.hide_avps and secret),
+            digest_type=_DIGEST.get(t.digest) if secret else None,
+            router_id=router_id(t.router_id, local),
+            pseudowire_capabilities=_capabilities([s.pseudowire for s in t.sessions]),
+            transport=transport,
+        )
     return TunnelConfig(
         role=role,
         host_name=t.host_name or "python-l2tp",
@@ -52,52 +107,119 @@ def tunnel_config(t: cfg.TunnelConfig, *, role: Role = Role.LAC) -> TunnelConfig
         hide_avps=bool(t.hide_avps and secret),
         framing_capabilities=framing,
         call_params=CallParams(sequencing_required=seq),
-        transport=_transport(t.retry_timeout, t.max_retries, t.window_size, t.hello_timeout),
+        transport=transport,
     )
 
 
 def session_call(s: cfg.SessionConfig) -> CallParams:
-    return CallParams(sequencing_required=s.seqnum)
+    """The call parameters of a session we place; L2TPv2 sessions ignore the v3 fields."""
+    return _v3_params(s)
 
 
-def session_ppp(s: cfg.SessionConfig) -> PppOptions:
-    return PppOptions(
+def _v3_params(s: cfg.SessionConfig) -> CallParams:
+    return CallParams(
+        sequencing_required=s.seqnum,
+        pseudowire_type=PW_TYPES.get(s.pseudowire, PW_TYPES[cfg.Pseudowire.ETH]),
+        cookie_length=s.cookie_len,
+        l2_specific_sublayer=1 if s.l2spec_type is cfg.L2SpecType.DEFAULT else None,
+        data_sequencing=DATA_SEQUENCING_ALL if s.seqnum else None,
+        remote_end_id=s.remote_end_id or s.name,
+    )
+
+
+def session_options(s: cfg.SessionConfig) -> SessionOptions:
+    return SessionOptions(
         name=s.name,
         pppd_args=s.pppd_args,
         pppd_options=s.pppd_options,
         mtu=s.mtu,
         interface_name=s.interface_name,
+        bridge=s.bridge,
+        reorder_timeout=s.reorder_timeout,
+    )
+
+
+session_ppp = session_options
+"""The earlier name of :func:`session_options`."""
+
+
+def _listener_session(lc: cfg.ListenerConfig) -> cfg.SessionConfig:
+    """The listener's own session keys as a session table (its defaults for every call)."""
+    return cfg.SessionConfig(
+        name=lc.name,
+        pseudowire=lc.pseudowire,
+        seqnum=lc.seqnum,
+        cookie_len=lc.cookie_len,
+        l2spec_type=lc.l2spec_type,
+        pppd_args=lc.pppd_args,
+        pppd_options=lc.pppd_options,
+        mtu=lc.mtu,
+        bridge=lc.bridge,
+        remote_end_id=lc.name,
     )
 
 
 def listener_config(lc: cfg.ListenerConfig) -> ListenerConfig:
     """A ``[listener.L]`` table as the sans-IO :class:`ListenerConfig`."""
     secret = lc.secret.encode() if lc.secret else None
-    tunnel = TunnelConfig(
-        role=Role.LNS,
-        host_name=lc.host_name or "python-l2tp",
-        secret=secret,
-        challenge=secret is not None,
-        hide_avps=bool(lc.hide_avps and secret),
-        framing_capabilities=_framing(lc.framing_caps),
-        # Session limits are the runtime's admission check (ListenOptions), so a
-        # reload changes them for existing tunnels too; the ID pool is not capped.
-        max_sessions=0xFFFF,
-        auto_accept=False,
-        call_params=CallParams(sequencing_required=lc.seqnum),
-        transport=_transport(lc.retry_timeout, lc.max_retries, lc.window_size, lc.hello_timeout),
-    )
+    transport = _transport(lc.retry_timeout, lc.max_retries, lc.window_size, lc.hello_timeout)
+    if lc.version is cfg.Version.L2TPV3:
+        tunnel = TunnelConfig(
+            role=Role.LNS,
+            version=3,
+            host_name=lc.host_name or socket.gethostname() or "python-l2tp",
+            secret=secret,
+            challenge=False,
+            hide_avps=bool(lc.hide_avps and secret),
+            digest_type=_DIGEST.get(lc.digest) if secret else None,
+            router_id=router_id(lc.router_id, lc.listen.address),
+            pseudowire_capabilities=_capabilities(
+                [lc.pseudowire, *(s.pseudowire for s in lc.sessions)]
+            ),
+            max_sessions=0xFFFF,
+            auto_accept=False,
+            call_params=_v3_params(_listener_session(lc)),
+            transport=transport,
+        )
+    else:
+        tunnel = TunnelConfig(
+            role=Role.LNS,
+            host_name=lc.host_name or "python-l2tp",
+            secret=secret,
+            challenge=secret is not None,
+            hide_avps=bool(lc.hide_avps and secret),
+            framing_capabilities=_framing(lc.framing_caps),
+            # Session limits are the runtime's admission check (ListenOptions), so a
+            # reload changes them for existing tunnels too; the ID pool is not capped.
+            max_sessions=0xFFFF,
+            auto_accept=False,
+            call_params=CallParams(sequencing_required=lc.seqnum),
+            transport=transport,
+        )
     return ListenerConfig(tunnel=tunnel, max_tunnels=min(lc.max_tunnels or 0xFFFF, 0xFFFF))
 
 
 def listen_options(lc: cfg.ListenerConfig) -> ListenOptions:
+    offers = tuple(
+        PseudowireOffer(
+            remote_end_id=s.remote_end_id or s.name,
+            params=_v3_params(s),
+            options=session_options(s),
+        )
+        for s in lc.sessions
+    )
     return ListenOptions(
         name=lc.name,
         max_sessions=lc.max_sessions,
         max_sessions_per_tunnel=lc.max_sessions_per_tunnel,
         allowed_peers=lc.allowed_peers,
         seqnum=lc.seqnum,
-        ppp=PppOptions(
-            name=lc.name, pppd_args=lc.pppd_args, pppd_options=lc.pppd_options, mtu=lc.mtu
+        ppp=SessionOptions(
+            name=lc.name,
+            pppd_args=lc.pppd_args,
+            pppd_options=lc.pppd_options,
+            mtu=lc.mtu,
+            bridge=lc.bridge,
         ),
+        pseudowires=offers,
     )

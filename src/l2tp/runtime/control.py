@@ -557,8 +557,12 @@ class L2tpContext:
         ppp: SessionOptions | None = None,
         seqnum: bool = False,
         encap: EncapType = EncapType.UDP,
+        tunnel_id: int | None = None,
     ) -> TunnelHandle:
         """Initiate a tunnel (SCCRQ) to ``peer``; with ``wait`` return once established.
+
+        ``tunnel_id`` picks our Tunnel / Control Connection ID (random otherwise);
+        :class:`~l2tp.protocol.errors.LocalProtocolError` if this context uses it.
 
         ``config.version`` picks L2TPv2 or L2TPv3. ``encap=EncapType.IP`` carries
         an L2TPv3 control connection directly over IP protocol 115 (RFC 3931
@@ -583,7 +587,10 @@ class L2tpContext:
         listener = TunnelListener(
             ListenerConfig(tunnel=config), random_bytes=self.random_bytes, ids=ids
         )
-        tunnel_id = self._v3_id() if config.version == 3 else ids.allocate()
+        if tunnel_id is not None:
+            ids.reserve(tunnel_id)
+        else:
+            tunnel_id = self._v3_id() if config.version == 3 else ids.allocate()
         try:
             sock = self._initiator_socket(family, local, encap, tunnel_id)
         finally:

@@ -617,6 +617,7 @@ class TunnelHandle:
             l2spec_type=L2SpecType.DEFAULT if sublayer else L2SpecType.NONE,
             send_seq=bool(info.data_sequencing),
             recv_seq=bool(params.data_sequencing),
+            reorder_timeout_ms=round(options.reorder_timeout * 1000),
             ifname=options.interface_name if pw_type == PseudowireType.ETH else None,
             mtu=options.mtu if pw_type == PseudowireType.ETH else None,
         )
