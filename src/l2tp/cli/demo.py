@@ -4,10 +4,13 @@ The demo is the project's main job on an embedded default: it builds two hosts
 (network namespaces ``l2tpdemo-a`` and ``l2tpdemo-b`` joined by a veth pair
 that carries the documentation prefixes 192.0.2.0/24 and 2001:db8:1::/64),
 runs one ``ql2tpd`` per host on the packaged configurations in ``l2tp/demo/``
-and pings across every static L2TPv3 pseudowire; then runs ``l2tp-lns`` on one
-host and ``kl2tpd`` on the other (challenge authentication, hidden AVPs) and
-pings across the PPP session that pppd brings up. After each part it stops the
-daemons and checks that they removed everything they created.
+and pings across every static L2TPv3 pseudowire; then one ``l2tpd`` per host,
+which negotiate two L2TPv3 Ethernet pseudowires over IP with message digests
+(IDs and cookies chosen by the protocol, sessions bound by Remote End ID), and
+pings across them; then runs ``l2tp-lns`` on one host and ``kl2tpd`` on the
+other (challenge authentication, hidden AVPs) and pings across the PPP session
+that pppd brings up. After each part it stops the daemons and checks that they
+removed everything they created.
 
 It needs root and a kernel with L2TP (``tools/demo`` runs it inside the test
 VM when this machine's kernel has none).
@@ -228,6 +231,64 @@ def _static_l2tpv3(args: argparse.Namespace, workdir: Path, daemons: list[Daemon
     return ok
 
 
+DYNAMIC = (
+    Pseudowire("Remote End ID lan, cookies 8/4 bytes", "demo-v3lan", "198.18.1.1", "198.18.1.2"),
+    Pseudowire("Remote End ID dmz, sublayer + seqnum", "demo-v3dmz", "198.18.2.1", "198.18.2.2"),
+)
+
+
+def _dynamic_l2tpv3(args: argparse.Namespace, workdir: Path, daemons: list[Daemon]) -> bool:
+    print(
+        f"== dynamic L2TPv3: l2tpd responder in {NS_A}, initiator in {NS_B}; "
+        "IP encapsulation, HMAC-SHA-1 digests, IDs and cookies negotiated"
+    )
+    responder = Daemon(NS_A, "l2tp.daemons.l2tpd", "l2tpd-a.toml", workdir)
+    daemons.append(responder)
+    _wait([responder], "l2tpd (responder) start", responder.ready.exists)
+    initiator = Daemon(NS_B, "l2tp.daemons.l2tpd", "l2tpd-b.toml", workdir)
+    daemons.append(initiator)
+    pair = [responder, initiator]
+
+    def sessions(ns: str) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = json.loads(
+            _ip("-j", "l2tp", "show", "session", ns=ns) or "[]"
+        )
+        return found
+
+    _wait(pair, "pseudowires negotiated", lambda: len(sessions(NS_A)) == len(sessions(NS_B)) == 2)
+    for ns, side in ((NS_A, "a"), (NS_B, "b")):
+        lines = []
+        for pw in DYNAMIC:
+            addr = pw.addr_a if side == "a" else pw.addr_b
+            lines += [f"addr add {addr}/24 dev {pw.ifname}", f"link set {pw.ifname} up"]
+        _batch(lines, ns)
+    print(f"   negotiated, as the kernel in {NS_B} holds them (cookie: what it sends):")
+    for s in sessions(NS_B):
+        print(
+            f"     {s.get('interface', '?')}: tunnel {s['tunnel_id']} session {s['session_id']}"
+            f" -> peer {s['peer_tunnel_id']}/{s['peer_session_id']}, cookie "
+            f"{s.get('cookie', '-')}, peer_cookie {s.get('peer_cookie', '-')}"
+        )
+    ok = True
+    for pw in DYNAMIC:
+        passed, summary = _ping(NS_B, pw.addr_a, args.count)
+        ok &= passed
+        print(
+            f"   ping {pw.addr_b} -> {pw.addr_a} over {pw.ifname} [{pw.label}]: "
+            f"{'OK' if passed else 'FAILED'}: {summary}"
+        )
+    if args.keep:
+        return ok
+    initiator.stop()
+    _wait([responder], "responder cleanup after StopCCN", lambda: _l2tp_objects(NS_A) == 0)
+    responder.stop()
+    if any(_l2tp_objects(ns) for ns in (NS_A, NS_B)):
+        print("   FAILED: kernel tunnels or sessions left behind")
+        return False
+    print("   SIGTERM to the initiator: StopCCN sent; both sides removed their pseudowires")
+    return ok
+
+
 def _l2tpv2_ppp(args: argparse.Namespace, workdir: Path, daemons: list[Daemon]) -> bool:
     print(
         "== L2TPv2 with PPP: l2tp-lns in "
@@ -275,6 +336,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"== hosts: {NS_A} (192.0.2.1, 2001:db8:1::1) and {NS_B} (.2, ::2) on a veth pair")
         _build_hosts()
         ok = _static_l2tpv3(args, workdir, daemons)
+        ok &= _dynamic_l2tpv3(args, workdir, daemons)
         ok &= _l2tpv2_ppp(args, workdir, daemons)
         if args.keep:
             print(f"== --keep: left running; clean up: ip netns del {NS_A}; ip netns del {NS_B}")
