@@ -1,7 +1,8 @@
 """l2tpd against l2tpd in two namespaces: dynamic L2TPv3 with real l2tpeth pseudowires.
 
-Side A runs two listeners (UDP/IPv4 and IP-encap/IPv6, both with a secret and
-Message Digest), binding incoming sessions by Remote End ID; side B initiates
+Side A (run from outside its namespace, with --netns) runs two listeners
+(UDP/IPv4 and IP-encap/IPv6, both with a secret and Message Digest), binding
+incoming sessions by Remote End ID; side B initiates
 one control connection to each: two Ethernet sessions over UDP/IPv4 and one
 over IP/IPv6 with the Default L2-Specific Sublayer and sequencing, all with
 cookies. A's "lan" pseudowire is a port of a bridge with a LAN host behind it.
@@ -44,8 +45,11 @@ DEAD_PEER_S = HELLO_MS / 1000 + sum(min(RETRY_MS / 1000 * 2**k, 8.0) for k in ra
 class Daemon:
     """One l2tpd process in a namespace, with its log and readiness file."""
 
-    def __init__(self, ns: str, config: str, workdir: Path, name: str) -> None:
+    def __init__(
+        self, ns: str, config: str, workdir: Path, name: str, *, netns_flag: bool = False
+    ) -> None:
         self.ns = ns
+        self.netns_flag = netns_flag
         self.path = workdir / f"{name}.toml"
         self.path.write_text(config)
         self.ready = workdir / f"{name}.ready"
@@ -54,8 +58,12 @@ class Daemon:
 
     def start(self, timeout: float = 60.0, *, wait_ready: bool = True) -> None:
         self.ready.unlink(missing_ok=True)
-        argv = ["ip", "netns", "exec", self.ns, sys.executable, "-m", "l2tp.daemons.l2tpd"]
-        argv += [str(self.path), "--ready-file", str(self.ready), "-v"]
+        # Inside the namespace, or outside it with --netns (sockets, kernel objects there).
+        argv = [] if self.netns_flag else ["ip", "netns", "exec", self.ns]
+        argv += [sys.executable, "-m", "l2tp.daemons.l2tpd", str(self.path)]
+        argv += ["--ready-file", str(self.ready), "-v"]
+        if self.netns_flag:
+            argv += ["--netns", self.ns]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
@@ -248,7 +256,7 @@ def test_two_l2tpd_negotiate_pseudowires_survive_peer_loss_and_clean_up(
     pcaps = [tmp_path / "l2tpd-v3-first.pcap", tmp_path / "l2tpd-v3-redial.pcap"]
     bpf = "udp port 1701 or ip proto 115 or ip6"
     captures = [Capture(ns=pair.ns_b, interface="vb", path=p, bpf=bpf) for p in pcaps]
-    a = Daemon(pair.ns_a, _responder(pair), tmp_path, "lcce-a")
+    a = Daemon(pair.ns_a, _responder(pair), tmp_path, "lcce-a", netns_flag=True)
     b = Daemon(pair.ns_b, _initiator(pair), tmp_path, "lcce-b")
     daemons += [a, b]
     captures[0].start()

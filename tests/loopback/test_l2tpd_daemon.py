@@ -188,3 +188,40 @@ def test_l2tpd_initiator_places_calls_and_redials(tmp_path: Path) -> None:
         out = _stop(proc)
     assert proc.returncode == 0, out
     assert "redialling" in out
+
+
+def test_l2tpd_reload_offers_new_pseudowires_to_new_calls(tmp_path: Path) -> None:
+    port = _free_port()
+    conf = tmp_path / "l2tpd.toml"
+    base = f'[listener.v3]\nlisten = "127.0.0.1:{port}"\n'
+    base += '[listener.v3.session.one]\npseudowire = "eth"\n'
+    conf.write_text(base)
+    ready = tmp_path / "ready"
+    proc = _spawn(conf, ready)
+
+    async def scenario() -> None:
+        await _wait_file(ready, proc)
+        async with L2tpContext() as ctx:
+            t = await ctx.open_tunnel(("127.0.0.1", port), config=v3(Role.LAC))
+            one = await t.open_session(CallParams(remote_end_id="one"))
+            with pytest.raises(SessionFailed):
+                await t.open_session(CallParams(remote_end_id="two"))
+            conf.write_text(base + '[listener.v3.session.two]\npseudowire = "eth"\n')
+            proc.send_signal(signal.SIGHUP)
+            for _ in range(100):
+                try:
+                    await t.open_session(CallParams(remote_end_id="two"))
+                except SessionFailed:
+                    await asyncio.sleep(0.05)
+                else:
+                    break
+            else:
+                raise AssertionError("'two' still refused after the reload")
+            # The reload kept the existing tunnel and its session.
+            assert one.established and t.closed is None
+
+    try:
+        asyncio.run(asyncio.wait_for(scenario(), 60))
+    finally:
+        out = _stop(proc)
+    assert "configuration reloaded" in out, out

@@ -51,6 +51,7 @@ from typing import Any
 
 from l2tp.kernel.constants import EncapType
 from l2tp.kernel.dataplane import DataPlane, NullDataPlane
+from l2tp.kernel.netns import socket_in_netns
 from l2tp.kernel.sockets import connect_l2tpip, l2tpip_socket
 from l2tp.protocol.constants import CdnResult, ErrorCode, StopCcnResult
 from l2tp.protocol.events import CallParams, Reason, Role, SessionInfo
@@ -370,7 +371,7 @@ class Listener(_Endpoint):
         it is addressed to the new tunnel's ID, so its socket must exist before the SCCRP."""
         host = self.sock.getsockname()[0]
         try:
-            sock = l2tpip_socket(ipaddress.ip_address(host), th.tunnel_id)
+            sock = l2tpip_socket(ipaddress.ip_address(host), th.tunnel_id, netns=self.ctx.netns)
             sock.setblocking(False)
         except OSError as exc:
             log.error("tunnel %d: L2TPIP socket: %s", th.tunnel_id, exc)
@@ -398,7 +399,9 @@ class Listener(_Endpoint):
             return
         if not self.options.per_tunnel_sockets:
             return
-        sock = socket.socket(self.sock.family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        sock = socket_in_netns(
+            self.ctx.netns, self.sock.family, socket.SOCK_DGRAM, socket.IPPROTO_UDP
+        )
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.setblocking(False)
@@ -510,7 +513,12 @@ class L2tpContext:
         backend: SessionBackend | None = None,
         random_bytes: RandomSource = os.urandom,
         loop: asyncio.AbstractEventLoop | None = None,
+        netns: str | None = None,
     ) -> None:
+        """``netns``: open every control socket in this network namespace (``ip netns``
+        name or path), as a managed kernel tunnel must live in its socket's namespace;
+        give the data plane the same one."""
+        self.netns = netns
         self.dataplane: DataPlane = dataplane if dataplane is not None else NullDataPlane()
         self.backend = backend
         self.random_bytes = random_bytes
@@ -627,10 +635,10 @@ class L2tpContext:
         v6 = family == socket.AF_INET6
         if encap is EncapType.IP:
             host = local[0] if local is not None and local[0] else ("::" if v6 else "0.0.0.0")
-            sock = l2tpip_socket(ipaddress.ip_address(host), tunnel_id)
+            sock = l2tpip_socket(ipaddress.ip_address(host), tunnel_id, netns=self.netns)
             sock.setblocking(False)
             return sock
-        sock = socket.socket(family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+        sock = socket_in_netns(self.netns, family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
         try:
             sock.setblocking(False)
             sock.bind(local if local is not None else ("::" if v6 else "", 0))
@@ -661,10 +669,10 @@ class L2tpContext:
         host, port = address
         if encap is EncapType.IP:
             any_host = "::" if ":" in host else "0.0.0.0"
-            sock = l2tpip_socket(ipaddress.ip_address(host or any_host), 0)
+            sock = l2tpip_socket(ipaddress.ip_address(host or any_host), 0, netns=self.netns)
             sock.setblocking(False)
         else:
-            sock = socket.socket(_family(host), socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+            sock = socket_in_netns(self.netns, _family(host), socket.SOCK_DGRAM, socket.IPPROTO_UDP)
             try:
                 # Per-tunnel sockets bind the same address:port (see the module docstring).
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -50,7 +50,10 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         action="store_true",
         help="no kernel objects and no pppd: control protocol only (testing)",
     )
-    parser.add_argument("--netns", help="create kernel objects (and run pppd) in this namespace")
+    parser.add_argument(
+        "--netns",
+        help="open the control sockets, create kernel objects and run pppd in this namespace",
+    )
     parser.add_argument(
         "--ready-file", type=Path, help="write this file once started (see docs/daemons.md)"
     )
@@ -117,7 +120,7 @@ async def serve(
     args: argparse.Namespace,
 ) -> int:
     log = logging.getLogger(f"l2tp.{prog}")
-    ctx = L2tpContext(dataplane=dataplane, backend=backend)
+    ctx = L2tpContext(dataplane=dataplane, backend=backend, netns=args.netns)
     daemon = factory(config, ctx, args)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
