@@ -77,15 +77,24 @@ def _avp_record(avp: Avp) -> dict[str, Any]:
 
 
 class _Nonces:
-    """Control Message Authentication Nonces seen per host, for v3 digest checks."""
+    """Control Message Authentication Nonces seen per endpoint, for v3 digest checks.
+
+    An endpoint is an address and UDP port (two LCCEs on one host, as on a test
+    machine's loopback, differ by port); over IP there is no port, so the address.
+    The latest SCCRQ/SCCRP of an endpoint wins: a redialled control connection
+    brings new nonces.
+    """
 
     def __init__(self) -> None:
-        self.by_host: dict[str, bytes] = {}
+        self.by_endpoint: dict[tuple[str, int], bytes] = {}
 
     def learn(self, packet: L2tpPacket, message: ControlMessage) -> None:
         nonce = message.nonce
         if nonce is not None and message.message_type in (MessageType.SCCRQ, MessageType.SCCRP):
-            self.by_host[packet.src] = nonce
+            self.by_endpoint[(packet.src, packet.sport)] = nonce
+
+    def of(self, host: str, port: int) -> bytes:
+        return self.by_endpoint.get((host, port), b"")
 
 
 def _digest_status(
@@ -97,8 +106,8 @@ def _digest_status(
         check_message_digest(
             packet.payload,
             secrets=[secret],
-            local_nonce=nonces.by_host.get(packet.dst, b""),
-            remote_nonce=nonces.by_host.get(packet.src, b""),
+            local_nonce=nonces.of(packet.dst, packet.dport),
+            remote_nonce=nonces.of(packet.src, packet.sport),
             ip_encap=packet.transport == "ip",
         )
     except CodecError as exc:
