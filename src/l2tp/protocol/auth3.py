@@ -52,6 +52,17 @@ class MessageAuth:
     def nonce_avp(self) -> Avp:
         return Avp(attribute=AvpType.CONTROL_MESSAGE_AUTHENTICATION_NONCE, value=self.local_nonce)
 
+    def unadvertised(self) -> None:
+        """We refuse the peer's SCCRQ with a StopCCN, so no SCCRQ/SCCRP of ours ever
+        carried our nonce: seal with an empty local nonce, the only one the peer knows.
+
+        RFC 3931 5.4.1 names no nonce for this case (StopCCN may not carry the
+        Nonce AVP, 6.4); with our random nonce the peer could never verify the
+        StopCCN and would have to drop it. Empty nonces are what 4.3 uses for a
+        digest without authentication.
+        """
+        self.local_nonce = b""
+
     def encode(self, message: ControlMessage) -> bytes:
         """A body with a zeroed Message Digest placeholder (filled by :meth:`seal`)."""
         return encode_body(message, version=3, digest_type=self.digest_type)

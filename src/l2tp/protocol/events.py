@@ -105,7 +105,16 @@ class CallParams:
     data_sequencing: int | None = None
     """Data Sequencing AVP: what we require the peer to sequence (RFC 3931 5.4.4)."""
     remote_end_id: str = "python-l2tp"
-    """Remote End ID AVP of the ICRQ: names the circuit at the peer (RFC 3931 5.4.4)."""
+    """Remote End ID AVP of the ICRQ/OCRQ: names the circuit at the peer (RFC 3931 5.4.4)."""
+    outgoing: bool | None = None
+    """Place an outgoing call (OCRQ/OCRP/OCCN, RFC 3931 3.4.2 and 7.4) rather than an
+    incoming one (ICRQ/ICRP/ICCN, 3.4.1 and 7.3). None: the version's default, an
+    incoming call on L2TPv3, where either LCCE may send either request; on L2TPv2 the
+    tunnel's role decides (a LAC sends ICRQ, an LNS OCRQ, RFC 2661 7.4-7.5) and a
+    contrary True/False is refused with :class:`~.errors.LocalProtocolError`."""
+    circuit_active: bool = True
+    """L2TPv3 Circuit Status we advertise in the ICRQ/ICRP/OCRQ/OCRP (RFC 3931 5.4.5):
+    False creates the session with the circuit not yet ready to pass traffic."""
 
     def __post_init__(self) -> None:
         if self.cookie_length not in (0, 4, 8):
@@ -181,6 +190,10 @@ class SessionInfo:
     data_sequencing: int | None = None
     """The peer's Data Sequencing AVP: how we must sequence what we send."""
     remote_end_id: str | None = None
+    """The call's Remote End ID AVP (RFC 3931 5.4.4), the one we sent or received."""
+    circuit_active: bool | None = None
+    """The A bit of the peer's latest Circuit Status AVP (RFC 3931 5.4.5), None before
+    any. While False, no data may be sent towards the peer."""
 
     def __post_init__(self) -> None:
         if not 1 <= self.session_id <= 0xFFFFFFFF:
@@ -256,7 +269,10 @@ class SessionClosed:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WanErrorNotified:
-    """WEN from the LAC (RFC 2661 6.12): the LAC's call error counters for a session."""
+    """WEN from the LAC (RFC 2661 6.12): the LAC's call error counters for a session.
+
+    On L2TPv3 (RFC 3931 6.13) either LCCE may send it: see :meth:`~.tunnel.Tunnel.send_wen`.
+    """
 
     tunnel_id: int
     session_id: int
@@ -272,6 +288,21 @@ class LinkInfoSet:
     accm: Accm
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CircuitStatusChanged:
+    """An L2TPv3 SLI carried a Circuit Status AVP (RFC 3931 6.14, 5.4.5).
+
+    ``active`` False: the peer's circuit is down, so data traffic towards the
+    peer "MUST cease ... until the circuit is advertised as Active"; ``new``
+    is the N bit (status of a new circuit rather than of an existing one).
+    """
+
+    tunnel_id: int
+    session_id: int
+    active: bool
+    new: bool = False
+
+
 ControlEvent = (
     TunnelEstablished
     | TunnelClosed
@@ -281,5 +312,6 @@ ControlEvent = (
     | SessionClosed
     | WanErrorNotified
     | LinkInfoSet
+    | CircuitStatusChanged
 )
 """Every event a :class:`~.tunnel.Tunnel` reports."""

@@ -11,11 +11,27 @@ matched to that tunnel by ``(peer, the peer's Assigned Tunnel ID)``.
 ``peer`` is whatever hashable the I/O layer uses for the remote end (an
 address tuple); the listener never interprets it. The tie breaker (RFC 2661
 4.4.3 Tie Breaker AVP, 7.2.1 "wait-ctl-reply, Receive SCCRQ, lose
-tie-breaker") compares SCCRQs from a peer we are ourselves connecting to.
-The lower value wins; the loser silently discards its tunnel, re-queues the
-request on the winner's, and its sessions still waiting for a tunnel move
-there with their IDs; equal values discard both; one value beats none; two
-absent values mean two tunnels.
+tie-breaker"; RFC 3931 5.4.3 Control Connection Tie Breaker AVP, 7.2)
+compares SCCRQs from a peer we are ourselves connecting to:
+
+* The lower value wins; one value beats none; two absent values mean two
+  tunnels.
+* We lose: our tunnel is discarded without a StopCCN (RFC 2661 "silently
+  discard", RFC 3931 "Clean up losing connection"), the peer's SCCRQ is
+  answered on a new tunnel, and our sessions still waiting for a tunnel move
+  there with their IDs.
+* We win: L2TPv2 drops the losing SCCRQ (RFC 2661 7.2.1 has no row for the
+  winner); L2TPv3 answers it with a StopCCN, Result Code 3 "control
+  connection already exists" (RFC 3931 5.4.3: "A StopCCN SHOULD be sent by
+  the winner as an explicit rejection for the losing SCCRQ"; 7.2 "Send
+  StopCCN for losing connection"), from a short-lived rejecting tunnel like
+  the one that answers an SCCRQ over the tunnel limit, so that it is
+  retransmitted and the losing SCCRQ's retransmissions are acknowledged.
+* Equal values: both sides discard their tunnels (RFC 2661 4.4.3) and
+  RFC 3931 5.4.3 has them "restart control connection negotiation with a
+  new, random tie breaker value": that restart is the caller's
+  (:class:`~.events.TunnelClosed` says so in its description; a new
+  :class:`~.tunnel.Tunnel` draws a new tie breaker).
 """
 
 from __future__ import annotations
@@ -64,6 +80,7 @@ class ListenerCounters:
     orphan_messages: int = 0
     """Non-SCCRQ messages to tunnel ID 0 that match no tunnel."""
     ties_won: int = 0
+    """SCCRQs that lost to ours (L2TPv3: each answered with StopCCN 3)."""
     ties_lost: int = 0
     ties_equal: int = 0
     bad_digest: int = 0
@@ -230,7 +247,6 @@ class TunnelListener:
             self.counters.bad_digest += 1
             return None
         theirs = message.tie_breaker
-        handed_over: list[Session] = []
         losers: list[Tunnel] = []
         for tid in sorted(self._initiating.get(peer, ())):
             ours = self.tunnels[tid]
@@ -238,15 +254,17 @@ class TunnelListener:
                 continue
             mine = ours.tie_breaker
             if mine is None and theirs is None:
-                continue  # RFC 2661 4.4.3: no tie breakers, two tunnels.
+                continue  # RFC 2661 4.4.3, RFC 3931 5.4.3: no tie breakers, two tunnels.
             if theirs is None or (mine is not None and mine < theirs):
                 self.counters.ties_won += 1
-                logger.info("tie breaker won against %r: their SCCRQ dropped", peer)
-                return None
+                logger.info("tie breaker won against %r: their SCCRQ refused", peer)
+                if self.config.tunnel.version != 3:
+                    return None
+                return self._answer(data, message, peer, now, _TIE_WON, [])
             if mine == theirs:
                 self.counters.ties_equal += 1
                 logger.info("equal tie breakers with %r: both tunnels discarded", peer)
-                ours.lose_tie_breaker(now, replaced_by=None)
+                ours.lose_tie_breaker(now, replaced_by=None, description=_TIE_EQUAL)
                 return None
             losers.append(ours)
         reject: Reason | None = None
@@ -261,24 +279,47 @@ class TunnelListener:
                 error=ErrorCode.INSUFFICIENT_RESOURCES,
                 message=f"tunnel limit {self.config.max_tunnels} reached",
             )
+        return self._answer(data, message, peer, now, reject, losers)
+
+    def _answer(
+        self,
+        data: bytes,
+        message: ControlMessage,
+        peer: Hashable,
+        now: float,
+        reject: Reason | None,
+        losers: list[Tunnel],
+    ) -> Tunnel | None:
+        """A recipient tunnel for the SCCRQ: SCCRP, or StopCCN with ``reject``."""
         try:
             tunnel = self._create(peer, self.config.tunnel, reject)
         except IdExhausted:
             self.counters.rejected += 1
             return None
+        handed_over: list[Session] = []
         for loser in losers:
             self.counters.ties_lost += 1
             logger.info("tie breaker lost to %r: tunnel %d replaced", peer, loser.tunnel_id)
             handed_over += loser.lose_tie_breaker(now, replaced_by=tunnel.tunnel_id)
-        if reject is not None:
-            self.counters.rejected += 1
-        else:
+        if reject is None:
             self.counters.accepted += 1
+        elif reject is not _TIE_WON:
+            self.counters.rejected += 1
         self._by_peer_tid[peer, _peer_id(message)] = tunnel.tunnel_id
         tunnel.receive_datagram(data, now)
         if handed_over:
             tunnel.adopt_sessions(handed_over, now)
         return tunnel
+
+
+_TIE_WON = Reason(
+    result=StopCcnResult.ALREADY_EXISTS,
+    message="SCCRQ lost the control connection tie breaker (RFC 3931 5.4.3)",
+)
+_TIE_EQUAL = (
+    "equal tie breakers: both control connections discarded;"
+    " connect again with a new tie breaker (RFC 3931 5.4.3)"
+)
 
 
 def _peer_id(message: ControlMessage) -> int:

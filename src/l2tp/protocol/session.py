@@ -160,8 +160,8 @@ class Session:
             "physical_channel_id": p.physical_channel_id,
             "sequencing_required": p.sequencing_required,
         }
-        if self.kind in (CallKind.LNS_OUTGOING, CallKind.LAC_OUTGOING):
-            fields["minimum_bps"] = p.minimum_bps
+        if self.VERSION == 2 and self.kind in (CallKind.LNS_OUTGOING, CallKind.LAC_OUTGOING):
+            fields["minimum_bps"] = p.minimum_bps  # OCRQ AVPs; L2TPv3 has none
             fields["maximum_bps"] = p.maximum_bps
         fields.update(self.info_fields)
         return SessionInfo(
@@ -189,7 +189,7 @@ class Session:
         :class:`~.errors.LocalProtocolError` only for local inputs that the
         table does not allow; peer inputs always end in a defined state.
         """
-        transition = lookup(self.kind, self.state, inp)
+        transition = lookup(self.kind, self.state, inp, self.VERSION)
         action = transition.action
         if action is SessionAction.IGNORE:
             return
@@ -228,15 +228,7 @@ class Session:
         elif action is A.SEND_ICRP:
             self._send(self._icrp(), now)
         elif action is A.SEND_OCRP:
-            p = self.params
-            self._send(
-                self._build(
-                    MessageType.OCRP,
-                    assigned_session_id=self.session_id,
-                    physical_channel_id=p.physical_channel_id,
-                ),
-                now,
-            )
+            self._send(self._ocrp(), now)
         elif action is A.SEND_OCCN:
             self._send(self._connected(MessageType.OCCN), now)
         elif action is A.ACCEPT_ICRP:
@@ -276,13 +268,15 @@ class Session:
                 )
         elif action is A.EMIT_SLI:
             assert message is not None
-            accm = message.get(AvpType.ACCM)
-            if isinstance(accm, Accm):
-                self.host.emit(
-                    LinkInfoSet(
-                        tunnel_id=self.host.tunnel_id, session_id=self.session_id, accm=accm
-                    )
-                )
+            self._on_sli(message)
+
+    def _on_sli(self, message: ControlMessage) -> None:
+        """SLI on an established session (RFC 2661 6.13): report the PPP ACCM."""
+        accm = message.get(AvpType.ACCM)
+        if isinstance(accm, Accm):
+            self.host.emit(
+                LinkInfoSet(tunnel_id=self.host.tunnel_id, session_id=self.session_id, accm=accm)
+            )
 
     # --------------------------------------------------------------- checks
 
@@ -371,6 +365,13 @@ class Session:
 
     def _icrp(self) -> ControlMessage:
         return self._build(MessageType.ICRP, assigned_session_id=self.session_id)
+
+    def _ocrp(self) -> ControlMessage:
+        return self._build(
+            MessageType.OCRP,
+            assigned_session_id=self.session_id,
+            physical_channel_id=self.params.physical_channel_id,
+        )
 
     def _cdn(self, reason: Reason) -> ControlMessage:
         return self._build(

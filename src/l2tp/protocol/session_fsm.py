@@ -27,6 +27,14 @@ Deviations, and why:
   and its ID released; a new call gets a new session.
 * WEN (6.12) and SLI (6.13) are only meaningful once established; earlier
   they are ignored rather than fatal, since neither changes call state.
+
+L2TPv3 (RFC 3931 7.3-7.4) keeps these four tables: "ICRQ sender/recipient"
+and "OCRQ sender/recipient (LAC)" are the v2 incoming and outgoing tables
+with the LAC/LNS names dropped. :data:`V3_SESSION_TABLES` differ in one
+thing: an established session reports WEN and SLI from either end, since
+RFC 3931 6.14 has SLI "sent by an LCCE" and an LCCE is an LAC for the
+sessions whose circuit it holds, which in the LAC-LAC model (RFC 3931 2) is
+both ends of every session (see :meth:`~.tunnel.Tunnel.send_wen`).
 """
 
 from __future__ import annotations
@@ -196,15 +204,31 @@ SESSION_TABLES: dict[CallKind, dict[tuple[SessionState, SessionInput], Transitio
     K.LNS_OUTGOING: _lns_outgoing(),
 }
 
+
+def _v3(
+    table: dict[tuple[SessionState, SessionInput], Transition],
+) -> dict[tuple[SessionState, SessionInput], Transition]:
+    t = dict(table)
+    t[S.ESTABLISHED, I.RECV_WEN] = T(A.EMIT_WEN, S.ESTABLISHED)
+    t[S.ESTABLISHED, I.RECV_SLI] = T(A.EMIT_SLI, S.ESTABLISHED)
+    return t
+
+
+V3_SESSION_TABLES: dict[CallKind, dict[tuple[SessionState, SessionInput], Transition]] = {
+    kind: _v3(table) for kind, table in SESSION_TABLES.items()
+}
+"""RFC 3931 7.3.1 (ICRQ sender), 7.3.2 (recipient), 7.4.1 (OCRQ sender), 7.4.2 (recipient)."""
+
 STATES_BY_KIND: dict[CallKind, frozenset[SessionState]] = {
     kind: frozenset(state for state, _ in table) for kind, table in SESSION_TABLES.items()
 }
 """The states each kind can be in."""
 
 
-def lookup(kind: CallKind, state: SessionState, inp: SessionInput) -> Transition:
+def lookup(kind: CallKind, state: SessionState, inp: SessionInput, version: int = 2) -> Transition:
     """The transition for ``(state, inp)`` in ``kind``'s table, with the module's defaults."""
-    transition = SESSION_TABLES[kind].get((state, inp))
+    tables = V3_SESSION_TABLES if version == 3 else SESSION_TABLES
+    transition = tables[kind].get((state, inp))
     if transition is not None:
         return transition
     if inp in LOCAL_INPUTS:

@@ -106,10 +106,9 @@ class SessionTable:
     # ---------------------------------------------------------------- local
 
     def open(self, now: float, params: CallParams | None, *, tunnel_up: bool) -> int:
-        """Place a call of our role's kind; it waits for the tunnel if need be."""
-        v3 = self._session_class.VERSION == 3  # v3: either LCCE places calls with ICRQ
-        kind = CallKind.LAC_INCOMING if v3 or self.role is Role.LAC else CallKind.LNS_OUTGOING
+        """Place a call (see :meth:`placed_kind`); it waits for the tunnel if need be."""
         params = params if params is not None else self._defaults
+        kind = self.placed_kind(params.outgoing)
         sid = self._ids.allocate()
         serial = params.call_serial if params.call_serial is not None else self._serial()
         session = self._session_class(
@@ -121,6 +120,22 @@ class SessionTable:
         if tunnel_up:
             session.handle(SessionInput.TUNNEL_OPEN, now)
         return sid
+
+    def placed_kind(self, outgoing: bool | None) -> CallKind:
+        """The table of a call we place (``CallParams.outgoing``).
+
+        L2TPv3: either LCCE sends either request (RFC 3931 7.3.1 ICRQ sender,
+        7.4.1 OCRQ sender), incoming unless asked otherwise. L2TPv2: the LAC
+        sends ICRQ (RFC 2661 7.4.1), the LNS OCRQ (7.5.2); asking a v2 tunnel
+        for the other kind is API misuse.
+        """
+        if self._session_class.VERSION == 3:
+            return CallKind.LNS_OUTGOING if outgoing else CallKind.LAC_INCOMING
+        lac = self.role is Role.LAC
+        if outgoing is not None and outgoing == lac:
+            what = "outgoing" if outgoing else "incoming"
+            raise LocalProtocolError(f"an L2TPv2 {self.role.name} cannot place {what} calls")
+        return CallKind.LAC_INCOMING if lac else CallKind.LNS_OUTGOING
 
     def accept(self, session: Session, now: float) -> None:
         session.handle(SessionInput.ACCEPT, now)
@@ -223,9 +238,10 @@ class SessionTable:
             self._by_peer[session.peer_session_id] = session
 
     def _new_call(self, message: ControlMessage, peer_sid: int, now: float) -> None:
+        """ICRQ or OCRQ for a new call; v2 refuses the one its role does not answer."""
         incoming = message.message_type == MessageType.ICRQ
-        v3 = self._session_class.VERSION == 3
-        if (not incoming) if v3 else incoming != (self.role is Role.LNS):
+        v3 = self._session_class.VERSION == 3  # RFC 3931 7.3.2, 7.4.2: any LCCE answers both
+        if not v3 and incoming != (self.role is Role.LNS):
             reason = Reason(
                 result=CdnResult.PERMANENT_NO_FACILITIES,
                 message=f"{message.name} not accepted by an {self.role.name}",

@@ -193,7 +193,16 @@ V3_SPECS: dict[int, MessageSpec] = {
     ),
     M.OCRQ: _spec(
         (*_V3_IDS, A.CALL_SERIAL_NUMBER, A.PSEUDOWIRE_TYPE, A.REMOTE_END_ID, A.CIRCUIT_STATUS),
-        (A.TIE_BREAKER, *_V3_SESSION_OPTIONAL),
+        # 6.9 lists no Physical Channel ID (5.4.4: "ICRQ, ICRP, OCRP" only).
+        (
+            A.ASSIGNED_COOKIE,
+            A.TX_CONNECT_SPEED_BPS,
+            A.RX_CONNECT_SPEED_BPS,
+            A.TIE_BREAKER,
+            A.L2_SPECIFIC_SUBLAYER,
+            A.DATA_SEQUENCING,
+            *_V3_ANY,
+        ),
     ),
     M.OCRP: _spec((*_V3_IDS, A.CIRCUIT_STATUS), _V3_SESSION_OPTIONAL),
     M.OCCN: _spec(
@@ -209,7 +218,7 @@ V3_SPECS: dict[int, MessageSpec] = {
     ),
     M.CDN: _spec((A.RESULT_CODE, *_V3_IDS), (A.Q931_CAUSE_CODE, *_V3_ANY)),
     M.WEN: _spec((*_V3_IDS, A.CALL_ERRORS), _V3_ANY),
-    M.SLI: _spec((*_V3_IDS, A.CIRCUIT_STATUS), _V3_ANY),
+    M.SLI: _spec(_V3_IDS, (A.CIRCUIT_STATUS, *_V3_ANY)),  # 6.14: Circuit Status MAY
     M.FSQ: _spec((A.FAILOVER_SESSION_STATE,), _V3_ANY),
     M.FSR: _spec((A.FAILOVER_SESSION_STATE,), _V3_ANY),
 }

@@ -581,7 +581,9 @@ class Transport:
         """Count data-plane traffic from the peer as liveness (RFC 3931 4.4), delaying HELLO."""
         self._idle_since = now
 
-    def begin_close(self, now: float, *, end_when_acked: bool = False) -> None:
+    def begin_close(
+        self, now: float, *, end_when_acked: bool = False, abandon: bool = False
+    ) -> None:
         """Enter close-wait after the final StopCCN was sent or received.
 
         RFC 2661 5.8 and RFC 3931 4.2 require the reliable delivery state to
@@ -590,10 +592,16 @@ class Transport:
         sends are refused from here on; :class:`TransportClosed` is reported
         when the cycle is over, or, with ``end_when_acked`` (RFC 3931 4.2: "or
         until the StopCCN message itself has been acknowledged"), as soon as
-        nothing of ours is left unacknowledged.
+        nothing of ours is left unacknowledged. ``abandon`` forgets what of ours
+        is still unacknowledged: nothing more is sent but acknowledgements (a
+        control connection discarded after a lost tie breaker, RFC 3931 7.1).
         """
         if self._state is not TransportState.OPEN:
             raise LocalProtocolError(f"cannot close a transport that is {self._state.value}")
+        if abandon:
+            self._unsent.clear()
+            self._in_flight.clear()
+            self._due = 0
         self._state = TransportState.CLOSING
         self._close_deadline = now + self.config.retransmission_cycle(self.version)
         self._end_when_acked = end_when_acked

@@ -288,6 +288,8 @@ class Tunnel:
     def open_session(self, now: float, params: CallParams | None = None) -> int:
         """Place a call: ICRQ from a LAC (7.4.1), OCRQ from an LNS (7.5.2). Returns the session ID.
 
+        L2TPv3: ICRQ, or OCRQ with ``params.outgoing`` (RFC 3931 3.4, 7.3.1, 7.4.1).
+
         Allowed before the tunnel is up: the session waits in wait-tunnel and
         its request goes out when the tunnel is established. Raises
         :class:`~.ids.IdExhausted` at the session limit.
@@ -327,24 +329,56 @@ class Tunnel:
         session.handle(SessionInput.CLOSE, now, reason=reason)
 
     def send_wen(self, session_id: int, errors: CallErrors, now: float) -> None:
-        """WAN-Error-Notify for an established session (LAC only, RFC 2661 6.12)."""
+        """WAN-Error-Notify for an established session (LAC only, RFC 2661 6.12).
+
+        L2TPv3 (RFC 3931 6.13) keeps WEN for every pseudowire type, with the
+        Circuit Errors AVP; either LCCE may send it, as either may hold the
+        circuit (RFC 3931 1.3: an LAC's peer may be another LAC).
+        """
         self._established(session_id, Role.LAC).send_wen(errors, now)
 
     def send_sli(self, session_id: int, accm: Accm, now: float) -> None:
-        """Set-Link-Info for an established session (LNS only, RFC 2661 6.13)."""
+        """Set-Link-Info with the PPP ACCM (LNS only, RFC 2661 6.13); L2TPv2 only.
+
+        RFC 3931 has no ACCM AVP (1.1: PPP constructs moved to a companion
+        document); an L2TPv3 SLI carries Circuit Status: :meth:`send_circuit_status`.
+        """
+        if self.config.version != 2:
+            raise LocalProtocolError("the ACCM AVP is L2TPv2's; use send_circuit_status")
         self._established(session_id, Role.LNS).send_sli(accm, now)
+
+    def send_circuit_status(
+        self, session_id: int, now: float, *, active: bool, new: bool = False
+    ) -> None:
+        """L2TPv3 SLI with Circuit Status (RFC 3931 6.14, 5.4.5) for an established session.
+
+        ``active`` False tells the peer to stop sending data on the session until
+        it is True again; ``new`` is the N bit (a new circuit, not a change).
+        """
+        if self.config.version != 3:
+            raise LocalProtocolError("Circuit Status is an L2TPv3 AVP (RFC 3931 5.4.5)")
+        session = self._established(session_id, None)
+        assert isinstance(session, Session3)
+        session.send_circuit_status(active=active, new=new, now=now)
 
     # -------------------------------------------------------- listener hooks
 
-    def lose_tie_breaker(self, now: float, *, replaced_by: int | None) -> list[Session]:
-        """We lost the tie (RFC 2661 4.4.3): discard silently, hand back waiting sessions.
+    def lose_tie_breaker(
+        self, now: float, *, replaced_by: int | None, description: str = ""
+    ) -> list[Session]:
+        """We lost the tie: discard the tunnel, hand back its waiting sessions.
 
-        With ``replaced_by=None`` (equal tie breakers: both tunnels go) the
+        RFC 2661 4.4.3: the loser "MUST silently discard its tunnel"; RFC 3931
+        5.4.3 and 7.2: it "MUST discard its control connection" ("Clean up
+        losing connection"); neither has the loser send anything for it. An
+        L2TPv3 tunnel stays in close-wait, acknowledging only, so that the
+        winner's StopCCN for our SCCRQ is acknowledged (RFC 3931 7.1). With
+        ``replaced_by=None`` (equal tie breakers: both tunnels go) the
         sessions end with the tunnel instead.
         """
         waiting = self.sessions.detach_waiting() if replaced_by is not None else []
         self._replaced_by = replaced_by
-        self._input(TunnelInput.LOSE_TIE, now)
+        self._input(TunnelInput.LOSE_TIE, now, description=description)
         return waiting
 
     def adopt_sessions(self, sessions: list[Session], now: float) -> None:
@@ -382,8 +416,9 @@ class Tunnel:
 
     # -------------------------------------------------------------- internals
 
-    def _established(self, session_id: int, role: Role) -> Session:
-        if self.config.role is not role:
+    def _established(self, session_id: int, role: Role | None) -> Session:
+        """An established session; on L2TPv2 only ``role`` sends the message at hand."""
+        if role is not None and self.config.version == 2 and self.config.role is not role:
             raise LocalProtocolError(f"only the {role.name} sends this message")
         session = self.sessions.require(session_id)
         if session.state is not SessionState.ESTABLISHED:
@@ -512,7 +547,14 @@ class Tunnel:
                 assert message is not None
                 self.sessions.dispatch(message, header_session_id, reason, now)
                 return
-            if action in (A.ABANDON, A.FAIL, A.RELEASE):
+            if action is A.DISCARD_LOSER and self.config.version == 3:
+                # RFC 3931 5.4.3: the winner SHOULD answer our SCCRQ with a StopCCN, and
+                # 7.1 lets reliable delivery run: acknowledge it, retransmit nothing.
+                self._go_down(None, now, by_peer=False, description=description or inp.value)
+                self.state = TunnelState.CLOSING
+                self.transport.begin_close(now, abandon=True)
+                return
+            if action in (A.ABANDON, A.DISCARD_LOSER, A.FAIL, A.RELEASE):
                 if action is not A.RELEASE:
                     self._go_down(None, now, by_peer=False, description=description or inp.value)
                 self.state = TunnelState.CLOSED
@@ -677,6 +719,8 @@ class Tunnel:
 
     def _send_stopccn(self, reason: Reason, now: float) -> None:
         """Send StopCCN, take every session down, enter close-wait (RFC 2661 5.7)."""
+        if self._msgauth is not None and self.state is TunnelState.IDLE:
+            self._msgauth.unadvertised()  # refusing an SCCRQ: our nonce never went out
         message = ControlMessage(
             message_type=MessageType.STOPCCN,
             avps=[

@@ -82,6 +82,7 @@ class TunnelAction(enum.Enum):
     STOP_BAD = "send StopCCN with the reason the message was refused, clean up"
     PEER_STOPPED = "peer sent StopCCN: sessions down, acknowledge through close-wait"
     ABANDON = "clean up silently"
+    DISCARD_LOSER = "tie breaker lost: clean up without StopCCN (v3: acknowledge in close-wait)"
     FAIL = "transport failed: sessions down, no StopCCN possible"
     RELEASE = "close-wait over: free the state"
     IGNORE = "nothing"
@@ -109,7 +110,9 @@ def _build() -> dict[tuple[TunnelState, TunnelInput], Transition]:
         (S.IDLE, I.RECV_SCCCN): Transition(A.ABANDON, S.CLOSED),
         (S.IDLE, I.CLOSE): Transition(A.ABANDON, S.CLOSED),
         (S.WAIT_CTL_REPLY, I.RECV_SCCRP): Transition(A.ACCEPT_SCCRP, S.ESTABLISHED),
-        (S.WAIT_CTL_REPLY, I.LOSE_TIE): Transition(A.ABANDON, S.CLOSED),
+        # RFC 2661 4.4.3 "silently discard" (ends CLOSED at once); RFC 3931 7.2 "Clean up
+        # losing connection" after 7.1's reliable delivery has run (the winner's StopCCN).
+        (S.WAIT_CTL_REPLY, I.LOSE_TIE): Transition(A.DISCARD_LOSER, S.CLOSING),
         (S.WAIT_CTL_REPLY, I.RECV_SCCCN): Transition(A.STOP_FSM_ERROR, S.CLOSING),
         (S.WAIT_CTL_CONN, I.RECV_SCCCN): Transition(A.ACCEPT_SCCCN, S.ESTABLISHED),
         (S.WAIT_CTL_CONN, I.RECV_SCCRP): Transition(A.STOP_FSM_ERROR, S.CLOSING),

@@ -1,17 +1,22 @@
 """L2TPv3 message building and checks (RFC 3931 sections 3, 5.4, 6), on the v2 machinery.
 
 The control connection and session tables are RFC 2661's, which RFC 3931
-keeps; what differs is which AVPs carry what:
+keeps (7.2-7.4); what differs is which AVPs carry what:
 
 * SCCRQ/SCCRP name the connection with the Assigned Control Connection ID
   (AVP 61, 32-bit) and add Router ID (60) and the Pseudowire Capabilities List
   (62); with authentication on, a Control Message Authentication Nonce (73).
 * Session messages carry Local and Remote Session ID (63, 64; 32-bit) instead of
-  a session ID in the header; ICRQ adds Pseudowire Type (68), Remote End ID
-  (66) and Circuit Status (71); ICRQ/ICRP the Assigned Cookie (65), L2-Specific
-  Sublayer (69) and Data Sequencing (70).
-* Either LCCE places a call with ICRQ (:class:`Session3` always uses the
-  incoming-call tables; OCRQ is refused with CDN 5).
+  a session ID in the header; ICRQ and OCRQ add Pseudowire Type (68), Remote End
+  ID (66) and Circuit Status (71); the requests and their replies (ICRP, OCRP)
+  the Assigned Cookie (65), L2-Specific Sublayer (69) and Data Sequencing (70).
+* Either LCCE places calls, incoming (ICRQ/ICRP/ICCN, RFC 3931 3.4.1, 7.3) or
+  outgoing (OCRQ/OCRP/OCCN, 3.4.2, 7.4; ``CallParams.outgoing``), on the v2
+  incoming and outgoing tables (:data:`~.session_fsm.V3_SESSION_TABLES`).
+* Circuit Status (5.4.5) is advertised in every request and reply, recorded
+  from the peer in ``SessionInfo.circuit_active``, and changed later with SLI
+  (6.14, :meth:`Session3.send_circuit_status`, :class:`~.events.CircuitStatusChanged`).
+* WEN and SLI name both session IDs (6.13, 6.14) and may come from either end.
 * A session message in the wrong state gets CDN 16 (FSM error, RFC 3931 5.4.2).
 """
 
@@ -20,9 +25,9 @@ from __future__ import annotations
 from typing import Any, Protocol, cast
 
 from .avp import Avp
-from .avps import CircuitStatus
+from .avps import CallErrors, CircuitStatus
 from .constants import AvpType, CdnResult, ErrorCode, MessageType, StopCcnResult
-from .events import PeerInfo, Reason
+from .events import CircuitStatusChanged, PeerInfo, Reason
 from .message import ControlMessage, RandomSource
 from .session import Session, SessionHost, _Refused
 
@@ -32,9 +37,6 @@ class Session3Host(SessionHost, Protocol):
 
     @property
     def pseudowire_capabilities(self) -> tuple[int, ...]: ...
-
-
-_UP = CircuitStatus(active=True, new=True)
 
 
 def _opt(value: Any) -> Any:
@@ -65,33 +67,53 @@ class Session3(Session):
 
     # ------------------------------------------------------------ builders
 
-    def _icrq(self) -> ControlMessage:
+    def _status(self) -> CircuitStatus:
+        """Our Circuit Status in requests and replies: N set, the session is new (5.4.5)."""
+        return CircuitStatus(active=self.params.circuit_active, new=True)
+
+    def _request(self, message_type: MessageType) -> ControlMessage:
+        """ICRQ (RFC 3931 6.6) or OCRQ (6.9): the same AVPs in both."""
         p = self.params
         self.info_fields.setdefault("pseudowire_type", p.pseudowire_type)
+        self.info_fields.setdefault("remote_end_id", p.remote_end_id)
         return self._build(
-            MessageType.ICRQ,
+            message_type,
             local_session_id=self.session_id,
             remote_session_id=0,
             call_serial_number=self.call_serial,
             pseudowire_type=p.pseudowire_type,
             remote_end_id=p.remote_end_id,
-            circuit_status=_UP,
+            circuit_status=self._status(),
             assigned_cookie=_opt(self._our_cookie()),
             l2_specific_sublayer=p.l2_specific_sublayer,
             data_sequencing=p.data_sequencing,
         )
 
-    def _icrp(self) -> ControlMessage:
+    def _icrq(self) -> ControlMessage:
+        return self._request(MessageType.ICRQ)
+
+    def _ocrq(self) -> ControlMessage:
+        return self._request(MessageType.OCRQ)
+
+    def _reply(self, message_type: MessageType, **extra: Any) -> ControlMessage:
+        """ICRP (RFC 3931 6.7) or OCRP (6.10)."""
         p = self.params
         return self._build(
-            MessageType.ICRP,
+            message_type,
             local_session_id=self.session_id,
             remote_session_id=self.peer_session_id,
-            circuit_status=_UP,
+            circuit_status=self._status(),
             assigned_cookie=_opt(self._our_cookie()),
             l2_specific_sublayer=p.l2_specific_sublayer,
             data_sequencing=p.data_sequencing,
+            **extra,
         )
+
+    def _icrp(self) -> ControlMessage:
+        return self._reply(MessageType.ICRP)
+
+    def _ocrp(self) -> ControlMessage:
+        return self._reply(MessageType.OCRP, physical_channel_id=self.params.physical_channel_id)
 
     def _connected(self, message_type: MessageType) -> ControlMessage:
         return self._build(
@@ -107,6 +129,39 @@ class Session3(Session):
             local_session_id=self.session_id,
             remote_session_id=self.peer_session_id,
         )
+
+    def send_wen(self, errors: CallErrors, now: float) -> None:
+        """WEN (RFC 3931 6.13): the Circuit Errors AVP with both session IDs."""
+        self._send(self._ids(MessageType.WEN, call_errors=errors), now)
+
+    def send_circuit_status(self, *, active: bool, new: bool, now: float) -> None:
+        """SLI with a Circuit Status AVP (RFC 3931 6.14, 5.4.5)."""
+        self._send(
+            self._ids(MessageType.SLI, circuit_status=CircuitStatus(active=active, new=new)), now
+        )
+
+    def _ids(self, message_type: MessageType, **values: Any) -> ControlMessage:
+        return self._build(
+            message_type,
+            local_session_id=self.session_id,
+            remote_session_id=self.peer_session_id,
+            **values,
+        )
+
+    def _on_sli(self, message: ControlMessage) -> None:
+        """SLI (RFC 3931 6.14): report a Circuit Status change, and an ACCM if any."""
+        status = message.circuit_status
+        if status is not None:
+            self.info_fields["circuit_active"] = status.active
+            self.host.emit(
+                CircuitStatusChanged(
+                    tunnel_id=self.host.tunnel_id,
+                    session_id=self.session_id,
+                    active=status.active,
+                    new=status.new,
+                )
+            )
+        super()._on_sli(message)
 
     @staticmethod
     def fsm_error_reason(what: str) -> Reason:
@@ -148,13 +203,16 @@ class Session3(Session):
         cookie = message.get(AvpType.ASSIGNED_COOKIE)
         if isinstance(cookie, bytes):
             self.info_fields["peer_cookie"] = cookie
+        status = message.circuit_status
+        if status is not None:
+            self.info_fields["circuit_active"] = status.active
         for attr, name in _CALL_FIELDS:
             value = message.get(attr)
             if value is not None:
                 self.info_fields[name] = int(value) if isinstance(value, int) else value
 
     def _check_request(self, message: ControlMessage) -> None:
-        """ICRQ (RFC 3931 6.6): record the call; refuse a pseudowire type we lack."""
+        """ICRQ (RFC 3931 6.6) or OCRQ (6.9): record the call; refuse a PW type we lack."""
         self._take_peer_session_id(message)
         serial = message.get(AvpType.CALL_SERIAL_NUMBER)
         if isinstance(serial, int):
