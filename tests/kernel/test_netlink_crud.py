@@ -291,3 +291,38 @@ def test_pppol2tp_v3_session_socket(nl: L2tpNetlink) -> None:
         nl.delete_tunnel(600)
     finally:
         sock.close()
+
+
+def test_dataplane_brings_a_session_interface_down_and_up(nl: L2tpNetlink) -> None:
+    """``set_session_up`` (peer Circuit Status, RFC 3931 5.4.5) is ``ip link set down/up``."""
+    from l2tp.kernel.dataplane import LinuxDataPlane
+
+    dp = LinuxDataPlane(netns=nl.netns)
+    try:
+        dp.create_tunnel(
+            TunnelConfig(
+                tunnel_id=650,
+                peer_tunnel_id=651,
+                local=ip_address("127.0.0.1"),
+                peer=ip_address("127.0.0.1"),
+                local_port=15650,
+                peer_port=15651,
+            )
+        )
+        dp.create_session(
+            SessionConfig(tunnel_id=650, session_id=65, peer_session_id=66, ifname="l2cs0")
+        )
+
+        def flags() -> list[str]:
+            (link,) = ip_json(["link show dev l2cs0"], netns=nl.netns)[0]
+            return list(link["flags"])
+
+        dp.set_session_up(650, 65, True)
+        assert "UP" in flags()
+        dp.set_session_up(650, 65, False)
+        assert "UP" not in flags()
+        with pytest.raises(SessionNotFound):
+            dp.set_session_up(650, 999, True)
+    finally:
+        dp.delete_tunnel(650)
+        dp.close()

@@ -270,3 +270,33 @@ def test_peer_loss_closes_the_tunnel_and_its_sessions() -> None:
             assert not dp.sessions and not dp.tunnels
 
     run(scenario)
+
+
+def test_circuit_status_takes_the_peer_interface_down_and_up() -> None:
+    """RFC 3931 5.4.5: data towards an inactive circuit must cease (interface down)."""
+
+    async def scenario() -> None:
+        dp = NullDataPlane()
+        async with L2tpContext(dataplane=dp) as resp, L2tpContext() as init:
+            listener = await resp.listen(
+                ("127.0.0.1", 0), config=ListenerConfig(tunnel=v3(Role.LNS))
+            )
+            t = await init.open_tunnel(listener.address, config=v3(Role.LAC))
+            # A call placed with its circuit not yet ready: down from the start.
+            s = await t.open_session(CallParams(circuit_active=False))
+            (rt,) = listener.tunnels.values()
+            key = (rt.tunnel_id, s.peer_session_id, False)
+            await settle(lambda: ("set_session_up", key) in dp.calls, "interface down")
+            s.set_circuit(True)
+            up = (rt.tunnel_id, s.peer_session_id, True)
+            await settle(lambda: ("set_session_up", up) in dp.calls, "interface up")
+            s.set_circuit(False)
+            await settle(
+                lambda: (
+                    [c for c in dp.calls if c[0] == "set_session_up"][-1] == ("set_session_up", key)
+                ),
+                "interface down again",
+            )
+            assert s.established
+
+    run(scenario)

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from l2tp.kernel.errors import IdInUse, SessionNotFound, TunnelNotFound
 from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.kernel.netlink import L2tpNetlink
-from l2tp.kernel.rtnl import set_master
+from l2tp.kernel.rtnl import set_master, set_up
 from l2tp.kernel.sockets import pppol2tp_socket
 
 
@@ -50,6 +50,11 @@ class DataPlane(Protocol):
 
     def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
         """Make an Ethernet session's interface a port of ``bridge``."""
+        ...
+
+    def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
+        """Bring an Ethernet session's interface up or down (e.g. follow the peer's
+        Circuit Status, RFC 3931 5.4.5)."""
         ...
 
     def close(self) -> None: ...
@@ -114,6 +119,12 @@ class LinuxDataPlane:
         if not ifname:
             raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
         set_master(ifname, bridge, netns=self.netns)
+
+    def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
+        ifname = self.netlink.get_session(tunnel_id, session_id).ifname
+        if not ifname:
+            raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
+        set_up(ifname, up, netns=self.netns)
 
     def close(self) -> None:
         self.netlink.close()
@@ -200,6 +211,11 @@ class NullDataPlane:
         self.calls.append(("attach_to_bridge", (tunnel_id, session_id, bridge)))
         if (tunnel_id, session_id) not in self.sessions:
             raise SessionNotFound(errno.ENODEV, f"attach to bridge: session {session_id} not found")
+
+    def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
+        self.calls.append(("set_session_up", (tunnel_id, session_id, up)))
+        if (tunnel_id, session_id) not in self.sessions:
+            raise SessionNotFound(errno.ENODEV, f"set session up: session {session_id} not found")
 
     def close(self) -> None:
         self.calls.append(("close", None))

@@ -24,8 +24,13 @@ IFLA_MTU = 4
 IFLA_MASTER = 10
 
 
-def _link_request(msg_type: int, ifname: str, attrs: bytes, *, seq: int) -> bytes:
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, 0, 0)
+IFF_UP = 0x1
+
+
+def _link_request(
+    msg_type: int, ifname: str, attrs: bytes, *, seq: int, flags: int = 0, change: int = 0
+) -> bytes:
+    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, flags, change)
     body += nla(IFLA_IFNAME, ifname.encode() + b"\0") + attrs
     flags = NLM_F_REQUEST | (NLM_F_ACK if msg_type == RTM_NEWLINK else 0)
     return struct.pack("=IHHII", 16 + len(body), msg_type, flags, seq, 0) + body
@@ -40,6 +45,13 @@ def set_master_request(ifname: str, master_index: int, *, seq: int) -> bytes:
     """``RTM_NEWLINK`` making ``ifname`` a port of the interface ``master_index`` (0: none)."""
     return _link_request(
         RTM_NEWLINK, ifname, nla(IFLA_MASTER, struct.pack("=I", master_index)), seq=seq
+    )
+
+
+def set_up_request(ifname: str, up: bool, *, seq: int) -> bytes:
+    """``RTM_NEWLINK`` setting or clearing ``IFF_UP`` on ``ifname`` (``ip link set up/down``)."""
+    return _link_request(
+        RTM_NEWLINK, ifname, b"", seq=seq, flags=IFF_UP if up else 0, change=IFF_UP
     )
 
 
@@ -77,3 +89,11 @@ def set_master(ifname: str, master: str, *, netns: str | None = None) -> None:
         _roundtrip(
             sock, set_master_request(ifname, index, seq=2), 2, f"set {ifname} master {master}"
         )
+
+
+def set_up(ifname: str, up: bool, *, netns: str | None = None) -> None:
+    """Bring ``ifname`` up or down in ``netns`` (``ip link set dev X up|down``)."""
+    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
+        sock.bind((0, 0))
+        state = "up" if up else "down"
+        _roundtrip(sock, set_up_request(ifname, up, seq=1), 1, f"set {ifname} {state}")

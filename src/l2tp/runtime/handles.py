@@ -32,6 +32,7 @@ from l2tp.protocol.constants import CdnResult, StopCcnResult
 from l2tp.protocol.events import (
     CallParams,
     CallRequested,
+    CircuitStatusChanged,
     ControlEvent,
     Role,
     SessionClosed,
@@ -179,6 +180,13 @@ class SessionHandle:
         if self._closed_fut is None:
             self._closed_fut = self.tunnel.ctx.loop.create_future()
         return await asyncio.shield(self._closed_fut)
+
+    def set_circuit(self, active: bool) -> None:
+        """L2TPv3: tell the peer our circuit went up or down (SLI with Circuit Status,
+        RFC 3931 5.4.5); while it is down the peer stops sending on this session."""
+        t = self.tunnel
+        t.tunnel.send_circuit_status(self.session_id, t.ctx.loop.time(), active=active)
+        t.ctx.kick(t)
 
     async def close(
         self,
@@ -453,6 +461,10 @@ class TunnelHandle:
         elif isinstance(event, TunnelReleased):
             self.released = True
             self.ctx.need_reap(self.endpoint)
+        elif isinstance(event, CircuitStatusChanged):
+            handle = self.sessions.get(event.session_id)
+            if handle is not None and handle.info is not None:
+                self._follow_circuit(handle, event.active)
         self.ctx.publish(self, event)
 
     def _tunnel_established(self, event: TunnelEstablished) -> None:
@@ -564,6 +576,8 @@ class TunnelHandle:
         if backend is None or self.kernel is None or pw_type != PseudowireType.PPP:
             # An Ethernet pseudowire is complete once its l2tpeth interface exists.
             handle._set_established(info)
+            if info.circuit_active is False:
+                self._follow_circuit(handle, False)
             return
         session = BackendSession(
             info=info,
@@ -579,6 +593,27 @@ class TunnelHandle:
         )
         handle.backend_session = session
         self._spawn(self._start_backend(handle, session, info))
+
+    def _follow_circuit(self, handle: SessionHandle, active: bool) -> None:
+        """RFC 3931 5.4.5: while the peer's circuit is inactive, data "MUST cease" towards
+        it; for an Ethernet pseudowire we take its interface down, and up again after."""
+        log.info(
+            "session %d/%d: peer circuit %s",
+            self.tunnel_id,
+            handle.session_id,
+            "active" if active else "inactive",
+        )
+        info = handle.info
+        if not handle.kernel or self.kernel is None or info is None:
+            return
+        if self.tunnel.config.version != 3 or info.pseudowire_type != PseudowireType.ETH:
+            return
+        try:
+            self.ctx.dataplane.set_session_up(self.tunnel_id, handle.session_id, active)
+        except (KernelError, OSError, ValueError) as exc:
+            log.warning(
+                "session %d/%d: interface up/down: %s", self.tunnel_id, handle.session_id, exc
+            )
 
     def _kernel_session(self, info: SessionInfo, handle: SessionHandle) -> KernelSessionConfig:
         """The kernel session for an established call.
