@@ -300,3 +300,48 @@ def test_circuit_status_takes_the_peer_interface_down_and_up() -> None:
             assert s.established
 
     run(scenario)
+
+
+def test_garbage_and_forgeries_are_counted_and_harm_nothing() -> None:
+    """Junk at the listener and at an established tunnel's socket: counted, tunnel unharmed."""
+    import socket
+
+    async def scenario() -> None:
+        dp = NullDataPlane()
+        async with L2tpContext(dataplane=dp) as resp, L2tpContext() as init:
+            listener = await resp.listen(
+                ("127.0.0.1", 0),
+                config=ListenerConfig(
+                    tunnel=v3(Role.LNS, secret=b"k", digest_type=DigestType.HMAC_MD5)
+                ),
+            )
+            t = await init.open_tunnel(
+                listener.address, config=v3(Role.LAC, secret=b"k", digest_type=DigestType.HMAC_MD5)
+            )
+            (rt,) = listener.tunnels.values()
+            junk = [
+                b"",
+                b"\x00",
+                b"\xc8\x03" + bytes(30),  # v3 control header claiming a length it lacks
+                bytes([0xC8, 0x03, 0x00, 0x0C]) + rt.tunnel_id.to_bytes(4, "big") + bytes(4),
+                bytes([0xC8, 0x03, 0x00, 0x14]) + rt.tunnel_id.to_bytes(4, "big") + bytes(12),
+                bytes([0x00, 0x03, 0x00, 0x00]) + (1234).to_bytes(4, "big") + b"data",
+                bytes(range(256)) * 4,
+            ]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                for target in (listener.address, rt.local):
+                    for datagram in junk:
+                        sock.sendto(datagram, target)
+            await asyncio.sleep(0.2)
+            # Too short or data (T bit clear): not control; the two naming the tunnel come
+            # from an address that is not its peer's; the header alone: malformed.
+            assert resp.counters.not_control == 8
+            assert resp.counters.foreign_source == 4
+            assert listener.listener.counters.malformed >= 1
+            assert rt.tunnel.counters.messages == 2  # nothing reached the tunnel itself
+            # Everything still works: a new session on the same tunnel.
+            s = await t.open_session(CallParams(cookie_length=4))
+            assert s.established and rt.closed is None and t.closed is None
+            await settle(lambda: len(dp.sessions) == 1, "kernel session")
+
+    run(scenario)
