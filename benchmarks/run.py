@@ -1,6 +1,6 @@
 """The benchmark suite: one command, a table on stdout, JSON in ``benchmarks/results/``.
 
-    .venv/bin/python benchmarks/run.py                    # default suite (a few minutes)
+    .venv/bin/python benchmarks/run.py                    # default suite (~6 min + ~12 in the VM)
     .venv/bin/python benchmarks/run.py --short            # every section tiny, seconds
     .venv/bin/python benchmarks/run.py --sections codec,setup --repeat 3
 
@@ -12,13 +12,31 @@ Sections (issue 8):
    loopback with the null data plane: sessions/s, median and p99 per-session
    latency under the burst and unloaded, LNS RSS per session, CPU µs per
    session on each side (``setup_lib.setup_run``).
-3. ``kernel``: the kernel ceiling (needs the test VM) - not measured yet.
-4. ``xl2tpd``: the same set-up figures for xl2tpd - not measured yet.
+3. ``kernel``: session set-up with real kernel sessions against the kernel ceiling:
+   ``bench_setup_kernel.py``, our LAC -> our LNS with ``LinuxDataPlane`` on both
+   sides (a kernel PPP session per call on each side, no pppd) vs a loop that
+   creates the same kernel objects through netlink alone; the headline is
+   ``ratio_to_ceiling`` (control-plane rate / netlink-only rate). ``--repeat``
+   runs it N times in one VM boot (medians).
+4. ``xl2tpd``: ``bench_xl2tpd.py``, the same LAC (ours, null data plane) against
+   our LNS (``LinuxDataPlane``, kernel sessions, no pppd) and against xl2tpd
+   (kernel mode, its pppd replaced by a no-op that holds the PPPoL2TP socket)
+   at 100-5,000 sessions in tunnels of at most 100, plus remote-access points
+   (one session per tunnel): sessions each LNS established, sessions/s, wall
+   time, LNS RSS, ours/xl2tpd, and why a point fell short. One pass (~8-9 min
+   in the VM); ``--repeat`` does not apply.
 5. ``idle``: tunnels x sessions established then left idle with HELLO on:
    LNS CPU % and RSS over the window (``setup_lib.idle_run``).
 6. ``storm``: kill the LAC holding sessions in a few tunnels and redial them
    all at once from a fresh LAC: time to full recovery, tunnels lost
    (``setup_lib.storm_run``).
+
+Sections 3 and 4 need root and a kernel with L2TP: they run on this host when
+it has both, else in the test VM through ``tools/vm/run`` (a boot costs
+~10-20 s, and the VM lock may make them wait for another VM run), with the
+scripts' output written to ``$L2TP_VM_RESULTS`` (default ``.cache/vm-results``)
+and read back. Without either they report "not measured in this run" and why;
+``--short`` skips them when they would need a VM boot.
 
 With ``--repeat`` > 1 each measured case runs that many times and every
 numeric figure is the median (the figures of each run are kept under
@@ -29,11 +47,14 @@ a new section is one function added to :data:`SECTIONS`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
 import platform
+import shutil
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -42,6 +63,8 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+VM_RUN = REPO / "tools" / "vm" / "run"
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
@@ -52,6 +75,12 @@ from l2tp.protocol import parse_message, serialize_message  # noqa: E402
 from l2tp.runtime.loop import uvloop_available  # noqa: E402
 
 Section = dict[str, Any]
+
+SKIPPED_SHORT = "skipped in --short (needs a VM boot)"
+NOT_MEASURED = "not measured in this run"
+VM_LOCK_WAIT_S = 3600.0
+"""How long a VM section may wait, on top of its own time limit, for another engineer's VM run
+(``tools/vm/run`` runs one VM at a time per results folder)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +101,12 @@ class Plan:
     storm_sessions: int
     storm_hello: float
     storm_reap_wait: float
+    kernel_tunnels: int
+    kernel_sessions_per_tunnel: int
+    xl2tpd_sessions: tuple[int, ...]
+    xl2tpd_per_tunnel: int
+    xl2tpd_one_per_tunnel: tuple[int, ...]
+    xl2tpd_point_timeout: float
 
 
 # ------------------------------------------------------------ the machine
@@ -107,6 +142,8 @@ def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
         numeric = isinstance(value, int | float) and not isinstance(value, bool)
         if numeric and all(isinstance(v, int | float) for v in values):
             m = statistics.median(values)
+            if isinstance(m, float) and all(isinstance(v, int) for v in values) and m.is_integer():
+                m = int(m)  # the median of an even count of equal ints stays an int
             out[key] = round(m, 3) if isinstance(m, float) else m
             continue
         out[key] = value
@@ -180,21 +217,302 @@ def setup_section(plan: Plan) -> Section:
     }
 
 
-def kernel_section(plan: Plan) -> Section:
+# ---------------------------------------- sections 3 and 4: a kernel with L2TP
+
+
+def host_l2tp_missing() -> str | None:
+    """None when this host can run the kernel sections itself (root, L2TP modules); else why."""
+    if os.geteuid() != 0:
+        return "not root"
+    with contextlib.suppress(OSError, subprocess.SubprocessError):
+        subprocess.run(
+            ["modprobe", "-q", "-a", "l2tp_netlink", "l2tp_ppp"], capture_output=True, timeout=60
+        )
+    missing = [
+        m for m in ("l2tp_core", "l2tp_netlink", "l2tp_ppp") if not Path("/sys/module", m).exists()
+    ]
+    if missing:
+        return f"no L2TP in this host's kernel ({', '.join(missing)} missing after modprobe)"
+    return None
+
+
+def vm_missing() -> str | None:
+    """None when ``tools/vm/run`` can boot the test VM; else why not (as the script checks)."""
+    if not VM_RUN.exists():
+        return f"{VM_RUN} missing"
+    kernel = os.environ.get("L2TP_VM_KERNEL")
+    if kernel and not Path(kernel).exists():
+        return f"L2TP_VM_KERNEL={kernel} does not exist"
+    if not kernel:
+        found = [
+            k
+            for k in Path("/boot").glob("vmlinuz-6.1.0-*-amd64")
+            if (Path("/lib/modules") / k.name.removeprefix("vmlinuz-") / "modules.dep").exists()
+        ]
+        if not found:
+            return "no test kernel (/boot/vmlinuz-6.1.0-*-amd64 with its modules; tools/setup)"
+    if not (REPO / ".venv" / "bin" / "vng").exists():
+        return "virtme-ng (.venv/bin/vng) missing; tools/setup installs it"
+    return None
+
+
+def l2tp_place() -> tuple[str | None, str]:
+    """Where the kernel sections can run: ``("host" | "vm" | None, description or why not)``."""
+    host = host_l2tp_missing()
+    if host is None:
+        return "host", f"this host's kernel {platform.release()}, as root"
+    vm = vm_missing()
+    if vm is None:
+        return "vm", f"the test VM through tools/vm/run (host: {host})"
+    return None, f"needs root and a kernel with L2TP, or the test VM; host: {host}; VM: {vm}"
+
+
+def vm_results() -> Path:
+    """The folder the test VM can write (``$L2TP_VM_RESULTS``, as ``tools/vm/run`` uses it)."""
+    return Path(os.environ.get("L2TP_VM_RESULTS") or REPO / ".cache" / "vm-results")
+
+
+@dataclass(frozen=True, slots=True)
+class L2tpRun:
+    returncode: int
+    seconds: float
+    out: Path
+    """stdout of every run, appended (in the results folder)."""
+    log: Path
+    """stderr, and for the VM the output of tools/vm/run itself."""
+    kernel: str
+
+    def tail(self, lines: int = 12) -> str:
+        try:
+            text = self.log.read_text(errors="replace")
+        except OSError:
+            return ""
+        return " | ".join(text.splitlines()[-lines:])
+
+
+_REPEAT_SH = (
+    'out=$1; n=$2; shift 2; uname -r >"$out.kernel"; : >"$out"; i=0; '
+    'while [ "$i" -lt "$n" ]; do "$@" >>"$out" || echo "run $i: exit $?" >&2; i=$((i + 1)); done'
+)
+
+
+def run_l2tp(
+    place: str, name: str, argv: list[str], *, runs: int, timeout: float, memory: str | None = None
+) -> L2tpRun:
+    """Run ``argv`` ``runs`` times in a row as root on a kernel with L2TP: on this host, or in
+    one boot of the test VM (``memory``: its ``L2TP_VM_MEMORY`` unless already set).
+
+    Everything lands in :func:`vm_results` (the VM's shared, writable folder): stdout in
+    ``NAME.out``, stderr and the VM's own messages in ``NAME.log``, the kernel release in
+    ``NAME.out.kernel``.
+    """
+    results = vm_results()
+    results.mkdir(parents=True, exist_ok=True)
+    out, log = results / f"{name}.out", results / f"{name}.log"
+    kernel_file = out.with_name(out.name + ".kernel")
+    for stale in (out, kernel_file):
+        stale.unlink(missing_ok=True)
+    cmd = ["sh", "-c", _REPEAT_SH, "sh", str(out), str(runs), *argv]
+    env = dict(os.environ, L2TP_VM_RESULTS=str(results))
+    wait = timeout
+    if place == "vm":
+        cmd = [str(VM_RUN), "--timeout", str(round(timeout)), *cmd]
+        if memory:
+            env.setdefault("L2TP_VM_MEMORY", memory)
+        wait += VM_LOCK_WAIT_S
+    t0 = time.perf_counter()
+    with log.open("w") as f:
+        try:
+            rc = subprocess.run(
+                cmd, cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT, timeout=wait
+            ).returncode
+        except subprocess.TimeoutExpired:
+            rc = -1
+    kernel = kernel_file.read_text().strip() if kernel_file.exists() else ""
+    return L2tpRun(rc, round(time.perf_counter() - t0, 1), out, log, kernel)
+
+
+def kernel_case(result: dict[str, Any]) -> dict[str, Any]:
+    """One ``bench_setup_kernel.py --json`` result as a section-3 case, the ratio first."""
+    cp, ceiling = result["control_plane"], result["netlink_ceiling"]
+    cp_rate, ceiling_rate = cp["sessions_per_second"], ceiling["sessions_per_second"]
     return {
-        "status": "not measured in this run",
-        "reason": "the kernel ceiling (sessions created straight through netlink, no control "
-        "plane) needs root and the test VM (tools/vm/run); not part of this slice - see "
-        "bench_kernel_sessions.py for the netlink create/delete rate",
+        "ratio_to_ceiling": round(cp_rate / ceiling_rate, 4) if ceiling_rate else 0.0,
+        "ceiling_over_control_plane": result["ceiling_over_control_plane"],
+        "control_plane_sessions_per_second": cp_rate,
+        "netlink_sessions_per_second": ceiling_rate,
+        "tunnels": cp["tunnels"],
+        "sessions": cp["sessions"],
+        "failed_tunnels": cp["failed_tunnels"],
+        "failed_sessions": cp["failed_sessions"],
+        "kernel_sessions_both_sides": cp["kernel_sessions_both_sides"],
+        "netlink_kernel_sessions_both_sides": ceiling["kernel_sessions_both_sides"],
+        "control_plane_seconds": cp["seconds"],
+        "netlink_seconds": ceiling["seconds"],
+    }
+
+
+def kernel_section(plan: Plan) -> Section:
+    place, where = l2tp_place()
+    if place is None:
+        return {"status": NOT_MEASURED, "reason": where}
+    if plan.short and place == "vm":
+        return {"status": SKIPPED_SHORT, "reason": f"would run in {where}"}
+    tunnels, per_tunnel = plan.kernel_tunnels, plan.kernel_sessions_per_tunnel
+    argv = [sys.executable, str(HERE / "bench_setup_kernel.py"), "--json"]
+    argv += ["--tunnels", str(tunnels), "--sessions", str(per_tunnel)]
+    print(f"  [kernel] bench_setup_kernel.py x {plan.repeat} in {where} ...", flush=True)
+    run = run_l2tp(place, "bench-kernel", argv, runs=plan.repeat, timeout=180 + 420 * plan.repeat)
+    runs = []
+    with contextlib.suppress(OSError):
+        for line in run.out.read_text().splitlines():
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                runs.append(kernel_case(json.loads(line)))
+    if not runs:
+        return {
+            "status": NOT_MEASURED,
+            "reason": f"bench_setup_kernel.py gave no result in {where} (exit {run.returncode}, "
+            f"log {run.log}): {run.tail()}",
+        }
+    case = median_of(runs)
+    if len(runs) > 1:
+        case["runs"] = runs
+    notes = []
+    if len(runs) < plan.repeat:
+        errors = [
+            line
+            for line in run.log.read_text(errors="replace").splitlines()
+            if "Error" in line or "exit" in line
+        ]
+        notes.append(
+            f"{plan.repeat - len(runs)} of {plan.repeat} runs gave no result (log {run.log}): "
+            + " | ".join(errors[-4:])
+        )
+    return {
+        "status": "measured",
+        "conditions": {
+            "what": "bench_setup_kernel.py: our LAC -> our LNS (separate processes) on "
+            "127.0.0.1, L2TPv2, LinuxDataPlane on both sides and no pppd, so each call makes a "
+            "kernel PPP session on each side (and each tunnel a managed kernel tunnel); "
+            "against a netlink-only loop creating the same kernel objects (the ceiling). "
+            "ratio_to_ceiling = control-plane rate / netlink-only rate; the control-plane "
+            "rate counts until the LAC has every call (kernel_sessions_both_sides, of "
+            "2 x sessions, shows how far the LNS had got by then)",
+            "where": where,
+            "kernel": run.kernel,
+            "vm": "QEMU software emulation (TCG), 2 vCPUs, Python ~6x slower than on the host"
+            if place == "vm"
+            else "none",
+            "tunnels": tunnels,
+            "sessions_per_tunnel": per_tunnel,
+            "repeat": plan.repeat,
+            "runs_measured": len(runs),
+            "runner_seconds": run.seconds,
+        },
+        "cases": [case],
+        "notes": notes,
+    }
+
+
+XL2TPD_COLUMNS = (
+    "sessions",
+    "tunnels",
+    "max_per_tunnel",
+    "ours_established",
+    "xl2tpd_established",
+    "ours_per_second",
+    "xl2tpd_per_second",
+    "ours_over_xl2tpd",
+    "ours_wall_s",
+    "xl2tpd_wall_s",
+    "ours_rss_mib",
+    "xl2tpd_rss_mib",
+    "xl2tpd_helpers_pss_mib",
+    "ours_mem_drop_mib",
+    "xl2tpd_mem_drop_mib",
+    "xl2tpd_alive",
+    "xl2tpd_duplicate_ids",
+)
+
+
+def xl2tpd_notes(detail: list[dict[str, Any]]) -> list[str]:
+    """One line per point and LNS that fell short: what it held and why."""
+    notes = []
+    for case in detail:
+        held = case.get("lns_kernel_sessions", 0)
+        short = held < case.get("sessions", 0) or not case.get("lns_alive", True)
+        if not (short or "error" in case):
+            continue
+        why = case.get("error") or case.get("why") or ""
+        if case.get("duplicate_lns_session_ids"):
+            why += (
+                f"; {case['duplicate_lns_session_ids']} calls got a Session ID the LNS had "
+                "already given another call of the same tunnel"
+            )
+        reasons = case.get("failure_reasons")
+        if reasons:
+            why += f"; LAC saw: {reasons}"
+        notes.append(
+            f"{case['lns']}, {case['sessions']:,} sessions in {case.get('tunnels', '?')} "
+            f"tunnels: {held:,} held, alive={case.get('lns_alive')}: {why}"
+        )
+    return notes
+
+
+def xl2tpd_from_json(data: dict[str, Any], where: str, kernel: str, seconds: float) -> Section:
+    """Section 4 from ``bench_xl2tpd.py --json-out``: the side-by-side rows as cases."""
+    cases = [{k: row.get(k) for k in XL2TPD_COLUMNS} for row in data["side_by_side"]]
+    conditions = dict(data["conditions"])
+    conditions.update(
+        {
+            "where": where,
+            "kernel": conditions.get("kernel") or kernel,
+            "repeat": 1,
+            "repeat_note": "--repeat does not apply to this section (one pass is ~8-9 min "
+            "in the VM); run it again for more runs",
+            "runner_seconds": seconds,
+        }
+    )
+    return {
+        "status": "measured",
+        "conditions": conditions,
+        "cases": cases,
+        "notes": xl2tpd_notes(data["cases"]),
+        "detail": data["cases"],
     }
 
 
 def xl2tpd_section(plan: Plan) -> Section:
-    return {
-        "status": "not measured in this run",
-        "reason": "xl2tpd side-by-side needs xl2tpd driving sessions against our LNS (and "
-        "ours against its) in the test VM; not part of this slice",
-    }
+    place, where = l2tp_place()
+    if place is None:
+        return {"status": NOT_MEASURED, "reason": where}
+    if not (shutil.which("xl2tpd") or Path("/usr/sbin/xl2tpd").exists()):
+        return {"status": NOT_MEASURED, "reason": "xl2tpd is not installed (Debian: xl2tpd)"}
+    if plan.short and place == "vm":
+        return {"status": SKIPPED_SHORT, "reason": f"would run in {where}"}
+    sessions = (20,) if plan.short else plan.xl2tpd_sessions
+    one_per_tunnel = () if plan.short else plan.xl2tpd_one_per_tunnel
+    point_timeout = 60.0 if plan.short else plan.xl2tpd_point_timeout
+    out_json = vm_results() / "bench-xl2tpd.json"
+    out_json.unlink(missing_ok=True)
+    argv = [sys.executable, str(HERE / "bench_xl2tpd.py"), "--json-out", str(out_json)]
+    argv += ["--sessions", ",".join(map(str, sessions))]
+    argv += ["--per-tunnel", str(plan.xl2tpd_per_tunnel)]
+    argv += ["--one-per-tunnel", ",".join(map(str, one_per_tunnel))]
+    argv += ["--point-timeout", str(point_timeout)]
+    points = len(sessions) + len(one_per_tunnel)
+    timeout = 180 + points * 2 * (point_timeout + 120)  # + LNS start and teardown per point
+    print(f"  [xl2tpd] bench_xl2tpd.py ({points} points x 2 LNSs) in {where} ...", flush=True)
+    run = run_l2tp(place, "bench-xl2tpd", argv, runs=1, timeout=timeout, memory="2G")
+    try:
+        data = json.loads(out_json.read_text())
+        return xl2tpd_from_json(data, where, run.kernel, run.seconds)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return {
+            "status": NOT_MEASURED,
+            "reason": f"bench_xl2tpd.py gave no result in {where} ({exc}; exit "
+            f"{run.returncode}, log {run.log}): {run.tail()}",
+        }
 
 
 def idle_section(plan: Plan) -> Section:
@@ -278,6 +596,29 @@ SHORT_NAMES = {
     "failed_sessions": "fail_s",
     "parse_per_second": "parse/s",
     "build_per_second": "build/s",
+    "ratio_to_ceiling": "ratio",
+    "ceiling_over_control_plane": "ceiling/cp",
+    "control_plane_sessions_per_second": "cp_sess/s",
+    "netlink_sessions_per_second": "netlink_sess/s",
+    "kernel_sessions_both_sides": "k_sess",
+    "netlink_kernel_sessions_both_sides": "nl_k_sess",
+    "control_plane_seconds": "cp_s",
+    "netlink_seconds": "nl_s",
+    "max_per_tunnel": "max/t",
+    "ours_established": "ours_up",
+    "xl2tpd_established": "xl_up",
+    "ours_per_second": "ours/s",
+    "xl2tpd_per_second": "xl/s",
+    "ours_over_xl2tpd": "ours/xl",
+    "ours_wall_s": "ours_wall",
+    "xl2tpd_wall_s": "xl_wall",
+    "ours_rss_mib": "ours_MiB",
+    "xl2tpd_rss_mib": "xl_MiB",
+    "xl2tpd_helpers_pss_mib": "xl_helpers_MiB",
+    "ours_mem_drop_mib": "ours_mem",
+    "xl2tpd_mem_drop_mib": "xl_mem",
+    "xl2tpd_alive": "xl_alive",
+    "xl2tpd_duplicate_ids": "xl_dup_ids",
 }
 """Column headers of the printed tables (the JSON keeps the full names)."""
 
@@ -311,11 +652,18 @@ def print_table(key: str, title: str, section: Section) -> None:
         for c in cases:
             cells = (_fmt(c.get(col)).rjust(w) for col, w in zip(columns, widths, strict=True))
             print("  " + "  ".join(cells))
+        _print_notes(section)
         return
     for c in cases:  # too wide for one row per case: one line per figure
         print("  --")
         for col in columns:
             print(f"  {col:>34}  {_fmt(c.get(col))}")
+    _print_notes(section)
+
+
+def _print_notes(section: Section) -> None:
+    for note in section.get("notes", []):
+        print(f"  note: {note}")
 
 
 # ------------------------------------------------------------ the command line
@@ -342,6 +690,12 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             storm_sessions=40,
             storm_hello=1.0,
             storm_reap_wait=0.0,
+            kernel_tunnels=2,
+            kernel_sessions_per_tunnel=10,
+            xl2tpd_sessions=(20,),
+            xl2tpd_per_tunnel=100,
+            xl2tpd_one_per_tunnel=(),
+            xl2tpd_point_timeout=60.0,
         )
     return Plan(
         short=False,
@@ -358,6 +712,12 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         storm_sessions=args.storm_sessions,
         storm_hello=args.storm_hello,
         storm_reap_wait=args.storm_reap_wait,
+        kernel_tunnels=args.kernel_tunnels,
+        kernel_sessions_per_tunnel=args.kernel_sessions,
+        xl2tpd_sessions=_ints(args.xl2tpd_sessions),
+        xl2tpd_per_tunnel=args.xl2tpd_per_tunnel,
+        xl2tpd_one_per_tunnel=_ints(args.xl2tpd_one_per_tunnel),
+        xl2tpd_point_timeout=args.xl2tpd_point_timeout,
     )
 
 
@@ -386,6 +746,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=float,
         default=60.0,
         help="also wait up to this long for the LNS to drop the dead tunnels (0: don't)",
+    )
+    p.add_argument("--kernel-tunnels", type=int, default=10, help="section 3")
+    p.add_argument("--kernel-sessions", type=int, default=300, help="section 3, per tunnel")
+    p.add_argument("--xl2tpd-sessions", default="100,350,1000,2000,5000", help="section 4")
+    p.add_argument(
+        "--xl2tpd-per-tunnel", type=int, default=100, help="section 4: max sessions per tunnel"
+    )
+    p.add_argument(
+        "--xl2tpd-one-per-tunnel",
+        default="350,1000",
+        help="section 4: extra points with one session per tunnel ('' for none)",
+    )
+    p.add_argument(
+        "--xl2tpd-point-timeout", type=float, default=240.0, help="section 4: s per point and LNS"
     )
     return p.parse_args(argv)
 
