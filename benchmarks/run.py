@@ -30,6 +30,8 @@ Sections (issue 8):
 6. ``storm``: kill the LAC holding sessions in a few tunnels and redial them
    all at once from a fresh LAC: time to full recovery, tunnels lost
    (``setup_lib.storm_run``).
+7. ``v3``: L2TPv3 (plain, 8-byte cookies + HMAC-MD5, HMAC-SHA-1) against L2TPv2
+   set-up, interleaved in one run, as ratios to v2 (``bench_v3_setup.py``).
 
 Sections 3 and 4 need root and a kernel with L2TP: they run on this host when
 it has both, else in the test VM through ``tools/vm/run`` (a boot costs
@@ -69,6 +71,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_codec  # noqa: E402
+import bench_v3_setup  # noqa: E402
 import setup_lib  # noqa: E402
 
 from l2tp.protocol import parse_message, serialize_message  # noqa: E402
@@ -567,6 +570,18 @@ def storm_section(plan: Plan) -> Section:
     }
 
 
+def v3_section(plan: Plan) -> Section:
+    """L2TPv3 against L2TPv2 set-up in one run (``bench_v3_setup.py``), interleaved per repeat."""
+    tunnels, sessions, probes = (2, 100, 5) if plan.short else (10, 5000, 100)
+    result = bench_v3_setup.run_cases(tunnels, sessions, repeat=plan.repeat, probes=probes)
+    return {
+        "status": "measured",
+        "conditions": bench_v3_setup.conditions(tunnels, sessions, plan.repeat, probes),
+        "cases": result["cases"],
+        "orders": result["orders"],
+    }
+
+
 SECTIONS: dict[str, tuple[str, Callable[[Plan], Section]]] = {
     "codec": ("1. codec parse/build rates", codec_section),
     "setup": ("2. control-plane session set-up", setup_section),
@@ -574,6 +589,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Plan], Section]]] = {
     "xl2tpd": ("4. xl2tpd side by side", xl2tpd_section),
     "idle": ("5. idle cost with HELLO", idle_section),
     "storm": ("6. reconnect storm", storm_section),
+    "v3": ("7. L2TPv3 vs L2TPv2 set-up", v3_section),
 }
 
 

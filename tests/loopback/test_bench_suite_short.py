@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
-SECTIONS = ("codec", "setup", "kernel", "xl2tpd", "idle", "storm")
+SECTIONS = ("codec", "setup", "kernel", "xl2tpd", "idle", "storm", "v3")
 
 
 def _number(value: object) -> bool:
@@ -47,7 +47,7 @@ def test_bench_suite_short(tmp_path: Path) -> None:
         else:
             assert status in ("skipped in --short (needs a VM boot)", "not measured in this run")
             assert sections[key]["reason"]
-    for key in ("codec", "setup", "idle", "storm"):
+    for key in ("codec", "setup", "idle", "storm", "v3"):
         assert sections[key]["status"] == "measured"
         assert isinstance(sections[key]["conditions"], dict)
         assert sections[key]["cases"]
@@ -56,6 +56,11 @@ def test_bench_suite_short(tmp_path: Path) -> None:
         assert _number(case["build_per_second"]) and case["build_per_second"] > 0
     names = {c["message"] for c in sections["codec"]["cases"]}
     assert {"SCCRQ v2", "ICRQ v2", "HELLO v2"} <= names
+    v3_cases = {c["case"]: c for c in sections["v3"]["cases"]}
+    assert "v2" in v3_cases and len(v3_cases) >= 3, list(v3_cases)
+    for case in v3_cases.values():
+        assert case["failed_sessions_all_runs"] == 0
+        assert _number(case["ratio_to_v2"]["sessions_per_second"])
     for case in sections["setup"]["cases"]:
         assert case["failed_sessions"] == 0
         assert case["lns_established_sessions"] == case["sessions"]
