@@ -317,6 +317,8 @@ def test_dataplane_brings_a_session_interface_down_and_up(nl: L2tpNetlink) -> No
             (link,) = ip_json(["link show dev l2cs0"], netns=nl.netns)[0]
             return list(link["flags"])
 
+        # The ID check the control plane makes before drawing a tunnel ID.
+        assert dp.tunnel_exists(650) and not dp.tunnel_exists(651)
         dp.set_session_up(650, 65, True)
         assert "UP" in flags()
         dp.set_session_up(650, 65, False)

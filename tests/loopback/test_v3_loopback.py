@@ -345,3 +345,30 @@ def test_garbage_and_forgeries_are_counted_and_harm_nothing() -> None:
             await settle(lambda: len(dp.sessions) == 1, "kernel session")
 
     run(scenario)
+
+
+def test_tunnel_ids_held_in_the_kernel_by_others_are_skipped() -> None:
+    """Kernel tunnel IDs are per namespace: an ID another process holds is not drawn."""
+    from l2tp.kernel.model import TunnelConfig as KernelTunnel
+
+    draws = iter([(7).to_bytes(4, "big"), (7).to_bytes(4, "big"), (9).to_bytes(4, "big")])
+
+    def random_bytes(n: int) -> bytes:
+        return next(draws, None) or bytes(n - 1) + b"\x05"
+
+    async def scenario() -> None:
+        dp = NullDataPlane()
+        # "Another daemon" already made kernel tunnel 7.
+        dp.create_tunnel(KernelTunnel(tunnel_id=7, peer_tunnel_id=1, fd=0))
+        async with (
+            L2tpContext() as resp,
+            L2tpContext(dataplane=dp, random_bytes=random_bytes) as init,
+        ):
+            listener = await resp.listen(
+                ("127.0.0.1", 0), config=ListenerConfig(tunnel=v3(Role.LNS))
+            )
+            t = await init.open_tunnel(listener.address, config=v3(Role.LAC))
+            assert t.tunnel_id == 9
+            assert dp.tunnels[9].fd == t.sock.fileno()
+
+    run(scenario)

@@ -57,6 +57,11 @@ class DataPlane(Protocol):
         Circuit Status, RFC 3931 5.4.5)."""
         ...
 
+    def tunnel_exists(self, tunnel_id: int) -> bool:
+        """Whether the kernel already has a tunnel with this ID (made by anyone: kernel
+        tunnel IDs are per network namespace, shared by every process in it)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -119,6 +124,13 @@ class LinuxDataPlane:
         if not ifname:
             raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
         set_master(ifname, bridge, netns=self.netns)
+
+    def tunnel_exists(self, tunnel_id: int) -> bool:
+        try:
+            self.netlink.get_tunnel(tunnel_id)
+        except TunnelNotFound:
+            return False
+        return True
 
     def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
         ifname = self.netlink.get_session(tunnel_id, session_id).ifname
@@ -211,6 +223,9 @@ class NullDataPlane:
         self.calls.append(("attach_to_bridge", (tunnel_id, session_id, bridge)))
         if (tunnel_id, session_id) not in self.sessions:
             raise SessionNotFound(errno.ENODEV, f"attach to bridge: session {session_id} not found")
+
+    def tunnel_exists(self, tunnel_id: int) -> bool:
+        return tunnel_id in self.tunnels
 
     def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
         self.calls.append(("set_session_up", (tunnel_id, session_id, up)))

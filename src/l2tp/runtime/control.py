@@ -45,7 +45,7 @@ import logging
 import os
 import socket
 import struct
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -499,6 +499,34 @@ def _listener_config(config: ListenerConfig) -> ListenerConfig:
     return config
 
 
+class _KernelAwareIds(IdPool):
+    """Tunnel IDs that also avoid the kernel's: another process in the namespace (a second
+    daemon, ``ip l2tp``, a static ql2tpd tunnel) may hold one, and the managed kernel tunnel
+    of a control connection that drew it could not be created (StopCCN 2 after the peer
+    already answered). One netlink lookup per new tunnel; a race stays possible but rare."""
+
+    __slots__ = ("_exists",)
+
+    def __init__(
+        self, *, bits: int, random_bytes: RandomSource, exists: Callable[[int], bool]
+    ) -> None:
+        super().__init__(bits=bits, random_bytes=random_bytes)
+        self._exists = exists
+
+    def allocate(self) -> int:
+        for _ in range(16):
+            tid = super().allocate()
+            try:
+                taken = bool(self._exists(tid))
+            except Exception:  # a lookup failure must not stop the control plane
+                taken = False
+            if not taken:
+                return tid
+            log.info("tunnel ID %d is in use in the kernel; drawing another", tid)
+            self.release(tid)
+        return super().allocate()
+
+
 def _family(host: str) -> socket.AddressFamily:
     return socket.AF_INET6 if ":" in host else socket.AF_INET
 
@@ -523,8 +551,9 @@ class L2tpContext:
         self.backend = backend
         self.random_bytes = random_bytes
         self._loop = loop
-        self.ids = IdPool(bits=16, random_bytes=random_bytes)
-        self.ids3 = IdPool(bits=32, random_bytes=random_bytes)
+        exists = self.dataplane.tunnel_exists
+        self.ids = _KernelAwareIds(bits=16, random_bytes=random_bytes, exists=exists)
+        self.ids3 = _KernelAwareIds(bits=32, random_bytes=random_bytes, exists=exists)
         """L2TPv3 Control Connection IDs (32-bit, RFC 3931 5.4.3). The kernel keeps one
         tunnel ID space for both versions; a v3 ID below 65,536 that a v2 tunnel of this
         context holds is skipped (see :meth:`_v3_id`)."""
