@@ -207,8 +207,9 @@ async def place_sessions(tunnels: list[TunnelHandle], per_tunnel: int) -> tuple[
 
     async def one(th: TunnelHandle) -> float | None:
         t0 = time.perf_counter()
-        handle = th.place_call()
         try:
+            # A tunnel that closed meanwhile refuses new calls: count it as a failure.
+            handle = th.place_call()
             await handle.wait_established()
         except Exception:
             return None
