@@ -34,8 +34,6 @@ import datetime
 import gc
 import json
 import multiprocessing as mp
-import os
-import platform
 import statistics
 import sys
 import time
@@ -49,7 +47,10 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 from setup_lib import (  # noqa: E402
-    Address,
+    ChildProcess,
+    machine,
+    median_figure,
+    median_of,
     open_tunnels,
     percentile,
     place_sessions,
@@ -66,7 +67,6 @@ from l2tp.protocol.tunnel import TunnelConfig  # noqa: E402
 from l2tp.runtime.control import L2tpContext, Listener  # noqa: E402
 from l2tp.runtime.handles import TunnelHandle  # noqa: E402
 from l2tp.runtime.loop import run as run_loop  # noqa: E402
-from l2tp.runtime.loop import uvloop_available  # noqa: E402
 
 _SPAWN = mp.get_context("spawn")
 SECRET = b"bench-v3-secret"
@@ -180,44 +180,11 @@ def responder_main(conn: Connection, case_key: str, max_tunnels: int) -> None:
     run_loop(main())
 
 
-class ResponderProcess:
+class ResponderProcess(ChildProcess):
     """A responder child process (see :func:`responder_main`); use as a context manager."""
 
     def __init__(self, case: Case, *, max_tunnels: int) -> None:
-        self.conn, theirs = _SPAWN.Pipe()
-        self.proc = _SPAWN.Process(
-            target=responder_main, args=(theirs, case.key, max_tunnels), daemon=True
-        )
-        self.proc.start()
-        theirs.close()
-        if not self.conn.poll(60):
-            raise RuntimeError("the responder did not start")
-        host, port = self.conn.recv()
-        self.address: Address = (str(host), int(port))
-
-    def call(self, cmd: str, timeout: float = 60.0) -> Any:
-        self.conn.send(cmd)
-        if not self.conn.poll(timeout):
-            raise RuntimeError(f"the responder did not answer {cmd!r}")
-        return self.conn.recv()
-
-    def stop(self) -> None:
-        if self.proc.is_alive():
-            try:
-                self.conn.send("stop")
-                self.conn.poll(10)
-            except (OSError, EOFError):
-                pass
-        self.proc.join(10)
-        if self.proc.is_alive():
-            self.proc.kill()
-            self.proc.join()
-
-    def __enter__(self) -> ResponderProcess:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
+        super().__init__(responder_main, (case.key, max_tunnels), "responder")
 
 
 # ------------------------------------------------------------ the initiator
@@ -317,46 +284,6 @@ def case_run(case: Case, tunnels: int, sessions: int, *, probes: int = 100) -> d
 # ------------------------------------------------------------ repeats, ratios
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "event_loop": "uvloop" if uvloop_available() else "asyncio",
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def _median(values: list[float]) -> float:
-    m = statistics.median(values)
-    return round(m, 3) if isinstance(m, float) else m
-
-
-def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median of every numeric figure over ``runs``; other values from the first run."""
-    out: dict[str, Any] = {}
-    for key, value in runs[0].items():
-        values = [r[key] for r in runs]
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if numeric and all(isinstance(v, int | float) for v in values):
-            out[key] = _median(values)
-        else:
-            out[key] = value
-    return out
-
-
 RATIOS = {
     # name: (figure, what the ratio means)
     "sessions_per_second": ("sessions_per_second", "case / v2; below 1: slower than v2"),
@@ -397,7 +324,7 @@ def run_cases(
         for name, (figure, _meaning) in RATIOS.items():
             paired = [_ratio(m[figure], b[figure]) for m, b in zip(mine, base, strict=True)]
             valid = [p for p in paired if p is not None]
-            ratios[name] = _median(valid) if valid else None
+            ratios[name] = median_figure(valid) if valid else None
             ratios[f"{name}_per_repeat"] = paired
         result["ratio_to_v2"] = ratios
         # Medians could hide one bad run: failures are summed over every run.

@@ -55,7 +55,6 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import subprocess
 import sys
 import time
@@ -75,7 +74,6 @@ import bench_v3_setup  # noqa: E402
 import setup_lib  # noqa: E402
 
 from l2tp.protocol import parse_message, serialize_message  # noqa: E402
-from l2tp.runtime.loop import uvloop_available  # noqa: E402
 
 Section = dict[str, Any]
 
@@ -115,42 +113,8 @@ class Plan:
 # ------------------------------------------------------------ the machine
 
 
-def machine() -> dict[str, Any]:
-    model = ""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "event_loop": "uvloop" if uvloop_available() else "asyncio",
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """Median of every numeric figure over ``runs``; other values from the first run."""
-    out: dict[str, Any] = {}
-    for key, value in runs[0].items():
-        values = [r[key] for r in runs]
-        numeric = isinstance(value, int | float) and not isinstance(value, bool)
-        if numeric and all(isinstance(v, int | float) for v in values):
-            m = statistics.median(values)
-            if isinstance(m, float) and all(isinstance(v, int) for v in values) and m.is_integer():
-                m = int(m)  # the median of an even count of equal ints stays an int
-            out[key] = round(m, 3) if isinstance(m, float) else m
-            continue
-        out[key] = value
-    return out
+machine = setup_lib.machine
+median_of = setup_lib.median_of
 
 
 def repeated(plan: Plan, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:

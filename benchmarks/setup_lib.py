@@ -22,13 +22,14 @@ import asyncio
 import gc
 import multiprocessing as mp
 import os
+import platform
 import resource
 import signal
 import statistics
 import time
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import Any, Self
 
 from l2tp.kernel.dataplane import NullDataPlane
 from l2tp.protocol.events import Role
@@ -38,6 +39,7 @@ from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.control import L2tpContext, Listener
 from l2tp.runtime.handles import TunnelFailed, TunnelHandle
 from l2tp.runtime.loop import run as run_loop
+from l2tp.runtime.loop import uvloop_available
 
 Address = tuple[str, int]
 _SPAWN = mp.get_context("spawn")
@@ -64,6 +66,51 @@ def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     rank = max(1, min(len(ordered), round(q / 100 * len(ordered) + 0.5)))
     return ordered[rank - 1]
+
+
+def machine() -> dict[str, Any]:
+    """What every benchmark's JSON records about the machine it ran on."""
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {
+        "nproc": len(os.sched_getaffinity(0)),
+        "cpu_count": os.cpu_count(),
+        "cpu_model": model,
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "event_loop": "uvloop" if uvloop_available() else "asyncio",
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def median_figure(values: list[Any]) -> Any:
+    """The median of numbers, rounded to 3 places; the median of ints that is whole stays
+    an int (an even count of equal ints)."""
+    m = statistics.median(values)
+    if isinstance(m, float) and all(isinstance(v, int) for v in values) and m.is_integer():
+        m = int(m)
+    return round(m, 3) if isinstance(m, float) else m
+
+
+def median_of(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median of every numeric figure over ``runs``; other values from the first run."""
+    out: dict[str, Any] = {}
+    for key, value in runs[0].items():
+        values = [r[key] for r in runs]
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if numeric and all(isinstance(v, int | float) for v in values):
+            out[key] = median_figure(values)
+        else:
+            out[key] = value
+    return out
 
 
 def tunnel_config(role: Role, hello_interval: float | None) -> TunnelConfig:
@@ -131,33 +178,26 @@ def lns_main(conn: Connection, hello_interval: float | None, max_tunnels: int) -
     run_loop(main())
 
 
-class LnsProcess:
-    """An LNS child process (see :func:`lns_main`); use as a context manager."""
+class ChildProcess:
+    """A spawned child that starts an endpoint, sends its address, then answers commands
+    over a pipe; use as a context manager. ``what`` names it in errors."""
 
-    def __init__(self, *, hello_interval: float | None = 60.0, max_tunnels: int = 4096) -> None:
+    def __init__(self, target: Any, args: tuple[Any, ...], what: str) -> None:
+        self.what = what
         self.conn, theirs = _SPAWN.Pipe()
-        self.proc = _SPAWN.Process(
-            target=lns_main, args=(theirs, hello_interval, max_tunnels), daemon=True
-        )
+        self.proc = _SPAWN.Process(target=target, args=(theirs, *args), daemon=True)
         self.proc.start()
         theirs.close()
         if not self.conn.poll(60):
-            raise RuntimeError("the LNS did not start")
+            raise RuntimeError(f"the {what} did not start")
         host, port = self.conn.recv()
         self.address: Address = (str(host), int(port))
 
     def call(self, cmd: str, timeout: float = 60.0) -> Any:
         self.conn.send(cmd)
         if not self.conn.poll(timeout):
-            raise RuntimeError(f"the LNS did not answer {cmd!r}")
+            raise RuntimeError(f"the {self.what} did not answer {cmd!r}")
         return self.conn.recv()
-
-    def mark(self) -> None:
-        self.call("mark")
-
-    def stats(self) -> dict[str, Any]:
-        stats: dict[str, Any] = self.call("stats")
-        return stats
 
     def stop(self) -> None:
         if self.proc.is_alive():
@@ -171,11 +211,25 @@ class LnsProcess:
             self.proc.kill()
             self.proc.join()
 
-    def __enter__(self) -> LnsProcess:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self.stop()
+
+
+class LnsProcess(ChildProcess):
+    """An LNS child process (see :func:`lns_main`); use as a context manager."""
+
+    def __init__(self, *, hello_interval: float | None = 60.0, max_tunnels: int = 4096) -> None:
+        super().__init__(lns_main, (hello_interval, max_tunnels), "LNS")
+
+    def mark(self) -> None:
+        self.call("mark")
+
+    def stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = self.call("stats")
+        return stats
 
 
 # ------------------------------------------------------------ the LAC side
