@@ -371,8 +371,7 @@ class Listener(_Endpoint):
         it is addressed to the new tunnel's ID, so its socket must exist before the SCCRP."""
         host = self.sock.getsockname()[0]
         try:
-            sock = l2tpip_socket(ipaddress.ip_address(host), th.tunnel_id, netns=self.ctx.netns)
-            sock.setblocking(False)
+            sock = _l2tpip_socket(self.ctx.netns, host, False, th.tunnel_id)
         except OSError as exc:
             log.error("tunnel %d: L2TPIP socket: %s", th.tunnel_id, exc)
             th.tunnel.close(
@@ -399,17 +398,13 @@ class Listener(_Endpoint):
             return
         if not self.options.per_tunnel_sockets:
             return
-        sock = socket_in_netns(
-            self.ctx.netns, self.sock.family, socket.SOCK_DGRAM, socket.IPPROTO_UDP
+        sock = _udp_socket(
+            self.ctx.netns,
+            self.sock.family,
+            self.sock.getsockname(),
+            reuse_address=True,
+            connect=th.peer,
         )
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.setblocking(False)
-            sock.bind(self.sock.getsockname())
-            sock.connect(th.peer)
-        except OSError:
-            sock.close()
-            raise
         self._adopt_socket(th, sock)
 
     def admit_call(self, th: TunnelHandle, info: SessionInfo) -> Reason | Admission:
@@ -525,6 +520,37 @@ class _KernelAwareIds(IdPool):
             log.info("tunnel ID %d is in use in the kernel; drawing another", tid)
             self.release(tid)
         return super().allocate()
+
+
+def _udp_socket(
+    netns: str | None,
+    family: int,
+    bind: Any,
+    *,
+    reuse_address: bool = False,
+    connect: Any = None,
+) -> socket.socket:
+    """A non-blocking UDP control socket in ``netns``, bound (and connected); closed on error."""
+    sock = socket_in_netns(netns, family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
+    try:
+        if reuse_address:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setblocking(False)
+        sock.bind(bind)
+        if connect is not None:
+            sock.connect(connect)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def _l2tpip_socket(netns: str | None, host: str, v6: bool, conn_id: int) -> socket.socket:
+    """A non-blocking L2TPIP socket bound to ``conn_id`` on ``host`` (empty: the wildcard)."""
+    address = ipaddress.ip_address(host or ("::" if v6 else "0.0.0.0"))
+    sock = l2tpip_socket(address, conn_id, netns=netns)
+    sock.setblocking(False)
+    return sock
 
 
 def _family(host: str) -> socket.AddressFamily:
@@ -663,18 +689,8 @@ class L2tpContext:
     ) -> socket.socket:
         v6 = family == socket.AF_INET6
         if encap is EncapType.IP:
-            host = local[0] if local is not None and local[0] else ("::" if v6 else "0.0.0.0")
-            sock = l2tpip_socket(ipaddress.ip_address(host), tunnel_id, netns=self.netns)
-            sock.setblocking(False)
-            return sock
-        sock = socket_in_netns(self.netns, family, socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-        try:
-            sock.setblocking(False)
-            sock.bind(local if local is not None else ("::" if v6 else "", 0))
-        except OSError:
-            sock.close()
-            raise
-        return sock
+            return _l2tpip_socket(self.netns, local[0] if local else "", v6, tunnel_id)
+        return _udp_socket(self.netns, family, local or ("::" if v6 else "", 0))
 
     async def listen(
         self,
@@ -697,19 +713,10 @@ class L2tpContext:
             raise ValueError("IP encapsulation is L2TPv3 only (RFC 3931 4.1.1)")
         host, port = address
         if encap is EncapType.IP:
-            any_host = "::" if ":" in host else "0.0.0.0"
-            sock = l2tpip_socket(ipaddress.ip_address(host or any_host), 0, netns=self.netns)
-            sock.setblocking(False)
+            sock = _l2tpip_socket(self.netns, host, ":" in host, 0)
         else:
-            sock = socket_in_netns(self.netns, _family(host), socket.SOCK_DGRAM, socket.IPPROTO_UDP)
-            try:
-                # Per-tunnel sockets bind the same address:port (see the module docstring).
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                sock.setblocking(False)
-                sock.bind((host, port))
-            except OSError:
-                sock.close()
-                raise
+            # Per-tunnel sockets bind the same address:port (see the module docstring).
+            sock = _udp_socket(self.netns, _family(host), (host, port), reuse_address=True)
         ids = self.ids3 if v3 else self.ids
         listener = TunnelListener(config, random_bytes=self.random_bytes, ids=ids)
         endpoint = Listener(self, sock, listener, options or ListenOptions(), encap)
