@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import socket
+from typing import Any
 
 from l2tp import config as cfg
 from l2tp.kernel.constants import EncapType
@@ -79,35 +80,53 @@ def _capabilities(pseudowires: list[cfg.Pseudowire]) -> tuple[int, ...]:
     return found or (PW_TYPES[cfg.Pseudowire.ETH],)
 
 
-def tunnel_config(t: cfg.TunnelConfig, *, role: Role = Role.LAC) -> TunnelConfig:
-    """A ``[tunnel.T]`` table as the initiator's :class:`TunnelConfig`."""
-    secret = t.secret.encode() if t.secret else None
-    framing = _framing(t.framing_caps)
-    seq = any(s.seqnum for s in t.sessions)
-    transport = _transport(t.retry_timeout, t.max_retries, t.window_size, t.hello_timeout)
-    if t.version is cfg.Version.L2TPV3:
-        local = t.local.address if t.local is not None else None
+def _control_config(
+    c: cfg.TunnelConfig | cfg.ListenerConfig,
+    role: Role,
+    local: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
+    pseudowires: list[cfg.Pseudowire],
+    **extra: Any,
+) -> TunnelConfig:
+    """The control-connection policy shared by ``[tunnel.T]`` and ``[listener.L]`` tables."""
+    secret = c.secret.encode() if c.secret else None
+    hide = bool(c.hide_avps and secret)
+    transport = _transport(c.retry_timeout, c.max_retries, c.window_size, c.hello_timeout)
+    if c.version is cfg.Version.L2TPV3:
         return TunnelConfig(
             role=role,
             version=3,
-            host_name=t.host_name or socket.gethostname() or "python-l2tp",
+            host_name=c.host_name or socket.gethostname() or "python-l2tp",
             secret=secret,
             challenge=False,
-            hide_avps=bool(t.hide_avps and secret),
-            digest_type=_DIGEST.get(t.digest) if secret else None,
-            router_id=router_id(t.router_id, local),
-            pseudowire_capabilities=_capabilities([s.pseudowire for s in t.sessions]),
+            hide_avps=hide,
+            digest_type=_DIGEST.get(c.digest) if secret else None,
+            router_id=router_id(c.router_id, local),
+            pseudowire_capabilities=_capabilities(pseudowires),
             transport=transport,
+            **extra,
         )
     return TunnelConfig(
         role=role,
-        host_name=t.host_name or "python-l2tp",
+        host_name=c.host_name or "python-l2tp",
         secret=secret,
         challenge=secret is not None,
-        hide_avps=bool(t.hide_avps and secret),
-        framing_capabilities=framing,
-        call_params=CallParams(sequencing_required=seq),
+        hide_avps=hide,
+        framing_capabilities=_framing(c.framing_caps),
         transport=transport,
+        **extra,
+    )
+
+
+def tunnel_config(t: cfg.TunnelConfig, *, role: Role = Role.LAC) -> TunnelConfig:
+    """A ``[tunnel.T]`` table as the initiator's :class:`TunnelConfig`."""
+    v3 = t.version is cfg.Version.L2TPV3
+    seq = any(s.seqnum for s in t.sessions)
+    return _control_config(
+        t,
+        role,
+        t.local.address if t.local is not None else None,
+        [s.pseudowire for s in t.sessions],
+        call_params=CallParams() if v3 else CallParams(sequencing_required=seq),
     )
 
 
@@ -161,41 +180,20 @@ def _listener_session(lc: cfg.ListenerConfig) -> cfg.SessionConfig:
 
 def listener_config(lc: cfg.ListenerConfig) -> ListenerConfig:
     """A ``[listener.L]`` table as the sans-IO :class:`ListenerConfig`."""
-    secret = lc.secret.encode() if lc.secret else None
-    transport = _transport(lc.retry_timeout, lc.max_retries, lc.window_size, lc.hello_timeout)
-    if lc.version is cfg.Version.L2TPV3:
-        tunnel = TunnelConfig(
-            role=Role.LNS,
-            version=3,
-            host_name=lc.host_name or socket.gethostname() or "python-l2tp",
-            secret=secret,
-            challenge=False,
-            hide_avps=bool(lc.hide_avps and secret),
-            digest_type=_DIGEST.get(lc.digest) if secret else None,
-            router_id=router_id(lc.router_id, lc.listen.address),
-            pseudowire_capabilities=_capabilities(
-                [lc.pseudowire, *(s.pseudowire for s in lc.sessions)]
-            ),
-            max_sessions=0xFFFF,
-            auto_accept=False,
-            call_params=_v3_params(_listener_session(lc)),
-            transport=transport,
-        )
-    else:
-        tunnel = TunnelConfig(
-            role=Role.LNS,
-            host_name=lc.host_name or "python-l2tp",
-            secret=secret,
-            challenge=secret is not None,
-            hide_avps=bool(lc.hide_avps and secret),
-            framing_capabilities=_framing(lc.framing_caps),
-            # Session limits are the runtime's admission check (ListenOptions), so a
-            # reload changes them for existing tunnels too; the ID pool is not capped.
-            max_sessions=0xFFFF,
-            auto_accept=False,
-            call_params=CallParams(sequencing_required=lc.seqnum),
-            transport=transport,
-        )
+    v3 = lc.version is cfg.Version.L2TPV3
+    tunnel = _control_config(
+        lc,
+        Role.LNS,
+        lc.listen.address,
+        [lc.pseudowire, *(s.pseudowire for s in lc.sessions)],
+        # Session limits are the runtime's admission check (ListenOptions), so a
+        # reload changes them for existing tunnels too; the ID pool is not capped.
+        max_sessions=0xFFFF,
+        auto_accept=False,
+        call_params=(
+            _v3_params(_listener_session(lc)) if v3 else CallParams(sequencing_required=lc.seqnum)
+        ),
+    )
     return ListenerConfig(tunnel=tunnel, max_tunnels=min(lc.max_tunnels or 0xFFFF, 0xFFFF))
 
 
