@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -31,6 +30,7 @@ import pytest
 from l2tp.cli.decode import decode_capture
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, ip_batch, ip_json, wait_until
+from tests.kernel.daemons import DaemonProcess
 from tests.kernel.xl2tpd_harness import Capture, save_artifact
 from tests.tshark_oracle import assert_matches_tshark
 
@@ -42,46 +42,11 @@ DEAD_PEER_S = HELLO_MS / 1000 + sum(min(RETRY_MS / 1000 * 2**k, 8.0) for k in ra
 """HELLO interval, then every retransmission's timeout (0.25, 0.5, 1, 2 s): 4.75 s."""
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """One l2tpd process in a namespace, with its log and readiness file."""
 
-    def __init__(
-        self, ns: str, config: str, workdir: Path, name: str, *, netns_flag: bool = False
-    ) -> None:
-        self.ns = ns
-        self.netns_flag = netns_flag
-        self.path = workdir / f"{name}.toml"
-        self.path.write_text(config)
-        self.ready = workdir / f"{name}.ready"
-        self.log = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0, *, wait_ready: bool = True) -> None:
-        self.ready.unlink(missing_ok=True)
-        # Inside the namespace, or outside it with --netns (sockets, kernel objects there).
-        argv = [] if self.netns_flag else ["ip", "netns", "exec", self.ns]
-        argv += [sys.executable, "-m", "l2tp.daemons.l2tpd", str(self.path)]
-        argv += ["--ready-file", str(self.ready), "-v"]
-        if self.netns_flag:
-            argv += ["--netns", self.ns]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while wait_ready and not self.ready.exists():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"l2tpd exited {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"l2tpd not ready after {timeout} s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    MODULE = "l2tp.daemons.l2tpd"
+    VERBOSITY = "-v"
 
 
 @pytest.fixture

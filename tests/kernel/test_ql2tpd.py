@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,50 +18,16 @@ import pytest
 
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, ip_batch, ip_json, wait_until
+from tests.kernel.daemons import DaemonProcess
 
 pytestmark = pytest.mark.kernel
 
 
-class Daemon:
+class Daemon(DaemonProcess):
     """One ql2tpd process in a namespace, with its log and readiness file."""
 
-    def __init__(
-        self, ns: str, config: str, workdir: Path, name: str, *, netns_flag: bool = False
-    ) -> None:
-        self.ns = ns
-        self.netns_flag = netns_flag
-        self.path = workdir / f"{name}.toml"
-        self.path.write_text(config)
-        self.ready = workdir / f"{name}.ready"
-        self.log = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 60.0) -> None:
-        self.ready.unlink(missing_ok=True)
-        # Either inside the namespace, or outside it with --netns (same result expected).
-        argv = [] if self.netns_flag else ["ip", "netns", "exec", self.ns]
-        argv += [sys.executable, "-m", "l2tp.daemons.ql2tpd", str(self.path)]
-        argv += ["--ready-file", str(self.ready), "-vv"]
-        if self.netns_flag:
-            argv += ["--netns", self.ns]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while not self.ready.exists():
-            if self.proc.poll() is not None:
-                raise AssertionError(f"ql2tpd exited {self.proc.returncode}:\n{self.output()}")
-            if time.monotonic() > deadline:
-                raise AssertionError(f"ql2tpd not ready after {timeout} s:\n{self.output()}")
-            time.sleep(0.05)
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=30)
-
-    def output(self) -> str:
-        return self.log.read_text() if self.log.exists() else ""
+    MODULE = "l2tp.daemons.ql2tpd"
+    VERBOSITY = "-vv"
 
 
 @pytest.fixture
