@@ -40,13 +40,14 @@ import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from .avp import Avp
 from .constants import AvpType, ErrorCode, MessageType, StopCcnResult
 from .digest import verify_message
 from .errors import CodecError
 from .events import Reason
 from .header import is_control, parse_control_header
 from .ids import IdExhausted, IdPool
-from .message import ControlMessage, RandomSource, parse_message
+from .message import ControlMessage, RandomSource, parse_message, serialize_message
 from .session import Session
 from .tunnel import Tunnel, TunnelConfig
 from .tunnel_fsm import TunnelState
@@ -60,18 +61,47 @@ class ListenerConfig:
 
     tunnel: TunnelConfig = field(default_factory=TunnelConfig)
     max_tunnels: int = 1024
-    """Live (not closing) tunnels; beyond it an SCCRQ gets StopCCN 2 / Error 4."""
+    """Established tunnels. An SCCRQ beyond it is refused without allocating anything:
+    one stateless StopCCN 2 / Error 4 (rate-limited, see :attr:`reject_rate`). Tunnels
+    already being set up when the limit is reached may still complete, so at most
+    ``max_tunnels + max_pending_tunnels`` exist at once."""
+    max_pending_tunnels: int = 4096
+    """Tunnels accepted but not yet established (and refusals still retransmitting
+    their StopCCN). Beyond it new SCCRQs are dropped in silence: a peer retransmits
+    and gets through once set-ups complete or are reaped, and a flood gets no
+    replies to amplify. Each costs a fixed few KB until established or reaped."""
+    max_pending_per_peer: int = 64
+    """The same, per peer address (ports ignored), so that one source cannot take
+    the whole pending budget from the others."""
+    reject_rate: float = 50.0
+    """Stateless StopCCNs per second at most (burst as many); more are dropped."""
 
     def __post_init__(self) -> None:
-        if not 1 <= self.max_tunnels <= 0xFFFF:
-            raise ValueError("max_tunnels must be 1-65535")
+        if not 1 <= self.max_tunnels <= 0xFFFF_FFFF:
+            raise ValueError("max_tunnels must be 1-4294967295")
+        if self.tunnel.version == 2 and self.max_tunnels > 0xFFFF:
+            raise ValueError("max_tunnels must be 1-65535 for L2TPv2 (16-bit tunnel IDs)")
+        if self.max_pending_tunnels < 1:
+            raise ValueError("max_pending_tunnels must be at least 1")
+        if self.max_pending_per_peer < 1:
+            raise ValueError("max_pending_per_peer must be at least 1")
+        if self.reject_rate < 0:
+            raise ValueError("reject_rate must not be negative")
 
 
 @dataclass(slots=True)
 class ListenerCounters:
     accepted: int = 0
     rejected: int = 0
-    """SCCRQs answered with a StopCCN by policy (tunnel limit)."""
+    """SCCRQs refused by policy: stateless StopCCN at the tunnel limit, or no free ID."""
+    rejects_unsent: int = 0
+    """Of those, refusals whose StopCCN was not sent (over :attr:`ListenerConfig.reject_rate`)."""
+    pending_limit: int = 0
+    """SCCRQs dropped because :attr:`ListenerConfig.max_pending_tunnels` were pending."""
+    peer_pending_limit: int = 0
+    """SCCRQs dropped because their peer address had ``max_pending_per_peer`` pending."""
+    bad_sccrq: int = 0
+    """SCCRQs to tunnel 0 that cannot start a tunnel (Ns not 0, or refused before any state)."""
     routed_retransmissions: int = 0
     malformed: int = 0
     """Datagrams whose header (or, for tunnel ID 0, body) does not decode."""
@@ -108,6 +138,29 @@ class TunnelListener:
         self._peer_of: dict[int, Hashable] = {}
         self._by_peer_tid: dict[tuple[Hashable, int], int] = {}
         self._initiating: dict[Hashable, set[int]] = {}
+        # Counts kept up to date by _state_changed, so that admission is O(1).
+        self._live = 0
+        self._established = 0
+        self._pending: dict[int, Hashable] = {}
+        """Accepted tunnels not yet established nor closed -> their peer-address key."""
+        self._pending_per_peer: dict[Hashable, int] = {}
+        self._stateless: list[tuple[Hashable, bytes]] = []
+        self._reject_tokens = config.reject_rate
+        self._reject_at: float | None = None
+
+    @property
+    def live_tunnels(self) -> int:
+        """Tunnels neither closing nor closed (O(1))."""
+        return self._live
+
+    @property
+    def established_tunnels(self) -> int:
+        return self._established
+
+    @property
+    def pending_tunnels(self) -> int:
+        """Accepted tunnels being set up (counting refusals still in close-wait)."""
+        return len(self._pending)
 
     # ------------------------------------------------------------ entry points
 
@@ -165,6 +218,13 @@ class TunnelListener:
         if message.message_type != MessageType.SCCRQ or not _peer_id(message):
             self.counters.orphan_messages += 1
             return None
+        if header.ns != 0 or header.nr != 0:
+            # RFC 2661 5.8 / RFC 3931 4.2: the SCCRQ opens the connection with Ns 0, and
+            # nothing can have been received from us yet. Anything else is not a
+            # retransmission of a tunnel we know (that was matched above): a tunnel
+            # made for it would hold the message out of order and never leave idle.
+            self.counters.bad_sccrq += 1
+            return None
         return self._accept(data, message, peer, now)
 
     def get_timer(self) -> float | None:
@@ -177,8 +237,13 @@ class TunnelListener:
             if deadline is not None and deadline <= now:
                 tunnel.handle_timer(now)
 
+    def take_replies(self) -> list[tuple[Hashable, bytes]]:
+        """Stateless replies (refusals of SCCRQs that got no tunnel) to send now, once."""
+        out, self._stateless = self._stateless, []
+        return out
+
     def datagrams_to_send(self, now: float) -> list[tuple[Hashable, bytes]]:
-        out: list[tuple[Hashable, bytes]] = []
+        out = self.take_replies()
         for tid, tunnel in self.tunnels.items():
             peer = self._peer_of[tid]
             out.extend((peer, d) for d in tunnel.datagrams_to_send(now))
@@ -189,6 +254,8 @@ class TunnelListener:
         done = [tid for tid, t in self.tunnels.items() if t.state is TunnelState.CLOSED]
         for tid in done:
             tunnel = self.tunnels.pop(tid)
+            tunnel._state_observer = None
+            self._unpend(tid)
             peer = self._peer_of.pop(tid)
             self._ids.release(tid)
             if tunnel.peer_tunnel_id:
@@ -238,7 +305,75 @@ class TunnelListener:
         tunnel = Tunnel(config, local_id=tid, random_bytes=self._random, reject=reject)
         self.tunnels[tid] = tunnel
         self._peer_of[tid] = peer
+        self._live += 1
+        tunnel._state_observer = self._state_changed
         return tunnel
+
+    def _state_changed(self, tunnel: Tunnel, old: TunnelState, new: TunnelState) -> None:
+        """Keep the O(1) counts: live, established and pending tunnels."""
+        if old not in _GONE and new in _GONE:
+            self._live -= 1
+        if new is TunnelState.ESTABLISHED:
+            self._established += 1
+            self._unpend(tunnel.tunnel_id)
+        elif old is TunnelState.ESTABLISHED:
+            self._established -= 1
+        if new is TunnelState.CLOSED:
+            self._unpend(tunnel.tunnel_id)
+
+    def _unpend(self, tid: int) -> None:
+        key = self._pending.pop(tid, None)
+        if key is None:
+            return
+        left = self._pending_per_peer[key] - 1
+        if left:
+            self._pending_per_peer[key] = left
+        else:
+            del self._pending_per_peer[key]
+
+    def _admit(self, message: ControlMessage, peer: Hashable, now: float) -> bool | Reason:
+        """Decide, before allocating anything, whether an SCCRQ may have a tunnel.
+
+        True: accept. False: dropped or refused statelessly. A :class:`Reason`: refuse
+        from a tunnel after all (L2TPv3 with message authentication, whose StopCCN
+        must be sealed with the nonces a tunnel keeps); it counts as pending.
+        """
+        c = self.config
+        key = _peer_key(peer)
+        if self._pending_per_peer.get(key, 0) >= c.max_pending_per_peer:
+            self.counters.peer_pending_limit += 1
+            return False
+        if len(self._pending) >= c.max_pending_tunnels:
+            self.counters.pending_limit += 1
+            return False
+        if self._established >= c.max_tunnels:
+            t = c.tunnel
+            if t.version == 3 and t.secret and t.digest_type is not None:
+                return _limit_reason(c.max_tunnels)
+            self.counters.rejected += 1
+            self._refuse(message, peer, now)
+            return False
+        return True
+
+    def _refuse(self, message: ControlMessage, peer: Hashable, now: float) -> None:
+        """One stateless StopCCN 2 / Error 4 for an SCCRQ over the tunnel limit.
+
+        Nothing is allocated and nothing retransmitted: a lost refusal is made good
+        by the peer's own SCCRQ retransmission, which is refused again. Rate-limited
+        (token bucket) so that a flood of SCCRQs cannot turn us into a reflector.
+        (L2TPv3 with message authentication refuses from a tunnel: see :meth:`_admit`.)
+        """
+        c = self.config
+        if self._reject_at is not None:
+            elapsed = max(0.0, now - self._reject_at)
+            self._reject_tokens = min(c.reject_rate, self._reject_tokens + elapsed * c.reject_rate)
+        self._reject_at = now
+        if self._reject_tokens < 1.0:
+            self.counters.rejects_unsent += 1
+            return
+        self._reject_tokens -= 1.0
+        reason = _limit_reason(c.max_tunnels)
+        self._stateless.append((peer, refusal(message, c.tunnel.version, reason)))
 
     def _accept(
         self, data: bytes, message: ControlMessage, peer: Hashable, now: float
@@ -267,18 +402,10 @@ class TunnelListener:
                 ours.lose_tie_breaker(now, replaced_by=None, description=_TIE_EQUAL)
                 return None
             losers.append(ours)
-        reject: Reason | None = None
-        live = sum(
-            1
-            for t in self.tunnels.values()
-            if t.state not in (TunnelState.CLOSING, TunnelState.CLOSED)
-        )
-        if live >= self.config.max_tunnels:
-            reject = Reason(
-                result=StopCcnResult.GENERAL_ERROR,
-                error=ErrorCode.INSUFFICIENT_RESOURCES,
-                message=f"tunnel limit {self.config.max_tunnels} reached",
-            )
+        admitted = self._admit(message, peer, now)
+        if admitted is False:
+            return None
+        reject = admitted if isinstance(admitted, Reason) else None
         return self._answer(data, message, peer, now, reject, losers)
 
     def _answer(
@@ -296,6 +423,9 @@ class TunnelListener:
         except IdExhausted:
             self.counters.rejected += 1
             return None
+        key = _peer_key(peer)
+        self._pending[tunnel.tunnel_id] = key
+        self._pending_per_peer[key] = self._pending_per_peer.get(key, 0) + 1
         handed_over: list[Session] = []
         for loser in losers:
             self.counters.ties_lost += 1
@@ -307,9 +437,28 @@ class TunnelListener:
             self.counters.rejected += 1
         self._by_peer_tid[peer, _peer_id(message)] = tunnel.tunnel_id
         tunnel.receive_datagram(data, now)
+        if tunnel.state is TunnelState.IDLE:
+            # The SCCRQ did not move the tunnel (the transport held it back): nothing
+            # would ever time it out, so it goes now rather than pin its ID and memory.
+            self.counters.bad_sccrq += 1
+            self._forget(tunnel.tunnel_id)
+            return None
         if handed_over:
             tunnel.adopt_sessions(handed_over, now)
         return tunnel
+
+    def _forget(self, tid: int) -> None:
+        tunnel = self.tunnels.pop(tid)
+        tunnel._state_observer = None
+        if tunnel.state not in _GONE:
+            self._live -= 1
+        if tunnel.state is TunnelState.ESTABLISHED:
+            self._established -= 1
+        self._unpend(tid)
+        peer = self._peer_of.pop(tid)
+        self._ids.release(tid)
+        if tunnel.peer_tunnel_id:
+            self._by_peer_tid.pop((peer, tunnel.peer_tunnel_id), None)
 
 
 _TIE_WON = Reason(
@@ -320,6 +469,46 @@ _TIE_EQUAL = (
     "equal tie breakers: both control connections discarded;"
     " connect again with a new tie breaker (RFC 3931 5.4.3)"
 )
+
+
+_GONE = frozenset({TunnelState.CLOSING, TunnelState.CLOSED})
+
+
+def _peer_key(peer: Hashable) -> Hashable:
+    """The peer's address without its port (an I/O layer's ``(host, port)`` tuple)."""
+    if isinstance(peer, tuple) and peer:
+        host: Hashable = peer[0]
+        return host
+    return peer
+
+
+def _limit_reason(limit: int) -> Reason:
+    return Reason(
+        result=StopCcnResult.GENERAL_ERROR,
+        error=ErrorCode.INSUFFICIENT_RESOURCES,
+        message=f"tunnel limit {limit} reached",
+    )
+
+
+def refusal(sccrq: ControlMessage, version: int, reason: Reason) -> bytes:
+    """A stateless StopCCN answering ``sccrq`` (RFC 2661 5.7, RFC 3931 6.4).
+
+    Addressed to the peer's Assigned Tunnel ID with Ns 0 and Nr 1 (it acknowledges
+    the SCCRQ). Our Assigned Tunnel ID AVP, which the StopCCN must carry, names no
+    tunnel: 0 would be illegal (RFC 2661 4.4.3 "non-zero"), so it is the all-ones
+    ID, which the peer can only use to acknowledge, and an acknowledgement for an
+    unknown tunnel is counted and dropped here.
+    """
+    v3 = version == 3
+    avp = AvpType.ASSIGNED_CONTROL_CONNECTION_ID if v3 else AvpType.ASSIGNED_TUNNEL_ID
+    message = ControlMessage(
+        message_type=MessageType.STOPCCN,
+        avps=[
+            Avp(attribute=avp, value=0xFFFF_FFFF if v3 else 0xFFFF),
+            Avp(attribute=AvpType.RESULT_CODE, value=reason.to_avp_value()),
+        ],
+    )
+    return serialize_message(message, version=version, tunnel_id=_peer_id(sccrq), ns=0, nr=1)
 
 
 def _peer_id(message: ControlMessage) -> int:

@@ -7,6 +7,7 @@ asking the session class how a message names its IDs and how to reject a call.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -35,6 +36,21 @@ class SessionCounters:
     """Session messages naming no session of ours."""
     stale_cdn: int = 0
     """CDNs whose Assigned Session ID names an earlier call on the same local ID."""
+    setup_timeouts: int = 0
+    """Calls closed because their set-up did not finish within the setup timeout."""
+
+
+_SETUP_STATES = frozenset(
+    {
+        SessionState.IDLE,
+        SessionState.WAIT_REPLY,
+        SessionState.WAIT_ACCEPT,
+        SessionState.WAIT_CONNECT,
+        SessionState.WAIT_CS_ANSWER,
+    }
+)
+"""States of a call whose exchange with the peer is under way (wait-tunnel is not: the
+tunnel's own setup deadline covers it, and the call's clock starts once its request leaves)."""
 
 
 class SessionTable:
@@ -54,6 +70,8 @@ class SessionTable:
         "_ids",
         "_next_serial",
         "_session_class",
+        "_setup_queue",
+        "_setup_timeout",
         "counters",
         "host",
         "role",
@@ -70,7 +88,10 @@ class SessionTable:
         auto_accept: bool,
         call_params: CallParams,
         session_class: type[Session] = Session,
+        setup_timeout: float = 60.0,
     ) -> None:
+        """``setup_timeout``: the longest a call may take from its request (sent or
+        received) to established; see :meth:`get_timer`."""
         self.host = host
         self.role = role
         self._session_class = session_class
@@ -81,6 +102,10 @@ class SessionTable:
         self._ids = IdPool(bits=id_bits, random_bytes=random_bytes, limit=limit)
         self._next_serial = 1
         self.counters = SessionCounters()
+        self._setup_timeout = setup_timeout
+        self._setup_queue: deque[tuple[float, Session]] = deque()
+        """Calls being set up, in deadline order (one timeout for all, and ``now`` only
+        grows, so appending keeps it sorted): O(1) per call, however many there are."""
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -119,6 +144,7 @@ class SessionTable:
         session.handle(SessionInput.OPEN, now)
         if tunnel_up:
             session.handle(SessionInput.TUNNEL_OPEN, now)
+        self._setup_queue.append((now + self._setup_timeout, session))
         return sid
 
     def placed_kind(self, outgoing: bool | None) -> CallKind:
@@ -264,6 +290,7 @@ class SessionTable:
         )
         self._by_id[sid] = session
         self.counters.opened += 1
+        self._setup_queue.append((now + self._setup_timeout, session))
         self._feed(session, MESSAGE_INPUTS[message.message_type], message, None, now)
         if session.state is not SessionState.WAIT_ACCEPT:
             return
@@ -271,6 +298,56 @@ class SessionTable:
             self.accept(session, now)
         else:
             self.host.emit(CallRequested(tunnel_id=self.host.tunnel_id, info=session.info))
+
+    # --------------------------------------------------------------- timers
+
+    def get_timer(self) -> float | None:
+        """The deadline of the oldest call still being set up, None if there is none.
+
+        Every exchange has a deadline (RFC 2661 has no call set-up timer, but a
+        peer that acknowledges our ICRQ/ICRP/OCRQ at the transport level and never
+        sends the next message would otherwise hold the session, and its ID, for
+        ever). Calls that finished or closed are dropped from the front lazily.
+        """
+        queue = self._setup_queue
+        while queue:
+            deadline, session = queue[0]
+            waiting = session.state in _SETUP_STATES or session.state is SessionState.WAIT_TUNNEL
+            if waiting and self._by_id.get(session.session_id) is session:
+                return deadline
+            queue.popleft()
+        return None
+
+    def handle_timer(self, now: float) -> None:
+        """Close every call whose set-up deadline has passed, with a CDN.
+
+        Result Code: L2TPv3 16, "finite state machine error or timeout" (RFC 3931
+        5.4.2); L2TPv2 10, "call not established within time allotted" (RFC 2661
+        4.4.2: the only v2 code that names a timeout). A call still waiting for
+        its tunnel gets a new deadline instead: the tunnel's own setup timeout
+        covers that wait.
+        """
+        queue = self._setup_queue
+        expired: list[Session] = []
+        while queue and queue[0][0] <= now:
+            _, session = queue.popleft()
+            if self._by_id.get(session.session_id) is not session:
+                continue
+            if session.state is SessionState.WAIT_TUNNEL:
+                queue.append((now + self._setup_timeout, session))
+            elif session.state in _SETUP_STATES:
+                expired.append(session)
+        v3 = self._session_class.VERSION == 3
+        result = CdnResult.FSM_ERROR if v3 else CdnResult.TIMEOUT
+        for session in expired:
+            if session.state not in _SETUP_STATES:
+                continue
+            self.counters.setup_timeouts += 1
+            reason = Reason(
+                result=result,
+                message=f"call set-up timed out in {session.state.value}",
+            )
+            session.handle(SessionInput.CLOSE, now, reason=reason)
 
     def _serial(self) -> int:
         serial = self._next_serial

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .auth import Handshake
@@ -164,6 +164,9 @@ class Tunnel:
             )
         self.counters = TunnelCounters()
         self.state = TunnelState.IDLE
+        self._state_observer: Callable[[Tunnel, TunnelState, TunnelState], None] | None = None
+        """Set by the owning :class:`~.listener.TunnelListener` only: told of every state
+        change, so that it keeps its tunnel counts without scanning its tunnels."""
         self._setup_deadline: float | None = None
         self._events: deque[ControlEvent] = deque()
         self.sessions = SessionTable(
@@ -175,6 +178,7 @@ class Tunnel:
             auto_accept=config.auto_accept,
             call_params=config.call_params,
             session_class=Session3 if v3 else Session,
+            setup_timeout=config.setup_timeout,
         )
         self._hide = bool(config.hide_avps and config.secret)
         self._auth = Handshake(
@@ -238,11 +242,16 @@ class Tunnel:
             self._setup_deadline = None
             self.counters.setup_timeouts += 1
             self._log.warning("control connection setup timed out in %s", self.state.value)
+            # RFC 3931 5.4.2 has a code for it (7, "FSM error or timeout"); RFC 2661
+            # has none, so L2TPv2 says General error with the reason in the message.
+            v3 = self.config.version == 3
             self.close(
                 now,
-                result=StopCcnResult.GENERAL_ERROR,
+                result=StopCcnResult.FSM_ERROR if v3 else StopCcnResult.GENERAL_ERROR,
                 message="control connection setup timed out",
             )
+        if self.state is TunnelState.ESTABLISHED:
+            self.sessions.handle_timer(now)
         self.transport.handle_timer(now)
         self._drain(now)
 
@@ -251,10 +260,15 @@ class Tunnel:
         if self.state is TunnelState.CLOSED:
             return None
         timer = self.transport.get_timer()
-        deadline = self._setup_deadline
-        if deadline is not None and self.state in _SETUP_STATES:
-            return deadline if timer is None else min(timer, deadline)
-        return timer
+        if self.state is TunnelState.ESTABLISHED:
+            deadline = self.sessions.get_timer()
+        elif self.state in _SETUP_STATES:
+            deadline = self._setup_deadline
+        else:
+            return timer
+        if deadline is None:
+            return timer
+        return deadline if timer is None else min(timer, deadline)
 
     def datagrams_to_send(self, now: float) -> list[bytes]:
         if self.state is TunnelState.CLOSED:
@@ -416,6 +430,15 @@ class Tunnel:
 
     # -------------------------------------------------------------- internals
 
+    def _set_state(self, state: TunnelState) -> None:
+        old = self.state
+        if old is state:
+            return
+        self.state = state
+        observer = self._state_observer
+        if observer is not None:
+            observer(self, old, state)
+
     def _established(self, session_id: int, role: Role | None) -> Session:
         """An established session; on L2TPv2 only ``role`` sends the message at hand."""
         if role is not None and self.config.version == 2 and self.config.role is not role:
@@ -551,13 +574,13 @@ class Tunnel:
                 # RFC 3931 5.4.3: the winner SHOULD answer our SCCRQ with a StopCCN, and
                 # 7.1 lets reliable delivery run: acknowledge it, retransmit nothing.
                 self._go_down(None, now, by_peer=False, description=description or inp.value)
-                self.state = TunnelState.CLOSING
+                self._set_state(TunnelState.CLOSING)
                 self.transport.begin_close(now, abandon=True)
                 return
             if action in (A.ABANDON, A.DISCARD_LOSER, A.FAIL, A.RELEASE):
                 if action is not A.RELEASE:
                     self._go_down(None, now, by_peer=False, description=description or inp.value)
-                self.state = TunnelState.CLOSED
+                self._set_state(TunnelState.CLOSED)
                 self.emit(TunnelReleased(tunnel_id=self.tunnel_id))
                 return
             if action is A.SEND_SCCRQ:
@@ -590,7 +613,7 @@ class Tunnel:
         except _Refused as refused:
             self._send_stopccn(refused.reason, now)
             return
-        self.state = transition.next_state
+        self._set_state(transition.next_state)
         if transition.next_state in _SETUP_STATES:
             if self._setup_deadline is None:
                 self._setup_deadline = now + self.config.setup_timeout
@@ -740,7 +763,7 @@ class Tunnel:
         self._close_wait(now)
 
     def _close_wait(self, now: float) -> None:
-        self.state = TunnelState.CLOSING
+        self._set_state(TunnelState.CLOSING)
         if self.transport.state is TransportState.OPEN:
             self.transport.begin_close(now)
 
