@@ -40,6 +40,7 @@ Design (aioquic-style driver over the sans-IO core of :mod:`l2tp.protocol`):
 from __future__ import annotations
 
 import asyncio
+import errno
 import ipaddress
 import logging
 import os
@@ -64,6 +65,7 @@ from l2tp.protocol.tunnel_fsm import TunnelState
 from .backend import Address, SessionBackend, SessionOptions
 from .datagram import DatagramReader
 from .handles import (
+    LOCAL_FAILURE,
     Admission,
     SessionFailed,
     SessionHandle,
@@ -71,11 +73,13 @@ from .handles import (
     TunnelHandle,
     _Subscription,
 )
+from .portowner import udp_port_owners
 
 __all__ = [
     "Admission",
     "ContextCounters",
     "L2tpContext",
+    "ListenError",
     "ListenOptions",
     "Listener",
     "PseudowireOffer",
@@ -353,7 +357,10 @@ class Listener(_Endpoint):
         if allowed and not _allowed(addr[0], allowed):
             counters.not_allowed += 1
             return
-        tunnel = self.listener.receive(data, addr, now)
+        listener = self.listener
+        tunnel = listener.receive(data, addr, now)
+        if listener._stateless:
+            self._send_replies(listener.take_replies())
         if tunnel is None:
             return
         th = self.tunnels.get(tunnel.tunnel_id)
@@ -365,6 +372,18 @@ class Listener(_Endpoint):
                 self._open_ip_tunnel_socket(th)
         ctx.mark(th)
 
+    def _send_replies(self, replies: list[tuple[Any, bytes]]) -> None:
+        """Stateless answers of the sans-IO listener (refused SCCRQs): sent once, from
+        the listen socket; a reply that cannot go out is dropped like a lost one."""
+        counters = self.ctx.counters
+        for peer, data in replies:  # an L2TPIP socket adds the zero session ID itself
+            try:
+                self.sock.sendto(data, peer)
+            except OSError:
+                counters.send_dropped += 1
+            else:
+                counters.datagrams_out += 1
+
     def _open_ip_tunnel_socket(self, th: TunnelHandle) -> None:
         """Over IP the kernel delivers a control message only to the socket bound to its
         Control Connection ID (RFC 3931 4.1.1.2): the peer's SCCCN and everything after
@@ -375,9 +394,7 @@ class Listener(_Endpoint):
         except OSError as exc:
             log.error("tunnel %d: L2TPIP socket: %s", th.tunnel_id, exc)
             th.tunnel.close(
-                self.ctx.loop.time(),
-                result=StopCcnResult.GENERAL_ERROR,
-                message=f"socket: {exc}"[:200],
+                self.ctx.loop.time(), result=StopCcnResult.GENERAL_ERROR, message=LOCAL_FAILURE
             )
             return
         self._adopt_socket(th, sock)
@@ -543,6 +560,60 @@ def _udp_socket(
         sock.close()
         raise
     return sock
+
+
+def _listen_socket(netns: str | None, host: str, port: int) -> socket.socket:
+    """The UDP listen socket: bound exclusively, then opened to our per-tunnel sockets.
+
+    Per-tunnel sockets bind the same address:port with ``SO_REUSEADDR`` (see the
+    module docstring), which Linux allows only when every socket on the port has it.
+    So the listen socket binds *without* it, which fails if anything else holds the
+    address (another daemon, a second instance of this one), and sets it only once
+    bound: from then on our own per-tunnel sockets may join, while another listener,
+    which binds without it as we do, is refused. No window in which two can bind.
+    """
+    sock = _udp_socket(netns, _family(host), (host, port))
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+class ListenError(OSError):
+    """A listener could not open its socket; the message names the listener, the
+    address and, for "address in use", the processes that hold it when they can be
+    found (``errno`` is the socket error's)."""
+
+    def __init__(
+        self,
+        name: str,
+        host: str,
+        port: int,
+        encap: EncapType,
+        cause: OSError,
+        *,
+        netns: str | None = None,
+    ) -> None:
+        where = f"{host or '*'}:{port}" if encap is EncapType.UDP else f"{host or '*'} (IP)"
+        reason = os.strerror(cause.errno) if cause.errno else str(cause)
+        if cause.errno == errno.EADDRINUSE:
+            owners = udp_port_owners(host, port) if netns is None else []
+            reason = "address already in use" + (
+                f" by {', '.join(owners)}" if owners else " by another process"
+            )
+        elif cause.errno == errno.EADDRNOTAVAIL:
+            reason = f"{host} is not an address of this host"
+            if netns is not None:
+                reason += f" (network namespace {netns})"
+        elif cause.errno in (errno.EACCES, errno.EPERM):
+            reason += " (binding this needs privileges)"
+        self.message = f"listener {name!r} on {where}: {reason}"
+        super().__init__(cause.errno, self.message)
+
+    def __str__(self) -> str:
+        return self.message
 
 
 def _l2tpip_socket(netns: str | None, host: str, v6: bool, conn_id: int) -> socket.socket:
@@ -712,11 +783,14 @@ class L2tpContext:
         if encap is EncapType.IP and not v3:
             raise ValueError("IP encapsulation is L2TPv3 only (RFC 3931 4.1.1)")
         host, port = address
-        if encap is EncapType.IP:
-            sock = _l2tpip_socket(self.netns, host, ":" in host, 0)
-        else:
-            # Per-tunnel sockets bind the same address:port (see the module docstring).
-            sock = _udp_socket(self.netns, _family(host), (host, port), reuse_address=True)
+        name = (options or ListenOptions()).name
+        try:
+            if encap is EncapType.IP:
+                sock = _l2tpip_socket(self.netns, host, ":" in host, 0)
+            else:
+                sock = _listen_socket(self.netns, host, port)
+        except OSError as exc:
+            raise ListenError(name, host, port, encap, exc, netns=self.netns) from exc
         ids = self.ids3 if v3 else self.ids
         listener = TunnelListener(config, random_bytes=self.random_bytes, ids=ids)
         endpoint = Listener(self, sock, listener, options or ListenOptions(), encap)
@@ -816,7 +890,12 @@ class L2tpContext:
         return task
 
     def need_reap(self, endpoint: _Endpoint) -> None:
+        """A tunnel of ``endpoint`` is released: free it (and its socket) this loop turn,
+        whether the release came from a datagram or a timer (which flushes nothing)."""
         self._reap.add(endpoint)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.loop.call_soon(self.flush)
 
     def _check_open(self) -> None:
         if self.closed:

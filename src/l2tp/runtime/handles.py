@@ -52,6 +52,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+LOCAL_FAILURE = "local failure"
+"""The only text a peer gets when something fails on our side (a kernel or socket
+error, a backend that would not start): the Result Code says what it may know, and
+the details, which may name paths, users or privileges, stay in our log."""
+
 
 class TunnelFailed(Exception):
     """The tunnel closed before it was established (or while awaited); carries the event."""
@@ -484,9 +489,7 @@ class TunnelHandle:
             self.kernel = None
             log.error("tunnel %d: data plane: %s", self.tunnel_id, exc)
             self.tunnel.close(
-                self.ctx.loop.time(),
-                result=StopCcnResult.GENERAL_ERROR,
-                message=f"data plane: {exc}"[:200],
+                self.ctx.loop.time(), result=StopCcnResult.GENERAL_ERROR, message=LOCAL_FAILURE
             )
             return
         if self._est_fut is not None and not self._est_fut.done():
@@ -528,9 +531,13 @@ class TunnelHandle:
             log.warning("tunnel %d: deleting kernel tunnel: %s", tunnel_id, exc)
 
     def _call_requested(self, event: CallRequested) -> None:
+        sid = event.info.session_id
+        if sid not in self.tunnel.sessions or self.state is not TunnelState.ESTABLISHED:
+            # Events are handled after the whole read batch: a StopCCN or CDN in the
+            # same batch as the ICRQ may already have ended the call (or the tunnel).
+            return
         answer = self.endpoint.admit_call(self, event.info)
         now = self.ctx.loop.time()
-        sid = event.info.session_id
         if isinstance(answer, Admission):
             handle = SessionHandle(self, sid, answer.options, answer.params, answer.circuit)
             self.sessions[sid] = handle
@@ -569,7 +576,7 @@ class TunnelHandle:
                     info.session_id,
                     self.ctx.loop.time(),
                     result=CdnResult.GENERAL_ERROR,
-                    message=f"data plane: {exc}"[:200],
+                    message=LOCAL_FAILURE,
                 )
                 return
         backend = self.ctx.backend
@@ -668,7 +675,7 @@ class TunnelHandle:
             log.error("session %d/%d: backend: %s", self.tunnel_id, info.session_id, exc)
             handle.backend_session = None
             self.close_session(
-                info.session_id, result=CdnResult.GENERAL_ERROR, message=f"{exc}"[:200]
+                info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
             )
             return
         if handle.closed is not None:
