@@ -103,9 +103,10 @@ class SessionTable:
         self._next_serial = 1
         self.counters = SessionCounters()
         self._setup_timeout = setup_timeout
-        self._setup_queue: deque[tuple[float, Session]] = deque()
+        self._setup_queue: deque[tuple[float, Session]] | None = None
         """Calls being set up, in deadline order (one timeout for all, and ``now`` only
-        grows, so appending keeps it sorted): O(1) per call, however many there are."""
+        grows, so appending keeps it sorted): O(1) per call, however many there are.
+        Made on first use: most tunnels (and every half-open one) never need it."""
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -144,7 +145,7 @@ class SessionTable:
         session.handle(SessionInput.OPEN, now)
         if tunnel_up:
             session.handle(SessionInput.TUNNEL_OPEN, now)
-        self._setup_queue.append((now + self._setup_timeout, session))
+        self._start_clock(session, now)
         return sid
 
     def placed_kind(self, outgoing: bool | None) -> CallKind:
@@ -290,7 +291,7 @@ class SessionTable:
         )
         self._by_id[sid] = session
         self.counters.opened += 1
-        self._setup_queue.append((now + self._setup_timeout, session))
+        self._start_clock(session, now)
         self._feed(session, MESSAGE_INPUTS[message.message_type], message, None, now)
         if session.state is not SessionState.WAIT_ACCEPT:
             return
@@ -316,7 +317,14 @@ class SessionTable:
             if waiting and self._by_id.get(session.session_id) is session:
                 return deadline
             queue.popleft()
+        self._setup_queue = None
         return None
+
+    def _start_clock(self, session: Session, now: float) -> None:
+        queue = self._setup_queue
+        if queue is None:
+            queue = self._setup_queue = deque()
+        queue.append((now + self._setup_timeout, session))
 
     def handle_timer(self, now: float) -> None:
         """Close every call whose set-up deadline has passed, with a CDN.
@@ -328,6 +336,8 @@ class SessionTable:
         covers that wait.
         """
         queue = self._setup_queue
+        if queue is None:
+            return
         expired: list[Session] = []
         while queue and queue[0][0] <= now:
             _, session = queue.popleft()

@@ -71,7 +71,6 @@ SCCRQ, and any retransmission of it, to tunnel ID 0).
 from __future__ import annotations
 
 import enum
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -323,11 +322,14 @@ class Transport:
         self.counters = TransportCounters()
         self.congestion = CongestionWindow(self.config.peer_window)
         self._state = TransportState.OPEN
-        self._events: deque[Event] = deque()
+        # Lists, not deques: an empty deque costs ~600 bytes and every tunnel has
+        # these, most of them empty or short (a half-open tunnel must stay cheap);
+        # pop(0) moves a few pointers for the queue lengths a window allows.
+        self._events: list[Event] = []
         # Send side: Ns of the next new message; queued-but-unsent; in flight.
         self._ns_next = 0
-        self._unsent: deque[_Outgoing] = deque()
-        self._in_flight: deque[_Outgoing] = deque()
+        self._unsent: list[_Outgoing] = []
+        self._in_flight: list[_Outgoing] = []
         self._due = 0
         # Receive side: the Ns we expect next (our Nr) and the out-of-order queue.
         self._nr = 0
@@ -496,7 +498,7 @@ class Transport:
         in_flight = self._in_flight
         sent = 0
         while unsent and len(in_flight) < limit:
-            entry = unsent.popleft()
+            entry = unsent.pop(0)
             entry.deadline = now + config.initial_timeout
             in_flight.append(entry)
             out.append(self._build(entry.ns, entry.session_id, entry.body))
@@ -571,7 +573,7 @@ class Transport:
 
     def next_event(self) -> Event | None:
         """Pop the oldest pending event, or None."""
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     @property
     def has_events(self) -> bool:
@@ -632,7 +634,7 @@ class Transport:
         events = self._events
         acked = 0
         while in_flight and seq_lt(in_flight[0].ns, nr):
-            entry = in_flight.popleft()
+            entry = in_flight.pop(0)
             if entry.due:
                 self._due -= 1
             events.append(AckReceived(ns=entry.ns))

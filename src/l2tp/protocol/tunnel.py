@@ -36,7 +36,6 @@ control message authentication (Message Digest, nonces) in :mod:`.auth3`.
 from __future__ import annotations
 
 import logging
-from collections import deque
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -168,7 +167,7 @@ class Tunnel:
         """Set by the owning :class:`~.listener.TunnelListener` only: told of every state
         change, so that it keeps its tunnel counts without scanning its tunnels."""
         self._setup_deadline: float | None = None
-        self._events: deque[ControlEvent] = deque()
+        self._events: list[ControlEvent] = []
         self.sessions = SessionTable(
             self,
             role=config.role,
@@ -276,12 +275,12 @@ class Tunnel:
         return self.transport.datagrams_to_send(now)
 
     def next_event(self) -> ControlEvent | None:
-        return self._events.popleft() if self._events else None
+        return self._events.pop(0) if self._events else None
 
     def events(self) -> Iterator[ControlEvent]:
         """Drain every pending event."""
         while self._events:
-            yield self._events.popleft()
+            yield self._events.pop(0)
 
     def close(
         self,

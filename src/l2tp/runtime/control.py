@@ -73,6 +73,7 @@ from .handles import (
     TunnelHandle,
     _Subscription,
 )
+from .memory import HeapTrimmer
 from .portowner import udp_port_owners
 
 __all__ = [
@@ -662,6 +663,7 @@ class L2tpContext:
         self._flush_scheduled = False
         self._reap: set[_Endpoint] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._trimmer: HeapTrimmer | None = None
         self.closed = False
         self.closing = False
         """Set as soon as :meth:`close` begins."""
@@ -837,6 +839,8 @@ class L2tpContext:
         self.endpoints.clear()
         for sub in list(self.subscribers):
             sub.queue.put_nowait(None)
+        if self._trimmer is not None:
+            self._trimmer.cancel()
 
     async def close_tunnels(
         self, tunnels: list[TunnelHandle], result: int, message: str, ack_timeout: float
@@ -871,11 +875,17 @@ class L2tpContext:
                 th.service(now)
         if self._reap:
             reap, self._reap = self._reap, set()
+            freed = 0
             for endpoint in reap:
                 for tid in endpoint.listener.reap():
+                    freed += 1
                     gone = self.tunnels.pop(tid, None)
                     if gone is not None:
                         endpoint.release(gone)
+            if freed:
+                if self._trimmer is None:
+                    self._trimmer = HeapTrimmer(self.loop)
+                self._trimmer.freed(freed)
 
     def publish(self, th: TunnelHandle, event: Any) -> None:
         for sub in self.subscribers:
