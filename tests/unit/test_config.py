@@ -100,8 +100,10 @@ def test_go_l2tp_kl2tpd_example_and_defaults() -> None:
         assert tunnel.version is Version.L2TPV2
         assert tunnel.mode is TunnelMode.DYNAMIC
         assert tunnel.peer.port == 1701 and tunnel.local is None
-        assert tunnel.max_retries == 5 and tunnel.retry_timeout == 1.0
-        assert tunnel.window_size == 4 and tunnel.hello_timeout == 0.0
+        # Daemon defaults (issue 13, item 6): 10 retransmissions survive 30% loss, and
+        # HELLO after 60 s idle finds a peer that vanished (go-l2tp: 3 and no HELLO).
+        assert tunnel.max_retries == 10 and tunnel.retry_timeout == 1.0
+        assert tunnel.window_size == 4 and tunnel.hello_timeout == 60.0
         assert tunnel.host_name == "testhost"
         assert tunnel.framing_caps == (FramingCap.SYNC, FramingCap.ASYNC)
         assert tunnel.sessions[0].pppd_args == "/home/bob/pppd.args"
@@ -112,7 +114,7 @@ def test_daemon_supplies_version_and_v3_retry_default() -> None:
     tunnel = config.tunnels[0]
     assert tunnel.version is Version.L2TPV3 and tunnel.max_retries == 10
     assert str(tunnel.peer) == "[2001:db8::2]:1701"
-    assert _loads('[tunnel.t1]\npeer = "10.1.1.1"\n', Daemon.KL2TPD).tunnels[0].max_retries == 5
+    assert _loads('[tunnel.t1]\npeer = "10.1.1.1"\n', Daemon.KL2TPD).tunnels[0].max_retries == 10
 
 
 def test_default_pseudowire_follows_version() -> None:
@@ -184,7 +186,8 @@ def test_run_check_prints_resolved(tmp_path: Path) -> None:
     path.write_text(GO_L2TP_KL2TPD)
     out = io.StringIO()
     assert run_check(path, "kl2tpd", out=out, hostname="testhost", resolver=None) == 0
-    assert 'max_retries = 5\nhost_name = "testhost"\n' in out.getvalue()
+    assert "hello_timeout = 60000\n" in out.getvalue()
+    assert 'max_retries = 10\nhost_name = "testhost"\n' in out.getvalue()
     out = io.StringIO()
     assert run_check(path, "kl2tpd", as_json=True, out=out, hostname="h", resolver=None) == 0
     assert json.loads(out.getvalue())["daemon"] == "kl2tpd"

@@ -28,6 +28,10 @@ names = st.text(min_size=1, max_size=8)
 ms = st.integers(0, 0xFFFFFFFF).map(lambda v: v / 1000)
 positive_ms = st.integers(1, 0xFFFFFFFF).map(lambda v: v / 1000)
 strings = st.text(min_size=1, max_size=12).filter(lambda s: s.strip() != "")
+# pppd_args (a path) and pppd_options (argv words) refuse NUL and control characters.
+words = st.text(
+    alphabet=st.characters(blacklist_categories=("Cc", "Cs")), min_size=1, max_size=12
+).filter(lambda s: s.strip() != "")
 ifnames = st.text(
     alphabet="abcdefghijklmnopqrstuvwxyz0123456789-_.", min_size=3, max_size=15
 ).filter(lambda s: s not in (".", ".."))
@@ -57,7 +61,7 @@ def v2_tunnel(draw: st.DrawFn, name: str, tid: int | None) -> TunnelConfig:
     sessions = []
     sids = draw(st.lists(st.integers(1, 65535), unique=True, max_size=3))
     for index, sid in enumerate(sids):
-        opts = draw(st.lists(strings, max_size=3))
+        opts = draw(st.lists(words, max_size=3))
         sessions.append(
             SessionConfig(
                 name=f"s{index}",
@@ -65,7 +69,7 @@ def v2_tunnel(draw: st.DrawFn, name: str, tid: int | None) -> TunnelConfig:
                 sid=sid if draw(st.booleans()) else None,
                 seqnum=draw(st.booleans()),
                 reorder_timeout=draw(ms),
-                pppd_args=draw(st.one_of(st.none(), strings)),
+                pppd_args=draw(st.one_of(st.none(), words)),
                 pppd_options=tuple(opts),
                 mtu=draw(st.one_of(st.none(), st.integers(68, 65535))),
             )
@@ -169,7 +173,7 @@ def v3_dynamic_tunnel(draw: st.DrawFn, name: str, tid: int | None, ifbase: str) 
                 remote_end_id=name_s if draw(st.booleans()) and name_s not in ids else rid,
                 interface_name=f"{ifbase}{index}" if draw(st.booleans()) else None,
                 bridge=draw(st.one_of(st.none(), ifnames)) if pw is Pseudowire.ETH else None,
-                pppd_options=tuple(draw(st.lists(strings, max_size=2)))
+                pppd_options=tuple(draw(st.lists(words, max_size=2)))
                 if pw is Pseudowire.PPP
                 else (),
                 mtu=draw(st.one_of(st.none(), st.integers(68, 65535))),
@@ -205,8 +209,8 @@ def v3_listener(draw: st.DrawFn, name: str, port: int, ifbase: str) -> ListenerC
     l2spec, seqnum = _sublayer(draw)
     mtu = draw(st.one_of(st.none(), st.integers(68, 65535)))
     bridge = draw(st.one_of(st.none(), ifnames)) if pw is Pseudowire.ETH else None
-    pppd_args = draw(st.one_of(st.none(), strings)) if pw is Pseudowire.PPP else None
-    pppd_options = tuple(draw(st.lists(strings, max_size=2))) if pw is Pseudowire.PPP else ()
+    pppd_args = draw(st.one_of(st.none(), words)) if pw is Pseudowire.PPP else None
+    pppd_options = tuple(draw(st.lists(words, max_size=2))) if pw is Pseudowire.PPP else ()
     sessions = []
     ids = draw(st.lists(strings, unique=True, max_size=3))
     for index, rid in enumerate(ids):
@@ -215,8 +219,8 @@ def v3_listener(draw: st.DrawFn, name: str, port: int, ifbase: str) -> ListenerC
         eth, ppp = spw is Pseudowire.ETH, spw is Pseudowire.PPP
         s_mtu = draw(st.one_of(st.none(), st.integers(68, 65535)))
         s_bridge = draw(st.one_of(st.none(), ifnames)) if eth else None
-        s_args = draw(st.one_of(st.none(), strings)) if ppp else None
-        own_options = draw(st.one_of(st.none(), st.lists(strings, max_size=2)))
+        s_args = draw(st.one_of(st.none(), words)) if ppp else None
+        own_options = draw(st.one_of(st.none(), st.lists(words, max_size=2)))
         if own_options is None:  # left out: the listener's, when it fits
             s_options = pppd_options if ppp else ()
         else:
@@ -236,6 +240,7 @@ def v3_listener(draw: st.DrawFn, name: str, port: int, ifbase: str) -> ListenerC
                 pppd_options=s_options,
             )
         )
+    pending = draw(st.integers(1, 0xFFFF))
     return ListenerConfig(
         name=name,
         listen=Endpoint(address=draw(st.sampled_from([v4, v6]).flatmap(lambda s: s)), port=port),
@@ -249,6 +254,8 @@ def v3_listener(draw: st.DrawFn, name: str, port: int, ifbase: str) -> ListenerC
         digest=digest,
         router_id=draw(router_ids),
         max_tunnels=draw(st.integers(0, 0xFFFFFFFF)),
+        max_pending_tunnels=pending,
+        max_pending_per_peer=draw(st.integers(1, pending)),
         pseudowire=pw,
         seqnum=seqnum,
         cookie_len=draw(st.sampled_from([0, 4, 8])),

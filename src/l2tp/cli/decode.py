@@ -256,7 +256,10 @@ def run(args: argparse.Namespace) -> int:
                 print(json.dumps(record), flush=False)
             else:
                 print(format_record(record))
+    except BrokenPipeError:
+        raise  # our reader went away (``| head``): see l2tp.cli.pipes
     except OSError as exc:
-        print(f"l2tp decode: {exc}", file=sys.stderr)
+        where = exc.filename if exc.filename is not None else args.capture
+        print(f"l2tp decode: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 1
     return status

@@ -3,7 +3,9 @@
 Each sub-command module exposes ``register(subparsers)``, which adds its parser
 and sets ``func`` to a callable taking the parsed namespace and returning an
 exit status. Modules are imported lazily so that ``l2tp decode`` on a machine
-without pyroute2 or without the kernel modules still works.
+without pyroute2 or without the kernel modules still works. Every command's
+output may be cut short by its reader (``| head``): that ends the command
+quietly with status 0 (:mod:`l2tp.cli.pipes`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import cast
+
+from l2tp.cli.pipes import run_quietly
 
 SUBCOMMAND_MODULES = ("decode", "show", "monitor", "check_config", "demo")
 
@@ -47,7 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.WARNING - 10 * min(args.verbose, 2),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return cast(Callable[[argparse.Namespace], int], func)(args)
+    command = cast(Callable[[argparse.Namespace], int], func)
+    return run_quietly(lambda: command(args))
 
 
 if __name__ == "__main__":

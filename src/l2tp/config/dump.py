@@ -145,6 +145,8 @@ def listener_items(listener: ListenerConfig, *, full: bool) -> Items:
         ("digest", listener.digest),
         ("router_id", listener.router_id),
         ("max_tunnels", listener.max_tunnels),
+        ("max_pending_tunnels", listener.max_pending_tunnels),
+        ("max_pending_per_peer", listener.max_pending_per_peer),
         ("max_sessions", listener.max_sessions),
         ("max_sessions_per_tunnel", listener.max_sessions_per_tunnel),
         ("allowed_peers", tuple(str(n) for n in listener.allowed_peers)),

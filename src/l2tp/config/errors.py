@@ -33,7 +33,10 @@ def table_path(*names: str) -> str:
     """Join table names into a dotted TOML path, quoting names that need it."""
     parts = []
     for name in names:
-        if _BARE_KEY.match(name):
+        if len(name) > LONG_NAME:
+            # Not pasteable any more, but one line stays readable.
+            parts.append(f'{toml_string(name[: LONG_NAME // 2])[:-1]}..."')
+        elif _BARE_KEY.match(name):
             parts.append(name)
         else:
             parts.append(toml_string(name))
@@ -43,6 +46,29 @@ def table_path(*names: str) -> str:
 def toml_string(text: str) -> str:
     """``text`` as a TOML basic string (JSON escapes are valid TOML, DEL aside)."""
     return json.dumps(text, ensure_ascii=False).replace("\x7f", "\\u007f")
+
+
+LONG_NAME = 64
+"""Keys and table names longer than this are shortened in messages."""
+
+
+def quote_key(key: str) -> str:
+    """``'key'`` as users type it, or a TOML basic string when the key holds quotes,
+    control characters or line breaks (a quoted TOML key may), so that every
+    message stays on one line and shows the key unambiguously. A very long key
+    is shortened, with its length."""
+    if len(key) > LONG_NAME:
+        return f'{toml_string(key[: LONG_NAME // 2])[:-1]}..." ({len(key)} characters)'
+    if key.isprintable() and "'" not in key:
+        return f"'{key}'"
+    return toml_string(key)
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks and other control characters escaped: one error, one line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else json.dumps(c)[1:-1] for c in text)
 
 
 class ConfigError(L2tpError, ValueError):
@@ -72,12 +98,12 @@ class ConfigError(L2tpError, ValueError):
         super().__init__(self._format())
 
     def _format(self) -> str:
-        parts = [self.file]
+        parts = [one_line(self.file)]
         if self.path:
             parts.append(self.path)
         if self.key is not None:
-            parts.append(f"key '{self.key}'")
-        parts.append(self.reason)
+            parts.append(f"key {quote_key(self.key)}")
+        parts.append(one_line(self.reason))
         return ": ".join(parts)
 
     @property

@@ -22,6 +22,8 @@ from typing import TypeVar
 
 from l2tp.config.errors import ConfigError
 from l2tp.config.model import DEFAULT_PORT, Endpoint, IPAddress, IPNetwork
+from l2tp.protocol.avps import SPECS
+from l2tp.protocol.constants import VENDOR_IETF, AvpType
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -31,6 +33,15 @@ Resolver = Callable[[str], IPAddress]
 _LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
 _HOST_NAME = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*\.?$")
 IFNAMSIZ = 16  # Linux: names are at most IFNAMSIZ - 1 characters
+
+
+def avp_max_length(attribute: AvpType) -> int:
+    """The longest value the AVP codec accepts for an IETF AVP (bytes).
+
+    Taken from :data:`l2tp.protocol.avps.SPECS` rather than restated, so the
+    configuration refuses exactly what the encoder would refuse at run time.
+    """
+    return max(SPECS[(VENDOR_IETF, int(attribute))].codec.lengths)
 
 
 def system_resolver(name: str) -> IPAddress:
@@ -52,14 +63,31 @@ def toml_type(value: object) -> str:
     return type(value).__name__.replace("datetime", "date-time")
 
 
+SHOW_CHARS = 64
+"""Longer strings are cut in messages: one error stays one readable line."""
+SHOW_ITEMS = 8
+"""Arrays longer than this show their first elements only."""
+
+
 def show(value: object) -> str:
-    """Render a parsed TOML value back in TOML syntax."""
+    """Render a parsed TOML value back in TOML syntax, shortened when it is long.
+
+    Messages quote what the user typed, but a megabyte string (a pasted file, a
+    fuzzer's input) must not become a megabyte error line, so long strings are
+    cut with their length given and long arrays end in ``...``.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, str):
+        if len(value) > SHOW_CHARS:
+            head = json.dumps(value[: SHOW_CHARS // 2], ensure_ascii=False)[:-1]
+            return f'{head}..." ({len(value)} characters)'
         return json.dumps(value, ensure_ascii=False)
     if isinstance(value, list):
-        return "[" + ", ".join(show(v) for v in value) + "]"
+        items = [show(v) for v in value[:SHOW_ITEMS]]
+        if len(value) > SHOW_ITEMS:
+            items.append(f"... ({len(value)} elements)")
+        return "[" + ", ".join(items) + "]"
     if isinstance(value, dict):
         return "{...}"
     return str(value)
@@ -122,16 +150,32 @@ def _resolve(host: str, resolver: Resolver | None) -> IPAddress:
         raise ValueError(f"host name {show(host)} could not be resolved") from None
 
 
+PATH_MAX = 4096
+"""Linux: a path is at most PATH_MAX - 1 bytes."""
+
+
+def _control_character(text: str) -> bool:
+    return any(ord(c) < 0x20 or ord(c) == 0x7F for c in text)
+
+
 def interface_name_problem(name: str) -> str | None:
-    """Why ``name`` is not a valid Linux interface name (the kernel's dev_valid_name)."""
+    """Why ``name`` is not a valid Linux interface name (the kernel's dev_valid_name).
+
+    The limit is in bytes (UTF-8), as the kernel counts; a NUL or other control
+    character would be cut or kept invisibly by netlink, so it is refused too.
+    """
     if not name:
         return "must not be empty"
-    if len(name) >= IFNAMSIZ:
-        return f"{show(name)} is longer than {IFNAMSIZ - 1} characters"
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size >= IFNAMSIZ:
+        unit = "characters" if size == len(name) else "bytes (UTF-8)"
+        return f"{show(name)} is longer than {IFNAMSIZ - 1} {unit}"
     if name in (".", ".."):
         return f"{show(name)} is not a valid interface name"
     if any(c == "/" or c == ":" or c.isspace() for c in name):
         return f"{show(name)} contains '/', ':' or whitespace"
+    if _control_character(name):
+        return f"{show(name)} contains a control character"
     return None
 
 
@@ -150,6 +194,8 @@ class TableReader:
         self.path = path
         self.table = table
         self.errors = errors
+        self.failed: set[str | None] = set()
+        """Keys already reported: one mistake in a key gives one message."""
         for key in table:
             if key not in known:
                 hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
@@ -157,6 +203,15 @@ class TableReader:
                 self.error(key, reason)
 
     def error(self, key: str | None, reason: str) -> None:
+        """Record a problem with ``key``, unless that key was already reported.
+
+        A value can break several rules at once (a ``ptid`` out of range in a
+        tunnel that takes no ``ptid``); the first reason is enough to make the
+        user look at the key, and more lines about it read like more mistakes.
+        """
+        if key is not None and key in self.failed:
+            return
+        self.failed.add(key)
         self.errors.append(ConfigError(self.file, self.path, key, reason))
 
     def has(self, key: str) -> bool:
@@ -177,12 +232,55 @@ class TableReader:
         value = self._typed(key, str, "a string")
         return value if isinstance(value, str) else None
 
+    def avp_text(self, key: str, max_bytes: int, avp: str) -> str | None:
+        """A non-empty string that must fit in one AVP of at most ``max_bytes`` (UTF-8).
+
+        Checked here so that the daemon refuses the file at start instead of
+        failing (or logging a traceback per peer) when the message is encoded.
+        """
+        value = self.nonempty_string(key)
+        if value is None:
+            return None
+        size = len(value.encode("utf-8", "surrogateescape"))
+        if size > max_bytes:
+            self.error(key, f"{size} bytes is longer than the {max_bytes} a {avp} AVP can carry")
+            return None
+        return value
+
     def nonempty_string(self, key: str) -> str | None:
         value = self.string(key)
         if value is not None and not value.strip():
             self.error(key, "must not be empty")
             return None
         return value
+
+    def file_path(self, key: str) -> str | None:
+        """A file path: non-empty, no NUL or control characters, at most PATH_MAX - 1 bytes."""
+        value = self.nonempty_string(key)
+        if value is None:
+            return None
+        size = len(value.encode("utf-8", "surrogateescape"))
+        if size >= PATH_MAX:
+            self.error(key, f"{size} bytes is longer than a path can be ({PATH_MAX - 1})")
+            return None
+        if _control_character(value):
+            self.error(key, f"{show(value)} contains a control character")
+            return None
+        return value
+
+    def argument_list(self, key: str) -> tuple[str, ...] | None:
+        """Program arguments: strings that are non-empty and free of NUL and control characters."""
+        items = self.string_list(key)
+        if items is None:
+            return None
+        for index, item in enumerate(items):
+            if not item:
+                self.error(key, f"element {index}: must not be empty")
+                return None
+            if _control_character(item):
+                self.error(key, f"element {index}: {show(item)} contains a control character")
+                return None
+        return items
 
     def boolean(self, key: str, default: bool) -> bool:
         value = self._typed(key, bool, "a boolean (true or false)")

@@ -22,9 +22,10 @@ import re
 import socket
 import tomllib
 from dataclasses import dataclass, field
+from typing import TypedDict
 
 from l2tp.config.errors import ConfigError, ConfigErrors, table_path
-from l2tp.config.fields import Resolver, TableReader, show, system_resolver
+from l2tp.config.fields import Resolver, TableReader, avp_max_length, show, system_resolver
 from l2tp.config.model import (
     Config,
     Daemon,
@@ -46,13 +47,29 @@ from l2tp.config.sessions import (
     read_pseudowire_keys,
     read_session,
 )
+from l2tp.protocol.constants import AvpType
 
 DEFAULT_WINDOW_SIZE = 4
 DEFAULT_RETRY_TIMEOUT = 1.0
-DEFAULT_MAX_RETRIES = {Version.L2TPV2: 5, Version.L2TPV3: 10}
+DEFAULT_HELLO_TIMEOUT = 60.0
+"""HELLO after 60 s idle in dynamic tunnels and listeners (RFC 2661 5.5 and RFC 3931
+4.4 recommend keep-alives; the library's TunnelConfig uses 60 s too): without it a
+peer that vanished while idle is never noticed and its tunnel stays "established".
+Static and quiescent tunnels keep 0, since there ``hello_timeout`` > 0 *selects*
+quiescent mode (go-l2tp)."""
+DEFAULT_MAX_RETRIES = {Version.L2TPV2: 10, Version.L2TPV3: 10}
+"""10 for both versions: with 5, tunnels died at 30% loss (issue 13, item 6); 10
+retransmissions (1 + 2 + 4 + 8 x 8 = 71 s to give up) lost none."""
 DEFAULT_REDIAL_TIMEOUT = 5.0
 DEFAULT_MAX_REDIAL_TIMEOUT = 60.0
+DEFAULT_MAX_PENDING_TUNNELS = 4096
+"""Tunnels of one listener still being set up (SCCRQ answered, no SCCCN yet)."""
+DEFAULT_MAX_PENDING_PER_PEER = 64
+"""Pending set-ups from one peer address, so that one source cannot starve the others."""
+MAX_PENDING = 0xFFFF
+"""Highest pending-set-up limit: more half-open tunnels than that is a flood anyway."""
 U32 = 0xFFFFFFFF
+HOST_NAME_MAX = avp_max_length(AvpType.HOST_NAME)
 
 _CONTROL_KEYS = (
     "version",
@@ -88,6 +105,8 @@ LISTENER_KEYS = frozenset(
         *_CONTROL_KEYS,
         "listen",
         "max_tunnels",
+        "max_pending_tunnels",
+        "max_pending_per_peer",
         "max_sessions",
         "max_sessions_per_tunnel",
         "allowed_peers",
@@ -106,6 +125,14 @@ TOP_KEYS = frozenset(("tunnel", "listener"))
 _SYNTAX = re.compile(
     r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
 )
+
+
+class _Limits(TypedDict):
+    max_tunnels: int
+    max_pending_tunnels: int
+    max_pending_per_peer: int
+    max_sessions: int
+    max_sessions_per_tunnel: int
 
 
 @dataclass(slots=True)
@@ -177,12 +204,14 @@ class _Loader:
         retries = r.integer("max_retries", 0, 65535)
         if retries is None:
             retries = DEFAULT_MAX_RETRIES[version or Version.L2TPV3]
+        hello = r.integer("hello_timeout", 0, U32, context=" (milliseconds)")
         return {
             "window_size": r.integer("window_size", 1, 65535) or DEFAULT_WINDOW_SIZE,
-            "hello_timeout": r.duration("hello_timeout", 0, 0.0),
+            # None when absent (or invalid): the default depends on the tunnel's mode.
+            "hello_timeout": None if hello is None else hello / 1000,
             "retry_timeout": r.duration("retry_timeout", 1, DEFAULT_RETRY_TIMEOUT),
             "max_retries": retries,
-            "host_name": r.nonempty_string("host_name") or self.hostname,
+            "host_name": r.avp_text("host_name", HOST_NAME_MAX, "Host Name") or self.hostname,
             "framing_caps": framing,
             "secret": secret,
             "hide_avps": hide,
@@ -212,9 +241,12 @@ class _Loader:
                 f" family IPv{local.family}",
             )
         control = self.control(r, version)
-        hello = control["hello_timeout"]
-        assert isinstance(hello, float)
+        given_hello = control["hello_timeout"]
+        assert given_hello is None or isinstance(given_hello, float)
+        hello = given_hello or 0.0
         mode = self.mode(r, version, ptid is not None or r.has("ptid"), hello)
+        if given_hello is None:
+            control["hello_timeout"] = DEFAULT_HELLO_TIMEOUT if mode is TunnelMode.DYNAMIC else 0.0
         redial = r.boolean("redial", False)
         redial_timeout, max_redial_timeout = self.redial_timeouts(r, version, redial)
         max_redials = r.integer("max_redials", 0, 65535) or 0
@@ -379,11 +411,9 @@ class _Loader:
         if not r.has("listen"):
             r.error("listen", "missing (required for every listener)")
         control = self.control(r, version)
-        max_tunnels = r.integer("max_tunnels", 0, U32) or 0
-        total = r.integer("max_sessions", 0, U32) or 0
-        per_tunnel = r.integer("max_sessions_per_tunnel", 0, U32) or 0
-        if total and per_tunnel > total:
-            r.error("max_sessions_per_tunnel", f"{per_tunnel} is more than max_sessions {total}")
+        if control["hello_timeout"] is None:
+            control["hello_timeout"] = DEFAULT_HELLO_TIMEOUT
+        limits = self.listener_limits(r, version)
         peers = r.networks("allowed_peers") or ()
         facts = TunnelFacts(
             path=path, version=version, mode=TunnelMode.DYNAMIC, profile=self.profile
@@ -398,12 +428,43 @@ class _Loader:
             version=version,
             encap=encap,
             allowed_peers=peers,
-            max_tunnels=max_tunnels,
-            max_sessions=total,
-            max_sessions_per_tunnel=per_tunnel,
             sessions=sessions,
+            **limits,
             **control,  # type: ignore[arg-type]
             **pw,  # type: ignore[arg-type]
+        )
+
+    def listener_limits(self, r: TableReader, version: Version | None) -> _Limits:
+        """``max_tunnels``, ``max_pending_*`` and the session limits of a listener.
+
+        ``max_tunnels`` (established tunnels) is at most the tunnel ID space:
+        65535 for l2tpv2; 0 means "no limit" there and for the session limits.
+        The pending limits have no "unlimited": half-open set-ups are what a
+        flood consists of. An absent ``max_pending_per_peer`` follows a lower
+        ``max_pending_tunnels``.
+        """
+        v2 = version is Version.L2TPV2
+        context = f" for {version}" if version is not None else ""
+        max_tunnels = r.integer("max_tunnels", 0, 0xFFFF if v2 else U32, context=context) or 0
+        pending = r.integer("max_pending_tunnels", 1, MAX_PENDING)
+        per_peer = r.integer("max_pending_per_peer", 1, MAX_PENDING)
+        if pending is not None and per_peer is not None and per_peer > pending:
+            r.error(
+                "max_pending_per_peer", f"{per_peer} is more than max_pending_tunnels {pending}"
+            )
+        pending = pending or DEFAULT_MAX_PENDING_TUNNELS
+        if per_peer is None:
+            per_peer = min(DEFAULT_MAX_PENDING_PER_PEER, pending)
+        total = r.integer("max_sessions", 0, U32) or 0
+        per_tunnel = r.integer("max_sessions_per_tunnel", 0, U32) or 0
+        if total and per_tunnel > total:
+            r.error("max_sessions_per_tunnel", f"{per_tunnel} is more than max_sessions {total}")
+        return _Limits(
+            max_tunnels=max_tunnels,
+            max_pending_tunnels=pending,
+            max_pending_per_peer=per_peer,
+            max_sessions=total,
+            max_sessions_per_tunnel=per_tunnel,
         )
 
     def listener_sessions(
@@ -529,8 +590,16 @@ class _Loader:
                 seen[name] = spath
 
 
+_CHAR_REPR = re.compile(r"'\\(?:x([0-9a-f]{2})|u([0-9a-f]{4})|U([0-9a-f]{8}))'")
+
+
+def _char_names(message: str) -> str:
+    """tomllib quotes an illegal character as Python would (``'\\x00'``); say ``U+0000``."""
+    return _CHAR_REPR.sub(lambda m: f"U+{int(next(g for g in m.groups() if g), 16):04X}", message)
+
+
 def _syntax_error(file: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
-    match = _SYNTAX.match(str(exc))
+    match = _SYNTAX.match(_char_names(str(exc)))
     if match is None:
         return ConfigError(file, "", None, f"invalid TOML: {exc}")
     if match["line"] is None:
@@ -560,6 +629,10 @@ def loads(
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigErrors([_syntax_error(file, exc)]) from None
+    except RecursionError:
+        # tomllib parses nested arrays and inline tables recursively.
+        reason = "invalid TOML: arrays or inline tables nested too deeply"
+        raise ConfigErrors([ConfigError(file, "", None, reason)]) from None
     name = socket.gethostname() if hostname is None else hostname
     return _Loader(file, profile, name, resolver).config(doc)
 

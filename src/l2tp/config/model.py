@@ -141,6 +141,11 @@ class TunnelConfig:
     daemon derives it. A redialling tunnel waits ``redial_timeout`` after the
     first failure and doubles the wait per consecutive failure, up to
     ``max_redial_timeout`` (L2TPv3; kl2tpd redials at a fixed interval).
+
+    The timer defaults are those of a dynamic tunnel (HELLO after 60 s idle,
+    10 retransmissions); a static tunnel built by hand must pass
+    ``hello_timeout=0.0``, as the loader does, since a HELLO interval is what
+    makes a tunnel quiescent.
     """
 
     name: str
@@ -152,9 +157,9 @@ class TunnelConfig:
     tid: int | None = None
     ptid: int | None = None
     window_size: int = 4
-    hello_timeout: float = 0.0
+    hello_timeout: float = 60.0
     retry_timeout: float = 1.0
-    max_retries: int = 5
+    max_retries: int = 10
     host_name: str = ""
     framing_caps: tuple[FramingCap, ...] = (FramingCap.SYNC, FramingCap.ASYNC)
     secret: str | None = None
@@ -179,9 +184,11 @@ class TunnelConfig:
 class ListenerConfig:
     """One ``[listener.L]`` table: where we accept tunnels (LNS or v3 responder).
 
-    The ``max_*`` limits use ``0`` for "unlimited"; an empty ``allowed_peers``
-    accepts any peer. Without ``sessions``, the session keys (``pseudowire``,
-    ``pppd_*``, ``mtu`` ...) apply to every session the peer opens. With
+    ``max_tunnels`` and the session limits use ``0`` for "unlimited"; the
+    pending limits (tunnels still being set up, in all and per peer address)
+    are always in force. An empty ``allowed_peers`` accepts any peer. Without
+    ``sessions``, the session keys (``pseudowire``, ``pppd_*``, ``mtu`` ...)
+    apply to every session the peer opens. With
     ``sessions`` (L2TPv3 only), an incoming session is offered the one whose
     ``remote_end_id`` matches its Remote End ID AVP; the listener's session
     keys were already filled into each of them where the table left a key out.
@@ -192,9 +199,9 @@ class ListenerConfig:
     version: Version
     encap: Encap = Encap.UDP
     window_size: int = 4
-    hello_timeout: float = 0.0
+    hello_timeout: float = 60.0
     retry_timeout: float = 1.0
-    max_retries: int = 5
+    max_retries: int = 10
     host_name: str = ""
     framing_caps: tuple[FramingCap, ...] = (FramingCap.SYNC, FramingCap.ASYNC)
     secret: str | None = None
@@ -202,6 +209,8 @@ class ListenerConfig:
     digest: Digest = Digest.NONE
     router_id: int | None = None
     max_tunnels: int = 0
+    max_pending_tunnels: int = 4096
+    max_pending_per_peer: int = 64
     max_sessions: int = 0
     max_sessions_per_tunnel: int = 0
     allowed_peers: tuple[IPNetwork, ...] = ()

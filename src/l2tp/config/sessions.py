@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from l2tp.config.errors import ConfigError
-from l2tp.config.fields import TableReader
+from l2tp.config.fields import TableReader, avp_max_length
 from l2tp.config.model import L2SpecType, Pseudowire, SessionConfig, TunnelMode, Version
 from l2tp.config.profiles import Profile
+from l2tp.protocol.constants import AvpType
 
 _PSEUDOWIRE_KEYS = (
     "pseudowire",
@@ -98,7 +99,9 @@ def read_pseudowire_keys(
         pw = _as(base["pseudowire"], Pseudowire)
     if pw is None:
         pw = Pseudowire.PPP if v2 else Pseudowire.ETH
-    if given is not None or base is None:
+    # A default derived from an invalid version (None) is not the user's mistake:
+    # the version was already reported, so the profile check would only echo it.
+    if given is not None or (base is None and facts.version is not None):
         if pw is Pseudowire.ETH and v2:
             r.error("pseudowire", '"eth" is not allowed with l2tpv2 (L2TPv2 carries PPP only)')
         elif pw is Pseudowire.PPPAC and v3:
@@ -107,6 +110,11 @@ def read_pseudowire_keys(
             )
         elif pw not in facts.profile.pseudowires:
             r.error("pseudowire", facts.profile.only("pseudowire", facts.profile.pseudowires))
+    # Rules that depend on the pseudowire are skipped when it is unknown (its key
+    # or the version was invalid, and reported): one mistake, one message.
+    pw_known = "pseudowire" not in r.failed and (
+        given is not None or base is not None or facts.version is not None
+    )
 
     cookie_len = r.integer("cookie_len", 0, 8)
     if cookie_len is not None and cookie_len not in (0, 4, 8):
@@ -125,7 +133,7 @@ def read_pseudowire_keys(
     if r.has("l2spec_type") and l2spec is not L2SpecType.NONE and v2:
         r.error("l2spec_type", "only for l2tpv3")
     seqnum = r.boolean("seqnum", _as(base["seqnum"], bool) if base is not None else False)
-    if seqnum and v3 and l2spec is L2SpecType.NONE:
+    if seqnum and v3 and l2spec is L2SpecType.NONE and "l2spec_type" not in r.failed:
         # RFC 3931 section 4.6: L2TPv3 data carries sequence numbers only in the
         # L2-Specific Sublayer; Linux discards every packet of a recv_seq session
         # that has none, so this combination would pass no traffic at all.
@@ -142,13 +150,13 @@ def read_pseudowire_keys(
                 " (with l2tpv3 the sequence number travels in the L2-Specific Sublayer)",
             )
 
-    pppd_args = r.nonempty_string("pppd_args")
-    pppd_options = r.string_list("pppd_options")
+    pppd_args = r.file_path("pppd_args")
+    pppd_options = r.argument_list("pppd_options")
     for key in ("pppd_args", "pppd_options"):
-        if r.has(key) and pw not in _PPP_LIKE:
+        if r.has(key) and pw_known and pw not in _PPP_LIKE:
             r.error(key, "only for pseudowire ppp or pppac")
     bridge = r.interface_name("bridge")
-    if r.has("bridge") and pw is not Pseudowire.ETH:
+    if r.has("bridge") and pw_known and pw is not Pseudowire.ETH:
         r.error("bridge", "only for pseudowire eth")
     mtu = r.integer("mtu", 68, 65535)
     if base is not None:
@@ -181,16 +189,34 @@ def _as_optional(value: object, cls: type[T]) -> T | None:
     return None if value is None else _as(value, cls)
 
 
+REMOTE_END_ID_MAX = avp_max_length(AvpType.REMOTE_END_ID)
+
+
+def remote_end_id_key(r: TableReader) -> str | None:
+    """An explicit ``remote_end_id``: non-empty and short enough for its AVP."""
+    return r.avp_text("remote_end_id", REMOTE_END_ID_MAX, "Remote End ID")
+
+
 def default_remote_end_id(r: TableReader, name: str) -> str | None:
     """``remote_end_id``, or the table name when the key is absent.
 
     A blank table name (``[tunnel.t1.session." "]``) cannot be sent as a
-    Remote End ID, so it is an error there rather than a silent empty AVP.
+    Remote End ID, so it is an error there rather than a silent empty AVP;
+    neither can a name longer than the AVP allows (the ICRQ could not be
+    encoded, and a listener could never see it in one).
     """
     if r.has("remote_end_id"):
-        return r.nonempty_string("remote_end_id")
+        return remote_end_id_key(r)
     if not name.strip():
         r.error("remote_end_id", "missing (the table name is blank, so it cannot be the default)")
+        return None
+    size = len(name.encode("utf-8", "surrogateescape"))
+    if size > REMOTE_END_ID_MAX:
+        r.error(
+            "remote_end_id",
+            f"missing, and the table name ({size} bytes) is longer than the"
+            f" {REMOTE_END_ID_MAX} a Remote End ID AVP can carry",
+        )
         return None
     return name
 
@@ -240,7 +266,10 @@ def read_session(
     pppoe_mac = r.byte_array("pppoe_peer_mac", (6,))
     # pppac on l2tpv3 was already reported; do not pile the pppoe rules on top.
     is_pppac = pw["pseudowire"] is Pseudowire.PPPAC and facts.version is not Version.L2TPV3
+    pw_known = "pseudowire" not in r.failed and facts.version is not None
     for key in ("pppoe_session_id", "pppoe_peer_mac"):
+        if not pw_known:
+            break
         if r.has(key) and not is_pppac:
             r.error(key, "only for pseudowire pppac")
         elif is_pppac and not r.has(key):
@@ -251,7 +280,7 @@ def read_session(
         # by default, the name this session has in the file.
         remote_end_id = default_remote_end_id(r, name)
     else:
-        remote_end_id = r.nonempty_string("remote_end_id")
+        remote_end_id = remote_end_id_key(r)
     if r.has("remote_end_id"):
         if v2:
             r.error("remote_end_id", "only for l2tpv3")

@@ -33,9 +33,17 @@ log = logging.getLogger("l2tp.kl2tpd")
 class TunnelRunner:
     """One ``[tunnel.T]``: open, place the calls, redial per the config."""
 
-    def __init__(self, ctx: L2tpContext, config: cfg.TunnelConfig, stop_timeout: float) -> None:
+    def __init__(
+        self,
+        ctx: L2tpContext,
+        config: cfg.TunnelConfig,
+        stop_timeout: float,
+        *,
+        log: logging.Logger = log,
+    ) -> None:
         self.ctx = ctx
         self.config = config
+        self.log = log
         self.stop_timeout = stop_timeout
         self.handle: TunnelHandle | None = None
         self.stopping = False
@@ -62,18 +70,18 @@ class TunnelRunner:
             try:
                 await self._once()
             except TunnelFailed as exc:
-                log.warning("tunnel %s: %s", t.name, exc)
+                self.log.warning("tunnel %s: %s", t.name, exc)
             except (OSError, RuntimeError) as exc:
-                log.error("tunnel %s: %s", t.name, exc)
+                self.log.error("tunnel %s: %s", t.name, exc)
             if self.stopping or self.ctx.closing or not t.redial:
                 return
             attempts += 1
             if t.max_redials and attempts > t.max_redials:
-                log.error("tunnel %s: giving up after %d redials", t.name, t.max_redials)
+                self.log.error("tunnel %s: giving up after %d redials", t.name, t.max_redials)
                 return
             if self.handle is not None and self.handle.established_event is not None:
                 delay = t.redial_timeout
-            log.info("tunnel %s: redialling in %.1f s", t.name, delay)
+            self.log.info("tunnel %s: redialling in %.1f s", t.name, delay)
             await asyncio.sleep(delay)
             if backoff:
                 delay = min(delay * 2, max(t.max_redial_timeout, t.redial_timeout))
@@ -92,15 +100,17 @@ class TunnelRunner:
         )
         self.handle = th
         await th.wait_established()
-        log.info("tunnel %s: up (tid %d, peer tid %d)", t.name, th.tunnel_id, th.peer_tunnel_id)
+        self.log.info(
+            "tunnel %s: up (tid %d, peer tid %d)", t.name, th.tunnel_id, th.peer_tunnel_id
+        )
         calls = [th.place_call(session_call(s), options=session_options(s)) for s in t.sessions]
         for s, call in zip(t.sessions, calls, strict=True):
             try:
                 info = await call.wait_established()
             except SessionFailed as exc:
-                log.warning("tunnel %s session %s: %s", t.name, s.name, exc)
+                self.log.warning("tunnel %s session %s: %s", t.name, s.name, exc)
             else:
-                log.info("tunnel %s session %s: up (sid %d)", t.name, s.name, info.session_id)
+                self.log.info("tunnel %s session %s: up (sid %d)", t.name, s.name, info.session_id)
         closed = await th.wait_closed()
         raise TunnelFailed(closed)
 
@@ -117,9 +127,20 @@ class TunnelRunner:
 
 
 class Kl2tpd:
-    def __init__(self, config: cfg.Config, ctx: L2tpContext, args: argparse.Namespace) -> None:
+    """The ``[tunnel.*]`` tables of one file; ``log`` is the daemon's logger (l2tpd's
+    when l2tpd runs its initiator tunnels through this class)."""
+
+    def __init__(
+        self,
+        config: cfg.Config,
+        ctx: L2tpContext,
+        args: argparse.Namespace,
+        *,
+        log: logging.Logger = log,
+    ) -> None:
         self.config = config
         self.ctx = ctx
+        self.log = log
         self.stop_timeout: float = args.stop_timeout
         self.runners: dict[str, TunnelRunner] = {}
         self.failed = asyncio.Event()
@@ -129,7 +150,7 @@ class Kl2tpd:
             self._add(t)
 
     def _add(self, t: cfg.TunnelConfig) -> None:
-        runner = TunnelRunner(self.ctx, t, self.stop_timeout)
+        runner = TunnelRunner(self.ctx, t, self.stop_timeout, log=self.log)
         self.runners[t.name] = runner
         runner.start()
         assert runner.task is not None
@@ -140,14 +161,14 @@ class Kl2tpd:
         if self.ctx.closing or any(r.stopping for r in self.runners.values()):
             return
         if self.runners and not live:
-            log.error("no tunnel left")
+            self.log.error("no tunnel left")
             self.failed.set()
 
     async def reload(self, config: cfg.Config) -> None:
         new = {t.name: t for t in config.tunnels}
         for name, runner in list(self.runners.items()):
             if new.get(name) != runner.config:
-                log.info("tunnel %s: %s", name, "changed" if name in new else "removed")
+                self.log.info("tunnel %s: %s", name, "changed" if name in new else "removed")
                 del self.runners[name]
                 await runner.stop()
         for name, t in new.items():

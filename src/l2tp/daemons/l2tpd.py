@@ -35,6 +35,7 @@ import sys
 from collections.abc import Sequence
 
 from l2tp import config as cfg
+from l2tp.daemons.preflight import StartError
 from l2tp.runtime import daemon as common
 from l2tp.runtime.control import L2tpContext
 
@@ -50,8 +51,8 @@ class L2tpd:
     def __init__(self, config: cfg.Config, ctx: L2tpContext, args: argparse.Namespace) -> None:
         self.config = config
         self.ctx = ctx
-        self.initiators = Kl2tpd(config, ctx, args)
-        self.responders = Lns(config, ctx, args)
+        self.initiators = Kl2tpd(config, ctx, args, log=log)
+        self.responders = Lns(config, ctx, args, log=log)
         self.failed = asyncio.Event()
         self._watch: asyncio.Task[None] | None = None
 
@@ -67,9 +68,17 @@ class L2tpd:
             self.failed.set()
 
     async def reload(self, config: cfg.Config) -> None:
-        await self.responders.reload(config)
+        """Apply ``config`` to both roles; a listener that cannot be bound does not stop
+        the tunnels' changes (its StartError is raised once both are applied)."""
+        failure: StartError | None = None
+        try:
+            await self.responders.reload(config)
+        except StartError as exc:
+            failure = exc
         await self.initiators.reload(config)
         self.config = config
+        if failure is not None:
+            raise failure
 
     def summary(self) -> str:
         parts = [self.initiators.summary()]

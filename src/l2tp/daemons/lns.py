@@ -19,22 +19,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import logging
+import os
 import sys
 from collections.abc import Sequence
 
 from l2tp import config as cfg
+from l2tp.config.errors import table_path, toml_string
+from l2tp.daemons.preflight import StartError, describe_os_error
 from l2tp.runtime import daemon as common
 from l2tp.runtime.configmap import encap, listen_options, listener_config
 from l2tp.runtime.control import L2tpContext, Listener
+from l2tp.runtime.portowner import udp_port_owners
 
 log = logging.getLogger("l2tp.lns")
 
 
 class Lns:
-    def __init__(self, config: cfg.Config, ctx: L2tpContext, args: argparse.Namespace) -> None:
+    """The ``[listener.*]`` tables of one file; ``log`` is the daemon's logger (l2tpd's
+    when l2tpd runs its listeners through this class)."""
+
+    def __init__(
+        self,
+        config: cfg.Config,
+        ctx: L2tpContext,
+        args: argparse.Namespace,
+        *,
+        log: logging.Logger = log,
+    ) -> None:
         self.config = config
         self.ctx = ctx
+        self.log = log
         self.stop_timeout: float = args.stop_timeout
         self.listeners: dict[str, tuple[cfg.ListenerConfig, Listener]] = {}
         self.failed = asyncio.Event()
@@ -44,12 +60,42 @@ class Lns:
             await self._add(lc)
 
     async def _add(self, lc: cfg.ListenerConfig) -> None:
+        """Open the listener; a socket error names the listener and its address.
+
+        Raises :class:`StartError`, whose text is the one line the daemon
+        prints (``[listener.NAME] listen = "ADDR": REASON``).
+        """
         address = (str(lc.listen.address), lc.listen.port)
-        listener = await self.ctx.listen(
-            address, config=listener_config(lc), options=listen_options(lc), encap=encap(lc.encap)
-        )
+        try:
+            listener = await self.ctx.listen(
+                address,
+                config=listener_config(lc),
+                options=listen_options(lc),
+                encap=encap(lc.encap),
+            )
+        except OSError as exc:
+            raise StartError(self._listen_failure(lc, exc)) from exc
         self.listeners[lc.name] = (lc, listener)
-        log.info("listener %s: listening on %s", lc.name, lc.listen)
+        self.log.info("listener %s: listening on %s", lc.name, lc.listen)
+
+    def _listen_failure(self, lc: cfg.ListenerConfig, exc: OSError) -> str:
+        """``[listener.NAME] listen = "ADDR": REASON``, in the file's own words.
+
+        The runtime's ListenError wraps the socket's error; the reason is taken
+        from that (with the processes holding the port for "address in use",
+        when they can be found) so that every start-up error has one format.
+        """
+        cause = exc.__cause__ if isinstance(exc.__cause__, OSError) else exc
+        reason = describe_os_error(cause)
+        udp = lc.encap is cfg.Encap.UDP
+        if cause.errno == errno.EADDRINUSE and udp and self.ctx.netns is None:
+            owners = udp_port_owners(str(lc.listen.address), lc.listen.port)
+            if owners:
+                reason = f"{os.strerror(errno.EADDRINUSE)} (by {', '.join(owners)})"
+        where = f"[{table_path('listener', lc.name)}] listen = {toml_string(str(lc.listen))}"
+        if not udp:
+            where += ' (encap = "ip")'
+        return f"{where}: {reason}"
 
     async def reload(self, config: cfg.Config) -> None:
         new = {lc.name: lc for lc in config.listeners}
@@ -61,16 +107,22 @@ class Lns:
                 old.encap,
             ):
                 del self.listeners[name]
-                log.info("listener %s: %s", name, "restarted" if lc else "removed")
+                self.log.info("listener %s: %s", name, "restarted" if lc else "removed")
                 await listener.close(ack_timeout=self.stop_timeout)
             elif lc != old:
                 listener.update(config=listener_config(lc), options=listen_options(lc))
                 self.listeners[name] = (lc, listener)
-                log.info("listener %s: new settings apply to new tunnels and calls", name)
+                self.log.info("listener %s: new settings apply to new tunnels and calls", name)
+        self.config = config
+        failures = []
         for name, lc in new.items():
             if name not in self.listeners:
-                await self._add(lc)
-        self.config = config
+                try:
+                    await self._add(lc)
+                except StartError as exc:
+                    failures.append(str(exc))
+        if failures:
+            raise StartError("; ".join(failures))
 
     def summary(self) -> str:
         parts = [

@@ -7,7 +7,10 @@ created, nothing else. Quiescent tunnels (``mode = "quiescent"`` or
 
 The daemon is deliberately thin: configuration comes from :mod:`l2tp.config`,
 kernel objects from :mod:`l2tp.daemons.static` over a
-:class:`~l2tp.kernel.dataplane.DataPlane`.
+:class:`~l2tp.kernel.dataplane.DataPlane`. Before any of that it runs the
+start-up checks of :mod:`l2tp.daemons.preflight` (CAP_NET_ADMIN, the ``l2tp``
+netlink family, the modules the file needs, a writable ``--ready-file``), so a
+daemon that could not work says so in one line instead of half-starting.
 """
 
 from __future__ import annotations
@@ -21,6 +24,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from l2tp import config as cfg
+from l2tp.cli.pipes import run_quietly
+from l2tp.daemons import preflight
+from l2tp.daemons.preflight import StartError
 from l2tp.daemons.quiescent import QuiescentTunnel
 from l2tp.daemons.static import StaticTunnel
 from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane
@@ -39,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
         "+ the full retransmission interval without an answer, and come back when the peer "
         "answers a probe. Cookies: cookie is what we send, peer_cookie what we require.",
         epilog="Exit status: 0 stopped by a signal (or --check of a valid file); 1 invalid "
-        "configuration or the kernel refused a tunnel/session; 2 usage error. "
+        "configuration, a start-up check failed (CAP_NET_ADMIN, kernel L2TP modules, "
+        "--ready-file) or the kernel refused a tunnel/session; 2 usage error. "
         "See docs/ql2tpd.md and docs/config.md.",
     )
     parser.add_argument(
@@ -134,12 +141,16 @@ async def serve(config: cfg.Config, dataplane: DataPlane, *, ready_file: Path | 
     try:
         await daemon.start()
     except (KernelError, OSError) as exc:
-        print(f"ql2tpd: {exc}", file=sys.stderr)
+        print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
         return 1
     print(f"ql2tpd: {len(config.tunnels)} tunnel(s) up; SIGTERM removes them", flush=True)
-    if ready_file is not None:
-        ready_file.write_text("up\n")
     try:
+        if ready_file is not None:
+            try:
+                preflight.write_ready_file(ready_file)
+            except StartError as exc:
+                print(f"ql2tpd: {exc}", file=sys.stderr, flush=True)
+                return 1
         await daemon.stop.wait()
     finally:
         await daemon.shutdown()
@@ -161,16 +172,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.check:
-        return cfg.run_check(path, cfg.Daemon.QL2TPD)
+        return run_quietly(lambda: cfg.run_check(path, cfg.Daemon.QL2TPD))
     try:
         config = cfg.load(path, daemon=cfg.Daemon.QL2TPD)
     except cfg.ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     try:
-        dataplane = LinuxDataPlane(netns=args.netns)
-    except KernelError as exc:
-        print(f"ql2tpd: {exc}", file=sys.stderr)
+        if args.ready_file is not None:
+            preflight.check_ready_file(args.ready_file)
+        preflight.check_net_admin()
+        dataplane = LinuxDataPlane(netns=args.netns)  # resolves the generic netlink family
+    except (StartError, KernelError, OSError) as exc:
+        print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        preflight.check_modules(preflight.needs_of(config))
+    except StartError as exc:
+        dataplane.close()
+        print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
         return asyncio.run(serve(config, dataplane, ready_file=args.ready_file))

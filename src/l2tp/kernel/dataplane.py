@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -142,30 +143,57 @@ class LinuxDataPlane:
         self.netlink.close()
 
 
+CALLS_KEPT = 4096
+"""How many of the latest calls :attr:`NullDataPlane.calls` keeps."""
+
+
 @dataclass(slots=True)
 class NullDataPlane:
-    """Records every call in :attr:`calls` as ``(method name, arguments)``; no kernel."""
+    """Records calls as ``(method name, arguments)``; no kernel.
 
-    calls: list[tuple[str, Any]] = field(default_factory=list)
+    A daemon run with ``--null-dataplane`` (benchmarks, floods) makes calls for
+    as long as it runs, so the record is bounded: :attr:`calls` keeps the
+    latest :data:`CALLS_KEPT` (a deque: ``in``, iteration and indexing work as
+    on a list) and :attr:`counts` counts every call by method name. The other
+    end of each PPP socketpair is closed with its session.
+    """
+
+    calls: deque[tuple[str, Any]] = field(default_factory=lambda: deque(maxlen=CALLS_KEPT))
+    counts: Counter[str] = field(default_factory=Counter)
     tunnels: dict[int, TunnelConfig] = field(default_factory=dict)
     sessions: dict[tuple[int, int], SessionConfig] = field(default_factory=dict)
-    _ppp_peers: list[socket.socket] = field(default_factory=list)
+    _ppp_peers: dict[tuple[int, int], list[socket.socket]] = field(default_factory=dict)
+
+    def _record(self, name: str, args: Any) -> None:
+        self.calls.append((name, args))
+        self.counts[name] += 1
+
+    def _close_peers(self, tunnel_id: int, session_id: int | None = None) -> None:
+        keys = [
+            k
+            for k in self._ppp_peers
+            if k[0] == tunnel_id and (session_id is None or k[1] == session_id)
+        ]
+        for key in keys:
+            for sock in self._ppp_peers.pop(key):
+                sock.close()
 
     def create_tunnel(self, config: TunnelConfig) -> None:
-        self.calls.append(("create_tunnel", config))
+        self._record("create_tunnel", config)
         if config.tunnel_id in self.tunnels:
             raise IdInUse(errno.EEXIST, f"create tunnel {config.tunnel_id}: ID already in use")
         self.tunnels[config.tunnel_id] = config
 
     def delete_tunnel(self, tunnel_id: int) -> None:
-        self.calls.append(("delete_tunnel", tunnel_id))
+        self._record("delete_tunnel", tunnel_id)
         if self.tunnels.pop(tunnel_id, None) is None:
             raise TunnelNotFound(errno.ENODEV, f"delete tunnel {tunnel_id}: tunnel not found")
         for key in [k for k in self.sessions if k[0] == tunnel_id]:
             del self.sessions[key]
+        self._close_peers(tunnel_id)
 
     def create_session(self, config: SessionConfig) -> None:
-        self.calls.append(("create_session", config))
+        self._record("create_session", config)
         key = (config.tunnel_id, config.session_id)
         if config.tunnel_id not in self.tunnels:
             raise TunnelNotFound(
@@ -176,7 +204,8 @@ class NullDataPlane:
         self.sessions[key] = config
 
     def delete_session(self, tunnel_id: int, session_id: int) -> None:
-        self.calls.append(("delete_session", (tunnel_id, session_id)))
+        self._record("delete_session", (tunnel_id, session_id))
+        self._close_peers(tunnel_id, session_id)
         if self.sessions.pop((tunnel_id, session_id), None) is None:
             raise SessionNotFound(
                 errno.ENODEV, f"delete session {session_id} in tunnel {tunnel_id}: not found"
@@ -202,7 +231,7 @@ class NullDataPlane:
             )
             if v is not None
         }
-        self.calls.append(("modify_session", (tunnel_id, session_id, changes)))
+        self._record("modify_session", (tunnel_id, session_id, changes))
         if (tunnel_id, session_id) not in self.sessions:
             raise SessionNotFound(
                 errno.ENODEV, f"modify session {session_id} in tunnel {tunnel_id}: not found"
@@ -212,15 +241,15 @@ class NullDataPlane:
         self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
     ) -> socket.socket:
         """One end of a socketpair stands in for the PPPoL2TP socket."""
-        self.calls.append(("open_ppp_socket", (tunnel.tunnel_id, session_id, peer_session_id)))
+        self._record("open_ppp_socket", (tunnel.tunnel_id, session_id, peer_session_id))
         if (tunnel.tunnel_id, session_id) not in self.sessions:
             raise SessionNotFound(errno.ENODEV, f"open PPP socket: session {session_id} not found")
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self._ppp_peers.append(theirs)
+        self._ppp_peers.setdefault((tunnel.tunnel_id, session_id), []).append(theirs)
         return ours
 
     def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
-        self.calls.append(("attach_to_bridge", (tunnel_id, session_id, bridge)))
+        self._record("attach_to_bridge", (tunnel_id, session_id, bridge))
         if (tunnel_id, session_id) not in self.sessions:
             raise SessionNotFound(errno.ENODEV, f"attach to bridge: session {session_id} not found")
 
@@ -228,12 +257,13 @@ class NullDataPlane:
         return tunnel_id in self.tunnels
 
     def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
-        self.calls.append(("set_session_up", (tunnel_id, session_id, up)))
+        self._record("set_session_up", (tunnel_id, session_id, up))
         if (tunnel_id, session_id) not in self.sessions:
             raise SessionNotFound(errno.ENODEV, f"set session up: session {session_id} not found")
 
     def close(self) -> None:
-        self.calls.append(("close", None))
-        for sock in self._ppp_peers:
-            sock.close()
+        self._record("close", None)
+        for socks in self._ppp_peers.values():
+            for sock in socks:
+                sock.close()
         self._ppp_peers.clear()

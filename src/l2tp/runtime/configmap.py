@@ -1,8 +1,13 @@
 """From the TOML model (:mod:`l2tp.config`) to the control plane's policy objects.
 
 Durations in the model are seconds already. ``hello_timeout = 0`` means no
-HELLO; go-l2tp's ``retry_timeout`` is the first retransmission timeout, which
-then doubles up to 8 s (RFC 2661 5.8) or ``retry_timeout`` if that is longer.
+HELLO (the loader's default for dynamic tunnels and listeners is 60 s);
+go-l2tp's ``retry_timeout`` is the first retransmission timeout, which then
+doubles up to 8 s (RFC 2661 5.8) or ``retry_timeout`` if that is longer.
+
+Listener limits: ``max_tunnels = 0`` ("no limit") becomes the tunnel ID space
+(65535 for L2TPv2); ``max_pending_tunnels`` and ``max_pending_per_peer`` are
+passed as they are (the loader gives their defaults).
 
 L2TPv3 (RFC 3931): ``digest`` turns the secret into Control Message
 Authentication (5.4.1); the Router ID is the configured one, else the local
@@ -35,6 +40,8 @@ _FRAMING = {cfg.FramingCap.SYNC: FramingBits.SYNC, cfg.FramingCap.ASYNC: Framing
 _DIGEST = {cfg.Digest.MD5: DigestType.HMAC_MD5, cfg.Digest.SHA1: DigestType.HMAC_SHA1}
 PW_TYPES = {cfg.Pseudowire.ETH: 0x0005, cfg.Pseudowire.PPP: 0x0007}
 """IANA L2TPv3 Pseudowire Types (RFC 3931 10.6; Ethernet RFC 4719, PPP RFC 4591)."""
+U32 = 0xFFFFFFFF
+"""``max_tunnels = 0`` ("no limit") of an L2TPv3 listener: the whole 32-bit ID space."""
 DATA_SEQUENCING_ALL = 2
 """Data Sequencing AVP: "all incoming data packets require sequencing" (RFC 3931 5.4.4)."""
 
@@ -194,7 +201,12 @@ def listener_config(lc: cfg.ListenerConfig) -> ListenerConfig:
             _v3_params(_listener_session(lc)) if v3 else CallParams(sequencing_required=lc.seqnum)
         ),
     )
-    return ListenerConfig(tunnel=tunnel, max_tunnels=min(lc.max_tunnels or 0xFFFF, 0xFFFF))
+    return ListenerConfig(
+        tunnel=tunnel,
+        max_tunnels=lc.max_tunnels or (0xFFFF if lc.version is cfg.Version.L2TPV2 else U32),
+        max_pending_tunnels=lc.max_pending_tunnels,
+        max_pending_per_peer=lc.max_pending_per_peer,
+    )
 
 
 def listen_options(lc: cfg.ListenerConfig) -> ListenOptions:

@@ -610,7 +610,7 @@ class ListenError(OSError):
                 reason += f" (network namespace {netns})"
         elif cause.errno in (errno.EACCES, errno.EPERM):
             reason += " (binding this needs privileges)"
-        self.message = f"listener {name!r} on {where}: {reason}"
+        self.message = f"listener {name} on {where}: {reason}"
         super().__init__(cause.errno, self.message)
 
     def __str__(self) -> str:

@@ -1,9 +1,17 @@
-"""What kl2tpd and l2tp-lns share: arguments, data plane and backend, signals, the run loop.
+"""What kl2tpd, l2tp-lns and l2tpd share: arguments, data plane and backend, signals, the run loop.
+
+Start-up, in order, each failure one line on stderr and exit status 1 before
+anything is opened: the configuration; ``--ready-file`` writable; with the
+Linux data plane, the checks of :mod:`l2tp.daemons.preflight` (CAP_NET_ADMIN,
+the ``l2tp`` generic netlink family, the modules the file needs, pppd); then
+:meth:`Daemon.start` (a listen address that cannot be bound names its
+listener). Only then "started" is printed and the ready file written.
 
 Signals: SIGTERM and SIGINT stop the daemon (StopCCN on every tunnel, up to
 ``--stop-timeout`` seconds for the acknowledgements, pppd stopped, kernel
 objects removed); SIGHUP re-reads the configuration file and applies it
-(:meth:`Daemon.reload`; a file with errors is reported and ignored).
+(:meth:`Daemon.reload`; a file with errors, or a change that cannot be
+applied, is reported and the daemon goes on).
 """
 
 from __future__ import annotations
@@ -18,6 +26,9 @@ from pathlib import Path
 from typing import Protocol
 
 from l2tp import config as cfg
+from l2tp.cli.pipes import run_quietly
+from l2tp.daemons import preflight
+from l2tp.daemons.preflight import KernelNeeds, StartError
 from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane, NullDataPlane
 from l2tp.kernel.errors import KernelError
 
@@ -67,12 +78,40 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     return parser
 
 
-def make_backend(args: argparse.Namespace) -> tuple[DataPlane, SessionBackend | None]:
+LOGGER_NAMES = {
+    cfg.Daemon.KL2TPD: "l2tp.kl2tpd",
+    cfg.Daemon.LNS: "l2tp.lns",
+    cfg.Daemon.L2TPD: "l2tp.l2tpd",
+    cfg.Daemon.QL2TPD: "l2tp.ql2tpd",
+}
+"""One logger per daemon, so that a log line says which daemon wrote it."""
+
+_NULL_HINT = ", or use --null-dataplane for a control-plane-only run"
+
+
+def make_backend(
+    args: argparse.Namespace, needs: KernelNeeds | None = None
+) -> tuple[DataPlane, SessionBackend | None]:
+    """The data plane and session backend, after the start-up checks for the kernel one.
+
+    Raises :class:`StartError` (missing privilege, module or pppd) or the
+    :class:`KernelError` of resolving the ``l2tp`` netlink family.
+    """
     if args.null_dataplane:
         return NullDataPlane(), NullSessionBackend()
     from .ppp import PppdBackend
 
-    return LinuxDataPlane(netns=args.netns), PppdBackend(netns=args.netns)
+    preflight.check_net_admin(hint=_NULL_HINT)
+    dataplane = LinuxDataPlane(netns=args.netns)  # resolves the generic netlink family
+    try:
+        if needs is not None:
+            preflight.check_modules(needs)
+            if needs.pppd:
+                preflight.check_pppd()
+    except BaseException:
+        dataplane.close()
+        raise
+    return dataplane, PppdBackend(netns=args.netns)
 
 
 def main(
@@ -92,16 +131,18 @@ def main(
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     if args.check:
-        return cfg.run_check(path, daemon_kind)
+        return run_quietly(lambda: cfg.run_check(path, daemon_kind))
     try:
         config = cfg.load(path, daemon=daemon_kind)
     except cfg.ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
     try:
-        dataplane, backend = make_backend(args)
-    except (KernelError, OSError) as exc:
-        print(f"{prog}: {exc}", file=sys.stderr)
+        if args.ready_file is not None:
+            preflight.check_ready_file(args.ready_file)
+        dataplane, backend = make_backend(args, preflight.needs_of(config))
+    except (StartError, KernelError, OSError) as exc:
+        print(f"{prog}: cannot start: {exc}", file=sys.stderr)
         return 1
     try:
         return run_loop(serve(prog, path, daemon_kind, config, dataplane, backend, factory, args))
@@ -119,7 +160,7 @@ async def serve(
     factory: Callable[[cfg.Config, L2tpContext, argparse.Namespace], Daemon],
     args: argparse.Namespace,
 ) -> int:
-    log = logging.getLogger(f"l2tp.{prog}")
+    log = logging.getLogger(LOGGER_NAMES.get(daemon_kind, f"l2tp.{prog}"))
     ctx = L2tpContext(dataplane=dataplane, backend=backend, netns=args.netns)
     daemon = factory(config, ctx, args)
     loop = asyncio.get_running_loop()
@@ -138,20 +179,33 @@ async def serve(
                 log.error("reload ignored: %s", exc)
                 print(f"{prog}: reload ignored:\n{exc}", file=sys.stderr, flush=True)
                 continue
-            await daemon.reload(new)
+            try:
+                await daemon.reload(new)
+            except (StartError, KernelError, OSError) as exc:
+                # E.g. a new listener whose address cannot be bound: the rest of
+                # the new file is applied, and the daemon keeps running.
+                log.error("reload: %s", exc)
+                print(f"{prog}: reload incomplete: {exc}", file=sys.stderr, flush=True)
+                continue
             print(f"{prog}: configuration reloaded: {daemon.summary()}", flush=True)
 
     reload_task = asyncio.create_task(reloader())
     status = 0
+    started = False
     try:
         try:
             await daemon.start()
-        except (KernelError, OSError) as exc:
-            print(f"{prog}: {exc}", file=sys.stderr)
+        except (StartError, KernelError, OSError) as exc:
+            print(f"{prog}: cannot start: {exc}", file=sys.stderr, flush=True)
             return 1
         print(f"{prog}: started: {daemon.summary()}; SIGTERM stops, SIGHUP reloads", flush=True)
+        started = True
         if args.ready_file is not None:
-            args.ready_file.write_text("up\n")
+            try:
+                preflight.write_ready_file(args.ready_file)
+            except StartError as exc:
+                print(f"{prog}: {exc}", file=sys.stderr, flush=True)
+                return 1
         failed = asyncio.create_task(daemon.failed.wait())
         stopped = asyncio.create_task(stop.wait())
         await asyncio.wait([failed, stopped], return_when=asyncio.FIRST_COMPLETED)
@@ -162,5 +216,6 @@ async def serve(
     finally:
         reload_task.cancel()
         await ctx.close(ack_timeout=args.stop_timeout)
-        print(f"{prog}: tunnels closed, exiting", flush=True)
+        if started:
+            print(f"{prog}: tunnels closed, exiting", flush=True)
     return status
