@@ -1,6 +1,6 @@
 """Control-message throughput of a transport pair over loopback UDP.
 
-Two :class:`~l2tp.runtime.endpoint.ControlChannel` objects on 127.0.0.1 move
+Two :class:`~l2tp.runtime.channel.ControlChannel` objects on 127.0.0.1 move
 ``--count`` messages one way, directly and through the lossy relay of the test
 suite, and report messages delivered per second (in order, exactly once: the
 receiver checks). Usage::
@@ -40,8 +40,8 @@ from l2tp.protocol.transport import (  # noqa: E402
     TransportConfig,
     TransportFailed,
 )
+from l2tp.runtime.channel import ControlChannel  # noqa: E402
 from l2tp.runtime.datagram import open_udp_socket  # noqa: E402
-from l2tp.runtime.endpoint import ControlChannel  # noqa: E402
 from l2tp.runtime.loop import run, uvloop_available  # noqa: E402
 
 

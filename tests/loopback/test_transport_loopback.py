@@ -21,13 +21,13 @@ from l2tp.protocol.transport import (
     TransportConfig,
     TransportFailed,
 )
+from l2tp.runtime.channel import ControlChannel
 from l2tp.runtime.datagram import (
     IP_RAW_FRAMING,
     UDP_FRAMING,
     DatagramReader,
     open_udp_socket,
 )
-from l2tp.runtime.endpoint import ControlChannel
 from l2tp.runtime.loop import loop_factory, run
 
 from .relay import LossyRelay
@@ -306,6 +306,7 @@ def test_reader_drains_many_datagrams_per_wakeup() -> None:
     run(main())
 
 
+@pytest.mark.allow_internal_errors
 def test_reader_survives_handler_errors() -> None:
     async def main() -> None:
         sock, sender = open_udp_socket(), open_udp_socket()

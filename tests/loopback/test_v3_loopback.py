@@ -28,8 +28,8 @@ from l2tp.runtime.control import (
     PseudowireOffer,
     SessionFailed,
     TunnelFailed,
-    _tunnel_id_of,
 )
+from l2tp.runtime.sockets import tunnel_id_of as _tunnel_id_of
 
 pytestmark = pytest.mark.loopback
 T = TypeVar("T")

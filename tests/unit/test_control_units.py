@@ -6,11 +6,13 @@ import ipaddress
 import struct
 
 from l2tp import config as cfg
+from l2tp.daemons.configmap import listen_options, listener_config, session_ppp, tunnel_config
 from l2tp.protocol.constants import FramingBits
 from l2tp.protocol.events import Role
 from l2tp.protocol.header import build_control_message
-from l2tp.runtime.configmap import listen_options, listener_config, session_ppp, tunnel_config
-from l2tp.runtime.control import _allowed, _listener_config, _tunnel_id_of
+from l2tp.runtime.endpoints import listener_config as _listener_config
+from l2tp.runtime.sockets import address_allowed as _allowed
+from l2tp.runtime.sockets import tunnel_id_of as _tunnel_id_of
 
 
 def test_tunnel_id_of_control_and_data() -> None:

@@ -13,8 +13,8 @@ from l2tp.config import ConfigErrors, loads
 from l2tp.config.dump import dump_toml
 from l2tp.config.model import TunnelMode
 from l2tp.daemons import kl2tpd
+from l2tp.daemons.configmap import listener_config, tunnel_config
 from l2tp.protocol.avps import MAX_VALUE_LEN
-from l2tp.runtime.configmap import listener_config, tunnel_config
 
 pytestmark = pytest.mark.unit
 

@@ -18,12 +18,11 @@ import pytest
 
 from l2tp import config as cfg
 from l2tp.cli import pipes
-from l2tp.daemons import kl2tpd, l2tpd, lns, preflight
+from l2tp.daemons import common, kl2tpd, l2tpd, lns, preflight
 from l2tp.daemons.preflight import KernelNeeds, StartError
 from l2tp.kernel.constants import AF_PPPOX, IPPROTO_L2TP, PseudowireType
 from l2tp.kernel.dataplane import CALLS_KEPT, NullDataPlane
 from l2tp.kernel.model import SessionConfig, TunnelConfig
-from l2tp.runtime import daemon as common
 from l2tp.runtime.control import L2tpContext
 
 pytestmark = pytest.mark.unit

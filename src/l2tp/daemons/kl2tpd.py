@@ -22,9 +22,9 @@ import sys
 from collections.abc import Sequence
 
 from l2tp import config as cfg
+from l2tp.daemons import common
+from l2tp.daemons.configmap import encap, session_call, session_options, tunnel_config
 from l2tp.protocol.constants import StopCcnResult
-from l2tp.runtime import daemon as common
-from l2tp.runtime.configmap import encap, session_call, session_options, tunnel_config
 from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
 
 log = logging.getLogger("l2tp.kl2tpd")

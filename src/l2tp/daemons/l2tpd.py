@@ -35,8 +35,8 @@ import sys
 from collections.abc import Sequence
 
 from l2tp import config as cfg
+from l2tp.daemons import common
 from l2tp.daemons.preflight import StartError
-from l2tp.runtime import daemon as common
 from l2tp.runtime.control import L2tpContext
 
 from .kl2tpd import Kl2tpd

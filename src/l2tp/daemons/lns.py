@@ -27,9 +27,9 @@ from collections.abc import Sequence
 
 from l2tp import config as cfg
 from l2tp.config.errors import table_path, toml_string
+from l2tp.daemons import common
+from l2tp.daemons.configmap import encap, listen_options, listener_config
 from l2tp.daemons.preflight import StartError, describe_os_error
-from l2tp.runtime import daemon as common
-from l2tp.runtime.configmap import encap, listen_options, listener_config
 from l2tp.runtime.control import L2tpContext, Listener
 from l2tp.runtime.portowner import udp_port_owners
 

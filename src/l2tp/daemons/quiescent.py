@@ -51,7 +51,7 @@ from l2tp.protocol.transport import (
     TransportConfig,
     TransportFailed,
 )
-from l2tp.runtime.endpoint import ControlChannel
+from l2tp.runtime.channel import ControlChannel
 
 log = logging.getLogger("l2tp.quiescent")
 

@@ -447,6 +447,12 @@ class TunnelListener:
             tunnel.adopt_sessions(handed_over, now)
         return tunnel
 
+    def discard(self, tunnel_id: int) -> None:
+        """Forget a tunnel at once, whatever its state (its driver abandoned it after a
+        local fault); nothing more is sent for it. No-op for an unknown ID."""
+        if tunnel_id in self.tunnels:
+            self._forget(tunnel_id)
+
     def _forget(self, tid: int) -> None:
         tunnel = self.tunnels.pop(tid)
         tunnel._state_observer = None

@@ -203,6 +203,16 @@ class Tunnel:
         return self.transport.peer_id
 
     @property
+    def has_events(self) -> bool:
+        """True while :meth:`next_event` has something to return."""
+        return bool(self._events)
+
+    @property
+    def unacknowledged(self) -> int:
+        """Messages sent and not yet acknowledged by the peer (0 once a StopCCN is acked)."""
+        return self.transport.in_flight
+
+    @property
     def framing_capabilities(self) -> FramingBits:
         return self.config.framing_capabilities
 
@@ -312,8 +322,6 @@ class Tunnel:
                 f"cannot open a session on a tunnel that is {self.state.value}"
             )
         return self.sessions.open(now, params, tunnel_up=self.state is TunnelState.ESTABLISHED)
-
-    place_call = open_session
 
     def accept_call(self, session_id: int, now: float, params: CallParams | None = None) -> None:
         """Answer a :class:`~.events.CallRequested`: ICRP (LNS) or OCRP + OCCN (LAC).

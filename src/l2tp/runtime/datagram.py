@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from ..protocol.errors import CodecError
 from ..protocol.header import IP_ENCAP_CONTROL_PREFIX, strip_ip_encap_control
+from .errors import INTERNAL_ERROR
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ def open_udp_socket(
 
     The family follows the host (``::1`` gives AF_INET6) unless given. Other
     kinds, such as ``socket(AF_INET, SOCK_DGRAM, IPPROTO_L2TP)``, are opened by
-    the caller and passed to :class:`~l2tp.runtime.endpoint.ControlChannel` as is.
+    the caller and passed to :class:`~l2tp.runtime.channel.ControlChannel` as is.
     """
     if family is None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -166,7 +167,7 @@ class DatagramReader:
                     handler(data, address)
                 except Exception:
                     counters.handler_errors += 1
-                    log.exception("datagram handler failed")
+                    log.exception("datagram handler failed", extra={INTERNAL_ERROR: True})
         finally:
             counters.datagrams += count
             if self._on_batch is not None:
@@ -174,7 +175,7 @@ class DatagramReader:
                     self._on_batch()
                 except Exception:
                     counters.handler_errors += 1
-                    log.exception("datagram batch callback failed")
+                    log.exception("datagram batch callback failed", extra={INTERNAL_ERROR: True})
 
 
 def unwrap_control(framing: Framing, datagram: bytes) -> bytes | None:

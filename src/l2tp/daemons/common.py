@@ -31,10 +31,9 @@ from l2tp.daemons import preflight
 from l2tp.daemons.preflight import KernelNeeds, StartError
 from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane, NullDataPlane
 from l2tp.kernel.errors import KernelError
-
-from .backend import NullSessionBackend, SessionBackend
-from .control import L2tpContext
-from .loop import run as run_loop
+from l2tp.runtime.backend import NullSessionBackend, SessionBackend
+from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.loop import run as run_loop
 
 
 class Daemon(Protocol):
@@ -99,7 +98,7 @@ def make_backend(
     """
     if args.null_dataplane:
         return NullDataPlane(), NullSessionBackend()
-    from .ppp import PppdBackend
+    from l2tp.runtime.ppp import PppdBackend
 
     preflight.check_net_admin(hint=_NULL_HINT)
     dataplane = LinuxDataPlane(netns=args.netns)  # resolves the generic netlink family

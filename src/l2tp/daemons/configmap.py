@@ -32,9 +32,8 @@ from l2tp.protocol.events import CallParams, Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
-
-from .backend import SessionOptions
-from .control import ListenOptions, PseudowireOffer
+from l2tp.runtime.backend import SessionOptions
+from l2tp.runtime.control import ListenOptions, PseudowireOffer
 
 _FRAMING = {cfg.FramingCap.SYNC: FramingBits.SYNC, cfg.FramingCap.ASYNC: FramingBits.ASYNC}
 _DIGEST = {cfg.Digest.MD5: DigestType.HMAC_MD5, cfg.Digest.SHA1: DigestType.HMAC_SHA1}

@@ -1,0 +1,153 @@
+"""One call of a tunnel as the application sees it: :class:`SessionHandle`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from l2tp.protocol.constants import CdnResult
+from l2tp.protocol.events import CallParams, SessionClosed, SessionInfo
+
+from .backend import BackendSession, SessionOptions
+from .errors import SessionFailed
+
+
+class SessionOwner(Protocol):
+    """What a session handle needs from its tunnel handle."""
+
+    @property
+    def tunnel_id(self) -> int: ...
+
+    def create_future(self) -> asyncio.Future[Any]: ...
+
+    def close_session(
+        self,
+        session_id: int,
+        *,
+        result: int = CdnResult.ADMINISTRATIVE,
+        error: int | None = None,
+        message: str = "",
+    ) -> None: ...
+
+    def send_circuit_status(self, session_id: int, active: bool) -> None: ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Admission:
+    """How a listener answers an incoming call: the call parameters of our reply
+    (None: the tunnel's defaults) and the options of the local end; ``circuit``
+    is the Remote End ID of the local pseudowire it is bound to, if any."""
+
+    params: CallParams | None = None
+    options: SessionOptions = field(default_factory=SessionOptions)
+    circuit: str | None = None
+
+
+class SessionHandle:
+    """One call in a tunnel; await :meth:`wait_established` / :meth:`wait_closed`."""
+
+    __slots__ = (
+        "_closed_fut",
+        "_est_fut",
+        "backend_session",
+        "circuit",
+        "closed",
+        "info",
+        "kernel",
+        "options",
+        "params",
+        "peer_session_id",
+        "session_id",
+        "stopping",
+        "tunnel",
+    )
+
+    def __init__(
+        self,
+        tunnel: SessionOwner,
+        session_id: int,
+        options: SessionOptions,
+        params: CallParams,
+        circuit: str | None = None,
+    ) -> None:
+        self.tunnel = tunnel
+        self.session_id = session_id
+        self.peer_session_id = 0
+        self.options = options
+        self.params = params
+        """Our side of the call: what we asked for or answered with."""
+        self.circuit = circuit
+        """The Remote End ID of the local pseudowire a listener bound this call to."""
+        self.info: SessionInfo | None = None
+        """Set when established (with the data plane and backend up)."""
+        self.closed: SessionClosed | None = None
+        self.kernel = False
+        """A kernel session exists for it."""
+        self.backend_session: BackendSession | None = None
+        self.stopping = False
+        self._est_fut: asyncio.Future[SessionInfo] | None = None
+        self._closed_fut: asyncio.Future[SessionClosed] | None = None
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else "established" if self.info else "pending"
+        return f"<SessionHandle {self.tunnel.tunnel_id}/{self.session_id} {state}>"
+
+    @property
+    def established(self) -> bool:
+        return self.info is not None and self.closed is None
+
+    async def wait_established(self) -> SessionInfo:
+        """Return the session's info once up; raise :class:`SessionFailed` if it closed first."""
+        if self.closed is not None and self.info is None:
+            raise SessionFailed(self.closed)
+        if self.info is not None:
+            return self.info
+        if self._est_fut is None:
+            self._est_fut = self.tunnel.create_future()
+        return await asyncio.shield(self._est_fut)
+
+    async def wait_closed(self) -> SessionClosed:
+        if self.closed is not None:
+            return self.closed
+        if self._closed_fut is None:
+            self._closed_fut = self.tunnel.create_future()
+        return await asyncio.shield(self._closed_fut)
+
+    def set_circuit(self, active: bool) -> None:
+        """L2TPv3: tell the peer our circuit went up or down (SLI with Circuit Status,
+        RFC 3931 5.4.5); while it is down the peer stops sending on this session."""
+        self.tunnel.send_circuit_status(self.session_id, active)
+
+    async def close(
+        self,
+        result: int = CdnResult.ADMINISTRATIVE,
+        *,
+        error: int | None = None,
+        message: str = "",
+    ) -> SessionClosed:
+        """Send a CDN (RFC 2661 5.6) and wait until the session's resources are released."""
+        self.tunnel.close_session(self.session_id, result=result, error=error, message=message)
+        return await self.wait_closed()
+
+    # ------------------------------------------------------------ internals
+
+    def _set_established(self, info: SessionInfo) -> None:
+        self.info = info
+        if self._est_fut is not None and not self._est_fut.done():
+            self._est_fut.set_result(info)
+
+    def _fail(self, exc: BaseException) -> None:
+        """A bug in the runtime ended this session's tunnel: waiters get the exception."""
+        for fut in (self._est_fut, self._closed_fut):
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+                fut.exception()
+
+    def _set_closed(self, event: SessionClosed) -> None:
+        self.closed = event
+        if self._est_fut is not None and not self._est_fut.done():
+            self._est_fut.set_exception(SessionFailed(event))
+            self._est_fut.exception()  # mark retrieved: the awaiter gets it via shield
+        if self._closed_fut is not None and not self._closed_fut.done():
+            self._closed_fut.set_result(event)
