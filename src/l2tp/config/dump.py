@@ -21,11 +21,11 @@ from l2tp.config.errors import table_path, toml_string
 from l2tp.config.model import (
     Config,
     Endpoint,
-    ListenerConfig,
+    ListenerSection,
     Pseudowire,
-    SessionConfig,
-    TunnelConfig,
+    SessionSection,
     TunnelMode,
+    TunnelSection,
     Version,
 )
 
@@ -49,7 +49,7 @@ def _opt(value: object) -> object:
     return value
 
 
-def tunnel_items(tunnel: TunnelConfig, *, full: bool) -> Items:
+def tunnel_items(tunnel: TunnelSection, *, full: bool) -> Items:
     dynamic = tunnel.mode is TunnelMode.DYNAMIC
     v3 = tunnel.version is Version.L2TPV3
     items: Items = [
@@ -83,7 +83,7 @@ def tunnel_items(tunnel: TunnelConfig, *, full: bool) -> Items:
     return items
 
 
-def session_items(session: SessionConfig, *, full: bool) -> Items:
+def session_items(session: SessionSection, *, full: bool) -> Items:
     items: Items = [
         ("pseudowire", session.pseudowire),
         ("sid", session.sid),
@@ -106,7 +106,7 @@ def session_items(session: SessionConfig, *, full: bool) -> Items:
     return items
 
 
-def listener_session_items(session: SessionConfig, *, full: bool) -> Items:
+def listener_session_items(session: SessionSection, *, full: bool) -> Items:
     """A ``[listener.L.session.S]`` table: every inheritable key written out.
 
     A key left out would be inherited from the listener on loading, so values
@@ -129,7 +129,7 @@ def listener_session_items(session: SessionConfig, *, full: bool) -> Items:
     ]
 
 
-def listener_items(listener: ListenerConfig, *, full: bool) -> Items:
+def listener_items(listener: ListenerSection, *, full: bool) -> Items:
     return [
         ("listen", listener.listen),
         ("version", listener.version),

@@ -33,10 +33,10 @@ from l2tp.config.model import (
     Encap,
     Endpoint,
     FramingCap,
-    ListenerConfig,
-    SessionConfig,
-    TunnelConfig,
+    ListenerSection,
+    SessionSection,
     TunnelMode,
+    TunnelSection,
     Version,
 )
 from l2tp.config.profiles import Profile, default_mode, profile_for
@@ -53,7 +53,7 @@ DEFAULT_WINDOW_SIZE = 4
 DEFAULT_RETRY_TIMEOUT = 1.0
 DEFAULT_HELLO_TIMEOUT = 60.0
 """HELLO after 60 s idle in dynamic tunnels and listeners (RFC 2661 5.5 and RFC 3931
-4.4 recommend keep-alives; the library's TunnelConfig uses 60 s too): without it a
+4.4 recommend keep-alives; the library's TunnelSection uses 60 s too): without it a
 peer that vanished while idle is never noticed and its tunnel stays "established".
 Static and quiescent tunnels keep 0, since there ``hello_timeout`` > 0 *selects*
 quiescent mode (go-l2tp)."""
@@ -221,7 +221,7 @@ class _Loader:
 
     # -- tunnels ------------------------------------------------------------------------
 
-    def tunnel(self, name: str, table: dict[str, object]) -> TunnelConfig | None:
+    def tunnel(self, name: str, table: dict[str, object]) -> TunnelSection | None:
         path = table_path("tunnel", name)
         r = TableReader(self.file, path, table, TUNNEL_KEYS, self.errors)
         version = self.version(r)
@@ -269,7 +269,7 @@ class _Loader:
         sessions = self.tunnel_sessions(r, facts)
         if version is None or peer is None:
             return None
-        return TunnelConfig(
+        return TunnelSection(
             name=name,
             version=version,
             encap=encap,
@@ -368,8 +368,8 @@ class _Loader:
             out.append((name, spath, table))
         return out
 
-    def tunnel_sessions(self, r: TableReader, facts: TunnelFacts) -> tuple[SessionConfig, ...]:
-        sessions: list[SessionConfig] = []
+    def tunnel_sessions(self, r: TableReader, facts: TunnelFacts) -> tuple[SessionSection, ...]:
+        sessions: list[SessionSection] = []
         by_sid: dict[int, str] = {}
         by_remote_end: dict[str, str] = {}
         for name, spath, table in self.session_tables(r, facts.path):
@@ -388,7 +388,7 @@ class _Loader:
         return tuple(sessions)
 
     def unique_remote_end_id(
-        self, session: SessionConfig, spath: str, explicit: bool, seen: dict[str, str]
+        self, session: SessionSection, spath: str, explicit: bool, seen: dict[str, str]
     ) -> None:
         """Remote End IDs select a pseudowire, so two sessions may not share one."""
         rid = session.remote_end_id
@@ -402,7 +402,7 @@ class _Loader:
 
     # -- listeners ----------------------------------------------------------------------
 
-    def listener(self, name: str, table: dict[str, object]) -> ListenerConfig | None:
+    def listener(self, name: str, table: dict[str, object]) -> ListenerSection | None:
         path = table_path("listener", name)
         r = TableReader(self.file, path, table, LISTENER_KEYS, self.errors)
         version = self.version(r)
@@ -422,7 +422,7 @@ class _Loader:
         sessions = self.listener_sessions(r, facts, pw)
         if version is None or listen is None:
             return None
-        return ListenerConfig(
+        return ListenerSection(
             name=name,
             listen=listen,
             version=version,
@@ -469,7 +469,7 @@ class _Loader:
 
     def listener_sessions(
         self, r: TableReader, facts: TunnelFacts, defaults: dict[str, object]
-    ) -> tuple[SessionConfig, ...]:
+    ) -> tuple[SessionSection, ...]:
         """``[listener.L.session.S]``: pseudowires offered by Remote End ID (L2TPv3)."""
         if not r.has("session"):
             return ()
@@ -485,7 +485,7 @@ class _Loader:
             r.error("session", f"only for l2tpv3 listeners ({why}); {fix}")
             return ()
         inherited = Inherited(path=facts.path, values=defaults)
-        sessions: list[SessionConfig] = []
+        sessions: list[SessionSection] = []
         by_remote_end: dict[str, str] = {}
         for name, spath, table in self.session_tables(r, facts.path):
             session = read_listener_session(
@@ -551,7 +551,7 @@ class _Loader:
             listeners=tuple(listeners),
         )
 
-    def cross_checks(self, tunnels: list[TunnelConfig], listeners: list[ListenerConfig]) -> None:
+    def cross_checks(self, tunnels: list[TunnelSection], listeners: list[ListenerSection]) -> None:
         """Rules spanning tables: the kernel's tunnel IDs and interface names are per host."""
         tids: dict[int, str] = {}
         ifnames: dict[str, str] = {}
@@ -577,7 +577,7 @@ class _Loader:
                 endpoints[where] = path
 
     def unique_interface_names(
-        self, path: str, sessions: tuple[SessionConfig, ...], seen: dict[str, str]
+        self, path: str, sessions: tuple[SessionSection, ...], seen: dict[str, str]
     ) -> None:
         for session in sessions:
             spath = f"{path}.{table_path('session', session.name)}"

@@ -100,7 +100,7 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SessionConfig:
+class SessionSection:
     """One ``[tunnel.T.session.S]`` table.
 
     ``sid``/``psid`` are ``None`` when the control protocol assigns them
@@ -134,7 +134,7 @@ class SessionConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TunnelConfig:
+class TunnelSection:
     """One ``[tunnel.T]`` table: a static tunnel or one we initiate.
 
     ``router_id`` (L2TPv3 Router ID AVP, RFC 3931 5.4.3) is ``None`` when the
@@ -170,9 +170,9 @@ class TunnelConfig:
     redial_timeout: float = 5.0
     max_redial_timeout: float = 60.0
     max_redials: int = 0
-    sessions: tuple[SessionConfig, ...] = ()
+    sessions: tuple[SessionSection, ...] = ()
 
-    def session(self, name: str) -> SessionConfig:
+    def session(self, name: str) -> SessionSection:
         """The session called ``name``; KeyError when there is none."""
         for session in self.sessions:
             if session.name == name:
@@ -181,7 +181,7 @@ class TunnelConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ListenerConfig:
+class ListenerSection:
     """One ``[listener.L]`` table: where we accept tunnels (LNS or v3 responder).
 
     ``max_tunnels`` and the session limits use ``0`` for "unlimited"; the
@@ -222,16 +222,16 @@ class ListenerConfig:
     pppd_options: tuple[str, ...] = ()
     mtu: int | None = None
     bridge: str | None = None
-    sessions: tuple[SessionConfig, ...] = ()
+    sessions: tuple[SessionSection, ...] = ()
 
-    def session(self, name: str) -> SessionConfig:
+    def session(self, name: str) -> SessionSection:
         """The session table called ``name``; KeyError when there is none."""
         for session in self.sessions:
             if session.name == name:
                 return session
         raise KeyError(name)
 
-    def session_for(self, remote_end_id: str) -> SessionConfig | None:
+    def session_for(self, remote_end_id: str) -> SessionSection | None:
         """The session table offered to an ICRQ carrying ``remote_end_id``, if any."""
         for session in self.sessions:
             if session.remote_end_id == remote_end_id:
@@ -245,19 +245,26 @@ class Config:
 
     file: str
     daemon: Daemon | None = None
-    tunnels: tuple[TunnelConfig, ...] = ()
-    listeners: tuple[ListenerConfig, ...] = ()
+    tunnels: tuple[TunnelSection, ...] = ()
+    listeners: tuple[ListenerSection, ...] = ()
 
-    def tunnel(self, name: str) -> TunnelConfig:
+    def tunnel(self, name: str) -> TunnelSection:
         """The tunnel called ``name``; KeyError when there is none."""
         for tunnel in self.tunnels:
             if tunnel.name == name:
                 return tunnel
         raise KeyError(name)
 
-    def listener(self, name: str) -> ListenerConfig:
+    def listener(self, name: str) -> ListenerSection:
         """The listener called ``name``; KeyError when there is none."""
         for listener in self.listeners:
             if listener.name == name:
                 return listener
         raise KeyError(name)
+
+
+# The names these tables had before the protocol and kernel layers' TunnelConfig and
+# SessionConfig made them ambiguous; kept so that existing code keeps importing.
+TunnelConfig = TunnelSection
+ListenerConfig = ListenerSection
+SessionConfig = SessionSection

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from l2tp.config.errors import ConfigError
 from l2tp.config.fields import TableReader, avp_max_length
-from l2tp.config.model import L2SpecType, Pseudowire, SessionConfig, TunnelMode, Version
+from l2tp.config.model import L2SpecType, Pseudowire, SessionSection, TunnelMode, Version
 from l2tp.config.profiles import Profile
 from l2tp.protocol.constants import AvpType
 
@@ -228,7 +228,7 @@ def read_session(
     facts: TunnelFacts,
     file: str,
     errors: list[ConfigError],
-) -> SessionConfig | None:
+) -> SessionSection | None:
     """Read one session table; None when it had errors (they are in ``errors``)."""
     before = len(errors)
     r = TableReader(file, path, table, SESSION_KEYS, errors)
@@ -290,7 +290,7 @@ def read_session(
     interface_name = r.interface_name("interface_name")
     if len(errors) > before:
         return None
-    return SessionConfig(
+    return SessionSection(
         name=name,
         sid=sid,
         psid=psid,
@@ -313,7 +313,7 @@ def read_listener_session(
     inherited: Inherited,
     file: str,
     errors: list[ConfigError],
-) -> SessionConfig | None:
+) -> SessionSection | None:
     """Read one ``[listener.L.session.S]`` table; None when it had errors.
 
     The table describes a pseudowire the listener offers: the peer's ICRQ
@@ -330,7 +330,7 @@ def read_listener_session(
     interface_name = r.interface_name("interface_name")
     if len(errors) > before:
         return None
-    return SessionConfig(
+    return SessionSection(
         name=name,
         interface_name=interface_name,
         remote_end_id=remote_end_id,

@@ -87,7 +87,7 @@ def _capabilities(pseudowires: list[cfg.Pseudowire]) -> tuple[int, ...]:
 
 
 def _control_config(
-    c: cfg.TunnelConfig | cfg.ListenerConfig,
+    c: cfg.TunnelSection | cfg.ListenerSection,
     role: Role,
     local: ipaddress.IPv4Address | ipaddress.IPv6Address | None,
     pseudowires: list[cfg.Pseudowire],
@@ -123,7 +123,7 @@ def _control_config(
     )
 
 
-def tunnel_config(t: cfg.TunnelConfig, *, role: Role = Role.LAC) -> TunnelConfig:
+def tunnel_config(t: cfg.TunnelSection, *, role: Role = Role.LAC) -> TunnelConfig:
     """A ``[tunnel.T]`` table as the initiator's :class:`TunnelConfig`."""
     v3 = t.version is cfg.Version.L2TPV3
     seq = any(s.seqnum for s in t.sessions)
@@ -136,12 +136,12 @@ def tunnel_config(t: cfg.TunnelConfig, *, role: Role = Role.LAC) -> TunnelConfig
     )
 
 
-def session_call(s: cfg.SessionConfig) -> CallParams:
+def session_call(s: cfg.SessionSection) -> CallParams:
     """The call parameters of a session we place; L2TPv2 sessions ignore the v3 fields."""
     return _v3_params(s)
 
 
-def _v3_params(s: cfg.SessionConfig) -> CallParams:
+def _v3_params(s: cfg.SessionSection) -> CallParams:
     return CallParams(
         sequencing_required=s.seqnum,
         pseudowire_type=PW_TYPES.get(s.pseudowire, PW_TYPES[cfg.Pseudowire.ETH]),
@@ -152,7 +152,7 @@ def _v3_params(s: cfg.SessionConfig) -> CallParams:
     )
 
 
-def session_options(s: cfg.SessionConfig) -> SessionOptions:
+def session_options(s: cfg.SessionSection) -> SessionOptions:
     return SessionOptions(
         name=s.name,
         pppd_args=s.pppd_args,
@@ -168,9 +168,9 @@ session_ppp = session_options
 """The earlier name of :func:`session_options`."""
 
 
-def _listener_session(lc: cfg.ListenerConfig) -> cfg.SessionConfig:
+def _listener_session(lc: cfg.ListenerSection) -> cfg.SessionSection:
     """The listener's own session keys as a session table (its defaults for every call)."""
-    return cfg.SessionConfig(
+    return cfg.SessionSection(
         name=lc.name,
         pseudowire=lc.pseudowire,
         seqnum=lc.seqnum,
@@ -184,7 +184,7 @@ def _listener_session(lc: cfg.ListenerConfig) -> cfg.SessionConfig:
     )
 
 
-def listener_config(lc: cfg.ListenerConfig) -> ListenerConfig:
+def listener_config(lc: cfg.ListenerSection) -> ListenerConfig:
     """A ``[listener.L]`` table as the sans-IO :class:`ListenerConfig`."""
     v3 = lc.version is cfg.Version.L2TPV3
     tunnel = _control_config(
@@ -208,7 +208,7 @@ def listener_config(lc: cfg.ListenerConfig) -> ListenerConfig:
     )
 
 
-def listen_options(lc: cfg.ListenerConfig) -> ListenOptions:
+def listen_options(lc: cfg.ListenerSection) -> ListenOptions:
     offers = tuple(
         PseudowireOffer(
             remote_end_id=s.remote_end_id or s.name,

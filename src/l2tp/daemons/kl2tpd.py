@@ -36,7 +36,7 @@ class TunnelRunner:
     def __init__(
         self,
         ctx: L2tpContext,
-        config: cfg.TunnelConfig,
+        config: cfg.TunnelSection,
         stop_timeout: float,
         *,
         log: logging.Logger = log,
@@ -149,7 +149,7 @@ class Kl2tpd:
         for t in self.config.tunnels:
             self._add(t)
 
-    def _add(self, t: cfg.TunnelConfig) -> None:
+    def _add(self, t: cfg.TunnelSection) -> None:
         runner = TunnelRunner(self.ctx, t, self.stop_timeout, log=self.log)
         self.runners[t.name] = runner
         runner.start()

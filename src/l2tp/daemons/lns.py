@@ -52,14 +52,14 @@ class Lns:
         self.ctx = ctx
         self.log = log
         self.stop_timeout: float = args.stop_timeout
-        self.listeners: dict[str, tuple[cfg.ListenerConfig, Listener]] = {}
+        self.listeners: dict[str, tuple[cfg.ListenerSection, Listener]] = {}
         self.failed = asyncio.Event()
 
     async def start(self) -> None:
         for lc in self.config.listeners:
             await self._add(lc)
 
-    async def _add(self, lc: cfg.ListenerConfig) -> None:
+    async def _add(self, lc: cfg.ListenerSection) -> None:
         """Open the listener; a socket error names the listener and its address.
 
         Raises :class:`StartError`, whose text is the one line the daemon
@@ -78,7 +78,7 @@ class Lns:
         self.listeners[lc.name] = (lc, listener)
         self.log.info("listener %s: listening on %s", lc.name, lc.listen)
 
-    def _listen_failure(self, lc: cfg.ListenerConfig, exc: OSError) -> str:
+    def _listen_failure(self, lc: cfg.ListenerSection, exc: OSError) -> str:
         """``[listener.NAME] listen = "ADDR": REASON``, in the file's own words.
 
         The runtime's ListenError wraps the socket's error; the reason is taken

@@ -104,7 +104,7 @@ class Ql2tpd:
             await self.shutdown()
             raise
 
-    async def _start_quiescent(self, tunnel: cfg.TunnelConfig) -> None:
+    async def _start_quiescent(self, tunnel: cfg.TunnelSection) -> None:
         """Start a quiescent tunnel's task and wait until its kernel objects exist."""
         q = QuiescentTunnel(tunnel, self.dataplane, netns=getattr(self.dataplane, "netns", None))
         task = asyncio.create_task(q.run(self.stop), name=f"quiescent-{tunnel.name}")

@@ -59,7 +59,7 @@ _TUNNEL_ID_RETRY = 5.0
 """How long to retry creating a tunnel whose ID the kernel still holds (deletion is async)."""
 
 
-def open_tunnel_socket(tunnel: cfg.TunnelConfig, netns: str | None = None) -> socket.socket:
+def open_tunnel_socket(tunnel: cfg.TunnelSection, netns: str | None = None) -> socket.socket:
     """Our end of the tunnel: a connected UDP socket or an L2TPIP socket bound to ``tid``.
 
     The socket must live in the namespace of the kernel tunnel built on it (the
@@ -82,7 +82,7 @@ def open_tunnel_socket(tunnel: cfg.TunnelConfig, netns: str | None = None) -> so
     return sock
 
 
-def transport_config(tunnel: cfg.TunnelConfig) -> TransportConfig:
+def transport_config(tunnel: cfg.TunnelSection) -> TransportConfig:
     return TransportConfig(
         initial_timeout=tunnel.retry_timeout,
         max_timeout=max(8.0, tunnel.retry_timeout),
@@ -96,7 +96,7 @@ class QuiescentTunnel:
     """One quiescent tunnel's state machine (up, peer lost, probing) driven by asyncio."""
 
     def __init__(
-        self, tunnel: cfg.TunnelConfig, dataplane: DataPlane, *, netns: str | None = None
+        self, tunnel: cfg.TunnelSection, dataplane: DataPlane, *, netns: str | None = None
     ) -> None:
         assert tunnel.tid is not None and tunnel.ptid is not None
         self.config = tunnel

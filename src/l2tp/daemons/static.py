@@ -34,7 +34,7 @@ _PSEUDOWIRES = {
 _L2SPEC = {cfg.L2SpecType.NONE: L2SpecType.NONE, cfg.L2SpecType.DEFAULT: L2SpecType.DEFAULT}
 
 
-def kernel_tunnel(tunnel: cfg.TunnelConfig, *, fd: int | None = None) -> TunnelConfig:
+def kernel_tunnel(tunnel: cfg.TunnelSection, *, fd: int | None = None) -> TunnelConfig:
     """The kernel tunnel for a static (``fd`` None) or quiescent (our socket) tunnel."""
     if tunnel.tid is None or tunnel.ptid is None or tunnel.local is None:
         raise ValueError(f"tunnel {tunnel.name}: static tunnels need local, tid and ptid")
@@ -52,7 +52,7 @@ def kernel_tunnel(tunnel: cfg.TunnelConfig, *, fd: int | None = None) -> TunnelC
     )
 
 
-def kernel_session(tunnel: cfg.TunnelConfig, session: cfg.SessionConfig) -> SessionConfig:
+def kernel_session(tunnel: cfg.TunnelSection, session: cfg.SessionSection) -> SessionConfig:
     """The kernel session for one ``[tunnel.T.session.S]`` table of a static tunnel."""
     if tunnel.tid is None or session.sid is None or session.psid is None:
         raise ValueError(f"tunnel {tunnel.name} session {session.name}: needs sid and psid")
@@ -76,7 +76,7 @@ def kernel_session(tunnel: cfg.TunnelConfig, session: cfg.SessionConfig) -> Sess
 class StaticTunnel:
     """One configured tunnel and the kernel objects this process created for it."""
 
-    config: cfg.TunnelConfig
+    config: cfg.TunnelSection
     dataplane: DataPlane
     fd: int | None = None
     tunnel_created: bool = False

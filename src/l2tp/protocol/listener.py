@@ -399,7 +399,7 @@ class TunnelListener:
             if mine == theirs:
                 self.counters.ties_equal += 1
                 logger.info("equal tie breakers with %r: both tunnels discarded", peer)
-                ours.lose_tie_breaker(now, replaced_by=None, description=_TIE_EQUAL)
+                ours._lose_tie_breaker(now, replaced_by=None, description=_TIE_EQUAL)
                 return None
             losers.append(ours)
         admitted = self._admit(message, peer, now)
@@ -430,7 +430,7 @@ class TunnelListener:
         for loser in losers:
             self.counters.ties_lost += 1
             logger.info("tie breaker lost to %r: tunnel %d replaced", peer, loser.tunnel_id)
-            handed_over += loser.lose_tie_breaker(now, replaced_by=tunnel.tunnel_id)
+            handed_over += loser._lose_tie_breaker(now, replaced_by=tunnel.tunnel_id)
         if reject is None:
             self.counters.accepted += 1
         elif reject is not _TIE_WON:
@@ -444,7 +444,7 @@ class TunnelListener:
             self._forget(tunnel.tunnel_id)
             return None
         if handed_over:
-            tunnel.adopt_sessions(handed_over, now)
+            tunnel._adopt_sessions(handed_over, now)
         return tunnel
 
     def discard(self, tunnel_id: int) -> None:

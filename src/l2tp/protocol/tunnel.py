@@ -382,9 +382,9 @@ class Tunnel:
         assert isinstance(session, Session3)
         session.send_circuit_status(active=active, new=new, now=now)
 
-    # -------------------------------------------------------- listener hooks
+    # --------------------------------------- listener hooks (TunnelListener only)
 
-    def lose_tie_breaker(
+    def _lose_tie_breaker(
         self, now: float, *, replaced_by: int | None, description: str = ""
     ) -> list[Session]:
         """We lost the tie: discard the tunnel, hand back its waiting sessions.
@@ -402,11 +402,13 @@ class Tunnel:
         self._input(TunnelInput.LOSE_TIE, now, description=description)
         return waiting
 
-    def adopt_sessions(self, sessions: list[Session], now: float) -> None:
+    def _adopt_sessions(self, sessions: list[Session], now: float) -> None:
         """Take over sessions from a tunnel that lost a tie breaker (same local IDs)."""
         self.sessions.adopt(sessions, now, tunnel_up=self.state is TunnelState.ESTABLISHED)
 
-    # ------------------------------------------------------- SessionHost API
+    # ---------------------------------------------- SessionHost API (sessions only)
+    # The interface a Session and the SessionTable use (see session.SessionHost); not
+    # for applications, which drive the tunnel through the entry points above.
 
     def send_message(self, message: ControlMessage, *, session_id: int, now: float) -> None:
         """Encode (hiding AVPs marked hidden) and queue on the transport."""

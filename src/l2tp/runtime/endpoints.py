@@ -244,7 +244,6 @@ class Listener(Endpoint):
         self.options = options
         self.ppp_options = options.ppp
         self.seqnum = options.seqnum
-        self.tunnels: dict[int, TunnelHandle] = {}
         self.session_count = 0
         self.accepting = True
         self._close_task: asyncio.Task[None] | None = None
@@ -254,6 +253,13 @@ class Listener(Endpoint):
     @property
     def config(self) -> ListenerConfig:
         return self.listener.config
+
+    @property
+    def tunnels(self) -> dict[int, TunnelHandle]:
+        """This listener's tunnels (a snapshot): the context's one registry, filtered by
+        the tunnels the sans-IO listener holds."""
+        registry = self.ctx.tunnels
+        return {tid: registry[tid] for tid in self.listener.tunnels if tid in registry}
 
     def update(
         self, *, config: ListenerConfig | None = None, options: ListenOptions | None = None
@@ -277,7 +283,9 @@ class Listener(Endpoint):
         addr = host_port(address)
         now = ctx.loop.time()
         if tid:
-            th = self.tunnels.get(tid)
+            th = ctx.tunnels.get(tid)
+            if th is not None and th.endpoint is not self:
+                th = None  # another endpoint's tunnel: not for this socket
             if th is None:
                 counters.unknown_tunnel += 1
                 return
@@ -298,10 +306,9 @@ class Listener(Endpoint):
             self._send_replies(listener.take_replies())
         if tunnel is None:
             return
-        th = self.tunnels.get(tunnel.tunnel_id)
+        th = ctx.tunnels.get(tunnel.tunnel_id)
         if th is None:
             th = TunnelHandle(ctx, self, tunnel, peer=addr, sock=self.sock, role=Role.LNS)
-            self.tunnels[tunnel.tunnel_id] = th
             ctx.tunnels[tunnel.tunnel_id] = th
             if self.encap is EncapType.IP:
                 self._open_ip_tunnel_socket(th)
@@ -409,10 +416,6 @@ class Listener(Endpoint):
         circuit = handle.circuit
         if circuit is not None and self.bound.get(circuit) is handle:
             del self.bound[circuit]
-
-    def release(self, th: TunnelHandle) -> None:
-        super().release(th)
-        self.tunnels.pop(th.tunnel_id, None)
 
     async def close(
         self,
