@@ -309,3 +309,39 @@ def test_heap_trimmer_runs_once_per_batch() -> None:
         return trimmer.trims
 
     assert asyncio.run(scenario()) == 1
+
+
+# ------------------------------------------------- issue 14: each datagram parsed once
+
+
+def test_sccrq_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The listener decodes the header and the SCCRQ to route it; the tunnel and its
+    transport take those results instead of decoding the datagram again."""
+    import l2tp.protocol.transport as transport_mod
+    import l2tp.protocol.tunnel as tunnel_mod
+
+    bodies: list[int] = []
+    headers: list[int] = []
+    parse_body = tunnel_mod.parse_body
+    parse_header = transport_mod.parse_control_header
+
+    def counting_body(*args: Any, **kw: Any) -> Any:
+        bodies.append(1)
+        return parse_body(*args, **kw)
+
+    def counting_header(*args: Any, **kw: Any) -> Any:
+        headers.append(1)
+        return parse_header(*args, **kw)
+
+    monkeypatch.setattr(tunnel_mod, "parse_body", counting_body)
+    monkeypatch.setattr(transport_mod, "parse_control_header", counting_header)
+    listener = lns()
+    tunnel = listener.receive(sccrq(5), ("10.0.0.1", 1701), 0.0)
+    assert tunnel is not None and tunnel.state is TunnelState.WAIT_CTL_CONN
+    assert bodies == [] and headers == []
+    # Without a handed-down parse (a direct caller), the tunnel still decodes it itself.
+    other = lns().receive(sccrq(6), ("10.0.0.1", 1701), 0.0)
+    assert other is not None
+    direct = type(other)(other.config, local_id=77, random_bytes=random.Random(1).randbytes)
+    direct.receive_datagram(sccrq(7), 0.0)
+    assert bodies == [1] and headers == [1]

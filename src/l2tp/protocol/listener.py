@@ -45,7 +45,7 @@ from .constants import AvpType, ErrorCode, MessageType, StopCcnResult
 from .digest import verify_message
 from .errors import CodecError
 from .events import Reason
-from .header import is_control, parse_control_header
+from .header import ControlHeader, is_control, parse_control_header
 from .ids import IdExhausted, IdPool
 from .message import ControlMessage, RandomSource, parse_message, serialize_message
 from .session import Session
@@ -183,37 +183,46 @@ class TunnelListener:
         tunnel.connect(now)
         return tunnel
 
-    def receive(self, data: bytes, peer: Hashable, now: float) -> Tunnel | None:
-        """Route one datagram from ``peer``; returns the tunnel it went to, if any."""
-        if not is_control(data):
-            self.counters.data_messages += 1
-            return None
-        try:
-            header = parse_control_header(data)
-        except CodecError:
-            self.counters.malformed += 1
-            return None
+    def receive(
+        self, data: bytes, peer: Hashable, now: float, header: ControlHeader | None = None
+    ) -> Tunnel | None:
+        """Route one datagram from ``peer``; returns the tunnel it went to, if any.
+
+        ``header``: the caller already parsed it. Each datagram is decoded once: the
+        header and, for tunnel ID 0, the message are handed down to the tunnel.
+        """
+        if header is None:
+            if not is_control(data):
+                self.counters.data_messages += 1
+                return None
+            try:
+                header = parse_control_header(data)
+            except CodecError:
+                self.counters.malformed += 1
+                return None
         if header.tunnel_id != 0:
             tunnel = self.tunnels.get(header.tunnel_id)
             if tunnel is None:
                 self.counters.unknown_tunnel += 1
                 return None
-            tunnel.receive_datagram(data, now)
+            tunnel.receive_datagram(data, now, header=header)
             return tunnel
         if header.is_zlb:
             self.counters.orphan_messages += 1
             return None
-        message = self._peek(data)
-        if message is None:
+        peeked = self._peek(data)
+        if peeked is None:
             self.counters.malformed += 1
             return None
+        message, with_secret = peeked
         key = (peer, _peer_id(message))
         known = self._by_peer_tid.get(key)
         if known is not None and known in self.tunnels:
             if message.message_type == MessageType.SCCRQ:
                 self.counters.routed_retransmissions += 1
             tunnel = self.tunnels[known]
-            tunnel.receive_datagram(data, now)
+            parsed = message if with_secret else None
+            tunnel.receive_datagram(data, now, header=header, message=parsed)
             return tunnel
         if message.message_type != MessageType.SCCRQ or not _peer_id(message):
             self.counters.orphan_messages += 1
@@ -225,7 +234,7 @@ class TunnelListener:
             # made for it would hold the message out of order and never leave idle.
             self.counters.bad_sccrq += 1
             return None
-        return self._accept(data, message, peer, now)
+        return self._accept(data, header, message if with_secret else None, message, peer, now)
 
     def get_timer(self) -> float | None:
         timers = [t for t in (x.get_timer() for x in self.tunnels.values()) if t is not None]
@@ -269,14 +278,19 @@ class TunnelListener:
 
     # --------------------------------------------------------------- internals
 
-    def _peek(self, data: bytes) -> ControlMessage | None:
-        """Decode a tunnel-0 message enough to route it; hidden AVPs may stay opaque."""
-        for secret in (self.config.tunnel.secret, None):
+    def _peek(self, data: bytes) -> tuple[ControlMessage, bool] | None:
+        """Decode a tunnel-0 message to route it: the message, and whether it was decoded
+        with the tunnel's secret (else its hidden AVPs stay opaque and the tunnel must
+        decode it itself, to refuse it for the right reason)."""
+        secret = self.config.tunnel.secret
+        for key in (secret, None) if secret is not None else (None,):
             try:
-                _, message = parse_message(data, secret=secret)
+                _, message = parse_message(data, secret=key)
             except CodecError:
                 continue
-            return message
+            if message is None:
+                return None
+            return message, key is secret
         return None
 
     def _authentic(self, data: bytes, message: ControlMessage) -> bool:
@@ -376,7 +390,13 @@ class TunnelListener:
         self._stateless.append((peer, refusal(message, c.tunnel.version, reason)))
 
     def _accept(
-        self, data: bytes, message: ControlMessage, peer: Hashable, now: float
+        self,
+        data: bytes,
+        header: ControlHeader,
+        parsed: ControlMessage | None,
+        message: ControlMessage,
+        peer: Hashable,
+        now: float,
     ) -> Tunnel | None:
         if not self._authentic(data, message):
             self.counters.bad_digest += 1
@@ -395,7 +415,7 @@ class TunnelListener:
                 logger.info("tie breaker won against %r: their SCCRQ refused", peer)
                 if self.config.tunnel.version != 3:
                     return None
-                return self._answer(data, message, peer, now, _TIE_WON, [])
+                return self._answer(data, header, parsed, message, peer, now, _TIE_WON, [])
             if mine == theirs:
                 self.counters.ties_equal += 1
                 logger.info("equal tie breakers with %r: both tunnels discarded", peer)
@@ -406,11 +426,13 @@ class TunnelListener:
         if admitted is False:
             return None
         reject = admitted if isinstance(admitted, Reason) else None
-        return self._answer(data, message, peer, now, reject, losers)
+        return self._answer(data, header, parsed, message, peer, now, reject, losers)
 
     def _answer(
         self,
         data: bytes,
+        header: ControlHeader,
+        parsed: ControlMessage | None,
         message: ControlMessage,
         peer: Hashable,
         now: float,
@@ -436,7 +458,7 @@ class TunnelListener:
         elif reject is not _TIE_WON:
             self.counters.rejected += 1
         self._by_peer_tid[peer, _peer_id(message)] = tunnel.tunnel_id
-        tunnel.receive_datagram(data, now)
+        tunnel.receive_datagram(data, now, header=header, message=parsed)
         if tunnel.state is TunnelState.IDLE:
             # The SCCRQ did not move the tunnel (the transport held it back): nothing
             # would ever time it out, so it goes now rather than pin its ID and memory.

@@ -415,20 +415,25 @@ class Transport:
             self._idle_since = now
         return ns
 
-    def receive(self, data: bytes, now: float) -> None:
-        """Process one datagram from the peer. Never raises for anything the peer sent."""
+    def receive(self, data: bytes, now: float, header: ControlHeader | None = None) -> None:
+        """Process one datagram from the peer. Never raises for anything the peer sent.
+
+        ``header``: the caller already parsed ``data``'s control header (to route it),
+        so it is not parsed again.
+        """
         counters = self.counters
         if self._state is TransportState.CLOSED or self._state is TransportState.FAILED:
             counters.ignored += 1
             return
-        if not is_control(data):
-            counters.data_on_control += 1
-            return
-        try:
-            header = parse_control_header(data)
-        except CodecError:
-            counters.malformed += 1
-            return
+        if header is None:
+            if not is_control(data):
+                counters.data_on_control += 1
+                return
+            try:
+                header = parse_control_header(data)
+            except CodecError:
+                counters.malformed += 1
+                return
         if header.version != self.version:
             counters.malformed += 1
             return

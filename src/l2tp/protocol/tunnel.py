@@ -65,6 +65,7 @@ from .events import (
     TunnelEstablished,
     TunnelReleased,
 )
+from .header import ControlHeader
 from .message import ControlMessage, RandomSource, encode_body, parse_body, validate_message
 from .session import Session
 from .session_fsm import SessionInput, SessionState
@@ -167,6 +168,7 @@ class Tunnel:
         """Set by the owning :class:`~.listener.TunnelListener` only: told of every state
         change, so that it keeps its tunnel counts without scanning its tunnels."""
         self._setup_deadline: float | None = None
+        self._preparsed: tuple[int, ControlMessage] | None = None
         self._events: list[ControlEvent] = []
         self.sessions = SessionTable(
             self,
@@ -230,8 +232,20 @@ class Tunnel:
         """Initiate the control connection: send SCCRQ (RFC 2661 7.2.1 "Local Open request")."""
         self._input(TunnelInput.OPEN, now)
 
-    def receive_datagram(self, data: bytes, now: float) -> None:
-        """Feed one control datagram from the peer. Never raises for the peer's faults."""
+    def receive_datagram(
+        self,
+        data: bytes,
+        now: float,
+        *,
+        header: ControlHeader | None = None,
+        message: ControlMessage | None = None,
+    ) -> None:
+        """Feed one control datagram from the peer. Never raises for the peer's faults.
+
+        ``header`` and ``message``: what the caller already decoded from ``data`` to
+        route it (``message`` decoded with this tunnel's secret), so that a datagram is
+        parsed once on its way in.
+        """
         if self.state is TunnelState.CLOSED:
             return
         auth = self._msgauth
@@ -239,8 +253,11 @@ class Tunnel:
             # RFC 3931 5.4.1: checked before any use of the message, dropped on failure.
             self.counters.bad_digest += 1
             return
-        self.transport.receive(data, now)
+        if message is not None and header is not None:
+            self._preparsed = (header.ns, message)
+        self.transport.receive(data, now, header)
         self._drain(now)
+        self._preparsed = None
 
     def handle_timer(self, now: float) -> None:
         """Fire due retransmissions, HELLO and the end of close-wait."""
@@ -479,6 +496,10 @@ class Tunnel:
     def _parse(self, event: MessageReceived) -> ControlMessage | Reason:
         """Decode a delivered body, or say why it is not acceptable."""
         header = event.header
+        preparsed = self._preparsed
+        if preparsed is not None and preparsed[0] == header.ns:
+            self._preparsed = None
+            return preparsed[1]
         body = event.body
         secret = self.config.secret
         try:

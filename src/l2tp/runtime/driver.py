@@ -32,6 +32,8 @@ class ContextCounters:
     send_errors: int = 0
     not_control: int = 0
     """Too short, or a data message (T bit clear) on a control socket."""
+    malformed: int = 0
+    """A control header (T bit set) that does not decode: flags, version or length."""
     foreign_source: int = 0
     """A datagram for a tunnel from an address that is not its peer's."""
     unknown_tunnel: int = 0

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 from l2tp.kernel.constants import EncapType
 from l2tp.kernel.sockets import connect_l2tpip
 from l2tp.protocol.constants import CdnResult, ErrorCode, StopCcnResult
+from l2tp.protocol.errors import CodecError
 from l2tp.protocol.events import CallParams, Reason, Role, SessionInfo
 from l2tp.protocol.listener import ListenerConfig, TunnelListener
 
@@ -40,9 +41,9 @@ from .handles import Admission, SessionHandle, TunnelHandle
 from .sockets import (
     IPNetwork,
     address_allowed,
+    control_header,
     host_port,
     l2tpip_control_socket,
-    tunnel_id_of,
     udp_socket,
 )
 
@@ -199,11 +200,15 @@ class Initiator(Endpoint):
         ctx = self.ctx
         ctx.counters.datagrams_in += 1
         th = self.handle
-        tid = tunnel_id_of(data)
-        if tid is None:
+        try:
+            header = control_header(data)
+        except CodecError:
+            ctx.counters.malformed += 1
+            return
+        if header is None:
             ctx.counters.not_control += 1
             return
-        if th is None or tid != th.tunnel_id:
+        if th is None or header.tunnel_id != th.tunnel_id:
             ctx.counters.unknown_tunnel += 1
             return
         addr = host_port(address)
@@ -214,8 +219,7 @@ class Initiator(Endpoint):
             else:
                 ctx.counters.foreign_source += 1
                 return
-        th.tunnel.receive_datagram(data, ctx.loop.time())
-        ctx.mark(th)
+        th.receive(data, ctx.loop.time(), header)
 
     def tunnel_up(self, th: TunnelHandle) -> None:
         if self.encap is EncapType.IP:
@@ -276,12 +280,17 @@ class Listener(Endpoint):
         ctx = self.ctx
         counters = ctx.counters
         counters.datagrams_in += 1
-        tid = tunnel_id_of(data)
-        if tid is None:
+        try:
+            header = control_header(data)
+        except CodecError:
+            counters.malformed += 1
+            return
+        if header is None:
             counters.not_control += 1
             return
         addr = host_port(address)
         now = ctx.loop.time()
+        tid = header.tunnel_id
         if tid:
             th = ctx.tunnels.get(tid)
             if th is not None and th.endpoint is not self:
@@ -292,7 +301,7 @@ class Listener(Endpoint):
             if th.peer != addr:
                 counters.foreign_source += 1
                 return
-            th.receive(data, now)
+            th.receive(data, now, header)
             return
         if not self.accepting:
             return
@@ -301,7 +310,7 @@ class Listener(Endpoint):
             counters.not_allowed += 1
             return
         listener = self.listener
-        tunnel = listener.receive(data, addr, now)
+        tunnel = listener.receive(data, addr, now, header)
         if listener._stateless:
             self._send_replies(listener.take_replies())
         if tunnel is None:

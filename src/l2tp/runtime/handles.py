@@ -34,6 +34,7 @@ from l2tp.protocol.events import (
     TunnelEstablished,
     TunnelReleased,
 )
+from l2tp.protocol.header import ControlHeader
 from l2tp.protocol.tunnel import Tunnel
 from l2tp.protocol.tunnel_fsm import TunnelState
 
@@ -230,10 +231,11 @@ class TunnelHandle(KernelSideEffects):
 
     # ------------------------------------------------------------ the driver
 
-    def receive(self, data: bytes, now: float) -> None:
-        """Feed one datagram of this tunnel (the endpoint routed it here); never raises."""
+    def receive(self, data: bytes, now: float, header: ControlHeader | None = None) -> None:
+        """Feed one datagram of this tunnel (the endpoint routed it here, by ``header``,
+        which is handed down rather than parsed again); never raises."""
         try:
-            self.tunnel.receive_datagram(data, now)
+            self.tunnel.receive_datagram(data, now, header=header)
         except Exception as exc:
             self.fail(exc, "receiving a datagram")
             return

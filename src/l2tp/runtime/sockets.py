@@ -14,11 +14,21 @@ from typing import Any
 from l2tp.kernel.constants import EncapType
 from l2tp.kernel.netns import socket_in_netns
 from l2tp.kernel.sockets import l2tpip_socket
+from l2tp.protocol.header import ControlHeader, parse_control_header
 
 from .backend import Address
 from .portowner import udp_port_owners
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def control_header(data: bytes) -> ControlHeader | None:
+    """The control header of a datagram, None for a data message (T bit clear) or a
+    runt; raises :class:`~l2tp.protocol.errors.CodecError` for a malformed header.
+    Parsed once here, to route the datagram, and handed down to the tunnel's transport."""
+    if len(data) < 2 or not data[0] & 0x80:
+        return None
+    return parse_control_header(data)
 
 
 def tunnel_id_of(data: bytes) -> int | None:
