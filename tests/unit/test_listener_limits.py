@@ -21,7 +21,7 @@ from l2tp.protocol.events import Role, SessionClosed, TunnelClosed
 from l2tp.protocol.listener import ListenerConfig, TunnelListener
 from l2tp.protocol.message import ControlMessage, parse_message, serialize_message
 from l2tp.protocol.transport import TransportConfig
-from l2tp.protocol.tunnel_config import PROTOCOL_VERSION
+from l2tp.protocol.tunnel_config import PROTOCOL_VERSION, TunnelConfig
 from l2tp.protocol.tunnel_fsm import TunnelState
 
 from .pair import Pair, config
@@ -153,14 +153,30 @@ def test_refused_initiator_learns_the_reason() -> None:
     assert len(p.lns.listener.tunnels) == 1
 
 
-def test_pending_limit_drops_in_silence_and_recovers() -> None:
+def test_full_pending_budget_evicts_the_oldest_set_up() -> None:
+    """A flood from many addresses fills max_pending_tunnels; a newcomer (a legitimate
+    LAC) still gets in, in place of the oldest half-open tunnel, which goes silently."""
     listener = lns(max_pending_tunnels=10)
     for i in range(1, 21):
         listener.receive(sccrq(i), (f"10.0.1.{i}", 1701), 0.0)
+    listener.reap()
     assert len(listener.tunnels) == 10 and listener.pending_tunnels == 10
-    assert listener.counters.pending_limit == 10
-    assert listener.take_replies() == []
-    # The half-open tunnels are reaped by their deadline; then new ones get in.
+    assert listener.counters.pending_evicted == 10
+    evicted = listener.take_evicted()
+    assert len(evicted) == 10 and all(t.state is TunnelState.CLOSED for t in evicted)
+    assert {t.peer_tunnel_id for t in evicted} == set(range(1, 11))  # the oldest ten
+    events = [e for t in evicted for e in t.events()]
+    assert sum(isinstance(e, TunnelClosed) for e in events) == 10
+    assert listener.take_replies() == []  # nothing sent for an eviction
+    # A legitimate SCCRQ during the flood is answered.
+    legit = listener.receive(sccrq(999), ("192.0.2.9", 1701), 0.0)
+    assert legit is not None and legit.state is TunnelState.WAIT_CTL_CONN
+
+
+def test_pending_set_ups_are_reaped_by_their_deadline() -> None:
+    listener = lns(max_pending_tunnels=10)
+    for i in range(1, 11):
+        listener.receive(sccrq(i), (f"10.0.1.{i}", 1701), 0.0)
     now = 0.0
     while listener.tunnels and now < 400:
         now = listener.get_timer() or now + 1
@@ -168,7 +184,8 @@ def test_pending_limit_drops_in_silence_and_recovers() -> None:
         listener.datagrams_to_send(now)
         listener.reap()
     assert not listener.tunnels and listener.pending_tunnels == 0
-    assert listener.receive(sccrq(99), ("10.0.1.99", 1701), now) is not None
+    # Nothing acknowledged our SCCRPs: dropped at the set-up deadline, not a cycle later.
+    assert now <= TunnelConfig().setup_timeout + 1
 
 
 def test_per_peer_pending_limit_leaves_room_for_others() -> None:
@@ -256,15 +273,32 @@ def test_established_calls_have_no_deadline() -> None:
 
 
 def test_v3_tunnel_setup_timeout_is_stopccn_7() -> None:
-    """RFC 3931 5.4.2 StopCCN 7 "finite state machine error or timeout"; v2 keeps 2."""
+    """RFC 3931 5.4.2 StopCCN 7 "finite state machine error or timeout"; v2 keeps 2. The
+    peer acknowledges our SCCRP but never sends its SCCCN."""
     for version, code in ((3, StopCcnResult.FSM_ERROR), (2, StopCcnResult.GENERAL_ERROR)):
-        p = Pair(config(Role.LAC, version=version, setup_timeout=5.0), config(Role.LNS))
-        tunnel = p.connect()
-        p.run(6.0, drop=lambda d: d.name == "SCCRP" or d.dest == "lns")
-        (closed,) = p.lac.of(TunnelClosed)
-        assert closed.tunnel_id == tunnel.tunnel_id and not closed.by_peer
+        lns_cfg = config(Role.LNS, version=version, setup_timeout=5.0)
+        p = Pair(config(Role.LAC, version=version), lns_cfg)
+        lac_tunnel = p.lac.listener.connect("lns", p.now)
+        _never_send(lac_tunnel, MessageType.SCCCN)
+        p.run(6.0)
+        (closed,) = p.lns.of(TunnelClosed)
+        assert not closed.by_peer
         assert closed.reason is not None and closed.reason.result == code
         assert "timed out" in closed.reason.message
+        assert "STOPCCN" in [n.upper() for n in p.names("lns")]
+
+
+def test_silent_peer_at_set_up_is_dropped_at_the_deadline() -> None:
+    """Nothing of ours acknowledged: no StopCCN (it could not be delivered), the tunnel
+    ends at the set-up deadline rather than after the whole retransmission cycle."""
+    p = Pair(config(Role.LAC, setup_timeout=5.0), config(Role.LNS))
+    tunnel = p.connect()
+    p.run(6.0, drop=lambda d: d.src == "lns")
+    (closed,) = p.lac.of(TunnelClosed)
+    assert closed.tunnel_id == tunnel.tunnel_id and closed.reason is None
+    assert "nothing acknowledged" in closed.description
+    assert tunnel.state is TunnelState.CLOSED
+    assert "StopCCN" not in p.names("lac")
 
 
 # ------------------------------------------------------------- item 8: memory
@@ -317,13 +351,11 @@ def test_heap_trimmer_runs_once_per_batch() -> None:
 def test_sccrq_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     """The listener decodes the header and the SCCRQ to route it; the tunnel and its
     transport take those results instead of decoding the datagram again."""
-    import l2tp.protocol.transport as transport_mod
-    import l2tp.protocol.tunnel as tunnel_mod
+    from l2tp.protocol.header import parse_control_header as parse_header
+    from l2tp.protocol.message import parse_body
 
     bodies: list[int] = []
     headers: list[int] = []
-    parse_body = tunnel_mod.parse_body
-    parse_header = transport_mod.parse_control_header
 
     def counting_body(*args: Any, **kw: Any) -> Any:
         bodies.append(1)
@@ -333,8 +365,9 @@ def test_sccrq_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
         headers.append(1)
         return parse_header(*args, **kw)
 
-    monkeypatch.setattr(tunnel_mod, "parse_body", counting_body)
-    monkeypatch.setattr(transport_mod, "parse_control_header", counting_header)
+    # Where the tunnel and the transport look them up (raising if they no longer do).
+    monkeypatch.setattr("l2tp.protocol.tunnel.parse_body", counting_body)
+    monkeypatch.setattr("l2tp.protocol.transport.parse_control_header", counting_header)
     listener = lns()
     tunnel = listener.receive(sccrq(5), ("10.0.0.1", 1701), 0.0)
     assert tunnel is not None and tunnel.state is TunnelState.WAIT_CTL_CONN
@@ -345,3 +378,31 @@ def test_sccrq_is_decoded_once(monkeypatch: pytest.MonkeyPatch) -> None:
     direct = type(other)(other.config, local_id=77, random_bytes=random.Random(1).randbytes)
     direct.receive_datagram(sccrq(7), 0.0)
     assert bodies == [1] and headers == [1]
+
+
+def test_call_deadline_waits_for_the_peer_to_have_our_message() -> None:
+    """At heavy loss a call's ICRP may be retransmitted for longer than the set-up
+    timeout: the deadline runs from when the peer has it, so the call is not cut short
+    (the transport's own retransmission limit covers a peer that never gets it)."""
+    lac = config(Role.LAC, setup_timeout=10.0)
+    lns_cfg = config(Role.LNS, setup_timeout=10.0, auto_accept=True)
+    p = Pair(lac, lns_cfg)
+    a, b = p.establish()
+    a.open_session(p.now)
+    cut = {"on": False}
+
+    def lossy(d: Any) -> bool:
+        if d.name == "ICRP":
+            cut["on"] = True  # from here on, nothing of the LAC's reaches the LNS
+        return bool(cut["on"] and d.src == "lac") or d.name == "ICRP"
+
+    p.run(15.0, drop=lossy)
+    assert len(b.sessions) == 1  # past the 10 s deadline, still waiting: ICRP unacked
+    assert b.sessions.counters.setup_timeouts == 0
+    p.run(120.0, drop=lossy)
+    # The peer never acknowledged: reliable delivery ended the tunnel, not the deadline.
+    assert b.state in (TunnelState.CLOSING, TunnelState.CLOSED)
+    assert b.sessions.counters.setup_timeouts == 0
+    assert all(
+        e.reason is None or e.reason.result != CdnResult.TIMEOUT for e in p.lns.of(SessionClosed)
+    )

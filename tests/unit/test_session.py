@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import pytest
@@ -36,6 +35,7 @@ from l2tp.protocol.session_fsm import (
     STATES_BY_KIND,
     SessionInput,
     SessionState,
+    lookup,
 )
 from l2tp.protocol.tunnel_fsm import TunnelState
 
@@ -67,6 +67,9 @@ class FakeHost:
 
     def session_closed(self, session: Session) -> None:
         self.closed.append(session)
+
+    def acknowledged(self, ns: int) -> bool:
+        return True
 
 
 PEER_SID = 777
@@ -162,6 +165,9 @@ def test_every_state_input_pair(kind: CallKind, state: SessionState, inp: Sessio
         assert inp in LOCAL_INPUTS
         assert session.state is state
         return
+    # The session runs its kind's table: it enters the row's state (every message here
+    # is acceptable, so no check refuses one and ends the call instead).
+    assert session.state is lookup(kind, state, inp).next_state
     assert session.state in STATES_BY_KIND[kind] | {S.CLOSED}
     if session.state is S.CLOSED:
         (event,) = [e for e in host.events if isinstance(e, SessionClosed)]
@@ -420,7 +426,6 @@ def test_hidden_session_avps_round_trip() -> None:
 def test_thousand_sessions_in_one_tunnel() -> None:
     p = Pair()
     lac, lns = p.establish()
-    start = time.perf_counter()
     ids = [lac.open_session(p.now) for _ in range(1000)]
     p.pump()
     assert len(p.lns.of(SessionEstablished)) == 1000 == len(lns.sessions) == len(lac.sessions)
@@ -432,7 +437,6 @@ def test_thousand_sessions_in_one_tunnel() -> None:
     p.pump()
     assert len(lns.sessions) == len(lac.sessions) == 0
     assert len(p.lns.of(SessionClosed)) == 1000
-    assert time.perf_counter() - start < 10
 
 
 def test_session_ids_reused_only_after_release() -> None:

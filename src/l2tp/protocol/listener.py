@@ -67,9 +67,9 @@ class ListenerConfig:
     ``max_tunnels + max_pending_tunnels`` exist at once."""
     max_pending_tunnels: int = 4096
     """Tunnels accepted but not yet established (and refusals still retransmitting
-    their StopCCN). Beyond it new SCCRQs are dropped in silence: a peer retransmits
-    and gets through once set-ups complete or are reaped, and a flood gets no
-    replies to amplify. Each costs a fixed few KB until established or reaped."""
+    their StopCCN). When full, a new SCCRQ evicts the oldest of them (dropped without
+    a word, as a SYN queue does under a flood), so a flood from many addresses cannot
+    lock legitimate peers out. Each costs a fixed ~3 KB until established or reaped."""
     max_pending_per_peer: int = 64
     """The same, per peer address (ports ignored), so that one source cannot take
     the whole pending budget from the others."""
@@ -97,7 +97,10 @@ class ListenerCounters:
     rejects_unsent: int = 0
     """Of those, refusals whose StopCCN was not sent (over :attr:`ListenerConfig.reject_rate`)."""
     pending_limit: int = 0
-    """SCCRQs dropped because :attr:`ListenerConfig.max_pending_tunnels` were pending."""
+    """SCCRQs dropped because :attr:`ListenerConfig.max_pending_tunnels` were pending
+    and none could be evicted."""
+    pending_evicted: int = 0
+    """Half-open tunnels dropped to make room for a new SCCRQ (oldest first)."""
     peer_pending_limit: int = 0
     """SCCRQs dropped because their peer address had ``max_pending_per_peer`` pending."""
     bad_sccrq: int = 0
@@ -145,6 +148,7 @@ class TunnelListener:
         """Accepted tunnels not yet established nor closed -> their peer-address key."""
         self._pending_per_peer: dict[Hashable, int] = {}
         self._stateless: list[tuple[Hashable, bytes]] = []
+        self._evicted: list[Tunnel] = []
         self._reject_tokens = config.reject_rate
         self._reject_at: float | None = None
 
@@ -335,6 +339,21 @@ class TunnelListener:
         if new is TunnelState.CLOSED:
             self._unpend(tunnel.tunnel_id)
 
+    def _evict_oldest(self, now: float) -> None:
+        for tid in self._pending:  # insertion order: the oldest first
+            tunnel = self.tunnels.get(tid)
+            if tunnel is None:
+                continue
+            self.counters.pending_evicted += 1
+            tunnel._evict(now, "evicted: pending set-ups full (max_pending_tunnels)")
+            self._evicted.append(tunnel)
+            return
+
+    def take_evicted(self) -> list[Tunnel]:
+        """Tunnels evicted since the last call: their closing events await the driver."""
+        out, self._evicted = self._evicted, []
+        return out
+
     def _unpend(self, tid: int) -> None:
         key = self._pending.pop(tid, None)
         if key is None:
@@ -358,8 +377,15 @@ class TunnelListener:
             self.counters.peer_pending_limit += 1
             return False
         if len(self._pending) >= c.max_pending_tunnels:
-            self.counters.pending_limit += 1
-            return False
+            # Full: make room by evicting the oldest set-up (like a SYN queue under a
+            # flood). A legitimate peer completes in one round trip, so only a flood
+            # faster than max_pending_tunnels per round trip can push it out; dropping
+            # the newcomer instead would lock every legitimate peer out until the
+            # flood's set-ups time out.
+            self._evict_oldest(now)
+            if len(self._pending) >= c.max_pending_tunnels:
+                self.counters.pending_limit += 1
+                return False
         if self._established >= c.max_tunnels:
             t = c.tunnel
             if t.version == 3 and t.secret and t.digest_type is not None:

@@ -70,7 +70,11 @@ class SessionHost(Protocol):
     @property
     def bearer_capabilities(self) -> BearerBits: ...
 
-    def send_message(self, message: ControlMessage, *, session_id: int, now: float) -> None: ...
+    def send_message(
+        self, message: ControlMessage, *, session_id: int, now: float
+    ) -> int | None: ...
+
+    def acknowledged(self, ns: int) -> bool: ...
 
     def emit(self, event: ControlEvent) -> None: ...
 
@@ -102,6 +106,7 @@ class Session:
         "host",
         "info_fields",
         "kind",
+        "last_ns",
         "params",
         "peer_session_id",
         "session_id",
@@ -129,6 +134,9 @@ class Session:
         self.bad_reason: Reason | None = None
         """Set by the tunnel before feeding RECV_BAD: what the CDN says."""
         self.info_fields: dict[str, Any] = {}
+        self.last_ns: int | None = None
+        """Ns of the last message this call sent: its set-up deadline runs from when the
+        peer has it (see SessionTable.handle_timer)."""
 
     @property
     def _log(self) -> logging.LoggerAdapter[logging.Logger]:
@@ -427,7 +435,7 @@ class Session:
         return msg
 
     def _send(self, message: ControlMessage, now: float) -> None:
-        self.host.send_message(message, session_id=self.peer_session_id, now=now)
+        self.last_ns = self.host.send_message(message, session_id=self.peer_session_id, now=now)
 
     def send_wen(self, errors: CallErrors, now: float) -> None:
         """WAN-Error-Notify (RFC 2661 6.12), LAC to LNS, established sessions only."""

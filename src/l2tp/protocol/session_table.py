@@ -331,19 +331,29 @@ class SessionTable:
 
         Result Code: L2TPv3 16, "finite state machine error or timeout" (RFC 3931
         5.4.2); L2TPv2 10, "call not established within time allotted" (RFC 2661
-        4.4.2: the only v2 code that names a timeout). A call still waiting for
-        its tunnel gets a new deadline instead: the tunnel's own setup timeout
-        covers that wait.
+        4.4.2: the only v2 code that names a timeout). The deadline is about the
+        peer: a call still waiting for its tunnel, or whose last message the peer
+        has not yet acknowledged, gets a new one instead (the tunnel's own setup
+        timeout and reliable delivery cover those waits), so at 30% loss a slow
+        but progressing set-up is not cut short.
         """
         queue = self._setup_queue
         if queue is None:
             return
         expired: list[Session] = []
+        host = self.host
         while queue and queue[0][0] <= now:
             _, session = queue.popleft()
             if self._by_id.get(session.session_id) is not session:
                 continue
-            if session.state is SessionState.WAIT_TUNNEL:
+            ns = session.last_ns
+            if session.state is SessionState.WAIT_TUNNEL or (
+                ns is not None and not host.acknowledged(ns)
+            ):
+                # Still waiting for the tunnel, or our last message of the exchange is
+                # queued behind the window or being retransmitted (a lossy or busy
+                # tunnel): the peer cannot have stalled yet. Reliable delivery ends the
+                # tunnel if it never arrives; the deadline restarts from here.
                 queue.append((now + self._setup_timeout, session))
             elif session.state in _SETUP_STATES:
                 expired.append(session)

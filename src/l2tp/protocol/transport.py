@@ -364,6 +364,16 @@ class Transport:
         """Messages sent and not yet acknowledged."""
         return len(self._in_flight)
 
+    def acknowledged(self, ns: int) -> bool:
+        """True once the peer has acknowledged our message ``ns`` (and all before it)."""
+        if self._in_flight:
+            first = self._in_flight[0].ns
+        elif self._unsent:
+            first = self._unsent[0].ns
+        else:
+            first = self._ns_next
+        return seq_lt(ns, first)
+
     @property
     def queued(self) -> int:
         """Messages accepted by :meth:`send` but held back by the window."""

@@ -268,6 +268,16 @@ class Tunnel:
             self._setup_deadline = None
             self.counters.setup_timeouts += 1
             self._log.warning("control connection setup timed out in %s", self.state.value)
+            if self.transport.in_flight or self.transport.queued:
+                # The peer has not acknowledged our last message: it is not there (or
+                # cannot hear us), so a StopCCN would only queue behind it. Give up now,
+                # as reliable delivery would a little later (RFC 2661 5.8).
+                self._input(
+                    TunnelInput.TRANSPORT_FAILED,
+                    now,
+                    description="control connection setup timed out: nothing acknowledged",
+                )
+                return
             # RFC 3931 5.4.2 has a code for it (7, "FSM error or timeout"); RFC 2661
             # has none, so L2TPv2 says General error with the reason in the message.
             v3 = self.config.version == 3
@@ -419,6 +429,15 @@ class Tunnel:
         self._input(TunnelInput.LOSE_TIE, now, description=description)
         return waiting
 
+    def _evict(self, now: float, description: str) -> None:
+        """Drop a half-open tunnel at once, sending nothing (the listener needs its
+        place for a new SCCRQ: see ``ListenerConfig.max_pending_tunnels``)."""
+        if self.state is TunnelState.CLOSED:
+            return
+        self._go_down(None, now, by_peer=False, description=description)
+        self._set_state(TunnelState.CLOSED)
+        self.emit(TunnelReleased(tunnel_id=self.tunnel_id))
+
     def _adopt_sessions(self, sessions: list[Session], now: float) -> None:
         """Take over sessions from a tunnel that lost a tie breaker (same local IDs)."""
         self.sessions.adopt(sessions, now, tunnel_up=self.state is TunnelState.ESTABLISHED)
@@ -427,11 +446,14 @@ class Tunnel:
     # The interface a Session and the SessionTable use (see session.SessionHost); not
     # for applications, which drive the tunnel through the entry points above.
 
-    def send_message(self, message: ControlMessage, *, session_id: int, now: float) -> None:
-        """Encode (hiding AVPs marked hidden) and queue on the transport."""
+    def send_message(
+        self, message: ControlMessage, *, session_id: int, now: float
+    ) -> int | None:
+        """Encode (hiding AVPs marked hidden) and queue on the transport; returns its Ns
+        (None when the transport is already closing and the message is dropped)."""
         if self.transport.state is not TransportState.OPEN:
             self.counters.sends_dropped += 1
-            return
+            return None
         body = encode_body(
             message,
             version=self.config.version,
@@ -441,7 +463,11 @@ class Tunnel:
         )
         if not self.profile.session_ids_in_header:
             session_id = 0  # v3: the session IDs travel in AVPs
-        self.transport.send(body, session_id=session_id, now=now)
+        return self.transport.send(body, session_id=session_id, now=now)
+
+    def acknowledged(self, ns: int) -> bool:
+        """Whether the peer has acknowledged our message ``ns`` (see :meth:`send_message`)."""
+        return self.transport.acknowledged(ns)
 
     def emit(self, event: ControlEvent) -> None:
         self._events.append(event)

@@ -313,6 +313,11 @@ class Listener(Endpoint):
         tunnel = listener.receive(data, addr, now, header)
         if listener._stateless:
             self._send_replies(listener.take_replies())
+        if listener._evicted:
+            for evicted in listener.take_evicted():
+                gone = ctx.tunnels.get(evicted.tunnel_id)
+                if gone is not None:
+                    ctx.mark(gone)  # its closing events, then its release
         if tunnel is None:
             return
         th = ctx.tunnels.get(tunnel.tunnel_id)
