@@ -34,9 +34,10 @@ _EXPORTS = {
     "ListenerConfig": "l2tp.protocol.listener",
     "Transport": "l2tp.protocol.transport",
     "TransportConfig": "l2tp.protocol.transport",
-    "CallParams": "l2tp.protocol.events",
-    "Role": "l2tp.protocol.events",
-    "SessionInfo": "l2tp.protocol.events",
+    "CallParams": "l2tp.protocol.values",
+    "Role": "l2tp.protocol.values",
+    "Reason": "l2tp.protocol.values",
+    "SessionInfo": "l2tp.protocol.values",
     # asyncio runtime
     "L2tpContext": "l2tp.runtime.control",
     "ListenOptions": "l2tp.runtime.control",
@@ -45,6 +46,7 @@ _EXPORTS = {
     "SessionHandle": "l2tp.runtime.control",
     "TunnelFailed": "l2tp.runtime.control",
     "SessionFailed": "l2tp.runtime.control",
+    "ListenError": "l2tp.runtime.control",
     "SessionOptions": "l2tp.runtime.backend",
     "SessionBackend": "l2tp.runtime.backend",
     # Linux data plane
@@ -72,12 +74,14 @@ __all__ = [
     "L2tpContext",
     "L2tpNetlink",
     "LinuxDataPlane",
+    "ListenError",
     "ListenOptions",
     "ListenerConfig",
     "MessageType",
     "NullDataPlane",
     "PseudowireOffer",
     "PseudowireType",
+    "Reason",
     "Role",
     "SessionBackend",
     "SessionFailed",
@@ -104,14 +108,15 @@ if TYPE_CHECKING:
     from l2tp.protocol.avp import Avp
     from l2tp.protocol.constants import AvpType, DigestType, MessageType
     from l2tp.protocol.errors import CodecError
-    from l2tp.protocol.events import CallParams, Role, SessionInfo
     from l2tp.protocol.listener import ListenerConfig, TunnelListener
     from l2tp.protocol.message import ControlMessage, parse_message, serialize_message
     from l2tp.protocol.transport import Transport, TransportConfig
     from l2tp.protocol.tunnel import Tunnel, TunnelConfig
+    from l2tp.protocol.values import CallParams, Reason, Role, SessionInfo
     from l2tp.runtime.backend import SessionBackend, SessionOptions
     from l2tp.runtime.control import (
         L2tpContext,
+        ListenError,
         ListenOptions,
         PseudowireOffer,
         SessionFailed,

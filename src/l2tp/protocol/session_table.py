@@ -66,6 +66,7 @@ class SessionTable:
         "_auto_accept",
         "_by_id",
         "_by_peer",
+        "_call_messages",
         "_defaults",
         "_ids",
         "_next_serial",
@@ -103,7 +104,9 @@ class SessionTable:
         self._next_serial = 1
         self.counters = SessionCounters()
         self._setup_timeout = setup_timeout
-        self._setup_queue: deque[tuple[float, Session]] | None = None
+        self._call_messages = 0
+        """Session messages (ICRQ, ICRP, ICCN, CDN, ...) received: the peer's progress."""
+        self._setup_queue: deque[tuple[float, Session, int]] | None = None
         """Calls being set up, in deadline order (one timeout for all, and ``now`` only
         grows, so appending keeps it sorted): O(1) per call, however many there are.
         Made on first use: most tunnels (and every half-open one) never need it."""
@@ -212,6 +215,7 @@ class SessionTable:
         self, message: ControlMessage, header_sid: int, bad: Reason | None, now: float
     ) -> None:
         """Route a session message to its session, or create one (RFC 2661 7.4, 7.5)."""
+        self._call_messages += 1
         mtype = message.message_type
         inp = MESSAGE_INPUTS[mtype]
         peer_sid, header_sid = self._session_class.message_ids(message, header_sid)
@@ -312,7 +316,7 @@ class SessionTable:
         """
         queue = self._setup_queue
         while queue:
-            deadline, session = queue[0]
+            deadline, session, _ = queue[0]
             waiting = session.state in _SETUP_STATES or session.state is SessionState.WAIT_TUNNEL
             if waiting and self._by_id.get(session.session_id) is session:
                 return deadline
@@ -324,7 +328,7 @@ class SessionTable:
         queue = self._setup_queue
         if queue is None:
             queue = self._setup_queue = deque()
-        queue.append((now + self._setup_timeout, session))
+        queue.append((now + self._setup_timeout, session, self._call_messages))
 
     def handle_timer(self, now: float) -> None:
         """Close every call whose set-up deadline has passed, with a CDN.
@@ -334,27 +338,37 @@ class SessionTable:
         4.4.2: the only v2 code that names a timeout). The deadline is about the
         peer: a call still waiting for its tunnel, or whose last message the peer
         has not yet acknowledged, gets a new one instead (the tunnel's own setup
-        timeout and reliable delivery cover those waits), so at 30% loss a slow
-        but progressing set-up is not cut short.
+        timeout and reliable delivery cover those waits), and so does every pending
+        call of a tunnel whose peer sent any call message since that deadline was set
+        (a peer working through a backlog at 30% loss is slow, not stalled; HELLOs
+        and acknowledgements do not count). A peer could keep calls pending by
+        sending call messages all the time; its calls count against
+        ``max_sessions`` like any, so the state it holds stays bounded.
         """
         queue = self._setup_queue
-        if queue is None:
-            return
+        if queue is None or not queue or queue[0][0] > now:
+            return  # the tunnel's timer fired for something else
         expired: list[Session] = []
         host = self.host
+        messages = self._call_messages
         while queue and queue[0][0] <= now:
-            _, session = queue.popleft()
+            _, session, messages_then = queue.popleft()
             if self._by_id.get(session.session_id) is not session:
                 continue
             ns = session.last_ns
-            if session.state is SessionState.WAIT_TUNNEL or (
-                ns is not None and not host.acknowledged(ns)
+            if (
+                session.state is SessionState.WAIT_TUNNEL
+                or (ns is not None and not host.acknowledged(ns))
+                or messages != messages_then
             ):
-                # Still waiting for the tunnel, or our last message of the exchange is
-                # queued behind the window or being retransmitted (a lossy or busy
-                # tunnel): the peer cannot have stalled yet. Reliable delivery ends the
-                # tunnel if it never arrives; the deadline restarts from here.
-                queue.append((now + self._setup_timeout, session))
+                # Still waiting for the tunnel; or our last message of the exchange is
+                # queued behind the window or being retransmitted; or the peer sent
+                # call messages since this deadline was set, so it is working through a
+                # backlog (its answer may sit behind its own window). Not stalled: the
+                # deadline restarts from here. Reliable delivery ends a tunnel whose
+                # peer is gone; a peer that sends no call message for a whole
+                # setup_timeout has its pending calls cut.
+                queue.append((now + self._setup_timeout, session, messages))
             elif session.state in _SETUP_STATES:
                 expired.append(session)
         v3 = self._session_class.VERSION == 3

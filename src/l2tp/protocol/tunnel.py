@@ -446,9 +446,7 @@ class Tunnel:
     # The interface a Session and the SessionTable use (see session.SessionHost); not
     # for applications, which drive the tunnel through the entry points above.
 
-    def send_message(
-        self, message: ControlMessage, *, session_id: int, now: float
-    ) -> int | None:
+    def send_message(self, message: ControlMessage, *, session_id: int, now: float) -> int | None:
         """Encode (hiding AVPs marked hidden) and queue on the transport; returns its Ns
         (None when the transport is already closing and the message is dropped)."""
         if self.transport.state is not TransportState.OPEN:

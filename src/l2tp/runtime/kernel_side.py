@@ -114,10 +114,15 @@ class KernelSideEffects:
         self.closed = event
         if self.kernel is not None:
             kernel, self.kernel = self.kernel, None
-            if self.ctx.backend is None or not any(s.kernel for s in self.sessions.values()):
+            # Sessions closed along with the tunnel have already left self.sessions
+            # (their SessionClosed came first) but their backends are still stopping in
+            # self._tasks: let them finish before the kernel objects go (backend.py,
+            # step 5), or pppd's LCP Terminate-Request has no session to leave by.
+            if self.ctx.backend is None or not (
+                self._tasks or any(s.kernel for s in self.sessions.values())
+            ):
                 self._delete_kernel_tunnel(kernel.tunnel_id)
             else:
-                # Let the backends stop before the kernel objects go (backend.py, step 5).
                 self._spawn(self._delete_after_backends(kernel.tunnel_id))
         if self._est_fut is not None and not self._est_fut.done():
             self._est_fut.set_exception(TunnelFailed(event))
