@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from l2tp.runtime.ppp import (
     PppdBackend,
     PppdExitStatus,
     PppdOptionsError,
+    _has_exited,
     build_argv,
     check_user_options,
     map_exit,
@@ -91,6 +93,10 @@ def test_argv_lac_minimal() -> None:
         "pppol2tp_session_id",
         "1",
         "nodetach",
+        # Wait for the peer's LCP however late it starts; one Terminate-Request on stop.
+        "passive",
+        "lcp-max-terminate",
+        "1",
     ]
 
 
@@ -102,6 +108,13 @@ def test_argv_lns_ifname_mtu_and_user_options_last() -> None:
     assert argv[argv.index("ifname") + 1] == "l2tp-ppp0"
     assert argv[argv.index("mtu") + 1] == "1400" and argv[argv.index("mru") + 1] == "1400"
     assert argv[-2:] == ["noauth", "debug"]
+
+
+def test_user_options_come_after_ours_so_pppd_takes_theirs() -> None:
+    session = make_session(PppOptions(pppd_options=("lcp-max-terminate", "3")))
+    argv = build_argv(session, 7, pppd="pppd", extra=user_options(session))
+    ours, theirs = [i for i, arg in enumerate(argv) if arg == "lcp-max-terminate"]
+    assert argv[ours + 1] == "1" and argv[theirs + 1] == "3" and ours < theirs
 
 
 def test_peer_strings_never_reach_argv() -> None:
@@ -317,11 +330,36 @@ def test_stop_kills_after_timeout(fake_pppd: str, tmp_path: Path) -> None:
         async with asyncio.timeout(20):  # until it ignores SIGTERM
             while not ready.exists():
                 await asyncio.sleep(0.02)
+        pid = backend.pid(session)
+        assert pid is not None and not _has_exited(pid)
         loop = asyncio.get_running_loop()
         started = loop.time()
         await backend.stop(session)
         assert loop.time() - started < 5
         assert backend.exits[session.key].returncode == -signal.SIGKILL
+
+    run(main())
+
+
+def test_an_exit_the_event_loop_has_not_seen_yet_is_not_taken_for_a_live_pppd(
+    fake_pppd: str,
+) -> None:
+    session = make_session(PppOptions(pppd_options=("exit-with", "16")))
+
+    async def main() -> None:
+        backend = PppdBackend(pppd=fake_pppd, env=dict(os.environ))
+        await backend.start(session)
+        pid = backend.pid(session)
+        assert pid is not None
+        # Hold the event loop until the child has exited: asyncio cannot have seen it.
+        deadline = time.monotonic() + 20
+        while not _has_exited(pid):
+            assert time.monotonic() < deadline, "fake pppd did not exit"
+            time.sleep(0.02)
+        assert backend.running(session)  # so stop() must not kill (or warn about) it
+        ended = await backend.wait(session, timeout=20)
+        assert ended.status == PppdExitStatus.HANGUP
+        assert _has_exited(pid)  # reaped by now: still an exited child
 
     run(main())
 

@@ -5,7 +5,8 @@ For each session the control plane has created in the kernel, :class:`PppdBacken
 connects a PPPoL2TP socket to it (``DataPlane.open_ppp_socket``) and starts::
 
     pppd plugin pppol2tp.so pppol2tp FD pppol2tp_tunnel_id TID pppol2tp_session_id SID
-         [pppol2tp_lns_mode] nodetach [ifname NAME] [mtu N mru N] USER-OPTIONS...
+         [pppol2tp_lns_mode] nodetach passive lcp-max-terminate 1
+         [ifname NAME] [mtu N mru N] USER-OPTIONS...
 
 with the socket passed by ``pass_fds``. ``USER-OPTIONS`` are the session's
 ``pppd_args`` file (split on whitespace, as go-l2tp's kl2tpd does; lines whose
@@ -17,6 +18,27 @@ line. The options come from the administrator's configuration and are checked
 (:func:`check_user_options`) for NUL and control characters and for the few
 options that would break the contract with the control plane (``detach``,
 ``persist``, a second ``pppol2tp`` ...).
+
+Two of our options are there for sessions set up in bursts and torn down
+together (issue 13: 6 of 40 sessions in one tunnel never came up):
+
+* ``passive`` (as xl2tpd gives it): when the peer does not answer the first
+  ``lcp-max-configure`` LCP Configure-Requests (10 x 3 s by default), pppd
+  waits for the peer's instead of exiting 16. The two pppd of a session never
+  start together: the LAC's starts once its ICCN is queued, the LNS's once that
+  ICCN has arrived and been handled, behind every earlier message of the tunnel
+  (a window of 4 unacknowledged messages) and the LNS's work for the earlier
+  calls. Under a burst of calls, or on a busy host, the LNS side can start more
+  than 30 s later, and a pppd without ``passive`` gives up on a session the
+  control plane has just established. How long to wait for the peer is the
+  control plane's business (CDN, StopCCN, HELLO), not pppd's.
+* ``lcp-max-terminate 1``: pppd asked to stop (SIGTERM) sends an LCP
+  Terminate-Request and waits for the Ack through 2 transmissions x 3 s = 6 s
+  by default, longer than ``stop_timeout``. When the backend stops pppd the
+  session is ending (CDN, StopCCN) and the peer's side is often gone already,
+  so the Ack never comes and pppd would end in SIGKILL, skipping its ``ip-down``
+  script; with one transmission it gives up after 3 s and exits cleanly (a live
+  peer's Ack ends it sooner).
 
 pppd's output (``nodetach`` logs to stdout) is logged line by line with the
 session's IDs. When pppd exits by itself, its exit status (``man pppd``, EXIT
@@ -281,7 +303,7 @@ def build_argv(
     argv += ["pppol2tp_session_id", str(info.session_id)]
     if session.lns_mode:
         argv.append("pppol2tp_lns_mode")
-    argv.append("nodetach")
+    argv += ["nodetach", "passive", "lcp-max-terminate", "1"]
     if session.options.interface_name:
         argv += ["ifname", session.options.interface_name]
     if session.options.mtu is not None:
@@ -324,6 +346,19 @@ def netns_prefix(netns: str | None) -> list[str]:
         return [nsenter, f"--net={netns}", "--"]
     ip = shutil.which("ip") or "/usr/sbin/ip"
     return [ip, "netns", "exec", netns]
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether our child ``pid`` has exited, without reaping it (the child watcher does).
+
+    asyncio learns of a child's exit from its child watcher through the event
+    loop, which can lag seconds behind when the loop or the host is busy (40
+    pppd ending at once in the test VM); ``returncode`` is still None then.
+    """
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
 
 
 @dataclass
@@ -508,14 +543,19 @@ class PppdBackend:
                 async with asyncio.timeout(self.stop_timeout):
                     await asyncio.shield(run.monitor)
             except TimeoutError:
-                self.log.warning(
-                    "%s: pppd[%d] ignored SIGTERM for %.1f s; killing it",
-                    run.label,
-                    process.pid,
-                    self.stop_timeout,
-                )
-                with contextlib.suppress(ProcessLookupError):
-                    process.kill()
+                if _has_exited(process.pid):
+                    # Its exit is only waiting for the event loop (busy loop, child
+                    # watcher thread not yet scheduled): nothing to kill.
+                    self.log.debug("%s: pppd[%d] exited; exit not seen yet", run.label, process.pid)
+                else:
+                    self.log.warning(
+                        "%s: pppd[%d] ignored SIGTERM for %.1f s; killing it",
+                        run.label,
+                        process.pid,
+                        self.stop_timeout,
+                    )
+                    with contextlib.suppress(ProcessLookupError):
+                        process.kill()
         await run.monitor
 
     async def close(self) -> None:
