@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import time
+from collections.abc import Callable
 
 import pytest
 
@@ -19,3 +22,35 @@ def require_tool(name: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
+
+
+async def until(
+    condition: Callable[[], object], what: str, *, timeout: float = 10.0, interval: float = 0.005
+) -> None:
+    """Bounded polling on the running event loop: return once ``condition()`` is true.
+
+    For a state the code under test reaches on its own (a counter, a table entry) with
+    no event to await. Fails after ``timeout`` seconds naming ``what``, so a test that
+    waits never passes or hangs by accident of timing.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(interval)
+
+
+def wait_until(
+    condition: Callable[[], object],
+    timeout: float = 10.0,
+    what: str = "the condition",
+    *,
+    interval: float = 0.05,
+) -> None:
+    """:func:`until` for code outside an event loop (other processes, the kernel, files)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)

@@ -14,14 +14,14 @@ import itertools
 import json
 import os
 import subprocess
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
 from tests.helpers import require_tool
+from tests.helpers import wait_until as wait_until  # re-exported for the kernel tests
 
 _names = itertools.count(1)
 
@@ -80,15 +80,6 @@ def ip_json(commands: list[str], netns: str | None = None) -> list[Any]:
         docs.append(doc)
         text = text[end:].strip()
     return docs
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
-    """Poll with a time limit (the kernel tears tunnels down from a work queue)."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 @pytest.fixture(scope="module")

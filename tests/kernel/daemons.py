@@ -1,8 +1,15 @@
-"""One of our daemons as a real process in a network namespace, for the kernel tier.
+"""Processes the kernel tier runs in network namespaces: one harness for all of them.
 
-Either inside the namespace (``ip netns exec``) or outside it with ``--netns``
-(sockets and kernel objects must end up there just the same). Subclasses name
-the module and the log verbosity.
+:class:`ManagedProcess` is what every such process needs: started with its output in a
+log file, waited for until it says it is ready (failing with its log when it exits or
+takes too long), stopped with a signal and, past a time limit, SIGKILL. On it:
+
+* :class:`DaemonProcess`, one of our daemons, either inside the namespace (``ip netns
+  exec``) or outside it with ``--netns`` (sockets and kernel objects must end up there
+  just the same), ready when its ``--ready-file`` exists. Subclasses name the module
+  and the log verbosity.
+* ``xl2tpd_harness.Xl2tpd`` (xl2tpd, ready when its control pipe exists) and
+  ``xl2tpd_harness.Capture`` (tcpdump, ready when it says "listening on").
 """
 
 from __future__ import annotations
@@ -10,11 +17,83 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from tests.helpers import wait_until
 
-class DaemonProcess:
+
+class ManagedProcess:
+    """One process and its log; ``proc`` is None until :meth:`spawn`."""
+
+    def __init__(self, label: str, log: Path) -> None:
+        self.label = label
+        """What error messages call it ("xl2tpd lns", "l2tpd")."""
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def spawn(self, argv: Sequence[str], *, append: bool = True) -> None:
+        """Start ``argv`` with stdout and stderr going to the log."""
+        with self.log.open("ab" if append else "wb") as out:
+            self.proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT)
+
+    def is_ready(self) -> bool:
+        """Whether the process has said it is ready (subclasses say how)."""
+        return True
+
+    def wait_ready(self, timeout: float) -> None:
+        """Wait until :meth:`is_ready`; AssertionError with the log if it exits or is late."""
+
+        def ready() -> bool:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(
+                    f"{self.label} exited {self.proc.returncode}:\n{self.output()}"
+                )
+            return self.is_ready()
+
+        try:
+            wait_until(ready, timeout, f"{self.label} to be ready")
+        except AssertionError as exc:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise
+            raise AssertionError(f"{exc}:\n{self.output()}") from None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = 30.0, *, raise_on_timeout: bool = True
+    ) -> int | None:
+        """Send ``sig`` (if still running) and wait; past ``timeout`` SIGKILL it, then
+        raise :class:`subprocess.TimeoutExpired` unless ``raise_on_timeout`` is false.
+        Returns the exit status (None if never started)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            status = self.proc.wait()
+            if raise_on_timeout:
+                raise
+            return status
+
+    def kill(self) -> None:
+        """SIGKILL if still running (fixtures' clean-up after a failed test)."""
+        if self.running:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait()
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+class DaemonProcess(ManagedProcess):
     """A daemon with its config file, log and readiness file under ``workdir``."""
 
     MODULE = "l2tp.daemons.l2tpd"
@@ -23,17 +102,19 @@ class DaemonProcess:
     def __init__(
         self, ns: str, config: str, workdir: Path, name: str, *, netns_flag: bool = False
     ) -> None:
+        super().__init__(self.MODULE.rsplit(".", 1)[-1], workdir / f"{name}.log")
         self.ns = ns
         self.netns_flag = netns_flag
         self.path = workdir / f"{name}.toml"
         self.path.write_text(config)
         self.ready = workdir / f"{name}.ready"
-        self.log = workdir / f"{name}.log"
-        self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def program(self) -> str:
-        return self.MODULE.rsplit(".", 1)[-1]
+        return self.label
+
+    def is_ready(self) -> bool:
+        return self.ready.exists()
 
     def start(self, timeout: float = 60.0, *, wait_ready: bool = True) -> None:
         self.ready.unlink(missing_ok=True)
@@ -42,25 +123,13 @@ class DaemonProcess:
         argv += ["--ready-file", str(self.ready), self.VERBOSITY]
         if self.netns_flag:
             argv += ["--netns", self.ns]
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while wait_ready and not self.ready.exists():
-            if self.proc.poll() is not None:
-                raise AssertionError(
-                    f"{self.program} exited {self.proc.returncode}:\n{self.output()}"
-                )
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"{self.program} not ready after {timeout} s:\n{self.output()}"
-                )
-            time.sleep(0.05)
+        self.spawn(argv)
+        if wait_ready:
+            self.wait_ready(timeout)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
-        assert self.proc is not None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        return self.proc.wait(timeout=timeout)
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = 30.0, *, raise_on_timeout: bool = True
+    ) -> int:
+        status = super().stop(sig, timeout, raise_on_timeout=raise_on_timeout)
+        assert status is not None, f"{self.label} was never started"
+        return status

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.kernel.conftest import VethPair
-from tests.kernel.test_l2tpv2_pppd import Proc, _l2tp_state
+from tests.kernel.daemons import ManagedProcess
+from tests.kernel.test_l2tpv2_pppd import Lac, Lns, _l2tp_state
 from tests.kernel.xl2tpd_harness import (
     Auth,
     Xl2tpd,
@@ -34,15 +35,14 @@ def cleanup() -> Iterator[list[object]]:
     things: list[object] = []
     yield things
     for thing in things:
-        if isinstance(thing, Proc) and thing.proc.poll() is None:
-            thing.proc.kill()
-            thing.proc.wait()
-        elif isinstance(thing, Xl2tpd):
+        if isinstance(thing, Xl2tpd):
             thing.stop()
+        elif isinstance(thing, ManagedProcess):
+            thing.kill()
     kill_pids(pids_matching(["pppd", "pppol2tp"]))
 
 
-def _wait(predicate: Callable[[], bool], timeout: float, what: str, *logs: Proc | Xl2tpd) -> None:
+def _wait(predicate: Callable[[], bool], timeout: float, what: str, *logs: ManagedProcess) -> None:
     """wait_for, with every daemon's log as it is at the time of failure."""
     try:
         wait_for(predicate, timeout, what)
@@ -72,9 +72,7 @@ def test_kl2tpd_against_xl2tpd_lns(
     cleanup.append(lns)
     lns.start()
     secure = f'secret = "{SECRET}"\nhide_avps = true\n' if auth else ""
-    conf = tmp_path / "kl2tpd.toml"
-    conf.write_text(
-        f"""
+    conf = f"""
 [tunnel.t1]
 peer = "{pair.a4}:1701"
 version = "l2tpv2"
@@ -85,10 +83,9 @@ host_name = "ourlac"
 pseudowire = "ppp"
 pppd_options = ["noauth", "nodefaultroute", "noipdefault", "lcp-echo-interval", "0"]
 """
-    )
-    lac = Proc(pair.ns_b, "l2tp.daemons.kl2tpd", conf, tmp_path / "kl2tpd.log")
+    lac = Lac(pair.ns_b, conf, tmp_path, "kl2tpd")
     cleanup.append(lac)
-    lac.wait_ready()
+    lac.start()
     _wait(lambda: bool(ppp_addresses(pair.ns_b)), 60, "ppp up", lns, lac)
     ((_ifname, (_local, peer)),) = ppp_addresses(pair.ns_b).items()
     assert peer == "10.60.0.1"
@@ -116,9 +113,7 @@ def test_xl2tpd_lac_against_our_lns(
 ) -> None:
     pair = veth_pair
     secure = f'secret = "{SECRET}"\nhide_avps = true\n' if auth else ""
-    conf = tmp_path / "lns.toml"
-    conf.write_text(
-        f"""
+    conf = f"""
 [listener.main]
 listen = "{pair.a4}:1701"
 version = "l2tpv2"
@@ -126,10 +121,9 @@ host_name = "ourlns"
 {secure}
 pppd_options = ["noauth", "nodefaultroute", "lcp-echo-interval", "0", "10.61.0.1:10.61.0.2"]
 """
-    )
-    lns = Proc(pair.ns_a, "l2tp.daemons.lns", conf, tmp_path / "lns.log")
+    lns = Lns(pair.ns_a, conf, tmp_path, "lns")
     cleanup.append(lns)
-    lns.wait_ready()
+    lns.start()
     lac = Xl2tpd(
         pair.ns_b,
         tmp_path,

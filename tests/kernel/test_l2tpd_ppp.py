@@ -16,22 +16,26 @@ import pytest
 
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, wait_until
-from tests.kernel.test_l2tpv2_pppd import Proc, _l2tp_state, _ppp_addr, _pppd_running, procs
+from tests.kernel.daemons import DaemonProcess
+from tests.kernel.test_l2tpv2_pppd import _l2tp_state, _ppp_addr, _pppd_running, procs
 
 pytestmark = pytest.mark.kernel
 
 __all__ = ["procs"]  # the fixture, re-used
 
 
+class L2tpd(DaemonProcess):
+    MODULE = "l2tp.daemons.l2tpd"
+    VERBOSITY = "-vv"
+
+
 def test_l2tpv3_ppp_pseudowire_carries_ping_and_cleans_up(
-    veth_pair: VethPair, procs: list[Proc], tmp_path: Path
+    veth_pair: VethPair, procs: list[DaemonProcess], tmp_path: Path
 ) -> None:
     require_tool("pppd")
     require_tool("ping")
     pair = veth_pair
-    responder = tmp_path / "a.toml"
-    responder.write_text(
-        f"""
+    responder = f"""
 [listener.v3]
 listen = "{pair.a4}:1701"
 secret = "ppp-v3"
@@ -42,10 +46,7 @@ pseudowire = "ppp"
 cookie_len = 4
 pppd_options = ["noauth", "nodefaultroute", "10.58.0.1:10.58.0.2", "lcp-echo-interval", "0"]
 """
-    )
-    initiator = tmp_path / "b.toml"
-    initiator.write_text(
-        f"""
+    initiator = f"""
 [tunnel.t1]
 peer = "{pair.a4}:1701"
 secret = "ppp-v3"
@@ -56,13 +57,12 @@ pseudowire = "ppp"
 cookie_len = 8
 pppd_options = ["noauth", "nodefaultroute", "lcp-echo-interval", "0"]
 """
-    )
-    a = Proc(pair.ns_a, "l2tp.daemons.l2tpd", responder, tmp_path / "a.log")
+    a = L2tpd(pair.ns_a, responder, tmp_path, "a")
     procs.append(a)
-    a.wait_ready()
-    b = Proc(pair.ns_b, "l2tp.daemons.l2tpd", initiator, tmp_path / "b.log")
+    a.start()
+    b = L2tpd(pair.ns_b, initiator, tmp_path, "b")
     procs.append(b)
-    b.wait_ready()
+    b.start()
     try:
         wait_until(lambda: _ppp_addr(pair.ns_b) == "10.58.0.2", timeout=60, what="ppp up")
     except AssertionError as exc:

@@ -9,10 +9,7 @@ behind on either side.
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,49 +17,27 @@ import pytest
 
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, wait_until
+from tests.kernel.daemons import DaemonProcess
 
 pytestmark = pytest.mark.kernel
 
 
-class Proc:
-    """A daemon process inside a namespace, with its log."""
+class Lns(DaemonProcess):
+    MODULE = "l2tp.daemons.lns"
+    VERBOSITY = "-vv"
 
-    def __init__(self, ns: str, module: str, config: Path, log: Path) -> None:
-        self.log = log
-        self.ready = log.with_suffix(".ready")
-        argv = ["ip", "netns", "exec", ns, sys.executable, "-m", module, str(config)]
-        argv += ["--ready-file", str(self.ready), "-vv"]
-        with log.open("wb") as out:
-            self.proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
 
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while not self.ready.exists():
-            assert self.proc.poll() is None, f"exited {self.proc.returncode}:\n{self.output()}"
-            assert time.monotonic() < deadline, f"not ready:\n{self.output()}"
-            time.sleep(0.05)
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            raise
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+class Lac(DaemonProcess):
+    MODULE = "l2tp.daemons.kl2tpd"
+    VERBOSITY = "-vv"
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Proc]]:
-    started: list[Proc] = []
+def procs() -> Iterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
     yield started
     for p in started:
-        if p.proc.poll() is None:
-            p.proc.kill()
-            p.proc.wait()
+        p.kill()
     subprocess.run(["pkill", "-f", "pppol2tp"], check=False)
 
 
@@ -94,15 +69,13 @@ def _pppd_running() -> bool:
 
 @pytest.mark.parametrize("auth", ["plain", "challenge+hidden"])
 def test_kl2tpd_to_our_lns_ppp_carries_ping_and_teardown_from_either_side_is_clean(
-    veth_pair: VethPair, procs: list[Proc], tmp_path: Path, auth: str
+    veth_pair: VethPair, procs: list[DaemonProcess], tmp_path: Path, auth: str
 ) -> None:
     require_tool("pppd")
     require_tool("ping")
     pair = veth_pair
     secure = 'secret = "s3cret-shared"\nhide_avps = true\n' if auth != "plain" else ""
-    lns_conf = tmp_path / "lns.toml"
-    lns_conf.write_text(
-        f"""
+    lns_conf = f"""
 [listener.main]
 listen = "{pair.a4}:1701"
 version = "l2tpv2"
@@ -110,13 +83,10 @@ hello_timeout = 5000
 {secure}
 pppd_options = ["noauth", "nodefaultroute", "10.56.0.1:10.56.0.2", "lcp-echo-interval", "0"]
 """
-    )
     # go-l2tp's kl2tpd takes pppd arguments from a file (pppd_args): use that form here.
     args = tmp_path / "pppd.args"
     args.write_text("noauth\nnodefaultroute\nlcp-echo-interval 0\n")
-    lac_conf = tmp_path / "kl2tpd.toml"
-    lac_conf.write_text(
-        f"""
+    lac_conf = f"""
 [tunnel.t1]
 peer = "{pair.a4}:1701"
 version = "l2tpv2"
@@ -126,13 +96,12 @@ encap = "udp"
 pseudowire = "ppp"
 pppd_args = "{args}"
 """
-    )
-    lns = Proc(pair.ns_a, "l2tp.daemons.lns", lns_conf, tmp_path / "lns.log")
+    lns = Lns(pair.ns_a, lns_conf, tmp_path, "lns")
     procs.append(lns)
-    lns.wait_ready()
-    lac = Proc(pair.ns_b, "l2tp.daemons.kl2tpd", lac_conf, tmp_path / "lac.log")
+    lns.start()
+    lac = Lac(pair.ns_b, lac_conf, tmp_path, "lac")
     procs.append(lac)
-    lac.wait_ready()
+    lac.start()
     try:
         wait_until(lambda: _ppp_addr(pair.ns_b) == "10.56.0.2", timeout=60, what="ppp up")
     except AssertionError as exc:

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from l2tp.cli.decode import decode_capture
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, ip_batch, ip_json, wait_until
 from tests.kernel.daemons import DaemonProcess
+from tests.kernel.xl2tpd_harness import Capture
 
 pytestmark = pytest.mark.kernel
 
@@ -249,6 +251,73 @@ def test_interop_with_iproute2_static_session(
         a.stop()
 
 
+def _stays_up(pair: VethPair, a: Daemon, b: Daemon, workdir: Path, encap: str) -> None:
+    """Watch the wire until 8 HELLOs have been answered with neither side losing the other.
+
+    8 answered HELLOs span more than a's detection time (a HELLO per 0.5 s idle; 0.5 + 3.0
+    s from an unanswered one to teardown), however slow the machine: watched, not slept
+    through. A side that came up while the other was giving up on it can lose it once
+    more before the two meet at Ns 0 (quiescent.py: "one extra detection cycle"), so the
+    watch starts over after such a loss, twice at most.
+    """
+    for attempt in range(3):
+        pcap = workdir / f"hellos-{encap}-{attempt}.pcap"
+        if not _lost_while_watching(pair, a, b, pcap, encap):
+            return
+        _wait_session(pair.ns_a, 80, a)
+        _wait_session(pair.ns_b, 81, b)
+    raise AssertionError(f"a live pair kept losing each other:\n{a.output()}\n{b.output()}")
+
+
+def _lost_while_watching(pair: VethPair, a: Daemon, b: Daemon, pcap: Path, encap: str) -> bool:
+    """Capture on a's veth until 8 answered HELLOs (False) or a side loses the other (True)."""
+    seen_a, seen_b = len(a.output()), len(b.output())
+
+    def lost() -> bool:
+        return "peer lost" in a.output()[seen_a:] + b.output()[seen_b:]
+
+    bpf = "udp port 7100" if encap == "udp" else "ip proto 115"
+    capture = Capture(pair.ns_a, "va", pcap, bpf=bpf)
+    capture.start()
+    answered = _HelloCount(pcap)
+    try:
+        wait_until(lambda: lost() or answered() >= 8, 60, "8 answered HELLOs", interval=0.5)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n--- a:\n{a.output()}\n--- b:\n{b.output()}") from None
+    finally:
+        capture.stop()
+    return lost()
+
+
+class _HelloCount:
+    """HELLOs in a growing capture (each counted once, not its retransmissions) that the
+    other end acknowledged: a later message from it with Nr past the HELLO's Ns."""
+
+    def __init__(self, pcap: Path) -> None:
+        self.pcap = pcap
+        self.size = -1
+        self.count = 0
+
+    def __call__(self) -> int:
+        size = self.pcap.stat().st_size if self.pcap.exists() else 0
+        if size == self.size:
+            return self.count  # decode again only when tcpdump wrote something
+        self.size = size
+        records = decode_capture(self.pcap, ports=(7100,)) if size else iter(())
+        control = [r for r in records if r.get("kind") == "control"]
+        answered = set()
+        for i, hello in enumerate(control):
+            if hello["message_type"] != "HELLO":
+                continue
+            for later in control[i + 1 :]:
+                acked = 0 < (later["nr"] - hello["ns"]) % 65536 < 32768
+                if later["src"] != hello["src"] and acked:
+                    answered.add((hello["src"], hello["ns"]))
+                    break
+        self.count = len(answered)
+        return self.count
+
+
 @pytest.mark.parametrize("encap", ["udp", "ip"])
 def test_quiescent_tears_down_on_dead_peer_and_recovers(
     veth_pair: VethPair, daemons: list[Daemon], tmp_path: Path, encap: str
@@ -292,8 +361,8 @@ def test_quiescent_tears_down_on_dead_peer_and_recovers(
     _wait_session(pair.ns_b, 81, b)
     _overlay(pair, [("qq", "10.97.0.1", "10.97.0.2")])
     assert _ping(pair.ns_a, "10.97.0.2"), a.output()
-    # HELLOs keep the tunnel up while both live: still there after several intervals.
-    time.sleep(3)
+    # HELLOs keep the tunnel up while both live: see _stays_up.
+    _stays_up(pair, a, b, tmp_path, encap)
     assert [s["session_id"] for s in _sessions(pair.ns_a)] == [80], a.output()
 
     b.stop(signal.SIGKILL)  # the kernel drops b's managed tunnel with its socket

@@ -46,7 +46,7 @@ def test_genl_family_resolves_from_python() -> None:
 
     sock = GenericNetlinkSocket()
     try:
-        sock.bind("l2tp", None)  # type: ignore[no-untyped-call]
+        sock.bind("l2tp", None)
         assert sock.prid > 0
     finally:
         sock.close()

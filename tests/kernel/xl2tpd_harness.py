@@ -15,7 +15,8 @@ Vector AVP but hides nothing; ``/run/xl2tpd`` must exist. Control pipe
 commands: ``c LAC`` dials, ``d LAC`` disconnects the tunnel (StopCCN).
 
 Every wait has a time limit; :meth:`Xl2tpd.stop` and :meth:`Capture.stop`
-are safe to call in ``finally`` blocks whatever state the process is in.
+are safe to call in ``finally`` blocks whatever state the process is in. Both run
+on the kernel tier's process harness, :class:`tests.kernel.daemons.ManagedProcess`.
 """
 
 from __future__ import annotations
@@ -26,22 +27,18 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.helpers import require_tool
+from tests.helpers import require_tool, wait_until
+from tests.kernel.daemons import ManagedProcess
 
 L2TP_PORT = 1701
 
 
-def wait_for(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    """Poll ``predicate`` every 50 ms until true; AssertionError after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
+wait_for = wait_until
+"""Poll a predicate every 50 ms until true; AssertionError after ``timeout`` s."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -134,7 +131,7 @@ PPP_OPTIONS = (
 
 
 @dataclass
-class Xl2tpd:
+class Xl2tpd(ManagedProcess):
     """One xl2tpd process (foreground, ``-D``) in a namespace with private files."""
 
     ns: str
@@ -143,7 +140,9 @@ class Xl2tpd:
     config: str
     secrets: str = ""
     ppp_options: Sequence[str] = PPP_OPTIONS
-    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        ManagedProcess.__init__(self, f"xl2tpd {self.name}", self.workdir / f"{self.name}.log")
 
     @property
     def conf_path(self) -> Path:
@@ -167,7 +166,7 @@ class Xl2tpd:
 
     @property
     def log_path(self) -> Path:
-        return self.workdir / f"{self.name}.log"
+        return self.log
 
     @property
     def pppd_log_path(self) -> Path:
@@ -181,6 +180,9 @@ class Xl2tpd:
         options = [*self.ppp_options, f"logfile {self.pppd_log_path}"]
         self.options_path.write_text("\n".join(options) + "\n")
 
+    def is_ready(self) -> bool:
+        return self.control_path.exists()
+
     def start(self, timeout: float = 20.0) -> None:
         """Start xl2tpd and wait until its control pipe exists."""
         xl2tpd = require_tool("xl2tpd")
@@ -189,16 +191,8 @@ class Xl2tpd:
         argv = ["ip", "netns", "exec", self.ns, xl2tpd, "-D"]
         argv += ["-c", str(self.conf_path), "-s", str(self.secrets_path)]
         argv += ["-p", str(self.pid_path), "-C", str(self.control_path)]
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
-
-        def ready() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"xl2tpd {self.name} exited early:\n{self.output()}")
-            return self.control_path.exists()
-
-        wait_for(ready, timeout, f"xl2tpd {self.name} control pipe")
+        self.spawn(argv)
+        self.wait_ready(timeout)
 
     def control(self, command: str, timeout: float = 5.0) -> None:
         """Write one command (``c NAME``, ``d NAME`` ...) to the control pipe."""
@@ -228,17 +222,11 @@ class Xl2tpd:
         """PIDs of the pppd processes this xl2tpd started (found by our options file)."""
         return pids_matching(["pppd", str(self.options_path)])
 
-    def stop(self, timeout: float = 10.0) -> int | None:
+    def stop(
+        self, sig: int = signal.SIGTERM, timeout: float = 10.0, *, raise_on_timeout: bool = False
+    ) -> int | None:
         """SIGTERM xl2tpd (it hangs up its calls), then SIGKILL it and any pppd left."""
-        rc = None
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                self.proc.terminate()
-            try:
-                rc = self.proc.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                rc = self.proc.wait()
+        rc = super().stop(sig, timeout, raise_on_timeout=raise_on_timeout)
         kill_pids(self.pppd_pids(), timeout=timeout)
         return rc
 
@@ -278,45 +266,36 @@ def kill_pids(pids: Iterable[int], timeout: float = 5.0) -> None:
 
 
 @dataclass
-class Capture:
+class Capture(ManagedProcess):
     """``tcpdump -U -w FILE`` on an interface inside a namespace (packet-buffered)."""
 
     ns: str
     interface: str
     path: Path
     bpf: str = f"udp port {L2TP_PORT}"
-    proc: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        ManagedProcess.__init__(self, "tcpdump", self.path.with_suffix(".tcpdump.log"))
 
     @property
     def log_path(self) -> Path:
-        return self.path.with_suffix(".tcpdump.log")
+        return self.log
+
+    def is_ready(self) -> bool:
+        return "listening on" in self.output()
 
     def start(self, timeout: float = 20.0) -> None:
         tcpdump = require_tool("tcpdump")
         argv = ["ip", "netns", "exec", self.ns, tcpdump, "-n", "-U", "-s", "0"]
         argv += ["-i", self.interface, "-w", str(self.path), self.bpf]
-        with self.log_path.open("wb") as log:
-            self.proc = subprocess.Popen(argv, stdout=log, stderr=log)
+        self.spawn(argv, append=False)
+        self.wait_ready(timeout)
 
-        def listening() -> bool:
-            assert self.proc is not None
-            if self.proc.poll() is not None:
-                raise AssertionError(f"tcpdump exited: {self.log_path.read_text()}")
-            return "listening on" in self.log_path.read_text(errors="replace")
-
-        wait_for(listening, timeout, "tcpdump to listen")
-
-    def stop(self, timeout: float = 10.0) -> None:
+    def stop(
+        self, sig: int = signal.SIGINT, timeout: float = 10.0, *, raise_on_timeout: bool = False
+    ) -> int | None:
         """SIGINT tcpdump so it flushes and closes the file."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        return super().stop(sig, timeout, raise_on_timeout=raise_on_timeout)
 
 
 def ppp_addresses(ns: str) -> dict[str, tuple[str, str]]:

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,71 +16,53 @@ from l2tp.protocol.events import Role, TunnelClosed
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.control import L2tpContext
+from tests.helpers import until
+from tests.loopback.daemon import Daemon
 
 pytestmark = pytest.mark.loopback
 
 
 def _free_port() -> int:
+    """A port for l2tp-lns's listener, picked here, closed, then handed to the daemon.
+
+    Racy (another process may take it in between), but the daemons cannot be told to
+    bind port 0 yet: their configuration refuses it and they do not report the address
+    they bound. Where the daemon dials out, the test's own listener binds port 0.
+    """
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
 
 
-def _spawn(module: str, config: Path, ready: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", module, str(config), "--null-dataplane", "--ready-file", str(ready)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-
-
-async def _wait_file(path: Path, proc: subprocess.Popen[str]) -> None:
-    for _ in range(200):
-        if path.exists():
-            return
-        assert proc.poll() is None, proc.communicate()[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError("daemon not ready")
-
-
 def test_kl2tpd_sigterm_sends_stopccn(tmp_path: Path) -> None:
-    port = _free_port()
     conf = tmp_path / "kl2tpd.toml"
-    conf.write_text(
-        f'[tunnel.t1]\npeer = "127.0.0.1:{port}"\nsecret = "s"\nhide_avps = true\n'
-        '[tunnel.t1.session.s1]\npseudowire = "ppp"\n'
-        '[tunnel.t1.session.s2]\npseudowire = "ppp"\npppd_options = ["noauth"]\n'
-    )
 
     async def scenario() -> None:
         async with L2tpContext() as lns:
             config = ListenerConfig(tunnel=TunnelConfig(role=Role.LNS, secret=b"s"))
-            listener = await lns.listen(("127.0.0.1", port), config=config)
+            listener = await lns.listen(("127.0.0.1", 0), config=config)
+            conf.write_text(
+                f'[tunnel.t1]\npeer = "127.0.0.1:{listener.address[1]}"\nsecret = "s"\n'
+                'hide_avps = true\n[tunnel.t1.session.s1]\npseudowire = "ppp"\n'
+                '[tunnel.t1.session.s2]\npseudowire = "ppp"\npppd_options = ["noauth"]\n'
+            )
             events = lns.events()
-            proc = _spawn("l2tp.daemons.kl2tpd", conf, tmp_path / "ready")
+            daemon = Daemon("l2tp.daemons.kl2tpd", conf)
             try:
-                await _wait_file(tmp_path / "ready", proc)
-                for _ in range(200):
-                    if listener.session_count == 2:
-                        break
-                    await asyncio.sleep(0.05)
-                assert listener.session_count == 2
-                proc.send_signal(signal.SIGTERM)
+                await daemon.wait_ready()
+                await until(lambda: listener.session_count == 2, "kl2tpd's two calls")
+                daemon.send_signal(signal.SIGTERM)
                 async for ev in events:
                     if isinstance(ev, TunnelClosed):
                         assert ev.by_peer and ev.reason is not None
                         assert ev.reason.result == StopCcnResult.SHUTTING_DOWN
                         break
-                out, _ = await asyncio.to_thread(proc.communicate, timeout=10)
-                assert proc.returncode == 0, out
-                assert "tunnels closed" in out
+                await asyncio.to_thread(daemon.proc.wait, 10)
+                assert daemon.proc.returncode == 0, daemon.output()
+                assert "tunnels closed" in daemon.output()
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+                daemon.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
@@ -95,38 +75,28 @@ def test_lns_limits_reload_and_sigterm(tmp_path: Path) -> None:
 
     async def scenario() -> None:
         async with L2tpContext() as lac:
-            proc = _spawn("l2tp.daemons.lns", conf, tmp_path / "ready")
+            daemon = Daemon("l2tp.daemons.lns", conf)
             try:
-                await _wait_file(tmp_path / "ready", proc)
+                await daemon.wait_ready()
                 t = await lac.open_tunnel(("127.0.0.1", port), config=TunnelConfig(role=Role.LAC))
                 await t.open_session()
                 second = t.place_call()
                 closed = await second.wait_closed()
                 assert closed.reason is not None and closed.reason.result == 4
-                # SIGHUP: the new limit applies to new calls.
+                # SIGHUP: once the daemon says so, the new limit applies to new calls.
                 conf.write_text(base + "max_sessions = 2\n")
-                proc.send_signal(signal.SIGHUP)
-                deadline = time.monotonic() + 5
-                while True:
-                    third = t.place_call()
-                    ended = asyncio.ensure_future(third.wait_closed())
-                    up = asyncio.ensure_future(third.wait_established())
-                    await asyncio.wait([ended, up], return_when=asyncio.FIRST_COMPLETED)
-                    ended.cancel()
-                    if up.done() and not up.exception():
-                        break
-                    assert time.monotonic() < deadline, "reload not applied"
-                    await asyncio.sleep(0.1)
-                proc.send_signal(signal.SIGTERM)
+                daemon.send_signal(signal.SIGHUP)
+                await daemon.wait_says("configuration reloaded")
+                third = await t.open_session()
+                assert third.established
+                daemon.send_signal(signal.SIGTERM)
                 ev = await t.wait_closed()
                 assert ev.by_peer and ev.reason is not None
                 assert ev.reason.result == StopCcnResult.SHUTTING_DOWN
-                out, _ = await asyncio.to_thread(proc.communicate, timeout=10)
-                assert proc.returncode == 0, out
+                await asyncio.to_thread(daemon.proc.wait, 10)
+                assert daemon.proc.returncode == 0, daemon.output()
             finally:
-                if proc.poll() is None:
-                    proc.kill()
-                    proc.wait()
+                daemon.stop()
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
 

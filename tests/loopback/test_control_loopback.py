@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
-import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,6 +22,7 @@ from l2tp.runtime.control import (
     SessionFailed,
     TunnelFailed,
 )
+from tests.helpers import until
 
 pytestmark = pytest.mark.loopback
 T = TypeVar("T")
@@ -70,10 +70,7 @@ def test_tunnel_session_and_kernel_objects(secret: bytes | None, hide: bool) -> 
             assert lt.own_sock.getsockname()[:2] == listener.address
             assert lt.own_sock.getpeername()[:2] == t.local
             assert lns_dp.tunnels[lt.tunnel_id].fd == lt.own_sock.fileno()
-            for _ in range(50):
-                if lns_dp.sessions:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: lns_dp.sessions, "the LNS's kernel session")
             ((key, kses),) = lns_dp.sessions.items()
             assert kses.lns_mode and key == (lt.tunnel_id, info.peer_session_id)
             assert not lac_dp.sessions[(t.tunnel_id, info.session_id)].lns_mode
@@ -117,26 +114,24 @@ def test_wrong_secret_is_stopccn_4() -> None:
 
 
 def test_thousand_sessions_in_one_tunnel() -> None:
-    async def scenario() -> float:
+    """(How fast is the benchmarks' business: here run()'s time limit only catches a hang.)"""
+
+    async def scenario() -> None:
         lns_dp = NullDataPlane()
         async with L2tpContext(dataplane=lns_dp) as lns, L2tpContext() as lac:
             listener = await lns.listen(("127.0.0.1", 0), config=lns_config())
             t = await lac.open_tunnel(listener.address, config=lac_config())
-            start = time.perf_counter()
             calls = [t.place_call() for _ in range(1000)]
             await asyncio.gather(*(c.wait_established() for c in calls))
-            elapsed = time.perf_counter() - start
-            for _ in range(200):
-                if listener.session_count == 1000 and len(lns_dp.sessions) == 1000:
-                    break
-                await asyncio.sleep(0.01)
-            assert listener.session_count == 1000
+            await until(
+                lambda: listener.session_count == 1000 and len(lns_dp.sessions) == 1000,
+                "1,000 sessions at the LNS and in its data plane",
+            )
             assert len({c.session_id for c in calls}) == 1000
             await t.close()
             assert listener.session_count == 0
-            return elapsed
 
-    assert run(scenario) < 25
+    run(scenario)
 
 
 def test_hundred_tunnels() -> None:
@@ -209,10 +204,7 @@ def test_backend_report_down_sends_cdn_with_its_result() -> None:
             listener = await lns.listen(("127.0.0.1", 0), config=lns_config())
             t = await lac.open_tunnel(listener.address, config=lac_config())
             session = await t.open_session()
-            for _ in range(100):
-                if backend.started:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: backend.started, "the session's backend to start")
             (key,) = backend.started
             backend.report_down(key, CdnResult.LOST_CARRIER, message="pppd exited")
             closed = await session.wait_closed()
@@ -232,15 +224,9 @@ def test_tunnel_close_stops_backends_and_removes_kernel_state() -> None:
             listener = await lns.listen(("127.0.0.1", 0), config=lns_config())
             t = await lac.open_tunnel(listener.address, config=lac_config())
             await asyncio.gather(*(t.open_session() for _ in range(5)))
-            for _ in range(100):
-                if len(backend.started) == 5:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: len(backend.started) == 5, "5 backends started")
             await t.close()
-            for _ in range(100):
-                if not dp.tunnels:
-                    break
-                await asyncio.sleep(0.01)
+            await until(lambda: not dp.tunnels, "the kernel tunnel to go")
             assert dp.tunnels == {} and dp.sessions == {}
             assert len(backend.stopped) == 5
 

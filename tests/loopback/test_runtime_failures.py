@@ -61,7 +61,7 @@ class _SilentPeer:
         self.address = self.sock.getsockname()
 
     def names(self) -> list[str]:
-        out = []
+        out: list[str] = []
         while True:
             try:
                 data = self.sock.recv(4096)

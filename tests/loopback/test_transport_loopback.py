@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -95,7 +94,7 @@ def channel_pair(
 def test_thousand_messages_in_order_through_lossy_relay() -> None:
     """30% loss, reordering and duplication each way (seeded): all 1,000 arrive once, in order."""
 
-    async def main() -> float:
+    async def main() -> None:
         sock_a, sock_b = open_udp_socket(), open_udp_socket()
         relay = LossyRelay(
             sock_a.getsockname(),
@@ -110,7 +109,6 @@ def test_thousand_messages_in_order_through_lossy_relay() -> None:
         a, events_a, b, events_b = channel_pair(
             sock_a, sock_b, relay.addr_for_a, relay.addr_for_b, FAST
         )
-        start = time.perf_counter()
         try:
             for i in range(1000):
                 a.send(b"a%d" % i)
@@ -129,10 +127,8 @@ def test_thousand_messages_in_order_through_lossy_relay() -> None:
         assert relay.counters.delayed > 0
         assert a.transport.counters.retransmitted > 0
         assert b.transport.counters.duplicates > 0
-        return time.perf_counter() - start
 
-    elapsed = run(main())
-    assert elapsed < 30
+    run(main())  # the waits above fail after 30 s and 10 s: a stall cannot pass
 
 
 def test_direct_pair_exchanges_and_piggybacks() -> None:

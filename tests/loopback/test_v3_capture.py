@@ -14,7 +14,6 @@ import asyncio
 import os
 import signal
 import subprocess
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -27,13 +26,12 @@ from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.control import L2tpContext, ListenOptions, PseudowireOffer, SessionFailed
-from tests.helpers import require_tool
+from tests.helpers import require_tool, until, wait_until
 from tests.tshark_oracle import assert_matches_tshark
 
 pytestmark = pytest.mark.loopback
 
 SECRET = b"capture-secret"
-PORT = 17017
 
 
 def _v3(role: Role) -> TunnelConfig:
@@ -47,20 +45,31 @@ def _v3(role: Role) -> TunnelConfig:
     )
 
 
-def _start_tcpdump(tcpdump: str, pcap: Path) -> subprocess.Popen[bytes]:
+def _start_tcpdump(tcpdump: str, pcap: Path, port: int) -> subprocess.Popen[bytes]:
     log = pcap.with_suffix(".log")
     proc = subprocess.Popen(
-        [tcpdump, "-n", "-U", "-s", "0", "-i", "lo", "-w", str(pcap), f"udp port {PORT}"],
+        [tcpdump, "-n", "-U", "-s", "0", "-i", "lo", "-w", str(pcap), f"udp port {port}"],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
-    deadline = time.monotonic() + 20
-    while "listening on" not in log.read_text(errors="replace"):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"tcpdump did not start: {log.read_text(errors='replace')}")
-        time.sleep(0.05)
+    try:
+        wait_until(
+            lambda: "listening on" in log.read_text(errors="replace") or proc.poll() is not None,
+            20,
+            "tcpdump to start",
+        )
+    except AssertionError:
+        proc.kill()
+        raise
+    if proc.poll() is not None:
+        pytest.fail(f"tcpdump did not start: {log.read_text(errors='replace')}")
     return proc
+
+
+def _captured(pcap: Path, port: int) -> Counter[str]:
+    """Control messages in the capture so far, by type."""
+    records = decode_capture(pcap, secret=SECRET, ports=(port,))
+    return Counter(str(r["message_type"]) for r in records if r.get("kind") == "control")
 
 
 def test_every_v3_message_we_send_dissects_cleanly(tmp_path: Path) -> None:
@@ -69,12 +78,14 @@ def test_every_v3_message_we_send_dissects_cleanly(tmp_path: Path) -> None:
     tshark = require_tool("tshark")
     tcpdump = require_tool("tcpdump")
     pcap = tmp_path / "v3-loopback.pcap"
+    tcpdumps: list[subprocess.Popen[bytes]] = []
+    ports: list[int] = []
 
     async def scenario() -> None:
         async with L2tpContext() as resp, L2tpContext() as init:
             listener = await resp.listen(
                 # Two addresses: tshark keys the digest nonces by IP address alone.
-                ("127.0.0.2", PORT),
+                ("127.0.0.2", 0),
                 config=ListenerConfig(tunnel=_v3(Role.LNS)),
                 options=ListenOptions(
                     pseudowires=(
@@ -82,6 +93,10 @@ def test_every_v3_message_we_send_dissects_cleanly(tmp_path: Path) -> None:
                     )
                 ),
             )
+            port = listener.address[1]
+            ports.append(port)
+            # Capture the port the listener bound, from before the first SCCRQ.
+            tcpdumps.append(await asyncio.to_thread(_start_tcpdump, tcpdump, pcap, port))
             t = await init.open_tunnel(listener.address, ("127.0.0.1", 0), config=_v3(Role.LAC))
             s = await t.open_session(
                 CallParams(
@@ -93,25 +108,34 @@ def test_every_v3_message_we_send_dissects_cleanly(tmp_path: Path) -> None:
             )
             with pytest.raises(SessionFailed):  # CDN from the responder
                 await t.open_session(CallParams(remote_end_id="elsewhere"))
-            await asyncio.sleep(0.8)  # HELLOs both ways, acknowledged
+            (rt,) = listener.tunnels.values()
+            # A HELLO each way (after hello_interval without traffic), acknowledged.
+            ends = (t.tunnel, rt.tunnel)
+            await until(
+                lambda: all(e.transport.counters.hello_sent and not e.unacknowledged for e in ends),
+                "a HELLO from each end, acknowledged",
+            )
             await s.close()  # CDN from the initiator
             await t.close()  # StopCCN
 
-    proc = _start_tcpdump(tcpdump, pcap)
     try:
         asyncio.run(asyncio.wait_for(scenario(), 30))
-        time.sleep(0.2)
+        (port,) = ports
+        # tcpdump writes each packet as it gets it (-U): wait for the last one to land.
+        wait_until(lambda: _captured(pcap, port)["STOPCCN"], what="the StopCCN in the capture")
     finally:
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=10)
+        for proc in tcpdumps:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=10)
 
-    records = list(decode_capture(pcap, secret=SECRET, ports=(PORT,)))
+    records = list(decode_capture(pcap, secret=SECRET, ports=(port,)))
     control = [r for r in records if r.get("kind") == "control"]
     counts = Counter(r["message_type"] for r in control)
     for name in ("SCCRQ", "SCCRP", "SCCCN", "ICRQ", "ICRP", "ICCN", "HELLO", "CDN", "STOPCCN"):
         assert counts[name] >= 1, f"no {name}: {counts}"
-    assert counts["CDN"] >= 2, counts
+    # ACK, the L2TPv3 explicit acknowledgement: at least one for each HELLO.
+    assert counts["CDN"] >= 2 and counts["ACK"] >= 2, counts
     assert all(r["version"] == 3 for r in control)
     digests = [r.get("digest") for r in control if r["message_type"] != "ZLB"]
     assert digests and all(d == "ok" for d in digests), digests
-    assert_matches_tshark(tshark, pcap, secret=SECRET, ports=(PORT,))
+    assert_matches_tshark(tshark, pcap, secret=SECRET, ports=(port,))

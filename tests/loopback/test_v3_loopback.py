@@ -30,6 +30,7 @@ from l2tp.runtime.control import (
     TunnelFailed,
 )
 from l2tp.runtime.sockets import tunnel_id_of as _tunnel_id_of
+from tests.helpers import until
 
 pytestmark = pytest.mark.loopback
 T = TypeVar("T")
@@ -332,7 +333,12 @@ def test_garbage_and_forgeries_are_counted_and_harm_nothing() -> None:
                 for target in (listener.address, rt.local):
                     for datagram in junk:
                         sock.sendto(datagram, target)
-            await asyncio.sleep(0.2)
+            c = resp.counters
+            sent = 2 * len(junk)
+            await until(
+                lambda: c.not_control + c.foreign_source + c.malformed >= sent,
+                f"the context to count all {sent} junk datagrams",
+            )
             # Too short or data (T bit clear): not control; the two naming the tunnel come
             # from an address that is not its peer's; a header claiming a length it lacks:
             # malformed, found where the header is parsed (once, before routing).

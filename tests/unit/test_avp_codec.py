@@ -22,7 +22,7 @@ from l2tp.protocol import (
     parse_avps,
     serialize_avp,
 )
-from l2tp.protocol.avps import AvpSpec
+from l2tp.protocol.avps import AvpSpec, AvpValue
 
 # (AVP, wire hex) written by hand from the RFC figures: |M|H|rsvd|Length|Vendor|Type|Value|
 VECTORS = [
@@ -126,9 +126,9 @@ def test_vectors_both_directions(avp: Avp, wire: str) -> None:
     assert parsed == avp
 
 
-def _sample_value(spec: AvpSpec) -> object:
+def _sample_value(spec: AvpSpec) -> AvpValue:
     kind = spec.codec.kind
-    samples: dict[str, object] = {
+    samples: dict[str, AvpValue] = {
         "u16": 0xBEEF,
         "u32": 0xDEADBEEF,
         "u64": 2**63 + 5,

@@ -438,7 +438,7 @@ def _bad_enum(rng: random.Random, doc: Table) -> str:
     return f"bad {key}"
 
 
-REQUIRED = {
+REQUIRED: dict[str, dict[str, tuple[str, ...]]] = {
     "kl2tpd": {"tunnel": ("peer",)},
     "l2tpd": {"tunnel": ("peer",), "listener": ("listen",)},
     "lns": {"listener": ("listen",)},
@@ -502,7 +502,7 @@ def _duplicate(rng: random.Random, doc: Table, daemon: str) -> str:
         return "duplicate tid"
     listeners = doc["listener"]
     assert isinstance(listeners, dict)
-    body = dict(next(iter(listeners.values())))  # type: ignore[call-overload]
+    body = dict(next(iter(listeners.values())))
     body.pop("session", None)
     listeners["dup"] = body
     return "duplicate listen"

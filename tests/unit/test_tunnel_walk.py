@@ -4,6 +4,9 @@ defined state with consistent bookkeeping."""
 
 from __future__ import annotations
 
+from collections import Counter
+from typing import Any
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,6 +14,7 @@ from l2tp.protocol.avp import Avp
 from l2tp.protocol.avps import ResultCode
 from l2tp.protocol.constants import MessageType
 from l2tp.protocol.errors import LocalProtocolError
+from l2tp.protocol.events import TunnelClosed, TunnelEstablished, TunnelReleased
 from l2tp.protocol.message import ControlMessage
 from l2tp.protocol.session_fsm import STATES_BY_KIND, SessionState
 from l2tp.protocol.tunnel_fsm import TunnelState
@@ -54,15 +58,44 @@ def inject_message(mtype: int, variant: int, unknown_m: bool, peer_sid: int) -> 
 
 
 def check(p: Pair) -> None:
+    """What must hold after every step, for every tunnel and session of both sides."""
     for side in p.sides.values():
-        for tunnel in side.listener.tunnels.values():
-            assert tunnel.state in TunnelState
-            if tunnel.state in (TunnelState.CLOSING, TunnelState.CLOSED):
+        ups: Counter[int] = Counter()
+        downs: Counter[int] = Counter()
+        released: Counter[int] = Counter()
+        for event in side.events:
+            if isinstance(event, TunnelEstablished):
+                ups[event.tunnel_id] += 1
+            elif isinstance(event, TunnelClosed):
+                downs[event.tunnel_id] += 1
+            elif isinstance(event, TunnelReleased):
+                released[event.tunnel_id] += 1
+        for tid, tunnel in side.listener.tunnels.items():
+            state = tunnel.state
+            assert tid == tunnel.tunnel_id
+            # Each tunnel reports coming up at most once, and going down exactly once
+            # when it has (never twice, never without a TunnelClosed first).
+            assert ups[tid] <= 1 and downs[tid] <= 1
+            assert downs[tid] == (state in (TunnelState.CLOSING, TunnelState.CLOSED))
+            assert released[tid] == (state is TunnelState.CLOSED)
+            if state is TunnelState.ESTABLISHED:
+                assert ups[tid] == 1
+                assert tunnel.peer is not None and tunnel.peer_tunnel_id == tunnel.peer.tunnel_id
+            elif state in (TunnelState.WAIT_CTL_REPLY, TunnelState.WAIT_CTL_CONN):
+                assert ups[tid] == 0
+            if state in (TunnelState.CLOSING, TunnelState.CLOSED):
                 assert len(tunnel.sessions) == 0
+            if state is TunnelState.CLOSED:
+                assert tunnel.get_timer() is None and tunnel.datagrams_to_send(p.now) == []
             for session in tunnel.sessions:
                 assert session.state in STATES_BY_KIND[session.kind]
                 assert session.state is not SessionState.CLOSED
                 assert tunnel.sessions.get(session.session_id) is session
+                # A call waits for its tunnel, and only for its tunnel (tunnel-open).
+                waiting = session.state is SessionState.WAIT_TUNNEL
+                assert waiting is (state is not TunnelState.ESTABLISHED), (state, session)
+                if session.state is SessionState.ESTABLISHED:
+                    assert session.was_established and session.peer_session_id != 0
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,13 +104,13 @@ def check(p: Pair) -> None:
     st.booleans(),
     st.booleans(),
 )
-def test_random_walk(steps: list[tuple[object, ...]], secret: bool, manual: bool) -> None:
+def test_random_walk(steps: list[tuple[Any, ...]], secret: bool, manual: bool) -> None:
     kw = {"secret": b"k", "hide_avps": True} if secret else {}
     p = Pair(lac_config(auto_accept=not manual, **kw), lns_config(auto_accept=not manual, **kw))
     for step in steps:
         op = step[0]
         side = (
-            p.sides[step[1]]
+            p.sides[str(step[1])]
             if op in ("connect", "open", "close_session", "accept", "close", "inject", "garbage")
             else None
         )
@@ -91,7 +124,7 @@ def test_random_walk(steps: list[tuple[object, ...]], secret: bool, manual: bool
             elif op in ("close_session", "accept") and tunnel is not None:
                 sessions = list(tunnel.sessions)
                 if sessions:
-                    sid = sessions[int(step[2]) % len(sessions)].session_id  # type: ignore[call-overload]
+                    sid = sessions[int(step[2]) % len(sessions)].session_id
                     if op == "accept":
                         tunnel.accept_call(sid, p.now)
                     else:
@@ -103,23 +136,23 @@ def test_random_walk(steps: list[tuple[object, ...]], secret: bool, manual: bool
         if op in ("deliver", "drop", "duplicate"):
             p.flush()
             if p.wire:
-                dgram = p.wire[int(step[1]) % len(p.wire)]  # type: ignore[call-overload]
+                dgram = p.wire[int(step[1]) % len(p.wire)]
                 if op != "duplicate":
                     p.wire.remove(dgram)
                 if op != "drop":
                     p.deliver(dgram)
         elif op == "advance":
-            p.now += float(step[1])  # type: ignore[arg-type]
+            p.now += float(step[1])
             for s in p.sides.values():
                 s.listener.handle_timer(p.now)
         elif op == "inject" and tunnel is not None:
             sessions = list(tunnel.sessions)
             peer_sid = sessions[0].peer_session_id if sessions else 0
-            msg = inject_message(int(step[2]), int(step[3]), bool(step[4]), peer_sid)  # type: ignore[call-overload]
+            msg = inject_message(int(step[2]), int(step[3]), bool(step[4]), peer_sid)
             tunnel.send_message(msg, session_id=peer_sid, now=p.now)
         elif op == "garbage" and side is not None:
             other = "lns" if step[1] == "lac" else "lac"
-            p.sides[other].listener.receive(bytes(step[2]), str(step[1]), p.now)  # type: ignore[call-overload]
+            p.sides[other].listener.receive(bytes(step[2]), str(step[1]), p.now)
         p.flush()
         check(p)
     p.run(p.now + 200)

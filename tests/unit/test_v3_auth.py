@@ -31,14 +31,14 @@ QUICK = TransportConfig(ack_delay=0.0, hello_interval=None, max_retries=2, max_t
 
 def _auth_pair(digest_type: int = 0, **kw: object) -> Pair3:
     return Pair3(
-        config3(Role.LAC, secret=SECRET, digest_type=digest_type, **kw),  # type: ignore[arg-type]
-        config3(Role.LNS, secret=SECRET, digest_type=digest_type, **kw),  # type: ignore[arg-type]
+        config3(Role.LAC, secret=SECRET, digest_type=digest_type, **kw),
+        config3(Role.LNS, secret=SECRET, digest_type=digest_type, **kw),
     )
 
 
 def _nonces(p: Pair3) -> dict[str, bytes]:
     """Each side's nonce, read from the SCCRQ / SCCRP it sent."""
-    out = {}
+    out: dict[str, bytes] = {}
     for d in p.sent:
         msg = d.message
         if msg is not None and msg.nonce is not None:

@@ -3,6 +3,8 @@ tie breakers, loss and duplication: peer faults never raise, every state stays d
 
 from __future__ import annotations
 
+from typing import Any
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,7 +44,7 @@ def check(p: Pair) -> None:
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(ops, max_size=40), st.booleans(), st.booleans())
-def test_v3_random_walk(steps: list[tuple[object, ...]], auth: bool, manual: bool) -> None:
+def test_v3_random_walk(steps: list[tuple[Any, ...]], auth: bool, manual: bool) -> None:
     kw: dict[str, object] = {"secret": b"k", "digest_type": 1} if auth else {}
     p = Pair(
         config(Role.LAC, version=3, tie_breaker=True, auto_accept=not manual, **kw),
@@ -58,7 +60,7 @@ def test_v3_random_walk(steps: list[tuple[object, ...]], auth: bool, manual: boo
         sessions = list(tunnel.sessions) if tunnel is not None else []
         pick = (
             sessions[int(step[2]) % len(sessions)].session_id if len(step) > 2 and sessions else 0
-        )  # type: ignore[call-overload]
+        )
         try:
             if op == "connect":
                 p.connect(str(step[1]))
@@ -86,13 +88,13 @@ def test_v3_random_walk(steps: list[tuple[object, ...]], auth: bool, manual: boo
         if op in ("deliver", "drop", "duplicate"):
             p.flush()
             if p.wire:
-                dgram = p.wire[int(step[1]) % len(p.wire)]  # type: ignore[call-overload]
+                dgram = p.wire[int(step[1]) % len(p.wire)]
                 if op != "duplicate":
                     p.wire.remove(dgram)
                 if op != "drop":
                     p.deliver(dgram)
         elif op == "advance":
-            p.now += float(step[1])  # type: ignore[arg-type]
+            p.now += float(step[1])
             for s in p.sides.values():
                 s.listener.handle_timer(p.now)
         p.flush()

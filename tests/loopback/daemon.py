@@ -1,0 +1,67 @@
+"""One of our daemons as a subprocess with the null data plane, for the loopback tier.
+
+Its output goes to a file next to its configuration, so that a test can wait for what
+the daemon says (``started``, ``redialling``, ``configuration reloaded``) while it runs,
+instead of sleeping and hoping it got there.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.helpers import until
+
+
+class Daemon:
+    """``python -m MODULE CONFIG --null-dataplane --ready-file ...`` and its output."""
+
+    def __init__(self, module: str, config: Path, *args: str) -> None:
+        self.program = module.rsplit(".", 1)[-1]
+        self.log = config.with_suffix(".log")
+        self.ready = config.with_suffix(".ready")
+        argv = [sys.executable, "-m", module, str(config), "--null-dataplane"]
+        argv += ["--ready-file", str(self.ready), *args]
+        with self.log.open("w") as out:
+            self.proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def says(self, text: str) -> bool:
+        """True once ``text`` is in the output; fails at once if the daemon has exited."""
+        if text in self.output():
+            return True
+        assert self.proc.poll() is None, f"{self.program} exited:\n{self.output()}"
+        return False
+
+    async def wait_ready(self) -> None:
+        await until(lambda: self.says("started") and self.ready.exists(), f"{self.program} ready")
+
+    async def wait_says(self, text: str) -> None:
+        await until(lambda: self.says(text), f"{self.program} to say {text!r}")
+
+    def send_signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def stop(self, wait: float = 5.0) -> str:
+        """Wait ``wait`` s for an exit the test asked for, else SIGTERM (then SIGKILL);
+        returns the output. Never a second SIGTERM: one during shutdown kills."""
+        try:
+            self.proc.wait(timeout=wait)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.output()
