@@ -32,6 +32,9 @@ Sections (issue 8):
    (``setup_lib.storm_run``).
 7. ``v3``: L2TPv3 (plain, 8-byte cookies + HMAC-MD5, HMAC-SHA-1) against L2TPv2
    set-up, interleaved in one run, as ratios to v2 (``bench_v3_setup.py``).
+8. ``reliability``: issue 13's reliability suite (``bench_reliability.py``: loss,
+   fuzz, SCCRQ floods, half-open peers, SIGTERM) at its default or ``--short`` size;
+   one row per case with its pass/fail, the detail under ``parts``.
 
 Sections 3 and 4 need root and a kernel with L2TP: they run on this host when
 it has both, else in the test VM through ``tools/vm/run`` (a boot costs
@@ -70,6 +73,7 @@ if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
 import bench_codec  # noqa: E402
+import bench_reliability  # noqa: E402
 import bench_v3_setup  # noqa: E402
 import setup_lib  # noqa: E402
 
@@ -546,6 +550,11 @@ def v3_section(plan: Plan) -> Section:
     }
 
 
+def reliability_section(plan: Plan) -> Section:
+    """Issue 13's reliability suite; its own knobs are ``bench_reliability.py``'s options."""
+    return bench_reliability.section(short=plan.short)
+
+
 SECTIONS: dict[str, tuple[str, Callable[[Plan], Section]]] = {
     "codec": ("1. codec parse/build rates", codec_section),
     "setup": ("2. control-plane session set-up", setup_section),
@@ -554,6 +563,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Plan], Section]]] = {
     "idle": ("5. idle cost with HELLO", idle_section),
     "storm": ("6. reconnect storm", storm_section),
     "v3": ("7. L2TPv3 vs L2TPv2 set-up", v3_section),
+    "reliability": ("8. reliability: loss, fuzz, flood, half-open, SIGTERM", reliability_section),
 }
 
 
