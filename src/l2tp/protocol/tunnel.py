@@ -267,7 +267,8 @@ class Tunnel:
         if deadline is not None and now >= deadline and self.state in _SETUP_STATES:
             self._setup_deadline = None
             self.counters.setup_timeouts += 1
-            self._log.warning("control connection setup timed out in %s", self.state.value)
+            # INFO, not WARNING: under a flood every half-open tunnel ends here (counted).
+            self._log.info("control connection setup timed out in %s", self.state.value)
             if self.transport.in_flight or self.transport.queued:
                 # The peer has not acknowledged our last message: it is not there (or
                 # cannot hear us), so a StopCCN would only queue behind it. Give up now,
