@@ -14,8 +14,9 @@ PPPoL2TP socket (:mod:`l2tp.runtime.ppp`). The contract, in order:
    session.info.session_id, session.info.peer_session_id)`` and hands the
    socket to pppd. ``start`` should return once the payload side is launched
    (not when PPP is up). If it raises, the control plane closes the session
-   with a CDN, Result Code 2 (general error) and the exception text as the
-   Error Message, then deletes the kernel session; ``stop`` is *not* called.
+   with a CDN, Result Code 2 (general error) and the Error Message "local
+   failure" (the exception text goes to our log, never to the peer), then
+   deletes the kernel session; ``stop`` is *not* called.
 4. While running, when the payload side ends by itself (pppd exits, LCP
    terminated, echo failure), the backend calls
    ``session.report_down(result, error=None, message="")`` **from the event
