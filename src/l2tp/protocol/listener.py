@@ -266,18 +266,7 @@ class TunnelListener:
         """Forget tunnels whose close-wait is over; returns their IDs."""
         done = [tid for tid, t in self.tunnels.items() if t.state is TunnelState.CLOSED]
         for tid in done:
-            tunnel = self.tunnels.pop(tid)
-            tunnel._state_observer = None
-            self._unpend(tid)
-            peer = self._peer_of.pop(tid)
-            self._ids.release(tid)
-            if tunnel.peer_tunnel_id:
-                self._by_peer_tid.pop((peer, tunnel.peer_tunnel_id), None)
-            initiating = self._initiating.get(peer)
-            if initiating is not None:
-                initiating.discard(tid)
-                if not initiating:
-                    del self._initiating[peer]
+            self._forget(tid)
         return done
 
     # --------------------------------------------------------------- internals
@@ -502,6 +491,7 @@ class TunnelListener:
             self._forget(tunnel_id)
 
     def _forget(self, tid: int) -> None:
+        """Drop every trace of a tunnel: reaped (closed), discarded or never started."""
         tunnel = self.tunnels.pop(tid)
         tunnel._state_observer = None
         if tunnel.state not in _GONE:
@@ -513,6 +503,11 @@ class TunnelListener:
         self._ids.release(tid)
         if tunnel.peer_tunnel_id:
             self._by_peer_tid.pop((peer, tunnel.peer_tunnel_id), None)
+        initiating = self._initiating.get(peer)
+        if initiating is not None:
+            initiating.discard(tid)
+            if not initiating:
+                del self._initiating[peer]
 
 
 _TIE_WON = Reason(
