@@ -24,7 +24,7 @@ import tracemalloc
 from multiprocessing.connection import Connection
 from typing import Any
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.tunnel import TunnelConfig
@@ -41,7 +41,7 @@ def vm_rss_kib() -> int:
 
 def lns_main(conn: Connection, expected: int, trace: bool) -> None:
     async def main() -> None:
-        async with L2tpContext(dataplane=NullDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncNullDataPlane()) as ctx:
             config = ListenerConfig(tunnel=TunnelConfig(role=Role.LNS, host_name="lns"))
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             gc.collect()

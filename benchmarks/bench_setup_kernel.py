@@ -4,9 +4,12 @@ Needs root and a kernel with L2TP: run it in the test VM with
 ``tools/vm/run .venv/bin/python benchmarks/bench_setup_kernel.py``.
 
 Both sides run on 127.0.0.1 in one network namespace: our LNS in a child process
-and our LAC in this one, each with :class:`~l2tp.kernel.dataplane.LinuxDataPlane`
+and our LAC in this one, each with :class:`~l2tp.kernel.async_dataplane.AsyncLinuxDataPlane`
 and no session backend, so every established call creates a managed kernel
-tunnel (once per tunnel, per side) and a kernel PPP session on each side. The
+tunnel (once per tunnel, per side) and a kernel PPP session on each side. A call
+counts once both sides have its kernel session (the run ends when a dump holds
+all 2 x N). A probe task in each process measures the longest event-loop stall
+(the longest gap between wake-ups asked for every 5 ms, minus the 5 ms). The
 ceiling is a loop that only asks the kernel for the same objects: one managed
 tunnel per side and the same number of PPP sessions on each, with nothing
 else in the way. The ratio says how much the control protocol costs on top of
@@ -32,24 +35,52 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from setup_lib import open_tunnels, place_sessions, tunnel_config
 
 from l2tp.kernel import L2tpNetlink
+from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane
 from l2tp.kernel.constants import PseudowireType
-from l2tp.kernel.dataplane import LinuxDataPlane
 from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.runtime.control import L2tpContext
 
 _SPAWN = multiprocessing.get_context("spawn")
+_TICK = 0.005
+
+
+class StallProbe:
+    """The longest event-loop stall while it runs: a task asking to wake every 5 ms."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(_TICK)
+            now = loop.time()
+            self.worst = max(self.worst, now - last - _TICK)
+            last = now
+
+    def stop(self) -> float:
+        if self._task is not None:
+            self._task.cancel()
+        return self.worst
 
 
 def _lns_main(conn: Connection) -> None:
     async def main() -> None:
-        async with L2tpContext(dataplane=LinuxDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncLinuxDataPlane()) as ctx:
             config = ListenerConfig(tunnel=tunnel_config(Role.LNS, 60.0), max_tunnels=4096)
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             conn.send(listener.address)
             loop = asyncio.get_running_loop()
             stop = loop.create_future()
+            probe = StallProbe()
+            probe.start()
 
             def on_command() -> None:
                 if not stop.done():
@@ -57,9 +88,10 @@ def _lns_main(conn: Connection) -> None:
 
             loop.add_reader(conn.fileno(), on_command)
             await stop
+            stall = probe.stop()
             loop.remove_reader(conn.fileno())
             await ctx.close(ack_timeout=1.0)
-        conn.send("stopped")
+        conn.send(("stopped", stall))
 
     asyncio.run(main())
 
@@ -71,31 +103,51 @@ async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
     if not ours.poll(120):
         raise RuntimeError("LNS did not start")
     host, port = ours.recv()
+    lns_stall: float | None = None
     try:
-        async with L2tpContext(dataplane=LinuxDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncLinuxDataPlane()) as ctx:
+            probe = StallProbe()
+            probe.start()
             handles, failed_tunnels = await open_tunnels(
                 ctx, (host, port), tunnels, tunnel_config(Role.LAC, 60.0)
             )
             start = time.perf_counter()
             latencies, failed = await place_sessions(handles, per_tunnel)
-            elapsed = time.perf_counter() - start
+            lac_done = time.perf_counter() - start
+            lac_stall = probe.stop()
+            # Both sides' kernel sessions: the LNS may still be creating its own.
+            want = 2 * len(latencies)
+            deadline = time.perf_counter() + 120.0
             with L2tpNetlink() as nl:
-                kernel_sessions = len(nl.dump_sessions())
+                while (kernel_sessions := len(nl.dump_sessions())) < want:
+                    if time.perf_counter() > deadline:
+                        break
+                    time.sleep(0.005)  # the LAC's part is done: nothing else to serve
+            elapsed = time.perf_counter() - start
             await ctx.close(ack_timeout=1.0)
     finally:
         ours.send("stop")
-        ours.poll(30)
+        if ours.poll(30):
+            reply = ours.recv()
+            if isinstance(reply, tuple):
+                lns_stall = reply[1]
         lns.join(30)
         if lns.is_alive():
             lns.kill()
+    sessions = min(len(latencies), kernel_sessions // 2)
     return {
         "tunnels": len(handles),
         "failed_tunnels": failed_tunnels,
         "sessions": len(latencies),
         "failed_sessions": failed,
         "kernel_sessions_both_sides": kernel_sessions,
+        "lac_seconds": round(lac_done, 3),
         "seconds": round(elapsed, 3),
-        "sessions_per_second": round(len(latencies) / elapsed, 1) if elapsed else 0.0,
+        "sessions_per_second": round(sessions / elapsed, 1) if elapsed else 0.0,
+        "longest_loop_stall_ms": {
+            "lac": round(lac_stall * 1e3, 1),
+            "lns": round(lns_stall * 1e3, 1) if lns_stall is not None else None,
+        },
     }
 
 
@@ -154,7 +206,8 @@ def main() -> int:
     result = {
         "conditions": f"{args.tunnels} tunnels x {args.sessions} sessions, L2TPv2 over 127.0.0.1, "
         "LAC and LNS processes, kernel PPP sessions on both sides, no pppd "
-        "(kernel_sessions_both_sides is counted when the LAC saw its last call up)",
+        "(a call counts once both sides have its kernel session; the longest event-loop "
+        "stall of each process over the run)",
         "control_plane": control,
         "netlink_ceiling": ceiling,
         "ceiling_over_control_plane": round(ratio, 2),

@@ -58,7 +58,7 @@ from setup_lib import (  # noqa: E402
     vm_rss_kib,
 )
 
-from l2tp.kernel.dataplane import NullDataPlane  # noqa: E402
+from l2tp.kernel.async_null import AsyncNullDataPlane  # noqa: E402
 from l2tp.protocol.constants import DigestType  # noqa: E402
 from l2tp.protocol.events import CallParams, Role  # noqa: E402
 from l2tp.protocol.listener import ListenerConfig  # noqa: E402
@@ -151,7 +151,7 @@ def responder_main(conn: Connection, case_key: str, max_tunnels: int) -> None:
     case = BY_KEY[case_key]
 
     async def main() -> None:
-        async with L2tpContext(dataplane=NullDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncNullDataPlane()) as ctx:
             config = ListenerConfig(tunnel=case.tunnel_config(Role.LNS), max_tunnels=max_tunnels)
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             loop = asyncio.get_running_loop()

@@ -80,7 +80,7 @@ if str(HERE) not in sys.path:
 from setup_lib import raise_fd_limit, tunnel_config  # noqa: E402
 
 from l2tp.kernel import L2tpNetlink  # noqa: E402
-from l2tp.kernel.dataplane import LinuxDataPlane  # noqa: E402
+from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane  # noqa: E402
 from l2tp.protocol.events import Role  # noqa: E402
 from l2tp.protocol.listener import ListenerConfig  # noqa: E402
 from l2tp.runtime.control import L2tpContext, Listener  # noqa: E402
@@ -238,7 +238,7 @@ def _our_lns_main(conn: Connection, max_tunnels: int) -> None:
     raise_fd_limit()
 
     async def main() -> None:
-        async with L2tpContext(dataplane=LinuxDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncLinuxDataPlane()) as ctx:
             config = ListenerConfig(tunnel=tunnel_config(Role.LNS, 60.0), max_tunnels=max_tunnels)
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             conn.send(listener.address)

@@ -320,6 +320,8 @@ def kernel_case(result: dict[str, Any]) -> dict[str, Any]:
         "netlink_kernel_sessions_both_sides": ceiling["kernel_sessions_both_sides"],
         "control_plane_seconds": cp["seconds"],
         "netlink_seconds": ceiling["seconds"],
+        "longest_loop_stall_ms_lac": cp.get("longest_loop_stall_ms", {}).get("lac"),
+        "longest_loop_stall_ms_lns": cp.get("longest_loop_stall_ms", {}).get("lns"),
     }
 
 
@@ -363,12 +365,13 @@ def kernel_section(plan: Plan) -> Section:
         "status": "measured",
         "conditions": {
             "what": "bench_setup_kernel.py: our LAC -> our LNS (separate processes) on "
-            "127.0.0.1, L2TPv2, LinuxDataPlane on both sides and no pppd, so each call makes a "
-            "kernel PPP session on each side (and each tunnel a managed kernel tunnel); "
-            "against a netlink-only loop creating the same kernel objects (the ceiling). "
-            "ratio_to_ceiling = control-plane rate / netlink-only rate; the control-plane "
-            "rate counts until the LAC has every call (kernel_sessions_both_sides, of "
-            "2 x sessions, shows how far the LNS had got by then)",
+            "127.0.0.1, L2TPv2, AsyncLinuxDataPlane on both sides and no pppd, so each call "
+            "makes a kernel PPP session on each side (and each tunnel a managed kernel "
+            "tunnel); against a netlink-only loop creating the same kernel objects (the "
+            "ceiling). ratio_to_ceiling = control-plane rate / netlink-only rate; a call "
+            "counts once both sides have its kernel session. longest_loop_stall_ms_*: the "
+            "longest gap in each process's event loop over the run, from a task asking to "
+            "wake every 5 ms",
             "where": where,
             "kernel": run.kernel,
             "vm": "QEMU software emulation (TCG), 2 vCPUs, Python ~6x slower than on the host"

@@ -31,7 +31,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Self
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig
@@ -146,7 +146,7 @@ def lns_main(conn: Connection, hello_interval: float | None, max_tunnels: int) -
     raise_fd_limit()
 
     async def main() -> None:
-        async with L2tpContext(dataplane=NullDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncNullDataPlane()) as ctx:
             config = ListenerConfig(
                 tunnel=tunnel_config(Role.LNS, hello_interval), max_tunnels=max_tunnels
             )

@@ -3,7 +3,7 @@
 The names most programs need are available from here::
 
     from l2tp import L2tpContext, TunnelConfig, ListenerConfig, Role, CallParams
-    from l2tp import LinuxDataPlane, L2tpNetlink, EncapType
+    from l2tp import AsyncLinuxDataPlane, L2tpNetlink, EncapType
 
 Each is imported on first use, so ``import l2tp`` stays cheap: the kernel layer
 pulls in pyroute2, which a program using only the codec does not need. The
@@ -49,7 +49,12 @@ _EXPORTS = {
     "ListenError": "l2tp.runtime.control",
     "SessionOptions": "l2tp.runtime.backend",
     "SessionBackend": "l2tp.runtime.backend",
-    # Linux data plane
+    # Linux data plane: asynchronous (what L2tpContext takes) and blocking (scripts)
+    "AsyncDataPlane": "l2tp.kernel.async_dataplane",
+    "AsyncLinuxDataPlane": "l2tp.kernel.async_dataplane",
+    "AsyncNullDataPlane": "l2tp.kernel.async_null",
+    "KernelTunnelSpec": "l2tp.kernel.model",
+    "KernelSessionSpec": "l2tp.kernel.model",
     "DataPlane": "l2tp.kernel.dataplane",
     "LinuxDataPlane": "l2tp.kernel.dataplane",
     "NullDataPlane": "l2tp.kernel.dataplane",
@@ -61,7 +66,10 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AsyncDataPlane",
     "AsyncL2tpNetlink",
+    "AsyncLinuxDataPlane",
+    "AsyncNullDataPlane",
     "Avp",
     "AvpType",
     "CallParams",
@@ -71,6 +79,8 @@ __all__ = [
     "DigestType",
     "EncapType",
     "KernelError",
+    "KernelSessionSpec",
+    "KernelTunnelSpec",
     "L2tpContext",
     "L2tpNetlink",
     "LinuxDataPlane",
@@ -101,9 +111,12 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
+    from l2tp.kernel.async_null import AsyncNullDataPlane
     from l2tp.kernel.constants import EncapType, PseudowireType
     from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane, NullDataPlane
     from l2tp.kernel.errors import KernelError
+    from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
     from l2tp.kernel.netlink import AsyncL2tpNetlink, L2tpNetlink
     from l2tp.protocol.avp import Avp
     from l2tp.protocol.constants import AvpType, DigestType, MessageType

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.runtime.backend import BackendSession, NullSessionBackend
 from l2tp.runtime.control import L2tpContext
 from tests.loopback.test_control_loopback import lac_config, lns_config, run
@@ -13,7 +13,7 @@ from tests.loopback.test_control_loopback import lac_config, lns_config, run
 class SlowStopBackend(NullSessionBackend):
     """Like pppd: stopping takes a while (LCP Terminate) and needs its kernel session."""
 
-    def __init__(self, dataplane: NullDataPlane) -> None:
+    def __init__(self, dataplane: AsyncNullDataPlane) -> None:
         super().__init__()
         self.dataplane = dataplane
         self.kernel_at_stop: list[bool] = []
@@ -28,7 +28,7 @@ class SlowStopBackend(NullSessionBackend):
 
 def test_tunnel_close_deletes_kernel_objects_only_after_the_backends_stopped() -> None:
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         backend = SlowStopBackend(dp)
         async with L2tpContext(backend=backend, dataplane=dp) as lns, L2tpContext() as lac:
             listener = await lns.listen(("127.0.0.1", 0), config=lns_config())

@@ -9,7 +9,7 @@ from typing import TypeVar
 
 import pytest
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.constants import CdnResult, ErrorCode, StopCcnResult
 from l2tp.protocol.events import Role, SessionClosed, TunnelClosed, TunnelEstablished
 from l2tp.protocol.listener import ListenerConfig
@@ -50,7 +50,7 @@ def lns_config(max_tunnels: int = 1024, **kw: object) -> ListenerConfig:
 )
 def test_tunnel_session_and_kernel_objects(secret: bytes | None, hide: bool) -> None:
     async def scenario() -> None:
-        lns_dp, lac_dp = NullDataPlane(), NullDataPlane()
+        lns_dp, lac_dp = AsyncNullDataPlane(), AsyncNullDataPlane()
         async with L2tpContext(dataplane=lns_dp) as lns, L2tpContext(dataplane=lac_dp) as lac:
             events = lns.events()
             listener = await lns.listen(
@@ -117,7 +117,7 @@ def test_thousand_sessions_in_one_tunnel() -> None:
     """(How fast is the benchmarks' business: here run()'s time limit only catches a hang.)"""
 
     async def scenario() -> None:
-        lns_dp = NullDataPlane()
+        lns_dp = AsyncNullDataPlane()
         async with L2tpContext(dataplane=lns_dp) as lns, L2tpContext() as lac:
             listener = await lns.listen(("127.0.0.1", 0), config=lns_config())
             t = await lac.open_tunnel(listener.address, config=lac_config())
@@ -219,7 +219,7 @@ def test_backend_report_down_sends_cdn_with_its_result() -> None:
 def test_tunnel_close_stops_backends_and_removes_kernel_state() -> None:
     async def scenario() -> None:
         backend = NullSessionBackend()
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         async with L2tpContext(backend=backend, dataplane=dp) as lns, L2tpContext() as lac:
             listener = await lns.listen(("127.0.0.1", 0), config=lns_config())
             t = await lac.open_tunnel(listener.address, config=lac_config())

@@ -12,9 +12,9 @@ from typing import TypeVar
 
 import pytest
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
-from l2tp.kernel.model import TunnelConfig as KernelTunnelConfig
+from l2tp.kernel.model import KernelTunnelSpec
 from l2tp.protocol.avp import Avp
 from l2tp.protocol.avps import ResultCode
 from l2tp.protocol.constants import AvpType, ErrorCode, MessageType, StopCcnResult
@@ -207,11 +207,9 @@ def test_port_owner_lookup_finds_this_process() -> None:
         sock.close()
 
 
-class _NoPrivileges(NullDataPlane):
-    def create_tunnel(self, config: KernelTunnelConfig) -> None:
-        raise KernelError(
-            errno.EPERM, f"create tunnel {config.tunnel_id}: CAP_NET_ADMIN is required"
-        )
+class _NoPrivileges(AsyncNullDataPlane):
+    async def create_tunnel(self, spec: KernelTunnelSpec) -> None:
+        raise KernelError(errno.EPERM, f"create tunnel {spec.tunnel_id}: CAP_NET_ADMIN is required")
 
 
 def test_local_errors_are_never_sent_to_the_peer(caplog: pytest.LogCaptureFixture) -> None:

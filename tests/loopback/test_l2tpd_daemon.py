@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.constants import CdnResult, DigestType, StopCcnResult
 from l2tp.protocol.events import CallParams, Role, TunnelClosed
 from l2tp.protocol.listener import ListenerConfig
@@ -98,7 +98,7 @@ def test_l2tpd_initiator_places_calls_and_redials(tmp_path: Path) -> None:
             '[tunnel.t1.session.dmz]\npseudowire = "eth"\nremote_end_id = "dmz-7"\n'
         )
 
-    async def one_peer(dp: NullDataPlane, port: int) -> tuple[L2tpContext, int]:
+    async def one_peer(dp: AsyncNullDataPlane, port: int) -> tuple[L2tpContext, int]:
         """The daemon's peer; the first binds port 0, its successor the port it got."""
         ctx = L2tpContext(dataplane=dp)
         listener = await ctx.listen(
@@ -114,13 +114,13 @@ def test_l2tpd_initiator_places_calls_and_redials(tmp_path: Path) -> None:
         bound: int = listener.address[1]
         return ctx, bound
 
-    async def wait_sessions(dp: NullDataPlane, n: int) -> None:
+    async def wait_sessions(dp: AsyncNullDataPlane, n: int) -> None:
         await until(lambda: len(dp.sessions) == n, f"{n} sessions in the data plane")
 
     daemons: list[Daemon] = []
 
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         ctx, port = await one_peer(dp, 0)
         write_config(port)
         daemon = l2tpd(conf)
@@ -134,7 +134,7 @@ def test_l2tpd_initiator_places_calls_and_redials(tmp_path: Path) -> None:
         # The peer disappears without a word; the daemon notices by HELLO and redials.
         await ctx.close(ack_timeout=0.0)
         await daemon.wait_says("redialling")  # it noticed the peer is gone
-        dp2 = NullDataPlane()
+        dp2 = AsyncNullDataPlane()
         ctx2, _ = await one_peer(dp2, port)
         try:
             await wait_sessions(dp2, 2)

@@ -17,7 +17,7 @@ import pytest
 
 from l2tp import config as cfg
 from l2tp.daemons.quiescent import QuiescentTunnel
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from tests.helpers import until
 
 LO = ipaddress.ip_address("127.0.0.1")
@@ -69,7 +69,9 @@ def test_quiescent_pair_survives_idle_detects_loss_and_recovers(
         return [r.getMessage() for r in caplog.records if "peer lost" in r.getMessage()]
 
     async def scenario() -> None:
-        dp_a, dp_b = NullDataPlane(), NullDataPlane()
+        dp_a, dp_b = AsyncNullDataPlane(), AsyncNullDataPlane()
+        await dp_a.start()
+        await dp_b.start()
         a = QuiescentTunnel(_tunnel(1, 2, pa, pb), dp_a)
         b = QuiescentTunnel(_tunnel(2, 1, pb, pa), dp_b)
         stop_a, stop_b = asyncio.Event(), asyncio.Event()

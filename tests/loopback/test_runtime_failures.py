@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from l2tp.kernel.dataplane import NullDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.protocol.events import Role, TunnelEstablished
 from l2tp.protocol.listener import ListenerConfig
@@ -154,7 +154,7 @@ def test_bug_in_one_tunnel_closes_it_and_spares_the_others(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async def scenario() -> tuple[Any, Any]:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         async with L2tpContext(dataplane=dp) as lns_ctx, L2tpContext() as lac_ctx:
             listener = await lns_ctx.listen(("127.0.0.1", 0), config=lns())
             good = await lac_ctx.open_tunnel(listener.address, config=lac())

@@ -14,8 +14,8 @@ from typing import TypeVar
 
 import pytest
 
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.constants import EncapType, L2SpecType, PseudowireType
-from l2tp.kernel.dataplane import NullDataPlane
 from l2tp.protocol.constants import CdnResult, DigestType, StopCcnResult
 from l2tp.protocol.events import CallParams, Role, SessionClosed, TunnelClosed
 from l2tp.protocol.listener import ListenerConfig
@@ -69,7 +69,7 @@ def test_two_ethernet_sessions_with_cookies(digest: DigestType | None) -> None:
     secret = b"pw-secret" if digest is not None else None
 
     async def scenario() -> None:
-        a_dp, b_dp = NullDataPlane(), NullDataPlane()
+        a_dp, b_dp = AsyncNullDataPlane(), AsyncNullDataPlane()
         async with L2tpContext(dataplane=a_dp) as b_ctx, L2tpContext(dataplane=b_dp) as a_ctx:
             # b_ctx listens (data plane a_dp), a_ctx initiates (b_dp): names follow the roles.
             listener = await b_ctx.listen(
@@ -134,7 +134,7 @@ def test_two_ethernet_sessions_with_cookies(digest: DigestType | None) -> None:
 
 def test_remote_end_id_binds_calls_to_offered_pseudowires() -> None:
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         offers = (
             PseudowireOffer(
                 remote_end_id="site-a",
@@ -184,7 +184,7 @@ def test_remote_end_id_binds_calls_to_offered_pseudowires() -> None:
 
 def test_wrong_secret_is_refused_and_leaves_nothing() -> None:
     async def scenario() -> None:
-        dp_resp, dp_init = NullDataPlane(), NullDataPlane()
+        dp_resp, dp_init = AsyncNullDataPlane(), AsyncNullDataPlane()
         async with L2tpContext(dataplane=dp_resp) as resp, L2tpContext(dataplane=dp_init) as init:
             listener = await resp.listen(
                 ("127.0.0.1", 0),
@@ -244,7 +244,7 @@ def test_authenticating_initiator_against_plain_responder_fails_and_says_why() -
 
 def test_peer_loss_closes_the_tunnel_and_its_sessions() -> None:
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         hello = TransportConfig(
             initial_timeout=0.1, max_timeout=0.2, max_retries=2, hello_interval=0.2
         )
@@ -277,7 +277,7 @@ def test_circuit_status_takes_the_peer_interface_down_and_up() -> None:
     """RFC 3931 5.4.5: data towards an inactive circuit must cease (interface down)."""
 
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         async with L2tpContext(dataplane=dp) as resp, L2tpContext() as init:
             listener = await resp.listen(
                 ("127.0.0.1", 0), config=ListenerConfig(tunnel=v3(Role.LNS))
@@ -308,7 +308,7 @@ def test_garbage_and_forgeries_are_counted_and_harm_nothing() -> None:
     import socket
 
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         async with L2tpContext(dataplane=dp) as resp, L2tpContext() as init:
             listener = await resp.listen(
                 ("127.0.0.1", 0),
@@ -356,17 +356,15 @@ def test_garbage_and_forgeries_are_counted_and_harm_nothing() -> None:
 
 def test_tunnel_ids_held_in_the_kernel_by_others_are_skipped() -> None:
     """Kernel tunnel IDs are per namespace: an ID another process holds is not drawn."""
-    from l2tp.kernel.model import TunnelConfig as KernelTunnel
-
     draws = iter([(7).to_bytes(4, "big"), (7).to_bytes(4, "big"), (9).to_bytes(4, "big")])
 
     def random_bytes(n: int) -> bytes:
         return next(draws, None) or bytes(n - 1) + b"\x05"
 
     async def scenario() -> None:
-        dp = NullDataPlane()
+        dp = AsyncNullDataPlane()
         # "Another daemon" already made kernel tunnel 7.
-        dp.create_tunnel(KernelTunnel(tunnel_id=7, peer_tunnel_id=1, fd=0))
+        dp.foreign_tunnel_ids.add(7)
         async with (
             L2tpContext() as resp,
             L2tpContext(dataplane=dp, random_bytes=random_bytes) as init,

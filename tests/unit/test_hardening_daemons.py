@@ -20,6 +20,7 @@ from l2tp import config as cfg
 from l2tp.cli import pipes
 from l2tp.daemons import common, kl2tpd, l2tpd, lns, preflight
 from l2tp.daemons.preflight import KernelNeeds, StartError
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.constants import AF_PPPOX, IPPROTO_L2TP, PseudowireType
 from l2tp.kernel.dataplane import CALLS_KEPT, NullDataPlane
 from l2tp.kernel.model import SessionConfig, TunnelConfig
@@ -240,11 +241,11 @@ def test_null_dataplane_needs_no_privilege_or_module(monkeypatch: pytest.MonkeyP
     def refuse(*args: object, **kwargs: object) -> None:
         raise AssertionError("no kernel check with --null-dataplane")
 
-    for name in ("check_net_admin", "check_modules", "check_pppd"):
+    for name in ("check_net_admin", "check_l2tp_family", "check_modules", "check_pppd"):
         monkeypatch.setattr(preflight, name, refuse)
     args = argparse.Namespace(null_dataplane=True, netns=None)
     dataplane, backend = common.make_backend(args, KernelNeeds(ppp=True, pppd=True, eth=True))
-    assert isinstance(dataplane, NullDataPlane) and backend is not None
+    assert isinstance(dataplane, AsyncNullDataPlane) and backend is not None
 
 
 def test_pppd_missing_stops_l2tp_lns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -268,15 +269,16 @@ def test_pppd_missing_stops_l2tp_lns(tmp_path: Path, monkeypatch: pytest.MonkeyP
         raise StartError("PPP sessions need pppd: pppd not found (install the ppp package)")
 
     monkeypatch.setattr(preflight, "check_net_admin", lambda hint="": None)
+    monkeypatch.setattr(preflight, "check_l2tp_family", lambda netns: None)
     monkeypatch.setattr(preflight, "check_modules", lambda needs: None)
     monkeypatch.setattr(preflight, "check_pppd", no_pppd)
-    monkeypatch.setattr(common, "LinuxDataPlane", plane)
+    monkeypatch.setattr(common, "AsyncLinuxDataPlane", plane)
     status, out, err = _run_main(lns.main, [str(conf)], monkeypatch)
     assert (status, out) == (1, "")
     assert err == (
         "l2tp-lns: cannot start: PPP sessions need pppd: pppd not found (install the ppp package)\n"
     )
-    assert planes and planes[0].closed  # the netlink socket is not leaked
+    assert planes == []  # no data plane before every check passed: nothing to leak
 
 
 def test_unwritable_ready_file_stops_before_started(
@@ -308,7 +310,7 @@ def test_each_daemon_logs_under_its_own_name(
     args = argparse.Namespace(stop_timeout=0.1)
 
     async def scenario() -> None:
-        async with L2tpContext(dataplane=NullDataPlane()) as ctx:
+        async with L2tpContext(dataplane=AsyncNullDataPlane()) as ctx:
             daemon = l2tpd.L2tpd(config, ctx, args)
             await daemon.start()
             runner = daemon.initiators.runners["t"]

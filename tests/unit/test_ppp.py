@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from l2tp.kernel import NullDataPlane, PseudowireType, SessionConfig, TunnelConfig
+from l2tp.kernel import PseudowireType, SessionConfig, TunnelConfig
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.constants import CdnResult, ErrorCode
 from l2tp.protocol.events import CallKind, Role, SessionInfo
 from l2tp.runtime.backend import BackendSession, PppOptions
@@ -43,15 +44,15 @@ def make_session(
     *,
     lns: bool = False,
     version: int = 2,
-    dataplane: NullDataPlane | None = None,
+    dataplane: AsyncNullDataPlane | None = None,
     reports: Reports | None = None,
     sid: int = 1,
 ) -> BackendSession:
-    dataplane = dataplane if dataplane is not None else NullDataPlane()
+    dataplane = dataplane if dataplane is not None else AsyncNullDataPlane()
     tunnel = TunnelConfig(tunnel_id=10, peer_tunnel_id=20, version=version, fd=3)
     if 10 not in dataplane.tunnels:
-        dataplane.create_tunnel(tunnel)
-    dataplane.create_session(
+        dataplane.null.create_tunnel(tunnel)
+    dataplane.null.create_session(
         SessionConfig(tunnel_id=10, session_id=sid, peer_session_id=2, pw_type=PseudowireType.PPP)
     )
     sink: Reports = reports if reports is not None else []
@@ -378,7 +379,7 @@ def test_crash_is_a_general_error(fake_pppd: str) -> None:
 
 
 def test_option_errors_raise_before_the_socket_is_opened(fake_pppd: str) -> None:
-    dataplane = NullDataPlane()
+    dataplane = AsyncNullDataPlane()
     session = make_session(PppOptions(pppd_options=("detach",)), dataplane=dataplane)
 
     async def main() -> None:
@@ -392,7 +393,7 @@ def test_option_errors_raise_before_the_socket_is_opened(fake_pppd: str) -> None
 
 
 def test_double_start_and_close_all(fake_pppd: str) -> None:
-    dataplane = NullDataPlane()
+    dataplane = AsyncNullDataPlane()
     one = make_session(dataplane=dataplane, sid=1)
     two = make_session(dataplane=dataplane, sid=3)
 
@@ -410,7 +411,7 @@ def test_double_start_and_close_all(fake_pppd: str) -> None:
 
 
 def test_missing_pppd_raises_before_the_socket_is_opened(tmp_path: Path) -> None:
-    dataplane = NullDataPlane()
+    dataplane = AsyncNullDataPlane()
     session = make_session(dataplane=dataplane)
 
     async def main() -> None:

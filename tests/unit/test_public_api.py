@@ -19,14 +19,18 @@ KINDS: dict[str, str] = {
     **dict.fromkeys(
         ["CodecError", "KernelError", "ListenError", "SessionFailed", "TunnelFailed"], "exception"
     ),
-    **dict.fromkeys(["DataPlane", "SessionBackend"], "protocol"),
+    **dict.fromkeys(["AsyncDataPlane", "DataPlane", "SessionBackend"], "protocol"),
     **dict.fromkeys(["parse_message", "serialize_message"], "function"),
     **dict.fromkeys(
         [
             "AsyncL2tpNetlink",
+            "AsyncLinuxDataPlane",
+            "AsyncNullDataPlane",
             "Avp",
             "CallParams",
             "ControlMessage",
+            "KernelSessionSpec",
+            "KernelTunnelSpec",
             "L2tpContext",
             "L2tpNetlink",
             "LinuxDataPlane",

@@ -29,7 +29,8 @@ from l2tp import config as cfg
 from l2tp.cli.pipes import run_quietly
 from l2tp.daemons import preflight
 from l2tp.daemons.preflight import KernelNeeds, StartError
-from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane, NullDataPlane
+from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
 from l2tp.runtime.backend import NullSessionBackend, SessionBackend
 from l2tp.runtime.control import L2tpContext
@@ -90,27 +91,24 @@ _NULL_HINT = ", or use --null-dataplane for a control-plane-only run"
 
 def make_backend(
     args: argparse.Namespace, needs: KernelNeeds | None = None
-) -> tuple[DataPlane, SessionBackend | None]:
-    """The data plane and session backend, after the start-up checks for the kernel one.
+) -> tuple[AsyncDataPlane, SessionBackend | None]:
+    """The data plane (not started: :func:`serve` starts it on the loop) and session
+    backend, after the start-up checks for the kernel one.
 
     Raises :class:`StartError` (missing privilege, module or pppd) or the
     :class:`KernelError` of resolving the ``l2tp`` netlink family.
     """
     if args.null_dataplane:
-        return NullDataPlane(), NullSessionBackend()
+        return AsyncNullDataPlane(), NullSessionBackend()
     from l2tp.runtime.ppp import PppdBackend
 
     preflight.check_net_admin(hint=_NULL_HINT)
-    dataplane = LinuxDataPlane(netns=args.netns)  # resolves the generic netlink family
-    try:
-        if needs is not None:
-            preflight.check_modules(needs)
-            if needs.pppd:
-                preflight.check_pppd()
-    except BaseException:
-        dataplane.close()
-        raise
-    return dataplane, PppdBackend(netns=args.netns)
+    preflight.check_l2tp_family(args.netns)
+    if needs is not None:
+        preflight.check_modules(needs)
+        if needs.pppd:
+            preflight.check_pppd()
+    return AsyncLinuxDataPlane(netns=args.netns), PppdBackend(netns=args.netns)
 
 
 def main(
@@ -143,10 +141,7 @@ def main(
     except (StartError, KernelError, OSError) as exc:
         print(f"{prog}: cannot start: {exc}", file=sys.stderr)
         return 1
-    try:
-        return run_loop(serve(prog, path, daemon_kind, config, dataplane, backend, factory, args))
-    finally:
-        dataplane.close()
+    return run_loop(serve(prog, path, daemon_kind, config, dataplane, backend, factory, args))
 
 
 async def serve(
@@ -154,7 +149,7 @@ async def serve(
     path: str,
     daemon_kind: cfg.Daemon,
     config: cfg.Config,
-    dataplane: DataPlane,
+    dataplane: AsyncDataPlane,
     backend: SessionBackend | None,
     factory: Callable[[cfg.Config, L2tpContext, argparse.Namespace], Daemon],
     args: argparse.Namespace,
@@ -193,6 +188,7 @@ async def serve(
     started = False
     try:
         try:
+            await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
         except (StartError, KernelError, OSError) as exc:
             print(f"{prog}: cannot start: {exc}", file=sys.stderr, flush=True)
@@ -215,6 +211,7 @@ async def serve(
     finally:
         reload_task.cancel()
         await ctx.close(ack_timeout=args.stop_timeout)
+        await dataplane.close()
         if started:
             print(f"{prog}: tunnels closed, exiting", flush=True)
     return status

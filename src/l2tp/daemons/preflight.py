@@ -165,6 +165,16 @@ def _module_error(module: str, what: str, err: int | None = None) -> StartError:
     )
 
 
+def check_l2tp_family(netns: str | None) -> None:
+    """Raise the :class:`KernelError` of resolving the ``l2tp`` generic netlink family
+    (which names ``l2tp_netlink`` when the kernel lacks it). Blocking: before the loop
+    starts, so that the most basic missing piece is the first one reported."""
+    from l2tp.kernel.netlink import open_genl_socket
+
+    sock, _, _ = open_genl_socket(netns)
+    sock.close()
+
+
 def check_modules(
     needs: KernelNeeds,
     *,

@@ -29,7 +29,7 @@ from l2tp.daemons import preflight
 from l2tp.daemons.preflight import StartError
 from l2tp.daemons.quiescent import QuiescentTunnel
 from l2tp.daemons.static import StaticTunnel
-from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane
+from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.errors import KernelError
 
 log = logging.getLogger("l2tp.ql2tpd")
@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
 class Ql2tpd:
     """The running daemon: its tunnels, and the stop event that signals set."""
 
-    def __init__(self, config: cfg.Config, dataplane: DataPlane) -> None:
+    def __init__(self, config: cfg.Config, dataplane: AsyncDataPlane) -> None:
         self.config = config
         self.dataplane = dataplane
         self.tunnels: list[StaticTunnel] = []
@@ -97,7 +97,7 @@ class Ql2tpd:
                     await self._start_quiescent(tunnel)
                     continue
                 static = StaticTunnel(tunnel, self.dataplane)
-                static.up()
+                await static.up()
                 self.tunnels.append(static)
                 log.info("tunnel %s: static tunnel up", tunnel.name)
         except BaseException:
@@ -130,15 +130,26 @@ class Ql2tpd:
         if self.quiescent:
             await asyncio.gather(*self.quiescent, return_exceptions=True)
         while self.tunnels:
-            self.tunnels.pop().down()
+            await self.tunnels.pop().down()
 
 
-async def serve(config: cfg.Config, dataplane: DataPlane, *, ready_file: Path | None = None) -> int:
+async def serve(
+    config: cfg.Config, dataplane: AsyncDataPlane, *, ready_file: Path | None = None
+) -> int:
+    """Run until SIGTERM/SIGINT; owns ``dataplane`` (starts and closes it)."""
+    try:
+        return await _serve(config, dataplane, ready_file=ready_file)
+    finally:
+        await dataplane.close()
+
+
+async def _serve(config: cfg.Config, dataplane: AsyncDataPlane, *, ready_file: Path | None) -> int:
     daemon = Ql2tpd(config, dataplane)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.stop.set)
     try:
+        await dataplane.start()  # netlink sockets, the kernel's tunnel IDs
         await daemon.start()
     except (KernelError, OSError) as exc:
         print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
@@ -182,20 +193,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.ready_file is not None:
             preflight.check_ready_file(args.ready_file)
         preflight.check_net_admin()
-        dataplane = LinuxDataPlane(netns=args.netns)  # resolves the generic netlink family
+        preflight.check_l2tp_family(args.netns)
+        preflight.check_modules(preflight.needs_of(config))
     except (StartError, KernelError, OSError) as exc:
         print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
         return 1
-    try:
-        preflight.check_modules(preflight.needs_of(config))
-    except StartError as exc:
-        dataplane.close()
-        print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
-        return 1
-    try:
-        return asyncio.run(serve(config, dataplane, ready_file=args.ready_file))
-    finally:
-        dataplane.close()
+    dataplane = AsyncLinuxDataPlane(netns=args.netns)
+    return asyncio.run(serve(config, dataplane, ready_file=args.ready_file))
 
 
 if __name__ == "__main__":

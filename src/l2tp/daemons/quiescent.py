@@ -39,7 +39,7 @@ from typing import Any
 
 from l2tp import config as cfg
 from l2tp.daemons.static import StaticTunnel
-from l2tp.kernel.dataplane import DataPlane
+from l2tp.kernel.async_dataplane import AsyncDataPlane
 from l2tp.kernel.errors import IdInUse
 from l2tp.kernel.sockets import l2tpip_socket, tunnel_udp_socket
 from l2tp.protocol.transport import (
@@ -96,7 +96,7 @@ class QuiescentTunnel:
     """One quiescent tunnel's state machine (up, peer lost, probing) driven by asyncio."""
 
     def __init__(
-        self, tunnel: cfg.TunnelSection, dataplane: DataPlane, *, netns: str | None = None
+        self, tunnel: cfg.TunnelSection, dataplane: AsyncDataPlane, *, netns: str | None = None
     ) -> None:
         assert tunnel.tid is not None and tunnel.ptid is not None
         self.config = tunnel
@@ -133,7 +133,7 @@ class QuiescentTunnel:
         deadline = loop.time() + _TUNNEL_ID_RETRY
         while True:
             try:
-                static.up()
+                await static.up()
                 return static
             except IdInUse:
                 if loop.time() > deadline:
@@ -194,7 +194,7 @@ class QuiescentTunnel:
             running: set[asyncio.Future[Any]] = {stopped, channel.finished}
             await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
             stopped.cancel()
-            static.down()
+            await static.down()
             channel.close()
             if stop.is_set():
                 return

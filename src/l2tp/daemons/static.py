@@ -15,12 +15,13 @@ pass no traffic against iproute2; we do not reproduce that.)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 
 from l2tp import config as cfg
+from l2tp.kernel.async_dataplane import AsyncDataPlane
 from l2tp.kernel.constants import EncapType, L2SpecType, PseudowireType
-from l2tp.kernel.dataplane import DataPlane
 from l2tp.kernel.errors import KernelError, SessionNotFound, TunnelNotFound
 from l2tp.kernel.model import SessionConfig, TunnelConfig
 
@@ -77,7 +78,7 @@ class StaticTunnel:
     """One configured tunnel and the kernel objects this process created for it."""
 
     config: cfg.TunnelSection
-    dataplane: DataPlane
+    dataplane: AsyncDataPlane
     fd: int | None = None
     tunnel_created: bool = False
     sessions_created: list[int] = field(default_factory=list)
@@ -87,19 +88,22 @@ class StaticTunnel:
         assert self.config.tid is not None
         return self.config.tid
 
-    def up(self) -> None:
-        """Create the tunnel and its sessions; on failure undo what was done and re-raise."""
+    async def up(self) -> None:
+        """Create the tunnel and its sessions; on failure (or cancellation) undo what was
+        done and re-raise."""
         logger = logging.LoggerAdapter(log, {"tunnel": self.config.name})
         try:
-            self.dataplane.create_tunnel(kernel_tunnel(self.config, fd=self.fd))
+            await self.dataplane.create_tunnel(kernel_tunnel(self.config, fd=self.fd))
             self.tunnel_created = True
             logger.info("tunnel %s: created kernel tunnel %d", self.config.name, self.tunnel_id)
             for session in self.config.sessions:
-                self.dataplane.create_session(kernel_session(self.config, session))
+                await self.dataplane.create_session(kernel_session(self.config, session))
                 assert session.sid is not None
                 self.sessions_created.append(session.sid)
                 if session.bridge:
-                    self.dataplane.attach_to_bridge(self.tunnel_id, session.sid, session.bridge)
+                    await self.dataplane.attach_to_bridge(
+                        self.tunnel_id, session.sid, session.bridge
+                    )
                 logger.info(
                     "tunnel %s session %s: created kernel session %d",
                     self.config.name,
@@ -107,20 +111,20 @@ class StaticTunnel:
                     session.sid,
                 )
         except BaseException:
-            self.down()
+            await asyncio.shield(self.down())
             raise
 
-    def down(self) -> None:
+    async def down(self) -> None:
         """Delete the sessions and tunnel this object created; never raises for absent ones.
 
         Objects that vanished meanwhile (the peer's managed socket closed, an
         administrator's ``ip l2tp del``) are not an error at teardown.
         """
-        self._sessions_down()
+        await self._sessions_down()
         if self.tunnel_created:
             self.tunnel_created = False
             try:
-                self.dataplane.delete_tunnel(self.tunnel_id)
+                await self.dataplane.delete_tunnel(self.tunnel_id)
             except TunnelNotFound:
                 pass
             except KernelError as exc:
@@ -128,11 +132,11 @@ class StaticTunnel:
             else:
                 log.info("tunnel %s: deleted kernel tunnel %d", self.config.name, self.tunnel_id)
 
-    def _sessions_down(self) -> None:
+    async def _sessions_down(self) -> None:
         while self.sessions_created:
             sid = self.sessions_created.pop()
             try:
-                self.dataplane.delete_session(self.tunnel_id, sid)
+                await self.dataplane.delete_session(self.tunnel_id, sid)
             except (SessionNotFound, TunnelNotFound):
                 pass
             except KernelError as exc:

@@ -1,5 +1,6 @@
 """The Linux data plane: generic netlink ``l2tp`` family, L2TPIP and PPPoL2TP sockets."""
 
+from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane, AsyncNullDataPlane
 from l2tp.kernel.constants import (
     Attr,
     Command,
@@ -11,9 +12,11 @@ from l2tp.kernel.constants import (
 from l2tp.kernel.dataplane import DataPlane, LinuxDataPlane, NullDataPlane
 from l2tp.kernel.errors import (
     AddressFamilyMismatch,
+    DataPlaneClosed,
     IdInUse,
     InvalidSocket,
     KernelError,
+    LinkNotFound,
     ModuleNotLoaded,
     NotPermitted,
     SessionNotFound,
@@ -22,6 +25,8 @@ from l2tp.kernel.errors import (
 from l2tp.kernel.model import (
     Event,
     EventKind,
+    KernelSessionSpec,
+    KernelTunnelSpec,
     SessionConfig,
     SessionEvent,
     SessionInfo,
@@ -42,19 +47,26 @@ from l2tp.kernel.sockets import (
 
 __all__ = [
     "AddressFamilyMismatch",
+    "AsyncDataPlane",
     "AsyncL2tpNetlink",
+    "AsyncLinuxDataPlane",
+    "AsyncNullDataPlane",
     "Attr",
     "Command",
     "DataPlane",
+    "DataPlaneClosed",
     "EncapType",
     "Event",
     "EventKind",
     "IdInUse",
     "InvalidSocket",
     "KernelError",
+    "KernelSessionSpec",
+    "KernelTunnelSpec",
     "L2SpecType",
     "L2tpMonitor",
     "L2tpNetlink",
+    "LinkNotFound",
     "LinuxDataPlane",
     "ModuleNotLoaded",
     "NotPermitted",

@@ -28,10 +28,10 @@ from l2tp.kernel.constants import (
     PseudowireType,
 )
 from l2tp.kernel.model import (
-    SessionConfig,
+    KernelSessionSpec,
+    KernelTunnelSpec,
     SessionInfo,
     Stats,
-    TunnelConfig,
     TunnelInfo,
 )
 
@@ -113,18 +113,27 @@ def encode_attrs(attrs: Sequence[tuple[Attr, AttrValue]]) -> bytes:
     return b"".join(out)
 
 
+def genl_body(cmd: int, attrs: Sequence[tuple[Attr, AttrValue]]) -> bytes:
+    """What follows the ``nlmsghdr`` of an ``l2tp`` request: genlmsghdr + attributes."""
+    return _GENLHDR.pack(cmd, GENL_VERSION, 0) + encode_attrs(attrs)
+
+
+def nlmsg(mtype: int, flags: int, seq: int, body: bytes) -> bytes:
+    """A netlink message: ``nlmsghdr`` (port ID 0: the kernel fills in ours) + ``body``."""
+    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), mtype, flags, seq, 0) + body
+
+
 def encode_message(
     family_id: int, cmd: Command, attrs: Sequence[tuple[Attr, AttrValue]], *, seq: int, flags: int
 ) -> bytes:
     """A complete generic netlink message (nlmsghdr + genlmsghdr + attributes)."""
-    body = _GENLHDR.pack(cmd, GENL_VERSION, 0) + encode_attrs(attrs)
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), family_id, flags, seq, 0) + body
+    return nlmsg(family_id, flags, seq, genl_body(cmd, attrs))
 
 
 # --- request attribute lists -------------------------------------------------------
 
 
-def tunnel_create_attrs(cfg: TunnelConfig) -> AttrList:
+def tunnel_create_attrs(cfg: KernelTunnelSpec) -> AttrList:
     """Attributes of ``L2TP_CMD_TUNNEL_CREATE`` for ``cfg``.
 
     The kernel reads ``L2TP_ATTR_UDP_CSUM`` with ``nla_get_flag()``: its mere
@@ -170,7 +179,7 @@ def tunnel_modify_attrs(tunnel_id: int, *, debug: int) -> AttrList:
     return [(Attr.CONN_ID, tunnel_id), (Attr.DEBUG, debug)]
 
 
-def session_create_attrs(cfg: SessionConfig) -> AttrList:
+def session_create_attrs(cfg: KernelSessionSpec) -> AttrList:
     """Attributes of ``L2TP_CMD_SESSION_CREATE`` for ``cfg`` (MTU goes through rtnetlink)."""
     attrs: AttrList = [
         (Attr.CONN_ID, cfg.tunnel_id),
@@ -265,6 +274,45 @@ def parse_error(message: bytes) -> tuple[int, str]:
                 text = message[offset + 4 : offset + alen].rstrip(b"\0").decode(errors="replace")
             offset += (alen + 3) & ~3
     return -code, text
+
+
+def raw_attrs(message: bytes, offset: int) -> dict[int, bytes]:
+    """``{attribute type: payload}`` of the top-level attributes from ``offset`` on.
+
+    A cheap walk with ``struct`` for the few places that need one or two
+    attributes of many messages (event filtering, an interface name), where
+    pyroute2's full decode would cost ~50 µs a message.
+    """
+    found: dict[int, bytes] = {}
+    end = len(message)
+    while offset + _NLA.size <= end:
+        alen, atype = _NLA.unpack_from(message, offset)
+        if alen < _NLA.size or offset + alen > end:
+            break
+        found[atype & 0x3FFF] = message[offset + _NLA.size : offset + alen]
+        offset += (alen + 3) & ~3
+    return found
+
+
+GENL_ATTRS_OFFSET = _NLMSGHDR.size + _GENLHDR.size
+"""Where the attributes of a generic netlink message start."""
+
+
+def genl_cmd(message: bytes) -> int:
+    """The generic netlink command of a whole message (0 if too short)."""
+    return message[_NLMSGHDR.size] if len(message) > _NLMSGHDR.size else 0
+
+
+def tunnel_id_of(message: bytes) -> int | None:
+    """``L2TP_ATTR_CONN_ID`` of an ``l2tp`` message, without pyroute2 (None if absent)."""
+    value = raw_attrs(message, GENL_ATTRS_OFFSET).get(Attr.CONN_ID)
+    return struct.unpack("=I", value)[0] if value is not None and len(value) == 4 else None
+
+
+def ifname_of(message: bytes) -> str | None:
+    """``L2TP_ATTR_IFNAME`` of a session message, without pyroute2 (None if absent)."""
+    value = raw_attrs(message, GENL_ATTRS_OFFSET).get(Attr.IFNAME)
+    return None if value is None else value.rstrip(b"\0").decode(errors="replace") or None
 
 
 def decode_l2tp(message: bytes) -> tuple[int, dict[str, Any]]:
@@ -362,12 +410,16 @@ CTRL_ATTR_MCAST_GRP_NAME = 1
 CTRL_ATTR_MCAST_GRP_ID = 2
 
 
-def getfamily_request(name: str, *, seq: int) -> bytes:
-    """``CTRL_CMD_GETFAMILY`` for ``name``."""
-    body = _GENLHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + nla(
+def getfamily_body(name: str) -> bytes:
+    """genlmsghdr + attributes of ``CTRL_CMD_GETFAMILY`` for ``name``."""
+    return _GENLHDR.pack(CTRL_CMD_GETFAMILY, 1, 0) + nla(
         CTRL_ATTR_FAMILY_NAME, name.encode() + b"\0"
     )
-    return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), GENL_ID_CTRL, NLM_F_REQUEST, seq, 0) + body
+
+
+def getfamily_request(name: str, *, seq: int) -> bytes:
+    """``CTRL_CMD_GETFAMILY`` for ``name``."""
+    return nlmsg(GENL_ID_CTRL, NLM_F_REQUEST, seq, getfamily_body(name))
 
 
 def parse_family(message: bytes) -> tuple[int, dict[str, int]]:

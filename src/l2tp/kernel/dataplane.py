@@ -1,5 +1,8 @@
 """The data plane as the control plane sees it: a small interface, two implementations.
 
+This is the blocking interface (static daemons, scripts); the event-loop one,
+with the same operations as coroutines, is :mod:`l2tp.kernel.async_dataplane`.
+
 The control plane (tunnel/session state machines) only needs to create and
 delete tunnels and sessions, change a session's sequencing settings, and for
 PPP open the session socket pppd takes. :class:`LinuxDataPlane` does that with
@@ -17,20 +20,19 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from l2tp.kernel.errors import IdInUse, SessionNotFound, TunnelNotFound
-from l2tp.kernel.model import SessionConfig, TunnelConfig
+from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 from l2tp.kernel.netlink import L2tpNetlink
-from l2tp.kernel.rtnl import set_master, set_up
 from l2tp.kernel.sockets import pppol2tp_socket
 
 
 class DataPlane(Protocol):
     """What the control plane asks of the kernel (or of a stand-in)."""
 
-    def create_tunnel(self, config: TunnelConfig) -> None: ...
+    def create_tunnel(self, config: KernelTunnelSpec) -> None: ...
 
     def delete_tunnel(self, tunnel_id: int) -> None: ...
 
-    def create_session(self, config: SessionConfig) -> None: ...
+    def create_session(self, config: KernelSessionSpec) -> None: ...
 
     def delete_session(self, tunnel_id: int, session_id: int) -> None: ...
 
@@ -46,7 +48,7 @@ class DataPlane(Protocol):
     ) -> None: ...
 
     def open_ppp_socket(
-        self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
+        self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
     ) -> socket.socket: ...
 
     def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
@@ -66,6 +68,23 @@ class DataPlane(Protocol):
     def close(self) -> None: ...
 
 
+def open_ppp_socket(
+    tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int, *, netns: str | None
+) -> socket.socket:
+    """A PPPoL2TP socket connected to a session of a managed tunnel (for pppd)."""
+    if tunnel.fd is None:
+        raise ValueError("PPP sessions need a managed tunnel (a KernelTunnelSpec with fd)")
+    return pppol2tp_socket(
+        tunnel_fd=tunnel.fd,
+        version=tunnel.version,
+        tunnel_id=tunnel.tunnel_id,
+        session_id=session_id,
+        peer_tunnel_id=tunnel.peer_tunnel_id,
+        peer_session_id=peer_session_id,
+        netns=netns,
+    )
+
+
 class LinuxDataPlane:
     """:class:`DataPlane` over the kernel's netlink API (in ``netns`` if given)."""
 
@@ -73,13 +92,13 @@ class LinuxDataPlane:
         self.netns = netns
         self.netlink = L2tpNetlink(netns=netns)
 
-    def create_tunnel(self, config: TunnelConfig) -> None:
+    def create_tunnel(self, config: KernelTunnelSpec) -> None:
         self.netlink.create_tunnel(config)
 
     def delete_tunnel(self, tunnel_id: int) -> None:
         self.netlink.delete_tunnel(tunnel_id)
 
-    def create_session(self, config: SessionConfig) -> None:
+    def create_session(self, config: KernelSessionSpec) -> None:
         self.netlink.create_session(config)
 
     def delete_session(self, tunnel_id: int, session_id: int) -> None:
@@ -94,6 +113,7 @@ class LinuxDataPlane:
         recv_seq: bool | None = None,
         lns_mode: bool | None = None,
         reorder_timeout_ms: int | None = None,
+        mtu: int | None = None,
     ) -> None:
         self.netlink.modify_session(
             tunnel_id,
@@ -102,29 +122,20 @@ class LinuxDataPlane:
             recv_seq=recv_seq,
             lns_mode=lns_mode,
             reorder_timeout_ms=reorder_timeout_ms,
+            mtu=mtu,
         )
 
     def open_ppp_socket(
-        self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
+        self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
     ) -> socket.socket:
         """Connect a PPPoL2TP socket to the session (managed tunnels only)."""
-        if tunnel.fd is None:
-            raise ValueError("PPP sessions need a managed tunnel (a TunnelConfig with fd)")
-        return pppol2tp_socket(
-            tunnel_fd=tunnel.fd,
-            version=tunnel.version,
-            tunnel_id=tunnel.tunnel_id,
-            session_id=session_id,
-            peer_tunnel_id=tunnel.peer_tunnel_id,
-            peer_session_id=peer_session_id,
-            netns=self.netns,
-        )
+        return open_ppp_socket(tunnel, session_id, peer_session_id, netns=self.netns)
 
     def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
         ifname = self.netlink.get_session(tunnel_id, session_id).ifname
         if not ifname:
             raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
-        set_master(ifname, bridge, netns=self.netns)
+        self.netlink.rtnl.set_master(ifname, bridge)
 
     def tunnel_exists(self, tunnel_id: int) -> bool:
         try:
@@ -137,7 +148,7 @@ class LinuxDataPlane:
         ifname = self.netlink.get_session(tunnel_id, session_id).ifname
         if not ifname:
             raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
-        set_up(ifname, up, netns=self.netns)
+        self.netlink.rtnl.set_up(ifname, up)
 
     def close(self) -> None:
         self.netlink.close()
@@ -160,8 +171,8 @@ class NullDataPlane:
 
     calls: deque[tuple[str, Any]] = field(default_factory=lambda: deque(maxlen=CALLS_KEPT))
     counts: Counter[str] = field(default_factory=Counter)
-    tunnels: dict[int, TunnelConfig] = field(default_factory=dict)
-    sessions: dict[tuple[int, int], SessionConfig] = field(default_factory=dict)
+    tunnels: dict[int, KernelTunnelSpec] = field(default_factory=dict)
+    sessions: dict[tuple[int, int], KernelSessionSpec] = field(default_factory=dict)
     _ppp_peers: dict[tuple[int, int], list[socket.socket]] = field(default_factory=dict)
 
     def _record(self, name: str, args: Any) -> None:
@@ -178,7 +189,7 @@ class NullDataPlane:
             for sock in self._ppp_peers.pop(key):
                 sock.close()
 
-    def create_tunnel(self, config: TunnelConfig) -> None:
+    def create_tunnel(self, config: KernelTunnelSpec) -> None:
         self._record("create_tunnel", config)
         if config.tunnel_id in self.tunnels:
             raise IdInUse(errno.EEXIST, f"create tunnel {config.tunnel_id}: ID already in use")
@@ -192,7 +203,7 @@ class NullDataPlane:
             del self.sessions[key]
         self._close_peers(tunnel_id)
 
-    def create_session(self, config: SessionConfig) -> None:
+    def create_session(self, config: KernelSessionSpec) -> None:
         self._record("create_session", config)
         key = (config.tunnel_id, config.session_id)
         if config.tunnel_id not in self.tunnels:
@@ -220,6 +231,7 @@ class NullDataPlane:
         recv_seq: bool | None = None,
         lns_mode: bool | None = None,
         reorder_timeout_ms: int | None = None,
+        mtu: int | None = None,
     ) -> None:
         changes = {
             k: v
@@ -228,6 +240,7 @@ class NullDataPlane:
                 ("recv_seq", recv_seq),
                 ("lns_mode", lns_mode),
                 ("reorder_timeout_ms", reorder_timeout_ms),
+                ("mtu", mtu),
             )
             if v is not None
         }
@@ -238,7 +251,7 @@ class NullDataPlane:
             )
 
     def open_ppp_socket(
-        self, tunnel: TunnelConfig, session_id: int, peer_session_id: int
+        self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
     ) -> socket.socket:
         """One end of a socketpair stands in for the PPPoL2TP socket."""
         self._record("open_ppp_socket", (tunnel.tunnel_id, session_id, peer_session_id))

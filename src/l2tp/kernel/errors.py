@@ -58,6 +58,17 @@ class SessionNotFound(KernelError):
     """No session with this ID exists in the given tunnel."""
 
 
+class LinkNotFound(KernelError):
+    """No network interface with this name or index (an rtnetlink request's ``ENODEV``)."""
+
+
+class DataPlaneClosed(KernelError):
+    """The request was not answered because its data plane (netlink socket) was closed.
+
+    The kernel may or may not have carried it out if it had been sent.
+    """
+
+
 class AddressFamilyMismatch(KernelError, ValueError):
     """Local and peer addresses, or the socket and the addresses, differ in IP version."""
 
@@ -73,17 +84,22 @@ def error_for(
     tunnel_id: int | None = None,
     session_id: int | None = None,
     module: str | None = None,
+    link: str | int | None = None,
 ) -> KernelError:
     """Build the exception for ``err`` returned by ``request`` (e.g. "create tunnel 5").
 
     ``module`` is the kernel module whose absence would explain
     ``EPROTONOSUPPORT`` / ``EAFNOSUPPORT`` for this request, or None when
-    those errnos mean a bad socket instead.
+    those errnos mean a bad socket instead. ``link`` is the interface (name or
+    index) of an rtnetlink request, for which ``ENODEV`` means no such interface.
     """
     if err in (_errno.EPERM, _errno.EACCES):
         return NotPermitted(err, f"{request}: CAP_NET_ADMIN is required (run as root)")
     if err == _errno.EEXIST:
         return IdInUse(err, f"{request}: ID already in use")
+    if err == _errno.ENODEV and link is not None:
+        name = link if isinstance(link, str) else f"ifindex {link}"
+        return LinkNotFound(err, f"{request}: no network interface {name}")
     if err == _errno.ENODEV or (err == _errno.ENOENT and session_id is not None):
         if session_id is None or request.startswith("create session"):
             return TunnelNotFound(err, f"{request}: tunnel {tunnel_id} not found")

@@ -1,11 +1,13 @@
 """Typed configuration and state of kernel tunnels and sessions.
 
-Configs (what we ask the kernel for) validate on construction, so a bad ID or
-mixed IPv4/IPv6 addresses fail at the call site with a clear exception rather
-than as an ``EINVAL`` from the kernel. Infos (what the kernel reports) carry
-only what ``L2TP_CMD_*_GET`` returns on Linux 6.1: e.g. the kernel does not
-report a session's L2-specific sublayer or MTU, so those are not in
-:class:`SessionInfo`.
+Specs (what we ask the kernel for: :class:`KernelTunnelSpec`,
+:class:`KernelSessionSpec`, named apart from the protocol's ``TunnelConfig``;
+the old names ``TunnelConfig``/``SessionConfig`` stay as aliases) validate on
+construction, so a bad ID or mixed IPv4/IPv6 addresses fail at the call site
+with a clear exception rather than as an ``EINVAL`` from the kernel. Infos
+(what the kernel reports) carry only what ``L2TP_CMD_*_GET`` returns on Linux
+6.1: e.g. the kernel does not report a session's L2-specific sublayer or MTU,
+so those are not in :class:`SessionInfo`.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ class Stats:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TunnelConfig:
+class KernelTunnelSpec:
     """A tunnel to create: managed (``fd`` of our UDP/L2TPIP socket) or unmanaged.
 
     An unmanaged tunnel has no ``fd``; the kernel opens its own socket from
@@ -121,7 +123,7 @@ class TunnelInfo:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SessionConfig:
+class KernelSessionSpec:
     """A session (pseudowire) to create in an existing tunnel.
 
     ``cookie`` is what we put in the packets we send and ``peer_cookie`` what
@@ -207,3 +209,8 @@ class SessionEvent:
 
 
 Event = TunnelEvent | SessionEvent
+
+# The names before issue 14 (three classes were called ``TunnelConfig``); kept as
+# aliases while the rest of the code base moves to the ``Kernel*Spec`` names.
+TunnelConfig = KernelTunnelSpec
+SessionConfig = KernelSessionSpec

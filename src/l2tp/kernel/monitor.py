@@ -4,9 +4,10 @@ The kernel announces every tunnel and session create, modify and delete *made
 through netlink* (by anyone: us, iproute2, another daemon) on the ``l2tp``
 multicast group. It does not announce a tunnel that disappears because its
 managed socket was closed, nor sessions removed along with their tunnel.
-Linux 6.1's source sends these with ``genlmsg_multicast_allns()``, so a monitor
-should see events from every network namespace (not yet asserted by a test): the ``netns`` argument
-chooses where the socket lives, not what it hears.
+Linux 6.1 sends these with ``genlmsg_multicast_allns()``, so a monitor sees
+events from every network namespace, without a word on which (asserted in
+``tests/kernel/test_async_dataplane.py``): the ``netns`` argument chooses where
+the socket lives, not what it hears.
 
 The subscription is made in the constructor, so no event that happens after
 ``L2tpMonitor()`` returns can be missed, even before the first ``await``.

@@ -2,9 +2,17 @@
 
 Linux 6.1 ignores ``L2TP_ATTR_MTU`` on session create, so an Ethernet session's
 MTU is set on its ``l2tpethN`` interface afterwards, as ``ip link set mtu``
-would; and a site-to-site pseudowire is usually enslaved to a bridge, as
-``ip link set dev X master BR`` would. Hand-packed ``RTM_NEWLINK`` /
-``RTM_GETLINK`` messages keep each to one small round trip.
+would; a site-to-site pseudowire is usually enslaved to a bridge, as ``ip
+link set dev X master BR`` would; and it follows the peer's circuit status
+with ``ip link set dev X up|down``. Hand-packed ``RTM_NEWLINK`` /
+``RTM_GETLINK`` messages, addressed by interface name or index. Every
+``RTM_NEWLINK`` is marked slow (it runs the device's notifier chains inside
+``send()``), so an asyncio channel in its default mode sends it from its thread.
+
+:class:`Rtnl` (blocking) and :class:`AsyncRtnl` keep one socket open and run
+the requests through the shared :class:`~l2tp.kernel.pipeline.Pipeline`; the
+module functions (:func:`set_mtu`, :func:`set_master`, :func:`set_up`) open a
+socket for one call, for scripts.
 """
 
 from __future__ import annotations
@@ -12,9 +20,10 @@ from __future__ import annotations
 import socket
 import struct
 
-from l2tp.kernel.codec import NLM_F_ACK, NLM_F_REQUEST, NLMSG_ERROR, iter_messages, nla, parse_error
-from l2tp.kernel.errors import error_for
+from l2tp.kernel.channel import AsyncChannel, Sending, SyncChannel
+from l2tp.kernel.codec import NLM_F_ACK, NLM_F_REQUEST, nla, nlmsg
 from l2tp.kernel.netns import socket_in_netns
+from l2tp.kernel.pipeline import DEFAULT_WINDOW, Request
 
 NETLINK_ROUTE = 0
 RTM_NEWLINK = 16
@@ -23,77 +32,171 @@ IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_MASTER = 10
 
-
 IFF_UP = 0x1
 
+_IFINFOMSG = struct.Struct("=BxHiII")
+_NLMSGHDR_SIZE = 16
 
-def _link_request(
-    msg_type: int, ifname: str, attrs: bytes, *, seq: int, flags: int = 0, change: int = 0
-) -> bytes:
-    body = struct.pack("=BxHiII", socket.AF_UNSPEC, 0, 0, flags, change)
-    body += nla(IFLA_IFNAME, ifname.encode() + b"\0") + attrs
-    flags = NLM_F_REQUEST | (NLM_F_ACK if msg_type == RTM_NEWLINK else 0)
-    return struct.pack("=IHHII", 16 + len(body), msg_type, flags, seq, 0) + body
+Link = str | int
+"""An interface by name (``str``) or by index (``int``)."""
+
+
+def link_body(link: Link, attrs: bytes = b"", *, flags: int = 0, change: int = 0) -> bytes:
+    """``ifinfomsg`` + attributes addressing ``link`` by index, or by name (index 0)."""
+    if isinstance(link, int):
+        return _IFINFOMSG.pack(socket.AF_UNSPEC, 0, link, flags, change) + attrs
+    header = _IFINFOMSG.pack(socket.AF_UNSPEC, 0, 0, flags, change)
+    return header + nla(IFLA_IFNAME, link.encode() + b"\0") + attrs
+
+
+def _describe(link: Link) -> str:
+    return link if isinstance(link, str) else f"ifindex {link}"
+
+
+def set_mtu_req(link: Link, mtu: int) -> Request:
+    """``RTM_NEWLINK`` changing the MTU of ``link`` (``ip link set dev X mtu N``)."""
+    body = link_body(link, nla(IFLA_MTU, struct.pack("=I", mtu)))
+    return Request(
+        body, f"set mtu {mtu} on {_describe(link)}", mtype=RTM_NEWLINK, link=link, slow=True
+    )
+
+
+def set_master_req(link: Link, master_index: int, master: str = "") -> Request:
+    """``RTM_NEWLINK`` making ``link`` a port of interface ``master_index`` (0: none)."""
+    body = link_body(link, nla(IFLA_MASTER, struct.pack("=I", master_index)))
+    name = master or f"ifindex {master_index}"
+    return Request(
+        body, f"set {_describe(link)} master {name}", mtype=RTM_NEWLINK, link=link, slow=True
+    )
+
+
+def set_up_req(link: Link, up: bool) -> Request:
+    """``RTM_NEWLINK`` setting or clearing ``IFF_UP`` (``ip link set dev X up|down``)."""
+    body = link_body(link, flags=IFF_UP if up else 0, change=IFF_UP)
+    state = "up" if up else "down"
+    return Request(body, f"set {_describe(link)} {state}", mtype=RTM_NEWLINK, link=link, slow=True)
+
+
+def get_link_req(link: Link) -> Request:
+    """``RTM_GETLINK`` for one interface; see :func:`link_index`."""
+    return Request(link_body(link), f"find {_describe(link)}", mtype=RTM_GETLINK, link=link)
+
+
+def link_index(request: Request) -> int:
+    """The interface index in the reply of a finished :func:`get_link_req`."""
+    (index,) = struct.unpack_from("=i", request.replies[0], _NLMSGHDR_SIZE + 4)
+    return int(index)
+
+
+# Whole messages with a given sequence number (tests compare them with iproute2's).
 
 
 def set_mtu_request(ifname: str, mtu: int, *, seq: int) -> bytes:
     """``RTM_NEWLINK`` changing the MTU of ``ifname`` (looked up by name)."""
-    return _link_request(RTM_NEWLINK, ifname, nla(IFLA_MTU, struct.pack("=I", mtu)), seq=seq)
+    return nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, set_mtu_req(ifname, mtu).body)
 
 
 def set_master_request(ifname: str, master_index: int, *, seq: int) -> bytes:
     """``RTM_NEWLINK`` making ``ifname`` a port of the interface ``master_index`` (0: none)."""
-    return _link_request(
-        RTM_NEWLINK, ifname, nla(IFLA_MASTER, struct.pack("=I", master_index)), seq=seq
-    )
+    body = set_master_req(ifname, master_index).body
+    return nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, body)
 
 
 def set_up_request(ifname: str, up: bool, *, seq: int) -> bytes:
     """``RTM_NEWLINK`` setting or clearing ``IFF_UP`` on ``ifname`` (``ip link set up/down``)."""
-    return _link_request(
-        RTM_NEWLINK, ifname, b"", seq=seq, flags=IFF_UP if up else 0, change=IFF_UP
-    )
+    return nlmsg(RTM_NEWLINK, NLM_F_REQUEST | NLM_F_ACK, seq, set_up_req(ifname, up).body)
 
 
-def _roundtrip(sock: socket.socket, request: bytes, seq: int, what: str) -> bytes:
-    """Send one request; return the whole reply message or raise the kernel's error."""
-    sock.send(request)
-    while True:
-        for mtype, _flags, rseq, message in iter_messages(sock.recv(65536)):
-            if rseq != seq:
-                continue
-            if mtype == NLMSG_ERROR:
-                err, text = parse_error(message)
-                if err:
-                    raise error_for(err, what + (f" ({text})" if text else ""))
-                return b""
-            return message
+def open_rtnl_socket(netns: str | None) -> socket.socket:
+    """A bound ``NETLINK_ROUTE`` socket in ``netns`` (None: ours)."""
+    sock = socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE)
+    try:
+        sock.bind((0, 0))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Rtnl:
+    """Blocking rtnetlink on one persistent socket."""
+
+    def __init__(self, *, netns: str | None = None) -> None:
+        self.netns = netns
+        self._channel = SyncChannel(open_rtnl_socket(netns))
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def set_mtu(self, link: Link, mtu: int) -> None:
+        self._channel.run([set_mtu_req(link, mtu)])
+
+    def set_master(self, link: Link, master: str) -> None:
+        (found,) = self._channel.run([get_link_req(master)])
+        self._channel.run([set_master_req(link, link_index(found), master)])
+
+    def set_up(self, link: Link, up: bool) -> None:
+        self._channel.run([set_up_req(link, up)])
+
+
+class AsyncRtnl:
+    """rtnetlink on one persistent non-blocking socket; requests pipelined."""
+
+    def __init__(
+        self,
+        *,
+        netns: str | None = None,
+        window: int = DEFAULT_WINDOW,
+        sending: Sending = "auto",
+        channel: AsyncChannel | None = None,
+    ) -> None:
+        self.netns = netns
+        self.channel = channel or AsyncChannel(
+            open_rtnl_socket(netns), window=window, sending=sending, name="rtnl"
+        )
+
+    def close(self) -> None:
+        self.channel.close()
+
+    async def aclose(self) -> None:
+        await self.channel.aclose()
+
+    async def set_mtu(self, link: Link, mtu: int) -> None:
+        await self.channel.call(set_mtu_req(link, mtu))
+
+    async def link_index(self, link: Link) -> int:
+        return link_index(await self.channel.call(get_link_req(link)))
+
+    async def set_master(self, link: Link, master: str) -> None:
+        index = await self.link_index(master)
+        await self.channel.call(set_master_req(link, index, master))
+
+    async def set_up(self, link: Link, up: bool) -> None:
+        await self.channel.call(set_up_req(link, up))
 
 
 def set_mtu(ifname: str, mtu: int, *, netns: str | None = None) -> None:
     """Set ``ifname``'s MTU in ``netns``; raises a :class:`KernelError` on failure."""
-    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        _roundtrip(sock, set_mtu_request(ifname, mtu, seq=1), 1, f"set mtu {mtu} on {ifname}")
+    rtnl = Rtnl(netns=netns)
+    try:
+        rtnl.set_mtu(ifname, mtu)
+    finally:
+        rtnl.close()
 
 
 def set_master(ifname: str, master: str, *, netns: str | None = None) -> None:
     """Make ``ifname`` a port of bridge ``master`` in ``netns`` (``ip link set master``)."""
-    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        reply = _roundtrip(
-            sock, _link_request(RTM_GETLINK, master, b"", seq=1), 1, f"find {master}"
-        )
-        # nlmsghdr (16 bytes), then ifinfomsg: family, pad, type (4 bytes), ifindex.
-        (index,) = struct.unpack_from("=i", reply, 16 + 4)
-        _roundtrip(
-            sock, set_master_request(ifname, index, seq=2), 2, f"set {ifname} master {master}"
-        )
+    rtnl = Rtnl(netns=netns)
+    try:
+        rtnl.set_master(ifname, master)
+    finally:
+        rtnl.close()
 
 
 def set_up(ifname: str, up: bool, *, netns: str | None = None) -> None:
     """Bring ``ifname`` up or down in ``netns`` (``ip link set dev X up|down``)."""
-    with socket_in_netns(netns, socket.AF_NETLINK, socket.SOCK_RAW, NETLINK_ROUTE) as sock:
-        sock.bind((0, 0))
-        state = "up" if up else "down"
-        _roundtrip(sock, set_up_request(ifname, up, seq=1), 1, f"set {ifname} {state}")
+    rtnl = Rtnl(netns=netns)
+    try:
+        rtnl.set_up(ifname, up)
+    finally:
+        rtnl.close()

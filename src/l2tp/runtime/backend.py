@@ -42,12 +42,12 @@ a shell.
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from l2tp.kernel.dataplane import DataPlane
-from l2tp.kernel.model import TunnelConfig as KernelTunnelConfig
+from l2tp.kernel.model import KernelTunnelSpec
 from l2tp.protocol.events import Role, SessionInfo
 
 Address = tuple[str, int]
@@ -85,6 +85,15 @@ ReportDown = Callable[[int, int | None, str], None]
 """``report_down(result, error, message)``: see the module docstring, step 4."""
 
 
+class PppSockets(Protocol):
+    """What a backend may use of the data plane (both ``DataPlane`` and
+    ``AsyncDataPlane`` have it: ``socket()`` + ``connect()`` never block)."""
+
+    def open_ppp_socket(
+        self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
+    ) -> socket.socket: ...
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class BackendSession:
     """Everything a backend needs about one established session (step 3)."""
@@ -93,11 +102,14 @@ class BackendSession:
     """IDs and call parameters (peer-supplied strings are data: never interpolate into a shell)."""
     role: Role
     """LAC (kl2tpd) or LNS (l2tp-lns); the LNS side runs pppd as the authenticator."""
-    kernel_tunnel: KernelTunnelConfig
+    kernel_tunnel: KernelTunnelSpec
     """The managed kernel tunnel the session lives in (for ``open_ppp_socket``)."""
     tunnel_fd: int
     """The tunnel's UDP socket (``kernel_tunnel.fd``); owned by the control plane: do not close."""
-    dataplane: DataPlane
+    dataplane: PppSockets
+    """The context's data plane, for ``open_ppp_socket`` only (and its ``netns``
+    attribute, where it has one): kernel sessions are the control plane's to make
+    and delete."""
     lns_mode: bool
     local: Address
     peer: Address

@@ -2,7 +2,7 @@
 
 ::
 
-    async with L2tpContext(dataplane=NullDataPlane()) as ctx:     # or LinuxDataPlane()
+    async with L2tpContext() as ctx:      # dataplane=AsyncLinuxDataPlane() for real kernel objects
         lns = await ctx.listen(("127.0.0.1", 1701), config=ListenerConfig(...))
         tunnel = await ctx.open_tunnel(("127.0.0.1", 1701), config=TunnelConfig(role=Role.LAC))
         session = await tunnel.open_session()                     # ICRQ/ICRP/ICCN
@@ -23,6 +23,12 @@ Design (aioquic-style driver over the sans-IO core of :mod:`l2tp.protocol`):
 * **Randomness.** Tunnel IDs (one pool for the whole context, as kernel tunnel
   IDs are per host), session IDs, challenges and random vectors come from the
   injected ``random_bytes`` (default :func:`os.urandom`).
+* **Kernel work off the loop.** The data plane is an
+  :class:`~l2tp.kernel.async_dataplane.AsyncDataPlane`: kernel objects are made in
+  tasks whose requests are pipelined on one netlink socket per namespace, and new
+  tunnel IDs are checked against the kernel's from memory
+  (:meth:`~l2tp.kernel.async_dataplane.AsyncDataPlane.tunnel_id_in_use`), so nothing
+  on the datagram path makes a system call besides the socket read and send.
 * **Cancellation.** Cancelling :meth:`L2tpContext.open_tunnel` while it waits closes
   the tunnel it started (StopCCN, or nothing if no SCCRQ could matter yet);
   cancelling ``TunnelHandle.open_session`` sends the call's CDN; cancelling
@@ -32,14 +38,16 @@ Design (aioquic-style driver over the sans-IO core of :mod:`l2tp.protocol`):
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import os
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from l2tp.kernel.async_dataplane import AsyncDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.constants import EncapType
-from l2tp.kernel.dataplane import DataPlane, NullDataPlane
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.protocol.events import Role
 from l2tp.protocol.ids import IdPool
@@ -72,7 +80,10 @@ class _KernelAwareIds(IdPool):
     """Tunnel IDs that also avoid the kernel's: another process in the namespace (a second
     daemon, ``ip l2tp``, a static ql2tpd tunnel) may hold one, and the managed kernel tunnel
     of a control connection that drew it could not be created (StopCCN 2 after the peer
-    already answered). One netlink lookup per new tunnel; a race stays possible but rare."""
+    already answered). ``exists`` answers from the data plane's learned set (a dump at
+    start plus the kernel's multicast events; no system call per SCCRQ); a tunnel made
+    by another process between our draw and our create stays possible but rare, and
+    ends that one tunnel with StopCCN 2 (docs/kernel-api.md, "Tunnel IDs")."""
 
     __slots__ = ("_exists",)
 
@@ -102,21 +113,40 @@ class L2tpContext:
     def __init__(
         self,
         *,
-        dataplane: DataPlane | None = None,
+        dataplane: AsyncDataPlane | None = None,
         backend: SessionBackend | None = None,
         random_bytes: RandomSource = os.urandom,
         loop: asyncio.AbstractEventLoop | None = None,
         netns: str | None = None,
+        close_dataplane: bool = True,
     ) -> None:
         """``netns``: open every control socket in this network namespace (``ip netns``
         name or path), as a managed kernel tunnel must live in its socket's namespace;
-        give the data plane the same one."""
+        give the data plane the same one.
+
+        ``dataplane``: an :class:`~l2tp.kernel.async_dataplane.AsyncDataPlane`
+        (default: an :class:`~l2tp.kernel.async_null.AsyncNullDataPlane`). The
+        context starts it (idempotent) before its first listener or tunnel and closes
+        it at the end of :meth:`close`, unless ``close_dataplane`` is False (a data
+        plane shared by several contexts: its owner closes it).
+        """
+        if dataplane is not None and not inspect.iscoroutinefunction(
+            getattr(dataplane, "create_tunnel", None)
+        ):
+            raise TypeError(
+                "L2tpContext needs an asynchronous data plane (AsyncLinuxDataPlane, "
+                f"AsyncNullDataPlane), not {type(dataplane).__name__}: the blocking "
+                "DataPlane classes are for scripts outside an event loop"
+            )
         self.netns = netns
-        self.dataplane: DataPlane = dataplane if dataplane is not None else NullDataPlane()
+        self._close_dataplane = close_dataplane
+        self.dataplane: AsyncDataPlane = (
+            dataplane if dataplane is not None else AsyncNullDataPlane()
+        )
         self.backend = backend
         self.random_bytes = random_bytes
         self._loop = loop
-        exists = self.dataplane.tunnel_exists
+        exists = self.dataplane.tunnel_id_in_use
         self.ids = _KernelAwareIds(bits=16, random_bytes=random_bytes, exists=exists)
         self.ids3 = _KernelAwareIds(bits=32, random_bytes=random_bytes, exists=exists)
         """L2TPv3 Control Connection IDs (32-bit, RFC 3931 5.4.3). The kernel keeps one
@@ -144,7 +174,15 @@ class L2tpContext:
 
     async def __aenter__(self) -> L2tpContext:
         _ = self.loop
+        await self.start()
         return self
+
+    async def start(self) -> None:
+        """Start the data plane (learn the kernel's tunnel IDs); done by ``async with``,
+        :meth:`listen` and :meth:`open_tunnel` as needed. Raises the data plane's
+        :class:`~l2tp.kernel.errors.KernelError` (e.g. the ``l2tp`` module missing)."""
+        self._check_open()
+        await self.dataplane.start()
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
@@ -175,7 +213,7 @@ class L2tpContext:
         Raises :class:`TunnelFailed` if it closes first (e.g. StopCCN 4 for a
         wrong secret, or ``reason=None`` when the peer never answered).
         """
-        self._check_open()
+        await self.start()
         config = config if config is not None else TunnelConfig(role=Role.LAC)
         if encap is EncapType.IP and config.version != 3:
             raise ValueError("IP encapsulation is L2TPv3 only (RFC 3931 4.1.1)")
@@ -253,7 +291,7 @@ class L2tpContext:
         Control Connection ID 0, where new SCCRQs arrive (RFC 3931 4.1.1.2); the
         port is ignored.
         """
-        self._check_open()
+        await self.start()
         config = listener_config(config if config is not None else ListenerConfig())
         v3 = config.tunnel.version == 3
         if encap is EncapType.IP and not v3:
@@ -324,6 +362,8 @@ class L2tpContext:
             sub.queue.put_nowait(None)
         if self._trimmer is not None:
             self._trimmer.cancel()
+        if self._close_dataplane:
+            await self.dataplane.close()
 
     async def close_tunnels(
         self, tunnels: list[TunnelHandle], result: int, message: str, ack_timeout: float

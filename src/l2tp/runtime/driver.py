@@ -13,8 +13,8 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from l2tp.kernel.async_dataplane import AsyncDataPlane
 from l2tp.kernel.constants import EncapType
-from l2tp.kernel.dataplane import DataPlane
 from l2tp.protocol.events import ControlEvent, Reason, SessionInfo
 
 from .backend import SessionBackend, SessionOptions
@@ -59,7 +59,7 @@ class Driver(Protocol):
     def loop(self) -> asyncio.AbstractEventLoop: ...
 
     @property
-    def dataplane(self) -> DataPlane: ...
+    def dataplane(self) -> AsyncDataPlane: ...
 
     @property
     def backend(self) -> SessionBackend | None: ...

@@ -73,6 +73,9 @@ class TunnelHandle(KernelSideEffects):
         self.role = role
         self.sessions: dict[int, SessionHandle] = {}
         self.kernel = None
+        self.ready = False
+        self._kernel_up = None
+        self._teardown = None
         self.established_event: TunnelEstablished | None = None
         self.closed: TunnelClosed | None = None
         self.released = False
@@ -96,8 +99,9 @@ class TunnelHandle(KernelSideEffects):
         return self.tunnel.state
 
     async def wait_established(self) -> TunnelEstablished:
-        """Return once the tunnel is up; raise :class:`TunnelFailed` if it closed first."""
-        if self.established_event is not None and self.closed is None:
+        """Return once the tunnel is up with its kernel tunnel; raise :class:`TunnelFailed`
+        if it closed first."""
+        if self.ready and self.established_event is not None and self.closed is None:
             return self.established_event
         if self.closed is not None:
             raise TunnelFailed(self.closed)
@@ -106,7 +110,8 @@ class TunnelHandle(KernelSideEffects):
         return await asyncio.shield(self._est_fut)
 
     async def wait_closed(self) -> TunnelClosed:
-        if self.closed is not None:
+        """Return once closed and its sessions' backends and its kernel objects are gone."""
+        if self.closed is not None and (self._teardown is None or self._teardown.done()):
             return self.closed
         if self._closed_fut is None:
             self._closed_fut = self.ctx.loop.create_future()
@@ -310,8 +315,9 @@ class TunnelHandle(KernelSideEffects):
         self.released = True
         self.cancel_timer()
         kernel, self.kernel = self.kernel, None
+        self.ready = False
         if kernel is not None:
-            self._delete_kernel_tunnel(kernel.tunnel_id)
+            self._spawn(self._delete_kernel_tunnel(kernel.tunnel_id))
         self.ctx.forget(self)
 
     def _quiet(self) -> bool:

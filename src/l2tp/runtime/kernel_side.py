@@ -9,6 +9,23 @@ closed -> backend stopped, kernel session deleted; tunnel closed -> every sessio
 as above, kernel tunnel deleted. Kernel failures close the session (CDN 2) or the
 tunnel (StopCCN 2) with the generic :data:`~l2tp.runtime.errors.LOCAL_FAILURE`
 message; the details are logged, never sent.
+
+All kernel work goes through the context's
+:class:`~l2tp.kernel.async_dataplane.AsyncDataPlane` in tasks, never on the
+datagram path: the control plane keeps answering while requests are in flight
+(pipelined on one netlink socket per namespace). Order within one tunnel is kept
+by awaiting, not by luck:
+
+- the tunnel's creation task (:attr:`KernelSideEffects._kernel_up`) comes first;
+  every session's bring-up awaits it;
+- a session's bring-up (create, bridge port, backend start) is one task
+  (``SessionHandle.bringup``); its tear-down awaits it, then stops the backend,
+  then deletes the kernel session;
+- the tunnel's tear-down awaits its creation and every session's tear-down, then
+  deletes the kernel tunnel (which removes any session still in it).
+
+``SessionHandle.wait_closed`` and ``TunnelHandle.wait_closed`` return once that
+tear-down is done, so "closed" means the kernel objects are gone too.
 """
 
 from __future__ import annotations
@@ -20,9 +37,8 @@ from collections.abc import Coroutine
 from typing import Any
 
 from l2tp.kernel.constants import L2SpecType, PseudowireType
-from l2tp.kernel.errors import KernelError, SessionNotFound
-from l2tp.kernel.model import SessionConfig as KernelSessionConfig
-from l2tp.kernel.model import TunnelConfig as KernelTunnelConfig
+from l2tp.kernel.errors import KernelError, SessionNotFound, TunnelNotFound
+from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 from l2tp.protocol.constants import CdnResult, StopCcnResult
 from l2tp.protocol.events import (
     Role,
@@ -52,12 +68,18 @@ class KernelSideEffects:
     sock: socket.socket
     role: Role
     sessions: dict[int, SessionHandle]
-    kernel: KernelTunnelConfig | None
+    kernel: KernelTunnelSpec | None
+    """The kernel tunnel of this control connection, from establishment until deleted
+    (None again if it could not be created)."""
+    ready: bool
+    """Established, and its kernel tunnel exists (what :meth:`wait_established` waits for)."""
     established_event: TunnelEstablished | None
     closed: TunnelClosed | None
     _est_fut: asyncio.Future[TunnelEstablished] | None
     _closed_fut: asyncio.Future[TunnelClosed] | None
     _tasks: set[asyncio.Task[None]]
+    _kernel_up: asyncio.Task[None] | None
+    _teardown: asyncio.Task[None] | None
 
     @property
     def tunnel_id(self) -> int:
@@ -87,68 +109,100 @@ class KernelSideEffects:
     ) -> None:
         raise NotImplementedError
 
+    def begin_close(
+        self,
+        result: int = StopCcnResult.GENERAL_REQUEST,
+        *,
+        error: int | None = None,
+        message: str = "",
+    ) -> None:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ tunnel
+
     def _tunnel_established(self, event: TunnelEstablished) -> None:
         self.established_event = event
         try:
             self.endpoint.tunnel_up(self)
-            sock = self.sock
-            self.kernel = KernelTunnelConfig(
+            spec = KernelTunnelSpec(
                 tunnel_id=self.tunnel_id,
                 peer_tunnel_id=self.peer_tunnel_id,
                 version=self.tunnel.config.version,
                 encap=self.endpoint.encap,
-                fd=sock.fileno(),
+                fd=self.sock.fileno(),
             )
-            self.ctx.dataplane.create_tunnel(self.kernel)
         except (KernelError, OSError, ValueError) as exc:
-            self.kernel = None
             log.error("tunnel %d: data plane: %s", self.tunnel_id, exc)
             self.tunnel.close(
                 self.ctx.loop.time(), result=StopCcnResult.GENERAL_ERROR, message=LOCAL_FAILURE
             )
             return
+        self.kernel = spec
+        self._kernel_up = self._spawn(self._create_kernel_tunnel(spec, event))
+
+    async def _create_kernel_tunnel(self, spec: KernelTunnelSpec, event: TunnelEstablished) -> None:
+        try:
+            await self.ctx.dataplane.create_tunnel(spec)
+        except (KernelError, OSError, ValueError) as exc:
+            self.kernel = None
+            log.error("tunnel %d: data plane: %s", self.tunnel_id, exc)
+            self.begin_close(StopCcnResult.GENERAL_ERROR, message=LOCAL_FAILURE)
+            return
+        if self.closed is not None:
+            return  # the tear-down, waiting for this task, deletes it
+        self.ready = True
         if self._est_fut is not None and not self._est_fut.done():
             self._est_fut.set_result(event)
 
+    async def _kernel_tunnel_ready(self) -> bool:
+        """Wait for the kernel tunnel's creation; True if it exists (and is not going)."""
+        task = self._kernel_up
+        if task is None:
+            return False
+        if not task.done():
+            await asyncio.wait((task,))
+        return self.kernel is not None and self.closed is None
+
     def _tunnel_closed(self, event: TunnelClosed) -> None:
         self.closed = event
-        if self.kernel is not None:
-            kernel, self.kernel = self.kernel, None
-            # Sessions closed along with the tunnel have already left self.sessions
-            # (their SessionClosed came first) but their backends are still stopping in
-            # self._tasks: let them finish before the kernel objects go (backend.py,
-            # step 5), or pppd's LCP Terminate-Request has no session to leave by.
-            if self.ctx.backend is None or not (
-                self._tasks or any(s.kernel for s in self.sessions.values())
-            ):
-                self._delete_kernel_tunnel(kernel.tunnel_id)
-            else:
-                self._spawn(self._delete_after_backends(kernel.tunnel_id))
         if self._est_fut is not None and not self._est_fut.done():
             self._est_fut.set_exception(TunnelFailed(event))
             self._est_fut.exception()
-        if self._closed_fut is not None and not self._closed_fut.done():
-            self._closed_fut.set_result(event)
+        self._teardown = self._spawn(self._tear_down_tunnel(event))
         self.endpoint.tunnel_down(self)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+    async def _tear_down_tunnel(self, event: TunnelClosed) -> None:
+        """After every session's tear-down (backends stopped: backend.py, step 5, else
+        pppd's LCP Terminate-Request has no session to leave by), delete the kernel
+        tunnel; then "closed" is complete."""
+        me = asyncio.current_task()
+        while pending := [t for t in self._tasks if t is not me]:
+            await asyncio.wait(pending)
+        kernel, self.kernel = self.kernel, None
+        self.ready = False
+        if kernel is not None:
+            await self._delete_kernel_tunnel(kernel.tunnel_id)
+        if self._closed_fut is not None and not self._closed_fut.done():
+            self._closed_fut.set_result(event)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.ctx.spawn(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _delete_after_backends(self, tunnel_id: int) -> None:
-        pending = [t for t in self._tasks if t is not asyncio.current_task()]
-        if pending:
-            await asyncio.gather(*pending, return_exceptions=True)
-        self._delete_kernel_tunnel(tunnel_id)
-
-    def _delete_kernel_tunnel(self, tunnel_id: int) -> None:
+    async def _delete_kernel_tunnel(self, tunnel_id: int) -> None:
         for handle in self.sessions.values():
             handle.kernel = False
         try:
-            self.ctx.dataplane.delete_tunnel(tunnel_id)
+            await self.ctx.dataplane.delete_tunnel(tunnel_id)
+        except TunnelNotFound:
+            # E.g. its socket was closed first, which ends a managed kernel tunnel.
+            log.debug("tunnel %d: kernel tunnel already gone", tunnel_id)
         except (KernelError, OSError) as exc:
             log.warning("tunnel %d: deleting kernel tunnel: %s", tunnel_id, exc)
+
+    # ----------------------------------------------------------------- sessions
 
     def _session_established(self, event: SessionEstablished) -> None:
         info = event.info
@@ -156,28 +210,35 @@ class KernelSideEffects:
         if handle is None:
             handle = self.new_session(info.session_id, self.endpoint.ppp_options)
         handle.peer_session_id = info.peer_session_id
-        pw_type: int = PseudowireType.PPP
-        if self.kernel is not None:
-            try:
-                config = self._kernel_session(info, handle)
-                pw_type = config.pw_type
-                self.ctx.dataplane.create_session(config)
-                handle.kernel = True
-                if pw_type == PseudowireType.ETH and handle.options.bridge:
-                    self.ctx.dataplane.attach_to_bridge(
-                        self.tunnel_id, info.session_id, handle.options.bridge
-                    )
-            except (KernelError, OSError, ValueError) as exc:
-                log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
-                self.tunnel.close_session(
-                    info.session_id,
-                    self.ctx.loop.time(),
-                    result=CdnResult.GENERAL_ERROR,
-                    message=LOCAL_FAILURE,
-                )
+        handle.bringup = self._spawn(self._bring_up_session(handle, info))
+
+    async def _bring_up_session(self, handle: SessionHandle, info: SessionInfo) -> None:
+        """Kernel session, bridge port, then the backend (backend.py, steps 2-3); a
+        failure closes the call with CDN 2 and the generic message. The tear-down
+        (which waits for this) undoes whatever was done when the call closes."""
+        if not await self._kernel_tunnel_ready() or handle.closed is not None:
+            return  # the tunnel (or call) is going; its tear-down does the rest
+        try:
+            spec = self._kernel_session(info, handle)
+            await self.ctx.dataplane.create_session(spec)
+            handle.kernel = True
+            if handle.closed is not None:
                 return
+            if spec.pw_type == PseudowireType.ETH and handle.options.bridge:
+                await self.ctx.dataplane.attach_to_bridge(
+                    self.tunnel_id, info.session_id, handle.options.bridge
+                )
+        except (KernelError, OSError, ValueError) as exc:
+            log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
+            self.close_session(
+                info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
+            )
+            return
+        if handle.closed is not None:
+            return
         backend = self.ctx.backend
-        if backend is None or self.kernel is None or pw_type != PseudowireType.PPP:
+        kernel = self.kernel
+        if backend is None or kernel is None or spec.pw_type != PseudowireType.PPP:
             # An Ethernet pseudowire is complete once its l2tpeth interface exists.
             handle._set_established(info)
             if info.circuit_active is False:
@@ -186,7 +247,7 @@ class KernelSideEffects:
         session = BackendSession(
             info=info,
             role=self.role,
-            kernel_tunnel=self.kernel,
+            kernel_tunnel=kernel,
             tunnel_fd=self.sock.fileno(),
             dataplane=self.ctx.dataplane,
             lns_mode=self.role is Role.LNS,
@@ -196,7 +257,18 @@ class KernelSideEffects:
             report_down=lambda r, e, m: self._backend_down(handle, r, e, m),
         )
         handle.backend_session = session
-        self._spawn(self._start_backend(handle, session, info))
+        try:
+            await backend.start(session)
+        except Exception as exc:  # a backend refusing the session: CDN 2 (backend.py step 3)
+            log.error("session %d/%d: backend: %s", self.tunnel_id, info.session_id, exc)
+            handle.backend_session = None
+            self.close_session(
+                info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
+            )
+            return
+        if handle.closed is None:
+            handle._set_established(info)
+        # else: closed while starting; the tear-down (waiting for us) stops it.
 
     def _follow_circuit(self, handle: SessionHandle, active: bool) -> None:
         """RFC 3931 5.4.5: while the peer's circuit is inactive, data "MUST cease" towards
@@ -212,14 +284,24 @@ class KernelSideEffects:
             return
         if self.tunnel.config.version != 3 or info.pseudowire_type != PseudowireType.ETH:
             return
+        # Changes apply in the order the peer sent them: each waits for the one before.
+        handle.circuit_task = self._spawn(self._set_circuit(handle, active, handle.circuit_task))
+
+    async def _set_circuit(
+        self, handle: SessionHandle, active: bool, before: asyncio.Task[None] | None
+    ) -> None:
+        if before is not None and not before.done():
+            await asyncio.wait((before,))
+        if not handle.kernel or handle.closed is not None:
+            return
         try:
-            self.ctx.dataplane.set_session_up(self.tunnel_id, handle.session_id, active)
+            await self.ctx.dataplane.set_session_up(self.tunnel_id, handle.session_id, active)
         except (KernelError, OSError, ValueError) as exc:
             log.warning(
                 "session %d/%d: interface up/down: %s", self.tunnel_id, handle.session_id, exc
             )
 
-    def _kernel_session(self, info: SessionInfo, handle: SessionHandle) -> KernelSessionConfig:
+    def _kernel_session(self, info: SessionInfo, handle: SessionHandle) -> KernelSessionSpec:
         """The kernel session for an established call.
 
         L2TPv2: a PPP session (LNS mode on the LNS), sequencing when either side
@@ -232,7 +314,7 @@ class KernelSideEffects:
         options = handle.options
         if self.tunnel.config.version == 2:
             seq = info.sequencing_required or self.endpoint.seqnum
-            return KernelSessionConfig(
+            return KernelSessionSpec(
                 tunnel_id=self.tunnel_id,
                 session_id=info.session_id,
                 peer_session_id=info.peer_session_id,
@@ -246,7 +328,7 @@ class KernelSideEffects:
             info.pseudowire_type if info.pseudowire_type is not None else params.pseudowire_type
         )
         sublayer = bool(info.l2_specific_sublayer) or bool(params.l2_specific_sublayer)
-        return KernelSessionConfig(
+        return KernelSessionSpec(
             tunnel_id=self.tunnel_id,
             session_id=info.session_id,
             peer_session_id=info.peer_session_id,
@@ -260,27 +342,6 @@ class KernelSideEffects:
             ifname=options.interface_name if pw_type == PseudowireType.ETH else None,
             mtu=options.mtu if pw_type == PseudowireType.ETH else None,
         )
-
-    async def _start_backend(
-        self, handle: SessionHandle, session: BackendSession, info: SessionInfo
-    ) -> None:
-        backend = self.ctx.backend
-        assert backend is not None
-        try:
-            await backend.start(session)
-        except Exception as exc:  # a backend refusing the session: CDN 2 (backend.py step 3)
-            log.error("session %d/%d: backend: %s", self.tunnel_id, info.session_id, exc)
-            handle.backend_session = None
-            self.close_session(
-                info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
-            )
-            return
-        if handle.closed is not None:
-            # Closed while starting: the close path could not stop what was not started.
-            handle.backend_session = session
-            await self._stop_backend(handle)
-            return
-        handle._set_established(info)
 
     def _backend_down(
         self, handle: SessionHandle, result: int, error: int | None, message: str
@@ -299,33 +360,37 @@ class KernelSideEffects:
         handle = self.sessions.pop(event.session_id, None)
         if handle is None:
             return
-        if handle.backend_session is not None and self.ctx.backend is not None:
-            handle.stopping = True
-            self._spawn(self._stop_backend(handle))
-        elif handle.kernel:
-            self._delete_kernel_session(handle)
         handle._set_closed(event)
+        self._spawn(self._tear_down_session(handle, event))
         self.endpoint.session_gone(self, handle)
 
-    async def _stop_backend(self, handle: SessionHandle) -> None:
-        backend = self.ctx.backend
+    async def _tear_down_session(self, handle: SessionHandle, event: SessionClosed) -> None:
+        """Undo the bring-up once it has finished: stop the backend (backend.py, step 5),
+        then delete the kernel session, unless the whole tunnel is going (deleting the
+        kernel tunnel removes its sessions: one request instead of one per session)."""
+        for task in (handle.bringup, handle.circuit_task):
+            if task is not None and not task.done():
+                await asyncio.wait((task,))
         session = handle.backend_session
-        handle.backend_session = None
-        if backend is not None and session is not None:
+        backend = self.ctx.backend
+        if session is not None and backend is not None:
+            handle.stopping = True
+            handle.backend_session = None
             try:
                 await backend.stop(session)
             except Exception:
                 log.exception("session %d/%d: backend stop failed", self.tunnel_id, session.key[1])
-        if handle.kernel:
-            self._delete_kernel_session(handle)
+        if handle.kernel and self.closed is None:
+            await self._delete_kernel_session(handle)
+        handle._set_released(event)
 
-    def _delete_kernel_session(self, handle: SessionHandle) -> None:
+    async def _delete_kernel_session(self, handle: SessionHandle) -> None:
         handle.kernel = False
         if self.kernel is None:
             return
         try:
-            self.ctx.dataplane.delete_session(self.tunnel_id, handle.session_id)
-        except SessionNotFound:
+            await self.ctx.dataplane.delete_session(self.tunnel_id, handle.session_id)
+        except (SessionNotFound, TunnelNotFound):
             # Expected for PPP: Linux deletes the session when pppd's PPPoL2TP socket closes.
             log.debug("session %d/%d: already gone", self.tunnel_id, handle.session_id)
         except (KernelError, OSError) as exc:

@@ -51,13 +51,16 @@ class SessionHandle:
         "_closed_fut",
         "_est_fut",
         "backend_session",
+        "bringup",
         "circuit",
+        "circuit_task",
         "closed",
         "info",
         "kernel",
         "options",
         "params",
         "peer_session_id",
+        "released",
         "session_id",
         "stopping",
         "tunnel",
@@ -86,6 +89,12 @@ class SessionHandle:
         """A kernel session exists for it."""
         self.backend_session: BackendSession | None = None
         self.stopping = False
+        self.released = False
+        """Closed, and its backend and kernel session are gone (see :meth:`wait_closed`)."""
+        self.bringup: asyncio.Task[None] | None = None
+        """Kernel session and backend being set up (runtime internal)."""
+        self.circuit_task: asyncio.Task[None] | None = None
+        """The last interface up/down following the peer's Circuit Status (runtime internal)."""
         self._est_fut: asyncio.Future[SessionInfo] | None = None
         self._closed_fut: asyncio.Future[SessionClosed] | None = None
 
@@ -108,7 +117,10 @@ class SessionHandle:
         return await asyncio.shield(self._est_fut)
 
     async def wait_closed(self) -> SessionClosed:
-        if self.closed is not None:
+        """Return once the call is closed and its backend and kernel session are gone
+        (when its whole tunnel closes, the kernel session goes with the tunnel's: see
+        ``TunnelHandle.wait_closed``)."""
+        if self.closed is not None and self.released:
             return self.closed
         if self._closed_fut is None:
             self._closed_fut = self.tunnel.create_future()
@@ -149,5 +161,8 @@ class SessionHandle:
         if self._est_fut is not None and not self._est_fut.done():
             self._est_fut.set_exception(SessionFailed(event))
             self._est_fut.exception()  # mark retrieved: the awaiter gets it via shield
+
+    def _set_released(self, event: SessionClosed) -> None:
+        self.released = True
         if self._closed_fut is not None and not self._closed_fut.done():
             self._closed_fut.set_result(event)
