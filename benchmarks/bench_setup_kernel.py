@@ -35,7 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from setup_lib import open_tunnels, place_sessions, tunnel_config
 
 from l2tp.kernel import L2tpNetlink
-from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane
+
+try:
+    from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane as KernelDataPlane
+except ImportError:  # a tree from before issue 14 (blocking data plane): before/after runs
+    from l2tp.kernel.dataplane import LinuxDataPlane as KernelDataPlane  # type: ignore[assignment]
 from l2tp.kernel.constants import PseudowireType
 from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.protocol.events import Role
@@ -73,7 +77,7 @@ class StallProbe:
 
 def _lns_main(conn: Connection) -> None:
     async def main() -> None:
-        async with L2tpContext(dataplane=AsyncLinuxDataPlane()) as ctx:
+        async with L2tpContext(dataplane=KernelDataPlane()) as ctx:
             config = ListenerConfig(tunnel=tunnel_config(Role.LNS, 60.0), max_tunnels=4096)
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             conn.send(listener.address)
@@ -105,7 +109,7 @@ async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
     host, port = ours.recv()
     lns_stall: float | None = None
     try:
-        async with L2tpContext(dataplane=AsyncLinuxDataPlane()) as ctx:
+        async with L2tpContext(dataplane=KernelDataPlane()) as ctx:
             probe = StallProbe()
             probe.start()
             handles, failed_tunnels = await open_tunnels(

@@ -31,7 +31,10 @@ from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from typing import Any, Self
 
-from l2tp.kernel.async_null import AsyncNullDataPlane
+try:
+    from l2tp.kernel.async_null import AsyncNullDataPlane
+except ImportError:  # a tree from before issue 14 (blocking data plane): before/after runs
+    from l2tp.kernel.dataplane import NullDataPlane as AsyncNullDataPlane  # type: ignore[assignment]
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig

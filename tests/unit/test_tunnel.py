@@ -543,3 +543,14 @@ def test_scc_requests_and_replies_hide_nothing_but_later_messages_do() -> None:
 def test_setup_timeout_must_be_positive() -> None:
     with pytest.raises(ValueError, match="setup_timeout"):
         lac_config(setup_timeout=0.0)
+
+
+def test_losing_a_tie_in_a_wrong_state_raises_and_keeps_waiting_sessions() -> None:
+    """A tie can be lost only while our SCCRQ waits for its reply; called in another
+    state the tunnel raises and must not have handed its waiting calls away first."""
+    t = Tunnel(lac_config(), local_id=5, random_bytes=random.Random(0).randbytes)
+    sid = t.open_session(0.0)
+    assert t.state is TunnelState.IDLE and sid in t.sessions
+    with pytest.raises(LocalProtocolError):
+        t._lose_tie_breaker(0.0, replaced_by=9)
+    assert sid in t.sessions and t.state is TunnelState.IDLE

@@ -425,6 +425,7 @@ class Tunnel:
         ``replaced_by=None`` (equal tie breakers: both tunnels go) the
         sessions end with the tunnel instead.
         """
+        lookup(self.state, TunnelInput.LOSE_TIE)  # raises in a wrong state, detaching nothing
         waiting = self.sessions.detach_waiting() if replaced_by is not None else []
         self._replaced_by = replaced_by
         self._input(TunnelInput.LOSE_TIE, now, description=description)
