@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from setup_lib import open_tunnels, place_sessions, tunnel_config
+from setup_lib import open_tunnels, tunnel_config
 
 from l2tp.kernel import L2tpNetlink
 
@@ -82,22 +82,66 @@ def _lns_main(conn: Connection) -> None:
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             conn.send(listener.address)
             loop = asyncio.get_running_loop()
-            stop = loop.create_future()
+            commands: asyncio.Queue[Any] = asyncio.Queue()
             probe = StallProbe()
             probe.start()
-
-            def on_command() -> None:
-                if not stop.done():
-                    stop.set_result(conn.recv())
-
-            loop.add_reader(conn.fileno(), on_command)
-            await stop
+            loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
+            while (command := await commands.get()) != "stop":
+                # ("count", N): answer when N calls are up here, kernel session included
+                # (a handle is established only once its bring-up is done), with the
+                # CLOCK_MONOTONIC time, which the LAC's process shares.
+                want = command[1]
+                deadline = time.monotonic() + 120.0
+                while (up := _established(ctx)) < want and time.monotonic() < deadline:
+                    await asyncio.sleep(0.01)
+                conn.send(("count", up, time.monotonic()))
             stall = probe.stop()
             loop.remove_reader(conn.fileno())
             await ctx.close(ack_timeout=1.0)
         conn.send(("stopped", stall))
 
     asyncio.run(main())
+
+
+PACE = 50
+"""Calls placed per turn of the LAC's loop: a LAC takes calls as they come, and
+placing all N in one turn would itself stall its loop for the whole burst."""
+
+
+async def place_paced(tunnels: list[Any], per_tunnel: int) -> tuple[list[float], int]:
+    """Place ``per_tunnel`` calls on every tunnel, ``PACE`` per loop turn; latencies, failures."""
+
+    async def one(th: Any) -> float | None:
+        t0 = time.perf_counter()
+        try:
+            await th.place_call().wait_established()
+        except Exception:
+            return None
+        return time.perf_counter() - t0
+
+    tasks = []
+    for _ in range(per_tunnel):
+        for th in tunnels:
+            tasks.append(asyncio.ensure_future(one(th)))
+            if len(tasks) % PACE == 0:
+                await asyncio.sleep(0)
+    results = await asyncio.gather(*tasks)
+    latencies = [r for r in results if r is not None]
+    return latencies, len(results) - len(latencies)
+
+
+def _established(ctx: L2tpContext) -> int:
+    return sum(h.info is not None for th in ctx.tunnels.values() for h in th.sessions.values())
+
+
+async def _lns_count(conn: Connection, want: int) -> tuple[int, float]:
+    """Ask the LNS child for the moment it had ``want`` calls up; the loop keeps running
+    meanwhile (our last ICCNs may still wait for window space)."""
+    conn.send(("count", want))
+    while not conn.poll():
+        await asyncio.sleep(0.01)
+    _, up, at = conn.recv()
+    return up, at
 
 
 async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
@@ -115,36 +159,33 @@ async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
             handles, failed_tunnels = await open_tunnels(
                 ctx, (host, port), tunnels, tunnel_config(Role.LAC, 60.0)
             )
-            start = time.perf_counter()
-            latencies, failed = await place_sessions(handles, per_tunnel)
-            lac_done = time.perf_counter() - start
+            start = time.monotonic()
+            latencies, failed = await place_paced(handles, per_tunnel)
+            lac_done = time.monotonic() - start
+            # Both sides: the LNS may still be creating its kernel sessions.
+            lns_up, lns_at = await _lns_count(ours, len(latencies))
+            elapsed = max(lac_done, lns_at - start)
             lac_stall = probe.stop()
-            # Both sides' kernel sessions: the LNS may still be creating its own.
-            want = 2 * len(latencies)
-            deadline = time.perf_counter() + 120.0
-            with L2tpNetlink() as nl:
-                while (kernel_sessions := len(nl.dump_sessions())) < want:
-                    if time.perf_counter() > deadline:
-                        break
-                    time.sleep(0.005)  # the LAC's part is done: nothing else to serve
-            elapsed = time.perf_counter() - start
+            with L2tpNetlink() as nl:  # the check, after the clock stopped
+                kernel_sessions = len(nl.dump_sessions())
             await ctx.close(ack_timeout=1.0)
     finally:
         ours.send("stop")
         if ours.poll(30):
             reply = ours.recv()
-            if isinstance(reply, tuple):
+            if isinstance(reply, tuple) and reply[0] == "stopped":
                 lns_stall = reply[1]
         lns.join(30)
         if lns.is_alive():
             lns.kill()
-    sessions = min(len(latencies), kernel_sessions // 2)
+    sessions = min(len(latencies), lns_up)
     return {
         "tunnels": len(handles),
         "failed_tunnels": failed_tunnels,
         "sessions": len(latencies),
         "failed_sessions": failed,
         "kernel_sessions_both_sides": kernel_sessions,
+        "lns_sessions": lns_up,
         "lac_seconds": round(lac_done, 3),
         "seconds": round(elapsed, 3),
         "sessions_per_second": round(sessions / elapsed, 1) if elapsed else 0.0,

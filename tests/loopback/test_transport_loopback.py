@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -294,6 +295,43 @@ def test_reader_drains_many_datagrams_per_wakeup() -> None:
                     break
             assert got == [b"%d" % i for i in range(200)]
             assert reader.counters.wakeups <= 3  # not one wake-up per datagram
+        finally:
+            reader.stop()
+            sock.close()
+            sender.close()
+
+    run(main())
+
+
+def test_reader_yields_to_the_loop_after_its_time_budget() -> None:
+    """A burst is not handled in one callback: after ``time_budget`` the loop gets a
+    turn (here a timer that must run while the burst is still being read), and the
+    rest of the burst follows on later wake-ups, in order, none lost."""
+
+    async def main() -> None:
+        sock, sender = open_udp_socket(), open_udp_socket()
+        got: list[bytes] = []
+        timer_saw: list[int] = []
+
+        def slow(data: bytes, _: object) -> None:
+            time.sleep(0.002)  # a costly message
+            got.append(data)
+
+        reader = DatagramReader(sock, slow, time_budget=0.01)
+        for i in range(50):
+            sender.sendto(b"%d" % i, sock.getsockname())
+        loop = asyncio.get_running_loop()
+        reader.start()
+        loop.call_later(0.02, lambda: timer_saw.append(len(got)))
+        try:
+            for _ in range(500):
+                await asyncio.sleep(0.005)
+                if len(got) == 50:
+                    break
+            assert got == [b"%d" % i for i in range(50)]
+            # 50 x 2 ms = 100 ms of handling: the timer ran in the middle of it.
+            assert timer_saw and 0 < timer_saw[0] < 50, timer_saw
+            assert reader.counters.budget_ends >= 3
         finally:
             reader.stop()
             sock.close()

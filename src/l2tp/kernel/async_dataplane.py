@@ -158,6 +158,7 @@ class AsyncLinuxDataPlane:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._portid = 0
         self._ifnames: dict[tuple[int, int], str] = {}  # Ethernet sessions' interfaces
+        self._pw_types_made: set[int] = set()  # pseudowire types whose module is loaded
         self._tasks: set[asyncio.Task[Any]] = set()  # ID checks, resyncs
         self._undos: set[asyncio.Task[Any]] = set()  # deletes of cancelled creates
         self._starting: asyncio.Task[None] | None = None
@@ -379,8 +380,13 @@ class AsyncLinuxDataPlane:
 
         create = netlink._create_session(spec)
         create.on_abandoned = self._undo_if_done(undo)
+        # The first session of a pseudowire type may load its module (l2tp_ppp,
+        # l2tp_eth: modprobe inside the request, ~0.4 s in the test VM): until one
+        # has been made, such creates go to the sender thread, not the loop.
+        create.slow = spec.pw_type not in self._pw_types_made
         if spec.mtu is None:
             await nl.channel.call(create)
+            self._pw_types_made.add(spec.pw_type)
             if spec.ifname:
                 self._ifnames[key] = spec.ifname
             return
@@ -391,6 +397,7 @@ class AsyncLinuxDataPlane:
         try:
             await nl.channel.call_many([create] if get is None else [create, get])
             created = True
+            self._pw_types_made.add(spec.pw_type)
             ifname = spec.ifname
             if get is not None and get.replies:
                 ifname = codec.ifname_of(get.replies[0])

@@ -18,8 +18,9 @@ a batch of 16 Ethernet deletes. Three ways to send (``sending=``):
 
 - ``"auto"`` (default): on the event loop, at most ``max_batch`` (8) requests
   per ``send()``, except batches with a request marked
-  :attr:`~l2tp.kernel.pipeline.Request.slow` (every session delete, and the
-  rtnetlink link changes, which run a device's notifier chains), which go to a
+  :attr:`~l2tp.kernel.pipeline.Request.slow` (tunnel creates and deletes, every
+  session delete, and the rtnetlink link changes, which run a device's notifier
+  chains), which go to a
   sender thread started on first use; while the thread has work, every batch
   goes to it, so the kernel still sees the requests in submission order.
   Ethernet session creates stay on the loop: 1,000 of them in the test VM took
