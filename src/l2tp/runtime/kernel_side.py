@@ -216,6 +216,12 @@ class KernelSideEffects:
         """Kernel session, bridge port, then the backend (backend.py, steps 2-3); a
         failure closes the call with CDN 2 and the generic message. The tear-down
         (which waits for this) undoes whatever was done when the call closes."""
+        try:
+            await self._bring_up(handle, info)
+        finally:
+            handle.bringup = None  # a finished task kept per session costs ~0.6 KB
+
+    async def _bring_up(self, handle: SessionHandle, info: SessionInfo) -> None:
         if not await self._kernel_tunnel_ready() or handle.closed is not None:
             return  # the tunnel (or call) is going; its tear-down does the rest
         try:
