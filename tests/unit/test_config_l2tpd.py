@@ -134,6 +134,8 @@ def test_docs_example_round_trips_and_prints_listener_sessions() -> None:
         "pppd_options": [],
         "mtu": 1280,
         "bridge": None,
+        "ppp": "pppd",
+        "builtin_ppp": None,
     }
 
 

@@ -13,6 +13,7 @@ from l2tp.config.fields import Resolver, parse_endpoint, system_resolver
 from l2tp.config.loader import load, loads
 from l2tp.config.model import (
     DEFAULT_PORT,
+    BuiltinPppSection,
     Config,
     Daemon,
     Digest,
@@ -22,6 +23,8 @@ from l2tp.config.model import (
     L2SpecType,
     ListenerConfig,  # the old names of the *Section classes
     ListenerSection,
+    PppAuth,
+    PppImplementation,
     Pseudowire,
     SessionConfig,
     SessionSection,
@@ -33,6 +36,7 @@ from l2tp.config.model import (
 
 __all__ = [
     "DEFAULT_PORT",
+    "BuiltinPppSection",
     "Config",
     "ConfigError",
     "ConfigErrors",
@@ -44,6 +48,8 @@ __all__ = [
     "L2SpecType",
     "ListenerConfig",
     "ListenerSection",
+    "PppAuth",
+    "PppImplementation",
     "Pseudowire",
     "Resolver",
     "SessionConfig",

@@ -19,9 +19,11 @@ from collections.abc import Iterable
 
 from l2tp.config.errors import table_path, toml_string
 from l2tp.config.model import (
+    BuiltinPppSection,
     Config,
     Endpoint,
     ListenerSection,
+    PppImplementation,
     Pseudowire,
     SessionSection,
     TunnelMode,
@@ -102,8 +104,38 @@ def session_items(session: SessionSection, *, full: bool) -> Items:
         ("mtu", session.mtu),
         ("bridge", session.bridge),
         ("remote_end_id", session.remote_end_id),
+        ("ppp", _ppp(session.pseudowire, session.ppp, full=full)),
     ]
     return items
+
+
+def _ppp(pseudowire: Pseudowire, ppp: object, *, full: bool) -> object:
+    """``ppp`` is only accepted with pseudowire ppp (a listener's sessions inherit it)."""
+    return ppp if full or pseudowire is Pseudowire.PPP else None
+
+
+def builtin_ppp_items(section: BuiltinPppSection, *, full: bool) -> Items:
+    """A ``[... .builtin_ppp]`` table. Keys of the other side (``dns``, ``user`` ...) are
+    written only when set, since the loader refuses them where they do not belong."""
+    default_auth = BuiltinPppSection().auth
+    peer_side = section.user is not None
+    write_auth = full or section.auth != default_auth or peer_side
+    return [
+        ("auth", tuple(str(m) for m in section.auth) if write_auth else None),
+        ("secrets", section.secrets),
+        ("name", section.name),
+        ("local_address", None if section.local_address is None else str(section.local_address)),
+        ("address_pool", None if section.address_pool is None else str(section.address_pool)),
+        ("dns", tuple(str(a) for a in section.dns) if full or section.dns else None),
+        ("mtu", section.mtu),
+        ("mru", section.mru),
+        ("lcp_echo_interval", _ms(section.lcp_echo_interval)),
+        ("lcp_echo_failure", section.lcp_echo_failure),
+        ("ipv6", section.ipv6),
+        ("interface_name", section.interface_name),
+        ("user", section.user),
+        ("password", section.password),
+    ]
 
 
 def listener_session_items(session: SessionSection, *, full: bool) -> Items:
@@ -115,6 +147,7 @@ def listener_session_items(session: SessionSection, *, full: bool) -> Items:
     the pseudowire; elsewhere they are unset and not inherited either.
     """
     ppp_like = session.pseudowire in (Pseudowire.PPP, Pseudowire.PPPAC)
+    ppp_like = ppp_like and session.ppp is PppImplementation.PPPD  # builtin: pppd_* refused
     return [
         ("pseudowire", session.pseudowire),
         ("remote_end_id", session.remote_end_id),
@@ -126,6 +159,7 @@ def listener_session_items(session: SessionSection, *, full: bool) -> Items:
         ("pppd_options", session.pppd_options if full or ppp_like else None),
         ("mtu", session.mtu),
         ("bridge", session.bridge),
+        ("ppp", _ppp(session.pseudowire, session.ppp, full=full)),
     ]
 
 
@@ -158,7 +192,18 @@ def listener_items(listener: ListenerSection, *, full: bool) -> Items:
         ("pppd_options", listener.pppd_options if full or listener.pppd_options else None),
         ("mtu", listener.mtu),
         ("bridge", listener.bridge),
+        ("ppp", _ppp(listener.pseudowire, listener.ppp, full=full)),
     ]
+
+
+def _builtin_table(path: str, section: BuiltinPppSection | None) -> list[str]:
+    if section is None:
+        return []
+    return ["", *_toml_table(f"{path}.builtin_ppp", builtin_ppp_items(section, full=False))]
+
+
+def _builtin_json(section: BuiltinPppSection | None) -> object:
+    return None if section is None else _json_items(builtin_ppp_items(section, full=True))
 
 
 def _toml_value(key: str, value: object) -> str:
@@ -191,12 +236,15 @@ def dump_toml(config: Config) -> str:
         for session in tunnel.sessions:
             spath = f"{path}.{table_path('session', session.name)}"
             out += ["", *_toml_table(spath, session_items(session, full=False))]
+            out += _builtin_table(spath, session.builtin_ppp)
     for listener in config.listeners:
         path = table_path("listener", listener.name)
         out += ["", *_toml_table(path, listener_items(listener, full=False))]
+        out += _builtin_table(path, listener.builtin_ppp)
         for session in listener.sessions:
             spath = f"{path}.{table_path('session', session.name)}"
             out += ["", *_toml_table(spath, listener_session_items(session, full=False))]
+            out += _builtin_table(spath, session.builtin_ppp)
     return "\n".join(out) + "\n"
 
 
@@ -211,15 +259,25 @@ def to_dict(config: Config) -> dict[str, object]:
         entry: dict[str, object] = {"name": tunnel.name}
         entry.update(_json_items(tunnel_items(tunnel, full=True)))
         entry["sessions"] = [
-            {"name": s.name, **_json_items(session_items(s, full=True))} for s in tunnel.sessions
+            {
+                "name": s.name,
+                **_json_items(session_items(s, full=True)),
+                "builtin_ppp": _builtin_json(s.builtin_ppp),
+            }
+            for s in tunnel.sessions
         ]
         tunnels.append(entry)
     listeners = []
     for listener in config.listeners:
         entry = {"name": listener.name}
         entry.update(_json_items(listener_items(listener, full=True)))
+        entry["builtin_ppp"] = _builtin_json(listener.builtin_ppp)
         entry["sessions"] = [
-            {"name": s.name, **_json_items(listener_session_items(s, full=True))}
+            {
+                "name": s.name,
+                **_json_items(listener_session_items(s, full=True)),
+                "builtin_ppp": _builtin_json(s.builtin_ppp),
+            }
             for s in listener.sessions
         ]
         listeners.append(entry)

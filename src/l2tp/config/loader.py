@@ -118,6 +118,8 @@ LISTENER_KEYS = frozenset(
         "pppd_options",
         "mtu",
         "bridge",
+        "ppp",
+        "builtin_ppp",
         "session",
     )
 )
@@ -416,7 +418,7 @@ class _Loader:
         limits = self.listener_limits(r, version)
         peers = r.networks("allowed_peers") or ()
         facts = TunnelFacts(
-            path=path, version=version, mode=TunnelMode.DYNAMIC, profile=self.profile
+            path=path, version=version, mode=TunnelMode.DYNAMIC, profile=self.profile, listener=True
         )
         pw = read_pseudowire_keys(r, facts)
         sessions = self.listener_sessions(r, facts, pw)

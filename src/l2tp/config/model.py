@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -70,6 +70,50 @@ class TunnelMode(enum.StrEnum):
 class FramingCap(enum.StrEnum):
     SYNC = "sync"
     ASYNC = "async"
+
+
+class PppImplementation(enum.StrEnum):
+    """Who runs the PPP of a PPP session (``ppp = ...``)."""
+
+    PPPD = "pppd"
+    """One pppd process per session (go-l2tp's way, the default)."""
+    BUILTIN = "builtin"
+    """In the daemon, on the kernel's PPP channels (docs/builtin-ppp.md)."""
+
+
+class PppAuth(enum.StrEnum):
+    """PPP authentication methods (``builtin_ppp.auth``): PAP (RFC 1334), CHAP with MD5
+    (RFC 1994), MS-CHAPv2 (RFC 2759)."""
+
+    PAP = "pap"
+    CHAP_MD5 = "chap-md5"
+    MSCHAP_V2 = "mschap-v2"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BuiltinPppSection:
+    """A ``[... .builtin_ppp]`` table: the built-in PPP of a session (``ppp = "builtin"``).
+
+    A listener's sessions are the authenticator side (they check the peer with
+    ``secrets``), a tunnel's sessions the peer side (they authenticate with ``user`` and
+    ``password``). ``lcp_echo_interval`` is in seconds here (milliseconds in the file),
+    0.0 meaning no LCP keepalive.
+    """
+
+    auth: tuple[PppAuth, ...] = (PppAuth.MSCHAP_V2, PppAuth.CHAP_MD5)
+    secrets: str | None = None
+    name: str | None = None
+    local_address: ipaddress.IPv4Address | None = None
+    address_pool: ipaddress.IPv4Network | None = None
+    dns: tuple[ipaddress.IPv4Address, ...] = ()
+    mtu: int | None = None
+    mru: int | None = None
+    lcp_echo_interval: float = 30.0
+    lcp_echo_failure: int = 4
+    ipv6: bool = False
+    interface_name: str | None = None
+    user: str | None = None
+    password: str | None = field(default=None, repr=False)
 
 
 class Daemon(enum.StrEnum):
@@ -131,6 +175,9 @@ class SessionSection:
     mtu: int | None = None
     bridge: str | None = None
     remote_end_id: str | None = None
+    ppp: PppImplementation = PppImplementation.PPPD
+    builtin_ppp: BuiltinPppSection | None = None
+    """Set (defaults filled in) exactly when ``ppp`` is ``"builtin"``."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -222,6 +269,8 @@ class ListenerSection:
     pppd_options: tuple[str, ...] = ()
     mtu: int | None = None
     bridge: str | None = None
+    ppp: PppImplementation = PppImplementation.PPPD
+    builtin_ppp: BuiltinPppSection | None = None
     sessions: tuple[SessionSection, ...] = ()
 
     def session(self, name: str) -> SessionSection:

@@ -13,7 +13,15 @@ from typing import TypeVar
 
 from l2tp.config.errors import ConfigError
 from l2tp.config.fields import TableReader, avp_max_length
-from l2tp.config.model import L2SpecType, Pseudowire, SessionSection, TunnelMode, Version
+from l2tp.config.model import (
+    L2SpecType,
+    PppImplementation,
+    Pseudowire,
+    SessionSection,
+    TunnelMode,
+    Version,
+)
+from l2tp.config.ppp import read_ppp_keys
 from l2tp.config.profiles import Profile
 from l2tp.protocol.constants import AvpType
 
@@ -26,6 +34,8 @@ _PSEUDOWIRE_KEYS = (
     "pppd_options",
     "mtu",
     "bridge",
+    "ppp",
+    "builtin_ppp",
 )
 SESSION_KEYS = frozenset(
     (
@@ -66,6 +76,8 @@ class TunnelFacts:
     version: Version | None
     mode: TunnelMode
     profile: Profile
+    listener: bool = False
+    """A listener or its session tables: the PPP authenticator side (config/ppp.py)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -150,19 +162,25 @@ def read_pseudowire_keys(
                 " (with l2tpv3 the sequence number travels in the L2-Specific Sublayer)",
             )
 
+    ppp, builtin_ppp = read_ppp_keys(
+        r, pseudowire=pw, pseudowire_known=pw_known, listener=facts.listener, base=base
+    )
+    builtin = ppp is PppImplementation.BUILTIN
     pppd_args = r.file_path("pppd_args")
     pppd_options = r.argument_list("pppd_options")
     for key in ("pppd_args", "pppd_options"):
         if r.has(key) and pw_known and pw not in _PPP_LIKE:
             r.error(key, "only for pseudowire ppp or pppac")
+        elif r.has(key) and builtin and "ppp" not in r.failed:
+            r.error(key, 'only with ppp = "pppd" (this session runs the built-in PPP)')
     bridge = r.interface_name("bridge")
     if r.has("bridge") and pw_known and pw is not Pseudowire.ETH:
         r.error("bridge", "only for pseudowire eth")
     mtu = r.integer("mtu", 68, 65535)
     if base is not None:
-        if pw in _PPP_LIKE and not r.has("pppd_args"):
+        if pw in _PPP_LIKE and not builtin and not r.has("pppd_args"):
             pppd_args = _as_optional(base["pppd_args"], str)
-        if pw in _PPP_LIKE and not r.has("pppd_options"):
+        if pw in _PPP_LIKE and not builtin and not r.has("pppd_options"):
             pppd_options = _as(base["pppd_options"], tuple)
         if pw is Pseudowire.ETH and not r.has("bridge"):
             bridge = _as_optional(base["bridge"], str)
@@ -177,6 +195,8 @@ def read_pseudowire_keys(
         "pppd_options": pppd_options or (),
         "mtu": mtu,
         "bridge": bridge,
+        "ppp": ppp,
+        "builtin_ppp": builtin_ppp,
     }
 
 

@@ -100,6 +100,7 @@ def make_backend(
     """
     if args.null_dataplane:
         return AsyncNullDataPlane(), NullSessionBackend()
+    from l2tp.runtime.builtin_ppp import BuiltinPppBackend, DispatchingBackend
     from l2tp.runtime.ppp import PppdBackend
 
     preflight.check_net_admin(hint=_NULL_HINT)
@@ -108,7 +109,10 @@ def make_backend(
         preflight.check_modules(needs)
         if needs.pppd:
             preflight.check_pppd()
-    return AsyncLinuxDataPlane(netns=args.netns), PppdBackend(netns=args.netns)
+    backend = DispatchingBackend(
+        pppd=PppdBackend(netns=args.netns), builtin=BuiltinPppBackend(netns=args.netns)
+    )
+    return AsyncLinuxDataPlane(netns=args.netns), backend
 
 
 def main(
@@ -211,6 +215,9 @@ async def serve(
     finally:
         reload_task.cancel()
         await ctx.close(ack_timeout=args.stop_timeout)
+        close_backend = getattr(backend, "close", None)
+        if close_backend is not None:
+            await close_backend()  # the built-in PPP's rtnetlink socket and threads
         await dataplane.close()
         if started:
             print(f"{prog}: tunnels closed, exiting", flush=True)

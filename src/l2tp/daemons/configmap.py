@@ -27,6 +27,7 @@ from typing import Any
 
 from l2tp import config as cfg
 from l2tp.kernel.constants import EncapType
+from l2tp.ppp import AuthMethod
 from l2tp.protocol.constants import DigestType, FramingBits
 from l2tp.protocol.events import CallParams, Role
 from l2tp.protocol.listener import ListenerConfig
@@ -34,6 +35,7 @@ from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.backend import SessionOptions
 from l2tp.runtime.control import ListenOptions, PseudowireOffer
+from l2tp.runtime.ppp_hooks import BuiltinPppOptions
 
 _FRAMING = {cfg.FramingCap.SYNC: FramingBits.SYNC, cfg.FramingCap.ASYNC: FramingBits.ASYNC}
 _DIGEST = {cfg.Digest.MD5: DigestType.HMAC_MD5, cfg.Digest.SHA1: DigestType.HMAC_SHA1}
@@ -152,6 +154,49 @@ def _v3_params(s: cfg.SessionSection) -> CallParams:
     )
 
 
+def builtin_ppp_options(
+    section: cfg.BuiltinPppSection,
+    *,
+    mtu: int | None = None,
+    interface_name: str | None = None,
+) -> BuiltinPppOptions:
+    """A ``builtin_ppp`` table as the runtime's options (``ppp = "builtin"``).
+
+    The session's own ``mtu`` and ``interface_name`` (the keys pppd gets as ``mtu``/``mru``
+    and ``ifname``) apply where the table gives none, so switching a session from pppd to
+    the built-in PPP keeps its interface's name and size.
+    """
+    return BuiltinPppOptions(
+        auth=tuple(AuthMethod(m.value) for m in section.auth),
+        secrets=section.secrets,
+        name=section.name,
+        local_address=section.local_address,
+        address_pool=section.address_pool,
+        dns=section.dns,
+        mtu=section.mtu if section.mtu is not None else mtu,
+        mru=section.mru if section.mru is not None else mtu,
+        lcp_echo_interval=section.lcp_echo_interval or None,
+        lcp_echo_failure=section.lcp_echo_failure,
+        ipv6=section.ipv6,
+        interface_name=section.interface_name or interface_name,
+        user=section.user,
+        password=section.password,
+    )
+
+
+def _builtin(
+    ppp: cfg.PppImplementation,
+    section: cfg.BuiltinPppSection | None,
+    mtu: int | None,
+    interface_name: str | None,
+) -> BuiltinPppOptions | None:
+    if ppp is not cfg.PppImplementation.BUILTIN:
+        return None
+    return builtin_ppp_options(
+        section or cfg.BuiltinPppSection(), mtu=mtu, interface_name=interface_name
+    )
+
+
 def session_options(s: cfg.SessionSection) -> SessionOptions:
     return SessionOptions(
         name=s.name,
@@ -161,6 +206,7 @@ def session_options(s: cfg.SessionSection) -> SessionOptions:
         interface_name=s.interface_name,
         bridge=s.bridge,
         reorder_timeout=s.reorder_timeout,
+        builtin_ppp=_builtin(s.ppp, s.builtin_ppp, s.mtu, s.interface_name),
     )
 
 
@@ -181,6 +227,8 @@ def _listener_session(lc: cfg.ListenerSection) -> cfg.SessionSection:
         mtu=lc.mtu,
         bridge=lc.bridge,
         remote_end_id=lc.name,
+        ppp=lc.ppp,
+        builtin_ppp=lc.builtin_ppp,
     )
 
 
@@ -229,6 +277,7 @@ def listen_options(lc: cfg.ListenerSection) -> ListenOptions:
             pppd_options=lc.pppd_options,
             mtu=lc.mtu,
             bridge=lc.bridge,
+            builtin_ppp=_builtin(lc.ppp, lc.builtin_ppp, lc.mtu, None),
         ),
         pseudowires=offers,
     )

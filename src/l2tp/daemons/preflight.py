@@ -69,29 +69,42 @@ class KernelNeeds:
     """L2TPv3 over IPv6 (``l2tp_ip6``)."""
 
 
+def _runs_pppd(pseudowire: cfg.Pseudowire, ppp: cfg.PppImplementation) -> bool:
+    """A session of this kind is handed to pppd (pppac always is; ppp unless built-in)."""
+    if pseudowire is cfg.Pseudowire.PPPAC:
+        return True
+    return pseudowire is cfg.Pseudowire.PPP and ppp is cfg.PppImplementation.PPPD
+
+
 def needs_of(config: cfg.Config) -> KernelNeeds:
     """What ``config`` needs: every pseudowire and encapsulation it names.
 
     L2TPv2 carries PPP only, so a v2 tunnel or listener needs PPP and pppd even
-    without a session table (an LNS gets its sessions from the peer).
+    without a session table (an LNS gets its sessions from the peer). pppd is not
+    needed when every PPP session runs the built-in PPP (``ppp = "builtin"``).
     """
     pseudowires: set[cfg.Pseudowire] = set()
     families: set[tuple[cfg.Encap, int]] = set()
+    pppd = False
     for tunnel in config.tunnels:
         if tunnel.version is cfg.Version.L2TPV2:
             pseudowires.add(cfg.Pseudowire.PPP)
+            pppd = pppd or not tunnel.sessions
         pseudowires.update(s.pseudowire for s in tunnel.sessions)
+        pppd = pppd or any(_runs_pppd(s.pseudowire, s.ppp) for s in tunnel.sessions)
         families.add((tunnel.encap, tunnel.peer.family))
     for listener in config.listeners:
         if listener.version is cfg.Version.L2TPV2:
             pseudowires.add(cfg.Pseudowire.PPP)
         pseudowires.add(listener.pseudowire)
         pseudowires.update(s.pseudowire for s in listener.sessions)
+        pppd = pppd or _runs_pppd(listener.pseudowire, listener.ppp)
+        pppd = pppd or any(_runs_pppd(s.pseudowire, s.ppp) for s in listener.sessions)
         families.add((listener.encap, listener.listen.family))
     ppp = bool(pseudowires & {cfg.Pseudowire.PPP, cfg.Pseudowire.PPPAC})
     return KernelNeeds(
         ppp=ppp,
-        pppd=ppp,
+        pppd=ppp and pppd,
         eth=cfg.Pseudowire.ETH in pseudowires,
         ip=(cfg.Encap.IP, 4) in families,
         ip6=(cfg.Encap.IP, 6) in families,

@@ -45,10 +45,13 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from l2tp.kernel.model import KernelTunnelSpec
 from l2tp.protocol.events import Role, SessionInfo
+
+if TYPE_CHECKING:  # the PPP core (and its crypto) is imported only where PPP runs in-process
+    from l2tp.runtime.ppp_hooks import BuiltinPppOptions
 
 Address = tuple[str, int]
 """``(host, port)`` as the runtime uses for UDP peers (IPv6 adds no flow/scope here)."""
@@ -75,6 +78,9 @@ class SessionOptions:
     """Attach an Ethernet pseudowire's interface to this existing bridge once created."""
     reorder_timeout: float = 0.0
     """Seconds the kernel holds out-of-order sequenced packets (0: deliver as received)."""
+    builtin_ppp: BuiltinPppOptions | None = None
+    """Run this PPP session's PPP in-process (``ppp = "builtin"``) with these options,
+    instead of pppd (None); see :mod:`l2tp.runtime.builtin_ppp`."""
 
 
 PppOptions = SessionOptions

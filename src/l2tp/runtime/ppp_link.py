@@ -1,0 +1,758 @@
+"""One built-in PPP session: the asyncio driver of a :class:`~l2tp.ppp.PppConnection` over
+the kernel's PPP channel and unit (:class:`PppLink`), and how a link's end becomes a CDN
+(:func:`map_ending`).
+
+The driver is aioquic's ``asyncio/protocol.py`` shape: after every input (a frame read
+from the channel or unit fd, the timer, ``open``/``close``, an authentication verdict)
+one :meth:`PppLink._transmit` writes the frames the core produced, dispatches its events
+and re-arms the session's single ``loop.call_at`` timer from ``get_timer()``. Frames are
+read with ``loop.add_reader`` + ``os.read`` on non-blocking fds: no thread per session.
+
+What each event does to the kernel (docs/builtin-ppp.md has the table):
+
+* ``NetworkPhase``: create the unit (``PPPIOCNEWUNIT``), connect the channel to it, drop
+  IPv4 and IPv6 (``PPPIOCSNPMODE``), set its MRU; then, in the background, find its
+  interface, rename it (``interface_name``) and set the MTU (the peer's MRU, or the
+  configured ``mtu`` if lower). A renegotiation reaches the network phase again: the
+  unit is kept.
+* ``NetworkUp``: bring the interface up (the first time), add the addresses (IPv4 local
+  + peer/32; IPv6 ``fe80::``/128 with the peer's, from the interface identifiers, RFC
+  5072 5), then set the data protocol's NP mode to pass.
+* ``NetworkDown``: NP mode drop at once, then remove the addresses.
+* ``LinkDown``: every NP mode drop.
+* ``Terminated``: release every fd, and report the end to the control plane
+  (:func:`map_ending`) unless the control plane is the one stopping us.
+
+The interface requests of one link run in order in one background task (an address is
+added before the interface goes up, and both before traffic passes); a failed request is
+logged and counted, and the link carries on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+import os
+import socket
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import Protocol
+
+from l2tp.kernel.errors import KernelError
+from l2tp.kernel.ppp_device import (
+    PPP_IP,
+    PPP_IPV6,
+    NpMode,
+    PppChannel,
+    PppUnit,
+    ipv6_link_local,
+)
+from l2tp.ppp import (
+    AuthDecision,
+    AuthFailed,
+    AuthRequest,
+    AuthRequested,
+    AuthSucceeded,
+    EchoFailed,
+    LinkDown,
+    LinkUp,
+    NetworkDown,
+    NetworkFailed,
+    NetworkPhase,
+    NetworkUp,
+    PppConfig,
+    PppConnection,
+    PppEvent,
+    Terminated,
+)
+from l2tp.ppp.constants import DEFAULT_MRU
+from l2tp.ppp.constants import Protocol as PppProtocol
+from l2tp.ppp.events import Role as PppRole
+from l2tp.protocol.events import Role
+from l2tp.runtime.backend import BackendSession
+from l2tp.runtime.errors import INTERNAL_ERROR
+from l2tp.runtime.ppp_hooks import AddressPool, AuthContext, BuiltinPppOptions, PppAuthenticator
+from l2tp.runtime.ppp_outcome import ENDING_COUNTER, BuiltinPppCounters, Ending, map_ending
+
+log = logging.getLogger("l2tp.runtime.builtin_ppp")
+
+READS_PER_WAKEUP = 32
+"""Frames read from one fd per readiness callback, so one busy session cannot starve the rest."""
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class InterfaceOps(Protocol):
+    """The rtnetlink requests on a unit's interface
+    (:class:`l2tp.kernel.ppp_device.PppInterfaces`)."""
+
+    async def index_of(self, name: str) -> int: ...
+
+    async def rename(self, index: int, name: str) -> str: ...
+
+    async def set_mtu(self, index: int, mtu: int) -> None: ...
+
+    async def set_up(self, index: int, up: bool) -> None: ...
+
+    async def add_address(
+        self, index: int, local: IPAddress, peer: IPAddress | None, prefixlen: int
+    ) -> None: ...
+
+    async def delete_address(
+        self, index: int, local: IPAddress, peer: IPAddress | None, prefixlen: int
+    ) -> None: ...
+
+
+class PppKernel(Protocol):
+    """The kernel side of built-in PPP (:class:`l2tp.kernel.ppp_device.LinuxPppKernel`; tests
+    put socket pairs behind it)."""
+
+    def open_channel(self, sock: socket.socket, *, netns: str | None) -> PppChannel: ...
+
+    def create_unit(self, channel: PppChannel, *, netns: str | None) -> PppUnit: ...
+
+    def set_mru(self, unit: PppUnit, mru: int) -> None: ...
+
+    def set_np_mode(self, unit: PppUnit, protocol: int, mode: NpMode) -> None: ...
+
+    def interfaces(self, netns: str | None) -> InterfaceOps: ...
+
+    async def release(
+        self,
+        channel: PppChannel | None,
+        unit: PppUnit | None,
+        *,
+        netns: str | None,
+        ifindex: int | None,
+    ) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+# --- one link ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LinkSettings:
+    """What the backend gives each link besides the session and its options."""
+
+    kernel: PppKernel
+    netns: str | None
+    server: str
+    """Our PPP name (CHAP Name, secrets file server column)."""
+    hook: PppAuthenticator | None
+    pool: AddressPool | None
+    counters: BuiltinPppCounters
+    terminate_wait: float
+    random_bytes: Callable[[int], bytes]
+    read_buffer: bytearray
+
+
+class PppLink:
+    """The built-in PPP of one established L2TP session (see the module documentation)."""
+
+    def __init__(
+        self, session: BackendSession, options: BuiltinPppOptions, settings: LinkSettings
+    ) -> None:
+        self.session = session
+        self.options = options
+        self.settings = settings
+        self.counters = settings.counters
+        info = session.info
+        self.label = (
+            f"{session.options.name or 'session'} (tid {info.tunnel_id}/{info.peer_tunnel_id}"
+            f" sid {info.session_id}/{info.peer_session_id})"
+        )
+        self.role = PppRole.AUTHENTICATOR if session.role is Role.LNS else PppRole.PEER
+        self.loop = asyncio.get_running_loop()
+        self.channel: PppChannel | None = None
+        self.unit: PppUnit | None = None
+        self.ifindex: int | None = None
+        self.ifname: str | None = None
+        self.pool_address: IPv4Address | None = None
+        self.ending: Ending | None = None
+        self.reported = False
+        self.stopping = False
+        self.released = False
+        self.hung_up = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._finished = asyncio.Event()
+        self._readers: list[int] = []
+        self._ops: deque[tuple[str, Callable[[], Awaitable[object]], bool]] = deque()
+        self._worker: asyncio.Task[None] | None = None
+        self._auth_task: asyncio.Task[None] | None = None
+        self._pending_auth: tuple[AuthRequest, Awaitable[AuthDecision]] | None = None
+        self._addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]] = {}
+        self._mtu = DEFAULT_MRU
+        self._is_up = False
+        self._release_task: asyncio.Task[None] | None = None
+        self.conn = PppConnection(
+            self._config(), random_bytes=settings.random_bytes, authenticator=_HookAdapter(self)
+        )
+
+    def _config(self) -> PppConfig:
+        o = self.options
+        authenticator = self.role is PppRole.AUTHENTICATOR
+        return PppConfig(
+            role=self.role,
+            mru=o.mru or DEFAULT_MRU,
+            auth_methods=o.auth,
+            hostname=self.settings.server,
+            username=None if authenticator else o.user,
+            password=None if authenticator else o.password,
+            echo_interval=o.lcp_echo_interval,
+            echo_failure=o.lcp_echo_failure,
+            ipv4_local=o.local_address,
+            ipv4_pool=self._allocate if authenticator and self.settings.pool else None,
+            dns=o.dns if authenticator else (),
+            ipv6=o.ipv6,
+        )
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.session.key
+
+    # ------------------------------------------------------------------ start and stop
+
+    def start(self) -> None:
+        """Open the session's PPPoL2TP socket and channel and send the first LCP request.
+
+        Synchronous: nothing here waits. Raises (KernelError, OSError, ValueError) with
+        every fd closed again; the control plane then refuses the call (CDN 2).
+        """
+        info = self.session.info
+        sock = self.session.dataplane.open_ppp_socket(
+            self.session.kernel_tunnel, info.session_id, info.peer_session_id
+        )
+        try:
+            self.channel = self.settings.kernel.open_channel(sock, netns=self.settings.netns)
+        except BaseException:
+            sock.close()
+            raise
+        try:
+            self._watch(self.channel.fd)
+            self.conn.open(self.loop.time())
+            self._transmit()
+        except BaseException:
+            self.released = True
+            for fd in list(self._readers):
+                self._unwatch(fd)
+            if self._timer is not None:
+                self._timer.cancel()
+            channel, self.channel = self.channel, None
+            os.close(channel.fd)  # no unit yet: nothing slow to undo
+            channel.sock.close()
+            raise
+        self.counters.started += 1
+        log.debug("%s: built-in PPP on channel %d", self.label, self.channel.index)
+
+    async def stop(self) -> None:
+        """LCP Terminate-Request, up to ``terminate_wait`` s for the end, then release.
+
+        Idempotent; reports nothing (the control plane is the one ending the session).
+        The wait is short because the L2TP peer may be gone already (StopCCN, CDN).
+        """
+        if not self.released and not self.stopping:
+            self.stopping = True
+            self.counters.stopped += 1
+            if not self.conn.terminated and not self.hung_up:
+                self.conn.close(self.loop.time(), "administrative close")
+                self._transmit()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(self.settings.terminate_wait):
+                        await self._finished.wait()
+        await self._release()
+
+    # ------------------------------------------------------------------ frame I/O
+
+    def _watch(self, fd: int) -> None:
+        self.loop.add_reader(fd, self._on_readable, fd)
+        self._readers.append(fd)
+
+    def _on_readable(self, fd: int) -> None:
+        try:
+            buf = self.settings.read_buffer
+            for _ in range(READS_PER_WAKEUP):
+                try:
+                    size = os.readv(fd, [buf])
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError as exc:
+                    log.warning("%s: reading PPP frames: %s", self.label, exc)
+                    size = 0
+                if size == 0:
+                    self._hangup(fd)
+                    return
+                self.counters.frames_in += 1
+                self.conn.receive_frame(bytes(memoryview(buf)[:size]), self.loop.time())
+            self._transmit()
+        except Exception:
+            self._internal_error("reading a frame")
+
+    def _hangup(self, fd: int) -> None:
+        """End of file: the kernel session (channel) or the unit's last channel is gone."""
+        self._unwatch(fd)
+        if self.hung_up or self.released:
+            return
+        self.hung_up = True
+        log.info("%s: PPP channel hung up", self.label)
+        self._end(Ending.HANGUP)
+
+    def _unwatch(self, fd: int) -> None:
+        if fd in self._readers:
+            self._readers.remove(fd)
+            self.loop.remove_reader(fd)
+
+    def _write(self, frame: bytes) -> None:
+        if self.channel is None or self.released:
+            return
+        try:
+            os.write(self.channel.fd, frame)
+        except OSError as exc:
+            # The channel is going (EIO/ENOTCONN) or the kernel is short of memory: a
+            # lost control frame, which the core retransmits or the link ends on.
+            self.counters.write_errors += 1
+            log.debug("%s: writing a PPP frame: %s", self.label, exc)
+        else:
+            self.counters.frames_out += 1
+
+    # ------------------------------------------------------------------ the one driver step
+
+    def _transmit(self) -> None:
+        """Write the core's frames, dispatch its events, re-arm the timer (after every input)."""
+        conn = self.conn
+        now = self.loop.time()
+        for frame in conn.frames_to_send(now):
+            self._write(frame)
+        while (event := conn.next_event()) is not None:
+            self._handle(event)
+            for frame in conn.frames_to_send(now):
+                self._write(frame)
+        self._arm_timer()
+
+    def _arm_timer(self) -> None:
+        deadline = None if self.released else self.conn.get_timer()
+        if deadline == self._deadline:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = deadline
+        if deadline is not None:
+            self._timer = self.loop.call_at(deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        deadline, self._timer, self._deadline = self._deadline, None, None
+        try:
+            # asyncio may run the callback a clock tick early; the core must see the deadline.
+            now = max(self.loop.time(), deadline or 0.0)
+            self.conn.handle_timer(now)
+            self._transmit()
+        except Exception:
+            self._internal_error("handling the PPP timer")
+
+    def _internal_error(self, what: str) -> None:
+        """A bug: end this one session, loudly (STYLE: bugs are loud, they end what they hit)."""
+        log.exception("%s: internal error %s", self.label, what, extra={INTERNAL_ERROR: True})
+        if not self.released:
+            self._end(Ending.INTERNAL_ERROR)
+
+    # ------------------------------------------------------------------ events
+
+    def _handle(self, event: PppEvent) -> None:
+        if isinstance(event, LinkUp):
+            log.info(
+                "%s: LCP up (mtu %d, mru %d, auth %s)",
+                self.label,
+                event.mtu,
+                event.mru,
+                event.auth.value if event.auth else "none",
+            )
+        elif isinstance(event, AuthRequested):
+            self._auth_requested(event)
+        elif isinstance(event, AuthSucceeded):
+            self.counters.auth_succeeded += 1
+            log.info(
+                "%s: %s authentication %s user %r succeeded",
+                self.label,
+                event.method.value,
+                "of" if self.role is PppRole.AUTHENTICATOR else "as",
+                event.user,
+            )
+        elif isinstance(event, AuthFailed):
+            self._auth_failed(event)
+        elif isinstance(event, NetworkPhase):
+            self._network_phase(event)
+        elif isinstance(event, NetworkUp):
+            self._network_up(event)
+        elif isinstance(event, NetworkDown):
+            self._network_down(event)
+        elif isinstance(event, NetworkFailed):
+            log.info("%s: %s failed: %s", self.label, event.protocol.name, event.reason)
+        elif isinstance(event, EchoFailed):
+            log.warning(
+                "%s: %d LCP Echo-Requests unanswered: peer lost", self.label, event.unanswered
+            )
+            self._report(Ending.ECHO_FAILED)
+        elif isinstance(event, LinkDown):
+            self._drop_all()
+        elif isinstance(event, Terminated):
+            self._terminated(event)
+
+    def _auth_failed(self, event: AuthFailed) -> None:
+        method = event.method.value if event.method else "no method"
+        if self.role is PppRole.AUTHENTICATOR:
+            log.warning(
+                "%s: %s authentication of user %r failed: %s",
+                self.label,
+                method,
+                event.user,
+                event.reason,
+            )
+            self._report(Ending.AUTH_FAILED)
+        else:
+            log.warning(
+                "%s: %s authentication as user %r to the peer failed: %s",
+                self.label,
+                method,
+                event.user or self.options.user,
+                event.reason,
+            )
+            self._report(Ending.AUTH_TO_PEER_FAILED)
+
+    def _network_phase(self, event: NetworkPhase) -> None:
+        self._mtu = event.mtu
+        kernel = self.settings.kernel
+        if self.unit is None:
+            assert self.channel is not None
+            try:
+                self.unit = kernel.create_unit(self.channel, netns=self.settings.netns)
+            except (KernelError, OSError) as exc:
+                log.error("%s: cannot create the PPP unit: %s", self.label, exc)
+                self.ending = Ending.LOCAL_FAILURE
+                self.conn.close(self.loop.time(), "local failure")
+                return
+            self._watch(self.unit.fd)
+            self._queue("configure the interface", self._configure_interface)
+        else:
+            # Renegotiation (RFC 1661 3.4: a Configure-Request while Opened): same unit,
+            # every NP mode dropped by LinkDown already, the peer's MRU may have changed.
+            self._drop_all()
+            self._queue("set the MTU", self._set_mtu, essential=False)
+        try:
+            kernel.set_mru(self.unit, event.mru)
+        except (KernelError, OSError) as exc:
+            log.warning("%s: setting the MRU: %s", self.label, exc)
+        log.info("%s: network phase (user %r): unit %d", self.label, event.user, self.unit.number)
+
+    async def _configure_interface(self) -> None:
+        assert self.unit is not None
+        ops = self.settings.kernel.interfaces(self.settings.netns)
+        self.ifindex = await ops.index_of(self.unit.kernel_name)
+        self.ifname = self.unit.kernel_name
+        if self.options.interface_name:
+            try:
+                self.ifname = await ops.rename(self.ifindex, self.options.interface_name)
+            except (KernelError, OSError) as exc:
+                self.counters.interface_errors += 1
+                log.warning(
+                    "%s: naming %s %r: %s; keeping its name",
+                    self.label,
+                    self.ifname,
+                    self.options.interface_name,
+                    exc,
+                )
+        mtu = await self._set_mtu()
+        log.info(
+            "%s: interface %s (unit %d, mtu %d)", self.label, self.ifname, self.unit.number, mtu
+        )
+
+    async def _set_mtu(self) -> int:
+        """The interface MTU: the peer's MRU (RFC 1661 6.1), or the configured ``mtu`` if
+        lower. A failure is logged and counted; the link carries on with the old MTU."""
+        mtu = self._mtu if self.options.mtu is None else min(self._mtu, self.options.mtu)
+        if self.ifindex is None:
+            return mtu
+        try:
+            await self.settings.kernel.interfaces(self.settings.netns).set_mtu(self.ifindex, mtu)
+        except (KernelError, OSError) as exc:
+            self.counters.interface_errors += 1
+            log.warning("%s: setting the MTU of %s to %d: %s", self.label, self.ifname, mtu, exc)
+        return mtu
+
+    def _network_up(self, event: NetworkUp) -> None:
+        self.counters.network_up += 1
+        if event.protocol is PppProtocol.IPCP:
+            assert event.local_address is not None and event.peer_address is not None
+            address: tuple[IPAddress, IPAddress | None, int] = (
+                event.local_address,
+                event.peer_address,
+                32,
+            )
+            log.info(
+                "%s: IPCP up: local %s, peer %s%s",
+                self.label,
+                event.local_address,
+                event.peer_address,
+                f", DNS {', '.join(map(str, event.dns))}" if event.dns else "",
+            )
+        else:
+            assert event.local_interface_id is not None
+            local = ipv6_link_local(event.local_interface_id)
+            peer = (
+                ipv6_link_local(event.peer_interface_id)
+                if event.peer_interface_id is not None
+                else None
+            )
+            address = (local, peer, 128 if peer is not None else 64)
+            log.info("%s: IPv6CP up: local %s, peer %s", self.label, local, peer)
+        self._addresses[event.protocol] = address
+        data_protocol = PPP_IP if event.data_protocol is PppProtocol.IPV4 else PPP_IPV6
+
+        async def bring_up() -> None:
+            ops = self.settings.kernel.interfaces(self.settings.netns)
+            if self.ifindex is None:
+                return  # the interface was not found: reported already
+            # Up first, as pppd does: Linux runs (and here skips) IPv6 DAD for an address
+            # only on an interface that is up, and installs the peer's /128 route when that
+            # finishes, so an IPv6 address added while down is never usable.
+            if not self._is_up:
+                await ops.set_up(self.ifindex, True)
+                self._is_up = True
+            await ops.add_address(self.ifindex, *address)
+            if self._addresses.get(event.protocol) is address and self.unit is not None:
+                self.settings.kernel.set_np_mode(self.unit, data_protocol, NpMode.PASS)
+
+        self._queue(f"{event.protocol.name} up", bring_up)
+
+    def _network_down(self, event: NetworkDown) -> None:
+        data_protocol = PPP_IP if event.data_protocol is PppProtocol.IPV4 else PPP_IPV6
+        self._np_mode(data_protocol, NpMode.DROP)
+        address = self._addresses.pop(event.protocol, None)
+        log.info("%s: %s down: %s", self.label, event.protocol.name, event.reason)
+        if address is None or self.released:
+            return
+
+        async def take_down() -> None:
+            if self.ifindex is not None:
+                await self.settings.kernel.interfaces(self.settings.netns).delete_address(
+                    self.ifindex, *address
+                )
+
+        self._queue(f"{event.protocol.name} down", take_down, essential=False)
+
+    def _np_mode(self, protocol: int, mode: NpMode) -> None:
+        if self.unit is None or self.released:
+            return
+        try:
+            self.settings.kernel.set_np_mode(self.unit, protocol, mode)
+        except (KernelError, OSError) as exc:
+            log.warning("%s: NP mode 0x%04x %s: %s", self.label, protocol, mode.name, exc)
+
+    def _drop_all(self) -> None:
+        for protocol in (PPP_IP, PPP_IPV6):
+            self._np_mode(protocol, NpMode.DROP)
+
+    def _terminated(self, event: Terminated) -> None:
+        log.info(
+            "%s: PPP link ended (%s): %s",
+            self.label,
+            "by the peer" if event.by_peer else "locally",
+            event.reason,
+        )
+        self._finished.set()
+        if self.stopping:
+            self._start_release()
+            return
+        if self.ending is None:
+            if event.by_peer:
+                self.ending = Ending.PEER_TERMINATED
+            else:
+                self.ending = Ending.NEGOTIATION_FAILED
+        self._end(self.ending)
+
+    def _end(self, ending: Ending) -> None:
+        """Release everything and tell the control plane (unless it is stopping us)."""
+        self.ending = self.ending or ending
+        self._finished.set()
+        self._start_release()
+        self._report(self.ending)
+
+    def _report(self, ending: Ending) -> None:
+        """``report_down`` once, with the CDN of ``ending`` (not while being stopped).
+
+        Authentication and echo failures are reported when they happen, before LCP's
+        Terminate exchange (which may take a restart interval against a peer that is
+        gone): the CDN then carries our reason, not whatever the peer's PPP does next.
+        """
+        self.ending = self.ending or ending
+        if self.stopping or self.reported:
+            return
+        self.reported = True
+        name = ENDING_COUNTER[self.ending]
+        setattr(self.counters, name, getattr(self.counters, name) + 1)
+        result, error, message = map_ending(self.ending, version=self.session.kernel_tunnel.version)
+        log.info("%s: reporting CDN result %d (%s)", self.label, result, message)
+        try:
+            self.session.down(result, error, message)
+        except Exception:
+            log.exception("%s: report_down failed", self.label, extra={INTERNAL_ERROR: True})
+
+    # ------------------------------------------------------------------ authentication
+
+    def _auth_requested(self, event: AuthRequested) -> None:
+        pending, self._pending_auth = self._pending_auth, None
+        if pending is None or pending[0] is not event.request:
+            return  # cannot happen: the adapter parks the awaitable just before the event
+        request, awaitable = pending
+
+        async def wait_for_verdict() -> None:
+            try:
+                decision = await awaitable
+                if not isinstance(decision, AuthDecision):
+                    raise TypeError(f"the authentication hook returned {decision!r}")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.counters.auth_hook_errors += 1
+                log.exception(
+                    "%s: authentication hook failed; denying %r", self.label, request.user
+                )
+                decision = AuthDecision(success=False, message="Access denied")
+            if self.released:
+                return
+            self.conn.auth_result(request, decision, self.loop.time())
+            self._transmit()
+
+        self._auth_task = self.loop.create_task(wait_for_verdict())
+
+    def _context(self) -> AuthContext:
+        info = self.session.info
+        return AuthContext(
+            tunnel_id=info.tunnel_id,
+            session_id=info.session_id,
+            peer=self.session.peer,
+            server=self.settings.server,
+            calling_number=info.calling_number,
+            called_number=info.called_number,
+            label=self.label,
+        )
+
+    # ------------------------------------------------------------------ addresses
+
+    def _allocate(self, user: str | None) -> IPv4Address | None:
+        """The IPv4 pool callback of the core: one address per session, kept until it ends."""
+        pool = self.settings.pool
+        if self.pool_address is None and pool is not None:
+            self.pool_address = pool.allocate()
+            if self.pool_address is None:
+                self.counters.pool_exhausted += 1
+                log.warning(
+                    "%s: address pool %s exhausted: no IPv4 address for %r",
+                    self.label,
+                    pool.network,
+                    user,
+                )
+        return self.pool_address
+
+    # ------------------------------------------------------------------ interface requests
+
+    def _queue(
+        self, what: str, op: Callable[[], Awaitable[object]], *, essential: bool = True
+    ) -> None:
+        self._ops.append((what, op, essential))
+        if self._worker is None or self._worker.done():
+            self._worker = self.loop.create_task(self._run_ops())
+
+    async def _run_ops(self) -> None:
+        """The link's interface requests, in order. A failed essential one (finding the
+        interface, an address, bringing it up) leaves the link unable to carry traffic,
+        so it is ended as pppd does ("Interface configuration failed")."""
+        while self._ops and not self.released:
+            what, op, essential = self._ops.popleft()
+            try:
+                await op()
+            except (KernelError, OSError) as exc:
+                self.counters.interface_errors += 1
+                log.warning("%s: %s: %s", self.label, what, exc)
+                if essential and not self.conn.terminated and not self.released:
+                    self.ending = self.ending or Ending.LOCAL_FAILURE
+                    self.conn.close(self.loop.time(), "interface configuration failed")
+                    self._transmit()
+            except Exception:
+                self._internal_error(what)
+
+    # ------------------------------------------------------------------ release
+
+    def _start_release(self) -> None:
+        if self._release_task is None:
+            self._release_task = self.loop.create_task(self._do_release())
+
+    async def _release(self) -> None:
+        self._start_release()
+        assert self._release_task is not None
+        await asyncio.shield(self._release_task)
+
+    async def _do_release(self) -> None:
+        """Stop reading and timing, then have the kernel layer remove the interface and close
+        the unit, channel and socket (batched with other links' and off the event loop:
+        unregistering an interface waits for RCU grace periods); return the pool address."""
+        self.released = True
+        self._finished.set()
+        for fd in list(self._readers):
+            self._unwatch(fd)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        current = asyncio.current_task()
+        for task in (self._worker, self._auth_task):
+            if task is not None and task is not current and not task.done():
+                task.cancel()
+        self._ops.clear()
+        pending, self._pending_auth = self._pending_auth, None
+        if pending is not None and asyncio.iscoroutine(pending[1]):
+            pending[1].close()  # a hook's coroutine that was never awaited
+        self.counters.malformed += self.conn.counters.malformed
+        channel, unit = self.channel, self.unit
+        self.channel = self.unit = None
+        if channel is not None or unit is not None:
+            await self.settings.kernel.release(
+                channel, unit, netns=self.settings.netns, ifindex=self.ifindex
+            )
+        if self.pool_address is not None and self.settings.pool is not None:
+            self.settings.pool.release(self.pool_address)
+            self.pool_address = None
+        log.debug("%s: released", self.label)
+
+
+class _HookAdapter:
+    """The core's synchronous :class:`~l2tp.ppp.Authenticator`, in front of the link's hook.
+
+    A decision returned at once goes straight back to the core; an awaitable is parked on
+    the link and the core reports :class:`~l2tp.ppp.AuthRequested`, which the link
+    answers once the awaitable resolves.
+    """
+
+    def __init__(self, link: PppLink) -> None:
+        self._link = link
+
+    def authenticate(self, request: AuthRequest) -> AuthDecision | None:
+        link = self._link
+        hook = link.settings.hook
+        if hook is None:
+            return AuthDecision(success=False, message="Access denied")
+        try:
+            verdict = hook.authenticate(request, link._context())
+        except Exception:
+            link.counters.auth_hook_errors += 1
+            log.exception("%s: authentication hook failed; denying %r", link.label, request.user)
+            return AuthDecision(success=False, message="Access denied")
+        if isinstance(verdict, AuthDecision):
+            return verdict
+        link._pending_auth = (request, verdict)
+        return None

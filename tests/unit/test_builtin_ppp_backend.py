@@ -1,0 +1,575 @@
+"""BuiltinPppBackend on a real event loop over socket pairs (see builtin_ppp_fakes.py).
+
+An LNS-side backend (authenticator) and a LAC-side backend (peer) each get one end of a
+SEQPACKET pair as their session's PPPoL2TP socket: LCP, authentication and the NCPs run
+between them through the backends' readers and timers. What the kernel would be asked
+(units, NP modes, interface requests) is recorded by the fake and checked in order; how
+each way of ending becomes a CDN is checked against the documented table.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from ipaddress import IPv4Address, IPv4Network
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from l2tp.kernel.ppp_device import PPP_IP, PPP_IPV6, NpMode
+from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest
+from l2tp.protocol.constants import CdnResult, ErrorCode
+from l2tp.runtime.backend import NullSessionBackend, SessionOptions
+from l2tp.runtime.builtin_ppp import (
+    AuthContext,
+    BuiltinPppBackend,
+    BuiltinPppOptions,
+    DispatchingBackend,
+    Ending,
+    map_ending,
+)
+from tests.helpers import until
+from tests.unit.builtin_ppp_fakes import (
+    FakePppKernel,
+    Reported,
+    backend_session,
+    socket_pair,
+)
+
+SECRETS = """\
+# client  server  secret            address
+alice     *       "correct horse"
+bob       lns     hunter2           10.9.9.9
+"""
+LNS_IP = IPv4Address("10.0.0.1")
+POOL = IPv4Network("10.0.0.0/29")
+
+
+def lns_options(tmp_path: Path, **kw: Any) -> BuiltinPppOptions:
+    secrets = tmp_path / "chap-secrets"
+    if not secrets.exists():
+        secrets.write_text(SECRETS)
+    kw.setdefault("secrets", str(secrets))
+    kw.setdefault("local_address", LNS_IP)
+    kw.setdefault("address_pool", POOL)
+    kw.setdefault("name", "lns")
+    kw.setdefault("lcp_echo_interval", None)
+    return BuiltinPppOptions(**kw)
+
+
+def lac_options(**kw: Any) -> BuiltinPppOptions:
+    kw.setdefault("user", "alice")
+    kw.setdefault("password", "correct horse")
+    kw.setdefault("lcp_echo_interval", None)
+    return BuiltinPppOptions(**kw)
+
+
+@dataclass
+class Pair:
+    lns: BuiltinPppBackend
+    lac: BuiltinPppBackend
+    lns_kernel: FakePppKernel
+    lac_kernel: FakePppKernel
+    lns_reported: Reported = field(default_factory=Reported)
+    lac_reported: Reported = field(default_factory=Reported)
+    sessions: dict[str, Any] = field(default_factory=dict)
+
+    async def start(self, lns_opts: BuiltinPppOptions, lac_opts: BuiltinPppOptions) -> None:
+        a, b = socket_pair()
+        self.sessions["lns"], _ = backend_session(
+            a, lns=True, options=lns_opts, reported=self.lns_reported
+        )
+        self.sessions["lac"], _ = backend_session(
+            b, lns=False, options=lac_opts, reported=self.lac_reported
+        )
+        await self.lns.start(self.sessions["lns"])
+        await self.lac.start(self.sessions["lac"])
+
+    def np(self, kernel: FakePppKernel) -> dict[int, NpMode]:
+        modes: dict[int, NpMode] = {}
+        for call in kernel.calls:
+            if call[0] == "np":
+                modes[int(str(call[2]))] = call[3]  # type: ignore[assignment]
+        return modes
+
+    async def close(self) -> None:
+        """Both ends at once, as when the CDN reaches each side's control plane."""
+        await asyncio.gather(self.lns.close(), self.lac.close())
+
+
+def make_pair(**kw: Any) -> Pair:
+    lns_kernel, lac_kernel = FakePppKernel(), FakePppKernel()
+    return Pair(
+        lns=BuiltinPppBackend(kernel=lns_kernel, hostname="lns", terminate_wait=0.5, **kw),
+        lac=BuiltinPppBackend(kernel=lac_kernel, hostname="lac", terminate_wait=0.5),
+        lns_kernel=lns_kernel,
+        lac_kernel=lac_kernel,
+    )
+
+
+def run(scenario: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def ipcp_up(kernel: FakePppKernel) -> bool:
+    return any(c[0] == "set_up" for c in kernel.interfaces_.calls) and any(
+        c[0] == "np" and c[2] == PPP_IP and c[3] is NpMode.PASS for c in kernel.calls
+    )
+
+
+@pytest.mark.parametrize("method", list(AuthMethod))
+def test_each_method_brings_the_link_up_and_configures_the_unit(
+    tmp_path: Path, method: AuthMethod, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="l2tp.runtime")
+
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(
+                lns_options(tmp_path, auth=(method,), interface_name="lns%d", mtu=1400),
+                lac_options(auth=(method,)),
+            )
+            await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
+            ops = pair.lns_kernel.interfaces_.calls
+            # Found by its kernel name, renamed, sized, up, then addressed: in that order.
+            assert [c[0] for c in ops] == [
+                "index_of",
+                "rename",
+                "set_mtu",
+                "set_up",
+                "add_address",
+            ]
+            assert ops[0] == ("index_of", "ppp" + ops[0][1][3:])  # type: ignore[index]
+            assert ops[1][2] == "lns%d" and ops[2][2] == 1400
+            # The pool's first address goes to alice (no address in her secrets line).
+            assert ops[4][1:] == (40, LNS_IP, IPv4Address("10.0.0.2"), 32)
+            lac_ops = pair.lac_kernel.interfaces_.calls
+            assert ("add_address", 40, IPv4Address("10.0.0.2"), LNS_IP, 32) in lac_ops
+            kernel_calls = [c[0] for c in pair.lns_kernel.calls]
+            assert kernel_calls[:3] == ["open_channel", "create_unit", "set_mru"]
+            assert pair.np(pair.lns_kernel) == {PPP_IP: NpMode.PASS}
+            assert pair.lns.counters.auth_succeeded == 1
+            assert pair.lns.counters.network_up == 1
+        finally:
+            await pair.close()
+        assert pair.lns_reported.downs == [] and pair.lac_reported.downs == []
+        assert not pair.lns_kernel.open_fds and not pair.lac_kernel.open_fds
+        assert pair.lns_kernel.closed
+
+    run(scenario)
+    assert "user 'alice' succeeded" in caplog.text
+    assert "correct horse" not in caplog.text
+
+
+def test_secrets_line_address_and_ipv6(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(
+                lns_options(tmp_path, ipv6=True),
+                lac_options(user="bob", password="hunter2", ipv6=True),
+            )
+
+            def both() -> bool:
+                modes = pair.np(pair.lac_kernel)
+                return modes.get(PPP_IP) is NpMode.PASS and modes.get(PPP_IPV6) is NpMode.PASS
+
+            await until(both, "IPCP and IPv6CP on the LAC")
+
+            def adds() -> list[tuple[object, ...]]:
+                calls = pair.lns_kernel.interfaces_.calls
+                return [c for c in calls if c[0] == "add_address"]
+
+            await until(lambda: len(adds()) == 2, "both addresses on the LNS")
+            v4 = next(c for c in adds() if isinstance(c[2], IPv4Address))
+            assert v4[3] == IPv4Address("10.9.9.9")  # bob's line names his address
+            v6 = next(c for c in adds() if not isinstance(c[2], IPv4Address))
+            assert str(v6[2]).startswith("fe80::") and str(v6[3]).startswith("fe80::")
+            assert v6[4] == 128 and v6[2] != v6[3]
+            pool = pair.lns.pool(pair.sessions["lns"].options.builtin_ppp)
+            assert pool is not None and pool.in_use == 0  # the pool was not needed
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_wrong_password_ends_with_the_documented_cdn(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="l2tp.runtime")
+
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(
+                lns_options(tmp_path, auth=(AuthMethod.MSCHAP_V2,)),
+                lac_options(password="wrong horse", auth=(AuthMethod.MSCHAP_V2,)),
+            )
+            await until(lambda: pair.lns_reported.downs and pair.lac_reported.downs, "both down")
+            assert pair.lns_reported.downs == [
+                (CdnResult.GENERAL_ERROR, ErrorCode.VENDOR_SPECIFIC, "PPP authentication failed")
+            ]
+            assert pair.lac_reported.downs == [
+                (
+                    CdnResult.GENERAL_ERROR,
+                    ErrorCode.VENDOR_SPECIFIC,
+                    "PPP authentication to the peer failed",
+                )
+            ]
+            assert pair.lns.counters.auth_failed == 1
+            # No unit was ever made, and everything is released without waiting for stop().
+            assert not any(c[0] == "create_unit" for c in pair.lns_kernel.calls)
+            await until(lambda: not pair.lns_kernel.open_fds, "LNS fds released")
+            await pair.lns.stop(pair.sessions["lns"])  # what the control plane does next
+            assert pair.lns.endings[pair.sessions["lns"].key] is Ending.AUTH_FAILED
+        finally:
+            await pair.close()
+
+    run(scenario)
+    assert "mschap-v2 authentication of user 'alice' failed" in caplog.text
+    assert "wrong horse" not in caplog.text and "correct horse" not in caplog.text
+
+
+def test_unknown_user_and_pap_refused_when_not_offered(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            # The LAC only does PAP, the LNS does not offer it: LCP cannot agree.
+            await pair.start(
+                lns_options(tmp_path), lac_options(user="mallory", auth=(AuthMethod.PAP,))
+            )
+            await until(lambda: pair.lns_reported.downs, "LNS down")
+            assert pair.lns_reported.downs[0][0] == CdnResult.GENERAL_ERROR
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_peer_terminate_is_lost_carrier(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
+            # The LAC's PPP ends the link but its L2TP session stays (a pppd told to hang
+            # up): the LNS acknowledges, waits one restart interval (RFC 1661 4.3 "zrc",
+            # 3 s) and reports.
+            pair.lac_kernel.hold_channels = True
+            lac_link = pair.lac.links[pair.sessions["lac"].key]
+            lac_link.conn.close(asyncio.get_running_loop().time(), "user request")
+            lac_link._transmit()
+            await until(lambda: pair.lns_reported.downs, "LNS down", timeout=6)
+            assert pair.lns_reported.downs == [
+                (CdnResult.LOST_CARRIER, None, "PPP link terminated by the peer")
+            ]
+            assert pair.lns.counters.peer_terminated == 1
+            await until(lambda: not pair.lns_kernel.open_fds, "LNS released")
+            pool = pair.lns.pool(pair.sessions["lns"].options.builtin_ppp)
+            assert pool is not None and pool.in_use == 0  # alice's address came back
+            # The address was taken off the interface when IPCP went down.
+            assert any(c[0] == "delete_address" for c in pair.lns_kernel.interfaces_.calls)
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_stop_is_fast_idempotent_and_reports_nothing(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await pair.lac.stop(pair.sessions["lac"])  # LCP Terminate-Request to the LNS
+            assert loop.time() - started < 0.4  # the Terminate-Ack came back at once
+            await pair.lac.stop(pair.sessions["lac"])  # idempotent
+            assert pair.lac_reported.downs == []  # stop() reports nothing
+            assert not pair.lac_kernel.open_fds and not pair.lac.links
+            assert pair.lac.endings == {pair.sessions["lac"].key: None}
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_stop_with_a_silent_peer_waits_at_most_terminate_wait(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
+            lac_link = pair.lac.links[pair.sessions["lac"].key]
+            for fd in list(lac_link._readers):
+                lac_link._unwatch(fd)  # the LAC stops answering
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            await pair.lns.stop(pair.sessions["lns"])
+            assert 0.45 <= loop.time() - started < 1.5
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_echo_failure_is_lost_carrier(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(
+                lns_options(tmp_path, lcp_echo_interval=0.1, lcp_echo_failure=3), lac_options()
+            )
+            await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
+            lac_link = pair.lac.links[pair.sessions["lac"].key]
+            for fd in list(lac_link._readers):
+                lac_link._unwatch(fd)  # frozen: SIGSTOP in the kernel tier
+            await until(lambda: pair.lns_reported.downs, "echo failure", timeout=5)
+            assert pair.lns_reported.downs == [
+                (CdnResult.LOST_CARRIER, None, "PPP peer not answering LCP echo requests")
+            ]
+            assert pair.lns.counters.echo_failed == 1
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_hangup_when_the_kernel_session_goes(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: ipcp_up(pair.lns_kernel), "IPCP")
+            await pair.lac.close()  # its socket closes: end of file on the LNS channel
+            await until(lambda: pair.lns_reported.downs, "hangup")
+            assert pair.lns_reported.downs == [
+                (CdnResult.LOST_CARRIER, None, "PPP channel hung up")
+            ]
+            await until(lambda: not pair.lns_kernel.open_fds, "released")
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_unit_creation_failure_is_a_local_failure(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        pair.lns_kernel.fail_unit = True
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: pair.lns_reported.downs, "LNS down")
+            assert pair.lns_reported.downs == [
+                (CdnResult.TEMPORARY_NO_FACILITIES, None, "local failure")
+            ]
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_failed_address_ends_the_link(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        pair.lns_kernel.interfaces_.fail.add("add_address")
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: pair.lns_reported.downs, "LNS down")
+            assert pair.lns_reported.downs[0][0] == CdnResult.TEMPORARY_NO_FACILITIES
+            assert pair.lns.counters.interface_errors == 1
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_rename_failure_keeps_the_kernel_name(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        pair.lns_kernel.interfaces_.fail.add("rename")
+        try:
+            await pair.start(lns_options(tmp_path, interface_name="taken"), lac_options())
+            await until(lambda: ipcp_up(pair.lns_kernel), "IPCP")
+            link = pair.lns.links[pair.sessions["lns"].key]
+            assert link.ifname is not None and link.ifname.startswith("ppp")
+            assert pair.lns_reported.downs == []
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+class AsyncHook:
+    """Answers after a round trip through the loop, as a RADIUS client would."""
+
+    def __init__(self, ok: bool = True, fail: bool = False) -> None:
+        self.ok = ok
+        self.fail = fail
+        self.contexts: list[AuthContext] = []
+
+    def authenticate(self, request: AuthRequest, context: AuthContext) -> Awaitable[AuthDecision]:
+        self.contexts.append(context)
+
+        async def verdict() -> AuthDecision:
+            await asyncio.sleep(0.01)
+            if self.fail:
+                raise RuntimeError("RADIUS server unreachable")
+            return AuthDecision(success=self.ok, peer_address=IPv4Address("10.7.7.7"))
+
+        return verdict()
+
+
+def test_async_hook_decides(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        hook = AsyncHook()
+        pair = make_pair(authenticator=hook)
+        try:
+            await pair.start(
+                lns_options(tmp_path, auth=(AuthMethod.PAP,), secrets=None),
+                lac_options(auth=(AuthMethod.PAP,)),
+            )
+            await until(lambda: ipcp_up(pair.lac_kernel), "IPCP")
+            (context,) = hook.contexts
+            assert (context.tunnel_id, context.session_id, context.server) == (10, 1, "lns")
+            assert context.calling_number == "5551234"
+            lac_ops = pair.lac_kernel.interfaces_.calls
+            assert ("add_address", 40, IPv4Address("10.7.7.7"), LNS_IP, 32) in lac_ops
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_failing_hook_denies(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair(authenticator=AsyncHook(fail=True))
+        try:
+            await pair.start(
+                lns_options(tmp_path, auth=(AuthMethod.PAP,), secrets=None),
+                lac_options(auth=(AuthMethod.PAP,)),
+            )
+            await until(lambda: pair.lns_reported.downs, "LNS down")
+            assert pair.lns_reported.downs[0][2] == "PPP authentication failed"
+            assert pair.lns.counters.auth_hook_errors == 1
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_start_refuses_without_secrets_and_closes_the_socket(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), hostname="lns")
+        a, b = socket_pair()
+        for options, text in (
+            (lns_options(tmp_path, secrets=None), "needs a secrets file"),
+            (lns_options(tmp_path, secrets=str(tmp_path / "missing")), "No such file"),
+        ):
+            session, dataplane = backend_session(a, lns=True, options=options)
+            with pytest.raises(ValueError, match=text):
+                await backend.start(session)
+            assert dataplane.opened == 0  # refused before the kernel was touched
+        assert not backend.links
+        a.close()
+        b.close()
+
+    run(scenario)
+
+
+def test_secrets_file_is_reloaded_and_a_broken_edit_keeps_the_old(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            options = lns_options(tmp_path, auth=(AuthMethod.CHAP_MD5,))
+            assert options.secrets is not None
+            secrets = Path(options.secrets)
+            secrets.write_text('carol * "s3cret"\n')
+            await pair.start(
+                options, lac_options(user="carol", password="s3cret", auth=(AuthMethod.CHAP_MD5,))
+            )
+            await until(lambda: ipcp_up(pair.lac_kernel), "carol up")
+            secrets.write_text('carol * "unterminated\n')  # a broken edit
+            pair2 = make_pair()
+            pair2.lns = pair.lns  # the same backend: its cache of the file
+            a, b = socket_pair()
+            s_lns, _ = backend_session(a, lns=True, options=options, sid=5, psid=6)
+            s_lac, _ = backend_session(
+                b,
+                lns=False,
+                options=lac_options(user="carol", password="s3cret", auth=(AuthMethod.CHAP_MD5,)),
+                sid=6,
+                psid=5,
+            )
+            await pair.lns.start(s_lns)
+            await pair2.lac.start(s_lac)
+            await until(lambda: ipcp_up(pair2.lac_kernel), "carol again, old contents")
+            await pair2.lac.close()
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_map_ending_table() -> None:
+    assert map_ending(Ending.AUTH_FAILED) == (2, 6, "PPP authentication failed")
+    assert map_ending(Ending.ECHO_FAILED)[0] == CdnResult.LOST_CARRIER
+    assert map_ending(Ending.PEER_TERMINATED)[:2] == (CdnResult.LOST_CARRIER, None)
+    assert map_ending(Ending.HANGUP)[0] == CdnResult.LOST_CARRIER
+    assert map_ending(Ending.NEGOTIATION_FAILED) == (11, None, "PPP negotiation failed")
+    # L2TPv3 has no Result Codes 6-11 (RFC 3931 5.4.2).
+    assert map_ending(Ending.NEGOTIATION_FAILED, version=3) == (2, 6, "PPP negotiation failed")
+    assert map_ending(Ending.LOCAL_FAILURE) == (4, None, "local failure")
+    assert map_ending(Ending.INTERNAL_ERROR) == (2, None, "local failure")
+    for ending in Ending:
+        result, _, message = map_ending(ending, version=3)
+        assert result not in range(6, 12) and message
+
+
+def test_dispatching_backend_routes_by_options(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pppd, builtin = NullSessionBackend(), NullSessionBackend()
+        dispatch = DispatchingBackend(pppd=pppd, builtin=builtin)
+        a, b = socket_pair()
+        s1, _ = backend_session(a, lns=True, options=lns_options(tmp_path), sid=1)
+        s2, _ = backend_session(b, lns=True, options=None, sid=2)
+        assert s2.options.builtin_ppp is None
+        await dispatch.start(s1)
+        await dispatch.start(s2)
+        assert list(builtin.started) == [s1.key] and list(pppd.started) == [s2.key]
+        # The choice sticks even if the options object changed since (a reload).
+        await dispatch.stop(replace(s1, options=SessionOptions()))
+        await dispatch.stop(s2)
+        await dispatch.stop(s2)
+        assert builtin.stopped == [s1.key] and pppd.stopped == [s2.key]
+        await dispatch.close()
+        a.close()
+        b.close()
+
+    run(scenario)
+
+
+@pytest.mark.allow_internal_errors
+def test_a_bug_ends_only_its_session_with_a_general_error(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        pair = make_pair()
+
+        def broken(*args: object) -> None:
+            raise RuntimeError("bug in the device layer")
+
+        pair.lns_kernel.set_mru = broken  # type: ignore[method-assign,assignment]
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: pair.lns_reported.downs, "LNS down")
+            assert pair.lns_reported.downs == [(CdnResult.GENERAL_ERROR, None, "local failure")]
+            await until(lambda: not pair.lns_kernel.open_fds, "released")
+        finally:
+            await pair.close()
+
+    run(scenario)
