@@ -96,6 +96,8 @@ def test_argv_lac_minimal() -> None:
         "nodetach",
         # Wait for the peer's LCP however late it starts; one Terminate-Request on stop.
         "passive",
+        "lcp-restart",
+        "1",
         "lcp-max-terminate",
         "1",
     ]

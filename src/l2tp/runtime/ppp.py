@@ -37,8 +37,14 @@ together (issue 13: 6 of 40 sessions in one tunnel never came up):
   by default, longer than ``stop_timeout``. When the backend stops pppd the
   session is ending (CDN, StopCCN) and the peer's side is often gone already,
   so the Ack never comes and pppd would end in SIGKILL, skipping its ``ip-down``
-  script; with one transmission it gives up after 3 s and exits cleanly (a live
-  peer's Ack ends it sooner).
+  script; with one transmission it gives up after the restart interval and
+  exits cleanly (a live peer's Ack ends it sooner).
+* ``lcp-restart 1``: that interval, 1 s instead of 3 s. With 3 s, 40 pppd
+  stopped together on a loaded host sometimes took more than ``stop_timeout``
+  (5 s) and were killed (the kernel tier, once in a full run); 1 s leaves room,
+  and NetworkManager kills kl2tpd 2 s after its SIGTERM (issue 16). The same
+  interval paces LCP Configure-Requests, which on an L2TP session (no link
+  to wait for) only makes an unanswered start go ``passive`` sooner.
 
 pppd's output (``nodetach`` logs to stdout) is logged line by line with the
 session's IDs. When pppd exits by itself, its exit status (``man pppd``, EXIT
@@ -303,7 +309,7 @@ def build_argv(
     argv += ["pppol2tp_session_id", str(info.session_id)]
     if session.lns_mode:
         argv.append("pppol2tp_lns_mode")
-    argv += ["nodetach", "passive", "lcp-max-terminate", "1"]
+    argv += ["nodetach", "passive", "lcp-restart", "1", "lcp-max-terminate", "1"]
     if session.options.interface_name:
         argv += ["ifname", session.options.interface_name]
     if session.options.mtu is not None:
