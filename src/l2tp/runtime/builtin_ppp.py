@@ -209,6 +209,14 @@ class DispatchingBackend:
         self.builtin = builtin
         self._chosen: dict[tuple[int, int], SessionBackend] = {}
 
+    @property
+    def stop_timeout(self) -> float:
+        """The longer of the two backends' (how long a context waits for stops at close)."""
+        return max(
+            float(getattr(self.pppd, "stop_timeout", 0.0)),
+            float(getattr(self.builtin, "stop_timeout", 0.0)),
+        )
+
     def backend_for(self, session: BackendSession) -> SessionBackend:
         return self.builtin if uses_builtin(session.options) else self.pppd
 

@@ -350,7 +350,9 @@ class L2tpContext:
         await self.close_tunnels(list(self.tunnels.values()), result, message, ack_timeout)
         self.closed = True
         if self._tasks:
-            await asyncio.wait(set(self._tasks), timeout=ack_timeout + 5.0)
+            # Backends stopping (pppd: SIGTERM, then SIGKILL after its stop_timeout).
+            stop = float(getattr(self.backend, "stop_timeout", 5.0))
+            await asyncio.wait(set(self._tasks), timeout=ack_timeout + stop + 2.0)
         for th in list(self.tunnels.values()):
             th.cancel_timer()
             th.endpoint.release(th)

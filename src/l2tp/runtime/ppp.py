@@ -39,12 +39,16 @@ together (issue 13: 6 of 40 sessions in one tunnel never came up):
   so the Ack never comes and pppd would end in SIGKILL, skipping its ``ip-down``
   script; with one transmission it gives up after the restart interval and
   exits cleanly (a live peer's Ack ends it sooner).
-* ``lcp-restart 1``: that interval, 1 s instead of 3 s. With 3 s, 40 pppd
-  stopped together on a loaded host sometimes took more than ``stop_timeout``
-  (5 s) and were killed (the kernel tier, once in a full run); 1 s leaves room,
-  and NetworkManager kills kl2tpd 2 s after its SIGTERM (issue 16). The same
-  interval paces LCP Configure-Requests, which on an L2TP session (no link
-  to wait for) only makes an unanswered start go ``passive`` sooner.
+* ``lcp-restart 1``: that interval, 1 s instead of 3 s, so an unanswered
+  Terminate-Request costs 1 s (NetworkManager kills kl2tpd 2 s after its
+  SIGTERM: issue 16). The same interval paces LCP Configure-Requests, which on
+  an L2TP session (no link to wait for) only makes an unanswered start go
+  ``passive`` sooner.
+
+``stop_timeout`` defaults to 10 s: 40 pppd stopped together in the emulated
+test VM under the full suite's load all took ~5 s to exit (with either restart
+interval), and one was killed at the earlier 5 s default, skipping its
+``ip-down`` script.
 
 pppd's output (``nodetach`` logs to stdout) is logged line by line with the
 session's IDs. When pppd exits by itself, its exit status (``man pppd``, EXIT
@@ -393,7 +397,7 @@ class PppdBackend:
         pppd: str | None = None,
         plugin: str = PLUGIN,
         netns: str | None = None,
-        stop_timeout: float = 5.0,
+        stop_timeout: float = 10.0,
         env: dict[str, str] | None = None,
         logger: logging.Logger | None = None,
     ) -> None:
