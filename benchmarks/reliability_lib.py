@@ -237,6 +237,7 @@ class LnsDaemon:
         ready.unlink(missing_ok=True)
         argv = [sys.executable, "-m", "l2tp.daemons.lns", str(self.config_file)]
         argv += ["--null-dataplane", "--ready-file", str(ready)]
+        argv += ["--control", str(workdir / f"{name}.sock")]  # not the shared /run/l2tp one
         env = dict(os.environ)
         # The daemon runs the same l2tp package as this process (a tree under test may
         # be given with PYTHONPATH).

@@ -121,6 +121,7 @@ class DaemonProcess(ManagedProcess):
         argv = [] if self.netns_flag else ["ip", "netns", "exec", self.ns]
         argv += [sys.executable, "-m", self.MODULE, str(self.path)]
         argv += ["--ready-file", str(self.ready), self.VERBOSITY]
+        argv += ["--control", str(self.path.with_suffix(".sock"))]  # not /run/l2tp: shared
         if self.netns_flag:
             argv += ["--netns", self.ns]
         self.spawn(argv)

@@ -17,14 +17,20 @@ from tests.helpers import until
 
 
 class Daemon:
-    """``python -m MODULE CONFIG --null-dataplane --ready-file ...`` and its output."""
+    """``python -m MODULE CONFIG --null-dataplane --ready-file ... --control ...`` and its
+    output. The control socket is next to the configuration (not the default under
+    /run/l2tp, which two daemons of one kind in a test, or a real daemon, would share)."""
 
     def __init__(self, module: str, config: Path, *args: str) -> None:
         self.program = module.rsplit(".", 1)[-1]
         self.log = config.with_suffix(".log")
         self.ready = config.with_suffix(".ready")
+        self.control = config.with_suffix(".sock")
         argv = [sys.executable, "-m", module, str(config), "--null-dataplane"]
-        argv += ["--ready-file", str(self.ready), *args]
+        argv += ["--ready-file", str(self.ready)]
+        if "--control" not in args:
+            argv += ["--control", str(self.control)]
+        argv += args
         with self.log.open("w") as out:
             self.proc = subprocess.Popen(
                 argv,

@@ -206,7 +206,8 @@ def test_listen_address_in_use_names_the_holder(tmp_path: Path) -> None:
         port = holder.getsockname()[1]
         conf = tmp_path / "c.toml"
         conf.write_text(f'[listener.second]\nlisten = "127.0.0.1:{port}"\n')
-        proc = _run([sys.executable, "-m", "l2tp.daemons.lns", str(conf), "--null-dataplane"])
+        argv = [sys.executable, "-m", "l2tp.daemons.lns", str(conf), "--null-dataplane"]
+        proc = _run([*argv, "--control", "none"])
     assert (proc.returncode, proc.stdout) == (1, "")
     (line,) = proc.stderr.splitlines()
     prefix = f'l2tp-lns: cannot start: [listener.second] listen = "127.0.0.1:{port}": Address'

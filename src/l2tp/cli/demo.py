@@ -137,6 +137,10 @@ class Daemon:
         self.log = workdir / f"{config_name}.log"
         cmd = ["ip", "netns", "exec", ns, sys.executable, "-m", module, str(config)]
         cmd += ["--ready-file", str(self.ready), "-v"]
+        # One control socket per demo daemon: both ends of a pair are the same daemon
+        # kind on this host's /run, where the default path would be shared.
+        self.control = workdir / f"{config_name}.sock"
+        cmd += ["--control", str(self.control)]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
 

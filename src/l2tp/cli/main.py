@@ -16,9 +16,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import cast
 
+import l2tp
 from l2tp.cli.pipes import run_quietly
 
-SUBCOMMAND_MODULES = ("decode", "show", "monitor", "check_config", "demo")
+SUBCOMMAND_MODULES = ("decode", "show", "monitor", "check_config", "demo", "ctl")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="l2tp", description="Linux L2TP toolkit: inspect, decode and demo."
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {l2tp.__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in SUBCOMMAND_MODULES:
         try:

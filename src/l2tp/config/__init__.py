@@ -20,6 +20,7 @@ from l2tp.config.model import (
     Encap,
     Endpoint,
     FramingCap,
+    HooksSection,
     L2SpecType,
     ListenerConfig,  # the old names of the *Section classes
     ListenerSection,
@@ -45,6 +46,7 @@ __all__ = [
     "Encap",
     "Endpoint",
     "FramingCap",
+    "HooksSection",
     "L2SpecType",
     "ListenerConfig",
     "ListenerSection",

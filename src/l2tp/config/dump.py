@@ -22,6 +22,7 @@ from l2tp.config.model import (
     BuiltinPppSection,
     Config,
     Endpoint,
+    HooksSection,
     ListenerSection,
     PppImplementation,
     Pseudowire,
@@ -196,6 +197,19 @@ def listener_items(listener: ListenerSection, *, full: bool) -> Items:
     ]
 
 
+def hooks_items(hooks: HooksSection, *, full: bool) -> Items:
+    """The ``[hooks]`` table; programs not set are left out (``null`` in JSON)."""
+    return [
+        ("tunnel_up", hooks.tunnel_up or None),
+        ("tunnel_down", hooks.tunnel_down or None),
+        ("session_up", hooks.session_up or None),
+        ("session_down", hooks.session_down or None),
+        ("timeout", _ms(hooks.timeout)),
+        ("max_concurrent", hooks.max_concurrent),
+        ("max_queued", hooks.max_queued),
+    ]
+
+
 def _builtin_table(path: str, section: BuiltinPppSection | None) -> list[str]:
     if section is None:
         return []
@@ -245,6 +259,8 @@ def dump_toml(config: Config) -> str:
             spath = f"{path}.{table_path('session', session.name)}"
             out += ["", *_toml_table(spath, listener_session_items(session, full=False))]
             out += _builtin_table(spath, session.builtin_ppp)
+    if config.hooks != HooksSection():
+        out += ["", *_toml_table("hooks", hooks_items(config.hooks, full=False))]
     return "\n".join(out) + "\n"
 
 
@@ -286,6 +302,7 @@ def to_dict(config: Config) -> dict[str, object]:
         "daemon": None if config.daemon is None else str(config.daemon),
         "tunnels": tunnels,
         "listeners": listeners,
+        "hooks": _json_items(hooks_items(config.hooks, full=True)),
     }
 
 

@@ -26,6 +26,7 @@ from typing import TypedDict
 
 from l2tp.config.errors import ConfigError, ConfigErrors, table_path
 from l2tp.config.fields import Resolver, TableReader, avp_max_length, show, system_resolver
+from l2tp.config.hooks import read_hooks
 from l2tp.config.model import (
     Config,
     Daemon,
@@ -123,7 +124,7 @@ LISTENER_KEYS = frozenset(
         "session",
     )
 )
-TOP_KEYS = frozenset(("tunnel", "listener"))
+TOP_KEYS = frozenset(("tunnel", "listener", "hooks"))
 _SYNTAX = re.compile(
     r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
 )
@@ -544,6 +545,7 @@ class _Loader:
             ]
             self.error("", None, f"no {' or '.join(kinds)} tables: nothing to do")
         self.cross_checks(tunnels, listeners)
+        hooks = read_hooks(self.file, doc.get("hooks"), self.errors)
         if self.errors:
             raise ConfigErrors(self.errors)
         return Config(
@@ -551,6 +553,7 @@ class _Loader:
             daemon=self.profile.daemon,
             tunnels=tuple(tunnels),
             listeners=tuple(listeners),
+            hooks=hooks,
         )
 
     def cross_checks(self, tunnels: list[TunnelSection], listeners: list[ListenerSection]) -> None:

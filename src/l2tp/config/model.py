@@ -289,6 +289,30 @@ class ListenerSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HooksSection:
+    """The ``[hooks]`` table: programs run when tunnels and sessions come and go.
+
+    Each event's program is an argv tuple (empty: none), run without a shell by
+    :mod:`l2tp.daemons.hooks`; ``timeout`` is in seconds here (milliseconds in the
+    file). At most ``max_concurrent`` run at once and ``max_queued`` wait; more
+    are dropped and counted.
+    """
+
+    tunnel_up: tuple[str, ...] = ()
+    tunnel_down: tuple[str, ...] = ()
+    session_up: tuple[str, ...] = ()
+    session_down: tuple[str, ...] = ()
+    timeout: float = 10.0
+    max_concurrent: int = 4
+    max_queued: int = 1024
+
+    @property
+    def configured(self) -> bool:
+        """True when at least one event has a program."""
+        return bool(self.tunnel_up or self.tunnel_down or self.session_up or self.session_down)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """A whole loaded file. ``daemon`` is the profile it was validated for."""
 
@@ -296,6 +320,7 @@ class Config:
     daemon: Daemon | None = None
     tunnels: tuple[TunnelSection, ...] = ()
     listeners: tuple[ListenerSection, ...] = ()
+    hooks: HooksSection = field(default_factory=HooksSection)
 
     def tunnel(self, name: str) -> TunnelSection:
         """The tunnel called ``name``; KeyError when there is none."""

@@ -12,6 +12,12 @@ Signals: SIGTERM and SIGINT stop the daemon (StopCCN on every tunnel, up to
 objects removed); SIGHUP re-reads the configuration file and applies it
 (:meth:`Daemon.reload`; a file with errors, or a change that cannot be
 applied, is reported and the daemon goes on).
+
+Under systemd (``NOTIFY_SOCKET``, :mod:`l2tp.daemons.sdnotify`): READY=1 where
+"started" is printed, RELOADING=1 ... READY=1 around each reload, STOPPING=1,
+watchdog pings from the loop. The ``[hooks]`` programs
+(:mod:`l2tp.daemons.hook_events`) are fed by the context's events; at shutdown
+their ``down`` hooks run after the tunnels are closed, within the hooks' bound.
 """
 
 from __future__ import annotations
@@ -25,9 +31,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Protocol
 
+import l2tp
 from l2tp import config as cfg
 from l2tp.cli.pipes import run_quietly
-from l2tp.daemons import preflight
+from l2tp.daemons import preflight, sdnotify
+from l2tp.daemons.control_socket import ControlSocketError, add_control_arguments
+from l2tp.daemons.control_socket import server_from_args as control_server
+from l2tp.daemons.ctl_target import ContextTarget, DaemonInfo, ReloadResult
+from l2tp.daemons.hook_events import DaemonHooks
+from l2tp.daemons.logformat import add_log_arguments
+from l2tp.daemons.logformat import setup as setup_logging
 from l2tp.daemons.preflight import KernelNeeds, StartError
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.async_null import AsyncNullDataPlane
@@ -75,6 +88,9 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
         help="seconds to wait for StopCCN acknowledgements on SIGTERM (default 2)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
+    add_log_arguments(parser)
+    add_control_arguments(parser, prog)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {l2tp.__version__}")
     return parser
 
 
@@ -127,10 +143,7 @@ def main(
     if not path:
         print(f"{prog}: a configuration file is required ({prog} CONFIG)", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose, prog)
     if args.check:
         return run_quietly(lambda: cfg.run_check(path, daemon_kind))
     try:
@@ -159,8 +172,11 @@ async def serve(
     args: argparse.Namespace,
 ) -> int:
     log = logging.getLogger(LOGGER_NAMES.get(daemon_kind, f"l2tp.{prog}"))
+    notify = sdnotify.Notifier.from_environ()  # systemd Type=notify; no-op without it
+    watchdog = notify.start_watchdog()
     ctx = L2tpContext(dataplane=dataplane, backend=backend, netns=args.netns)
     daemon = factory(config, ctx, args)
+    hooks = DaemonHooks(ctx, config.hooks, daemon=prog)  # [hooks]: runs nothing without
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -168,37 +184,66 @@ async def serve(
     reloads: asyncio.Queue[None] = asyncio.Queue()
     loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
 
+    reload_lock = asyncio.Lock()
+
+    async def reload_config() -> ReloadResult:
+        """Re-read and apply the file: SIGHUP and ``l2tp ctl reload`` both come here,
+        one reload at a time, and get the outcome (the socket returns it)."""
+        async with reload_lock:
+            notify.reloading()
+            try:
+                try:
+                    new = cfg.load(path, daemon=daemon_kind)
+                except cfg.ConfigError as exc:
+                    log.error("reload ignored: %s", exc)
+                    print(f"{prog}: reload ignored:\n{exc}", file=sys.stderr, flush=True)
+                    return ReloadResult(applied=False, errors=str(exc).splitlines())
+                hooks.configure(new.hooks)
+                try:
+                    await daemon.reload(new)
+                except (StartError, KernelError, OSError) as exc:
+                    # E.g. a new listener whose address cannot be bound: the rest of
+                    # the new file is applied, and the daemon keeps running.
+                    log.error("reload: %s", exc)
+                    print(f"{prog}: reload incomplete: {exc}", file=sys.stderr, flush=True)
+                    return ReloadResult(applied=True, summary=daemon.summary(), errors=[str(exc)])
+                print(f"{prog}: configuration reloaded: {daemon.summary()}", flush=True)
+                return ReloadResult(applied=True, summary=daemon.summary())
+            finally:
+                notify.ready(daemon.summary())  # ends the reload, applied or not
+
     async def reloader() -> None:
         while True:
             await reloads.get()
-            try:
-                new = cfg.load(path, daemon=daemon_kind)
-            except cfg.ConfigError as exc:
-                log.error("reload ignored: %s", exc)
-                print(f"{prog}: reload ignored:\n{exc}", file=sys.stderr, flush=True)
-                continue
-            try:
-                await daemon.reload(new)
-            except (StartError, KernelError, OSError) as exc:
-                # E.g. a new listener whose address cannot be bound: the rest of
-                # the new file is applied, and the daemon keeps running.
-                log.error("reload: %s", exc)
-                print(f"{prog}: reload incomplete: {exc}", file=sys.stderr, flush=True)
-                continue
-            print(f"{prog}: configuration reloaded: {daemon.summary()}", flush=True)
+            await reload_config()
 
     reload_task = asyncio.create_task(reloader())
+    target = ContextTarget(
+        ctx,
+        DaemonInfo(name=prog, config_file=str(Path(path).resolve()), started_at=loop.time()),
+        summary=daemon.summary,
+        reload=reload_config,
+        names=getattr(daemon, "tunnel_name", None),
+    )
+    control = None
     status = 0
     started = False
     try:
         try:
+            # The control socket first: a live daemon on its path stops us before
+            # anything (listen sockets, tunnels) is opened.
+            control = control_server(args, target)
+            if control is not None:
+                await control.start()
+            hooks.start()  # subscribed before the first tunnel can come up
             await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
-        except (StartError, KernelError, OSError) as exc:
+        except (StartError, KernelError, OSError, ControlSocketError) as exc:
             print(f"{prog}: cannot start: {exc}", file=sys.stderr, flush=True)
             return 1
         print(f"{prog}: started: {daemon.summary()}; SIGTERM stops, SIGHUP reloads", flush=True)
         started = True
+        notify.ready(daemon.summary())
         if args.ready_file is not None:
             try:
                 preflight.write_ready_file(args.ready_file)
@@ -214,11 +259,18 @@ async def serve(
             status = 1
     finally:
         reload_task.cancel()
+        notify.stopping()
+        if control is not None:
+            await control.close()
         await ctx.close(ack_timeout=args.stop_timeout)
+        await hooks.close()  # the down hooks of what ctx.close ended, within their bound
         close_backend = getattr(backend, "close", None)
         if close_backend is not None:
             await close_backend()  # the built-in PPP's rtnetlink socket and threads
         await dataplane.close()
         if started:
             print(f"{prog}: tunnels closed, exiting", flush=True)
+        if watchdog is not None:
+            watchdog.cancel()
+        notify.close()
     return status

@@ -70,7 +70,11 @@ class TunnelRunner:
             try:
                 await self._once()
             except TunnelFailed as exc:
-                self.log.warning("tunnel %s: %s", t.name, exc)
+                # A normal shutdown (or this tunnel removed by a reload) is not a warning.
+                normal = self.stopping or self.ctx.closing
+                self.log.log(
+                    logging.INFO if normal else logging.WARNING, "tunnel %s: %s", t.name, exc
+                )
             except (OSError, RuntimeError) as exc:
                 self.log.error("tunnel %s: %s", t.name, exc)
             if self.stopping or self.ctx.closing or not t.redial:
@@ -178,6 +182,13 @@ class Kl2tpd:
 
     def summary(self) -> str:
         return f"{len(self.runners)} tunnel(s)"
+
+    def tunnel_name(self, th: TunnelHandle) -> str | None:
+        """The ``[tunnel.NAME]`` a tunnel handle was opened for (``l2tp ctl``)."""
+        for name, runner in self.runners.items():
+            if runner.handle is th:
+                return name
+        return None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from l2tp import config as cfg
 from l2tp.daemons import common
 from l2tp.daemons.preflight import StartError
-from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.control import L2tpContext, TunnelHandle
 
 from .kl2tpd import Kl2tpd
 from .lns import Lns
@@ -79,6 +79,11 @@ class L2tpd:
         self.config = config
         if failure is not None:
             raise failure
+
+    def tunnel_name(self, th: TunnelHandle) -> str | None:
+        """The ``[tunnel.NAME]`` of an initiator tunnel (listeners' tunnels are named by
+        their listener in ``l2tp ctl``)."""
+        return self.initiators.tunnel_name(th)
 
     def summary(self) -> str:
         parts = [self.initiators.summary()]

@@ -20,16 +20,24 @@ import asyncio
 import logging
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import l2tp
 from l2tp import config as cfg
 from l2tp.cli.pipes import run_quietly
-from l2tp.daemons import preflight
+from l2tp.daemons import preflight, sdnotify
+from l2tp.daemons.control_socket import ControlSocketError, add_control_arguments
+from l2tp.daemons.control_socket import server_from_args as control_server
+from l2tp.daemons.hook_events import StaticHooks
+from l2tp.daemons.logformat import add_log_arguments
+from l2tp.daemons.logformat import setup as setup_logging
 from l2tp.daemons.preflight import StartError
+from l2tp.daemons.ql2tpd_ctl import Ql2tpdTarget
 from l2tp.daemons.quiescent import QuiescentTunnel
 from l2tp.daemons.static import StaticTunnel
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
+from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
 
 log = logging.getLogger("l2tp.ql2tpd")
@@ -75,6 +83,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
     )
+    parser.add_argument(
+        "--null-dataplane",
+        action="store_true",
+        help="create no kernel objects (quiescent tunnels still exchange HELLOs): for tests",
+    )
+    add_log_arguments(parser)
+    add_control_arguments(parser, "ql2tpd")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {l2tp.__version__}")
     return parser
 
 
@@ -88,6 +104,10 @@ class Ql2tpd:
         self.quiescent: list[asyncio.Task[None]] = []
         self.failed: BaseException | None = None
         self.stop = asyncio.Event()
+        self.quiescent_tunnels: dict[str, QuiescentTunnel] = {}
+        """By tunnel name, for ``l2tp ctl``."""
+        self.observers: list[Callable[[QuiescentTunnel], None]] = []
+        """Told of every quiescent tunnel's state change (``l2tp ctl events``)."""
 
     async def start(self) -> None:
         """Bring every tunnel up; if one fails, remove what was already built and raise."""
@@ -107,6 +127,8 @@ class Ql2tpd:
     async def _start_quiescent(self, tunnel: cfg.TunnelSection) -> None:
         """Start a quiescent tunnel's task and wait until its kernel objects exist."""
         q = QuiescentTunnel(tunnel, self.dataplane, netns=getattr(self.dataplane, "netns", None))
+        q.observers.append(self._observe)
+        self.quiescent_tunnels[tunnel.name] = q
         task = asyncio.create_task(q.run(self.stop), name=f"quiescent-{tunnel.name}")
         task.add_done_callback(self._task_done)
         self.quiescent.append(task)
@@ -115,6 +137,10 @@ class Ql2tpd:
         up.cancel()
         if task.done() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
+
+    def _observe(self, q: QuiescentTunnel) -> None:
+        for observer in self.observers:
+            observer(q)
 
     def _task_done(self, task: asyncio.Task[None]) -> None:
         """A quiescent tunnel's task ended: fine at shutdown, fatal otherwise."""
@@ -134,27 +160,77 @@ class Ql2tpd:
 
 
 async def serve(
-    config: cfg.Config, dataplane: AsyncDataPlane, *, ready_file: Path | None = None
+    config: cfg.Config,
+    dataplane: AsyncDataPlane,
+    *,
+    ready_file: Path | None = None,
+    args: argparse.Namespace | None = None,
+    config_file: str = "",
 ) -> int:
-    """Run until SIGTERM/SIGINT; owns ``dataplane`` (starts and closes it)."""
+    """Run until SIGTERM/SIGINT; owns ``dataplane`` (starts and closes it). ``args``:
+    the command line, for the control socket (none without it)."""
     try:
-        return await _serve(config, dataplane, ready_file=ready_file)
+        return await _serve(config, dataplane, ready_file=ready_file, args=args, path=config_file)
     finally:
         await dataplane.close()
 
 
-async def _serve(config: cfg.Config, dataplane: AsyncDataPlane, *, ready_file: Path | None) -> int:
+async def _serve(
+    config: cfg.Config,
+    dataplane: AsyncDataPlane,
+    *,
+    ready_file: Path | None,
+    args: argparse.Namespace | None = None,
+    path: str = "",
+) -> int:
     daemon = Ql2tpd(config, dataplane)
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.stop.set)
+    target = Ql2tpdTarget(daemon, path)
     try:
-        await dataplane.start()  # netlink sockets, the kernel's tunnel IDs
+        control = control_server(args, target) if args is not None else None
+        if control is not None:
+            await control.start()  # before any tunnel: a live owner stops us here
+    except ControlSocketError as exc:
+        print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return await _serve_daemon(config, daemon, ready_file)
+    finally:
+        target.close()
+        if control is not None:
+            await control.close()
+
+
+async def _serve_daemon(config: cfg.Config, daemon: Ql2tpd, ready_file: Path | None) -> int:
+    notify = sdnotify.Notifier.from_environ()  # systemd Type=notify; no-op without it
+    watchdog = notify.start_watchdog()
+    try:
+        return await _run(config, daemon, notify, ready_file)
+    finally:
+        if watchdog is not None:
+            watchdog.cancel()
+        notify.close()
+
+
+async def _run(
+    config: cfg.Config, daemon: Ql2tpd, notify: sdnotify.Notifier, ready_file: Path | None
+) -> int:
+    hooks = StaticHooks(config.hooks)  # [hooks]: runs nothing without
+    daemon.observers.append(hooks.observe)  # quiescent tunnels going up and down
+    try:
+        await daemon.dataplane.start()  # netlink sockets, the kernel's tunnel IDs
         await daemon.start()
     except (KernelError, OSError) as exc:
         print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
+        notify.stopping(f"cannot start: {exc}")
+        await hooks.close()
         return 1
+    for static in daemon.tunnels:
+        hooks.up(static.config)
     print(f"ql2tpd: {len(config.tunnels)} tunnel(s) up; SIGTERM removes them", flush=True)
+    notify.ready(f"{len(config.tunnels)} tunnel(s) up")
     try:
         if ready_file is not None:
             try:
@@ -164,7 +240,9 @@ async def _serve(config: cfg.Config, dataplane: AsyncDataPlane, *, ready_file: P
                 return 1
         await daemon.stop.wait()
     finally:
+        notify.stopping()
         await daemon.shutdown()
+        await hooks.close()  # the down hooks of the tunnels just removed, within bounds
         print("ql2tpd: tunnels removed, exiting", flush=True)
     if daemon.failed is not None:
         print(f"ql2tpd: {daemon.failed}", file=sys.stderr)
@@ -178,10 +256,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not path:
         print("ql2tpd: a configuration file is required (ql2tpd CONFIG)", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=logging.WARNING - 10 * min(args.verbose, 2),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    setup_logging(args.log_format, args.verbose, "ql2tpd")
     if args.check:
         return run_quietly(lambda: cfg.run_check(path, cfg.Daemon.QL2TPD))
     try:
@@ -192,14 +267,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.ready_file is not None:
             preflight.check_ready_file(args.ready_file)
-        preflight.check_net_admin()
-        preflight.check_l2tp_family(args.netns)
-        preflight.check_modules(preflight.needs_of(config))
+        if not args.null_dataplane:
+            preflight.check_net_admin()
+            preflight.check_l2tp_family(args.netns)
+            preflight.check_modules(preflight.needs_of(config))
     except (StartError, KernelError, OSError) as exc:
         print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
         return 1
-    dataplane = AsyncLinuxDataPlane(netns=args.netns)
-    return asyncio.run(serve(config, dataplane, ready_file=args.ready_file))
+    dataplane: AsyncDataPlane = (
+        AsyncNullDataPlane() if args.null_dataplane else AsyncLinuxDataPlane(netns=args.netns)
+    )
+    config_file = str(Path(path).resolve())
+    return asyncio.run(
+        serve(config, dataplane, ready_file=args.ready_file, args=args, config_file=config_file)
+    )
 
 
 if __name__ == "__main__":

@@ -35,6 +35,7 @@ import contextlib
 import errno
 import logging
 import socket
+from collections.abc import Callable
 from typing import Any
 
 from l2tp import config as cfg
@@ -108,6 +109,20 @@ class QuiescentTunnel:
         self.probe_interval = max(tunnel.hello_timeout, 1.0)
         self.first_up = asyncio.Event()
         """Set once the kernel objects exist for the first time (ql2tpd's readiness)."""
+        self.state = "starting"
+        """``starting``, ``up`` (kernel objects exist) or ``probing`` (peer lost)."""
+        self.up_at: float | None = None
+        """Loop time the tunnel last came up (``l2tp ctl`` uptime)."""
+        self.channel: ControlChannel | None = None
+        """The control channel of the current generation (its transport's counters)."""
+        self.observers: list[Callable[[QuiescentTunnel], None]] = []
+        """Called after every change of :attr:`state` (``l2tp ctl events``)."""
+
+    def _set_state(self, state: str) -> None:
+        self.state = state
+        self.up_at = asyncio.get_running_loop().time() if state == "up" else None
+        for observer in list(self.observers):
+            observer(self)
 
     def _channel(self, sock: socket.socket, acked: asyncio.Event) -> ControlChannel:
         assert self.config.tid is not None and self.config.ptid is not None
@@ -124,6 +139,7 @@ class QuiescentTunnel:
 
         channel = ControlChannel(transport, sock, None, on_event=on_event)
         channel.start()
+        self.channel = channel
         return channel
 
     async def _create_kernel(self, sock: socket.socket) -> StaticTunnel:
@@ -185,6 +201,7 @@ class QuiescentTunnel:
                 raise
             self.generation += 1
             self.first_up.set()
+            self._set_state("up")
             self.log.info(
                 "tunnel %s: quiescent tunnel up (HELLO every %.1f s idle)",
                 self.config.name,
@@ -198,6 +215,7 @@ class QuiescentTunnel:
             channel.close()
             if stop.is_set():
                 return
+            self._set_state("probing")
             outcome = channel.finished.result()
             reason = (
                 outcome.reason if isinstance(outcome, TransportFailed | TransportClosed) else ""

@@ -244,6 +244,13 @@ class TransportCounters:
     """Bare acknowledgements received: ZLBs and L2TPv3 ACK messages."""
     acked: int = 0
     hello_sent: int = 0
+    hello_acked: int = 0
+    """HELLOs the peer acknowledged."""
+    last_hello_rtt: float | None = None
+    """Seconds from our last acknowledged HELLO to its acknowledgement (a gauge, not a
+    counter), measured on the ``now`` of the calls: the transport reads no clock.
+    Retransmissions included: how long the peer took to confirm it is alive, not a
+    clean path sample."""
     ignored: int = 0
     """Datagrams received after the transport closed or failed."""
 
@@ -342,6 +349,10 @@ class Transport:
         self._hello_wait = self._draw_hello_wait()
         self._close_deadline: float | None = None
         self._end_when_acked = False
+        # The HELLO in flight, (Ns, when queued), for its round-trip time. One attribute:
+        # past 30 attributes CPython stops sharing instance-dict keys, and every tunnel
+        # would pay ~1.3 KB (tests/unit/test_listener_limits.py).
+        self._hello: tuple[int, float] | None = None
 
     # ------------------------------------------------------------ properties
 
@@ -450,7 +461,7 @@ class Transport:
         if header.tunnel_id != self.local_id and header.tunnel_id != 0:
             counters.misdirected += 1
             return
-        if not self._process_nr(header.nr):
+        if not self._process_nr(header.nr, now):
             counters.bad_nr += 1
             return
         if self._inert():
@@ -581,7 +592,7 @@ class Transport:
             # A HELLO only proves the peer is alive; messages already in flight
             # do that too, and their retransmission limit detects a dead peer.
             if not self._in_flight and not self._unsent:
-                self.send(self._hello_body, now=now)
+                self._hello = (self.send(self._hello_body, now=now), now)
                 self.counters.hello_sent += 1
             self._idle_since = now
             self._hello_wait = self._draw_hello_wait()
@@ -638,7 +649,7 @@ class Transport:
         )
         return self._seal(datagram) if self._seal is not None else datagram
 
-    def _process_nr(self, nr: int) -> bool:
+    def _process_nr(self, nr: int, now: float) -> bool:
         """Release acknowledged messages; False if ``nr`` acknowledges an unsent Ns."""
         in_flight = self._in_flight
         limit = self._unsent[0].ns if self._unsent else self._ns_next
@@ -648,10 +659,15 @@ class Transport:
             return True
         events = self._events
         acked = 0
+        hello = self._hello
         while in_flight and seq_lt(in_flight[0].ns, nr):
             entry = in_flight.pop(0)
             if entry.due:
                 self._due -= 1
+            if hello is not None and entry.ns == hello[0]:
+                self.counters.last_hello_rtt = now - hello[1]
+                self.counters.hello_acked += 1
+                self._hello = hello = None
             events.append(AckReceived(ns=entry.ns))
             acked += 1
         self.counters.acked += acked

@@ -463,7 +463,11 @@ class Tunnel:
         )
         if not self.profile.session_ids_in_header:
             session_id = 0  # v3: the session IDs travel in AVPs
-        return self.transport.send(body, session_id=session_id, now=now)
+        ns = self.transport.send(body, session_id=session_id, now=now)
+        by_type = self.counters.by_type
+        key = -int(message.message_type)  # negative: sent (see TunnelCounters.by_type)
+        by_type[key] = by_type.get(key, 0) + 1
+        return ns
 
     def acknowledged(self, ns: int) -> bool:
         """Whether the peer has acknowledged our message ``ns`` (see :meth:`send_message`)."""
@@ -567,6 +571,8 @@ class Tunnel:
         message = parsed
         self._learn_peer_id(message)
         mtype = int(message.message_type)
+        by_type = self.counters.by_type
+        by_type[mtype] = by_type.get(mtype, 0) + 1
         if message.vendor != VENDOR_IETF or mtype not in _V2_MESSAGES:
             if message.mandatory:
                 self.counters.unknown_mandatory += 1

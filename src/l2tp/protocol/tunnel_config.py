@@ -140,3 +140,18 @@ class TunnelCounters:
     """Messages not sent because the transport was already closing."""
     setup_timeouts: int = 0
     """Setups abandoned after :attr:`TunnelConfig.setup_timeout`."""
+    by_type: dict[int, int] = field(default_factory=dict)
+    """Control messages by Message Type: key ``t`` received (handed up by the transport
+    and decoded; unknown types included), key ``-t`` sent (queued, retransmissions not
+    counted: :attr:`TransportCounters.retransmitted`; HELLOs the transport sends on its
+    own are :attr:`TransportCounters.hello_sent`). One small dict rather than two: a
+    half-open tunnel must stay cheap. Read it through :attr:`received_by_type` and
+    :attr:`sent_by_type`."""
+
+    @property
+    def received_by_type(self) -> dict[int, int]:
+        return {t: n for t, n in self.by_type.items() if t >= 0}
+
+    @property
+    def sent_by_type(self) -> dict[int, int]:
+        return {-t: n for t, n in self.by_type.items() if t < 0}

@@ -56,6 +56,13 @@ class Reason:
         if self.error is not None and not 0 <= self.error <= 0xFFFF:
             raise ValueError(f"error code {self.error} out of range")
 
+    def __str__(self) -> str:
+        """For log lines: ``result 6, error 0: closed by operator`` (not the repr)."""
+        text = f"result {int(self.result)}"
+        if self.error is not None:
+            text += f", error {int(self.error)}"
+        return f"{text}: {self.message}" if self.message else text
+
     def to_avp_value(self) -> ResultCode:
         return ResultCode(result=self.result, error=self.error, message=self.message or None)
 

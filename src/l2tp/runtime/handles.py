@@ -77,6 +77,10 @@ class TunnelHandle(KernelSideEffects):
         self._kernel_up = None
         self._teardown = None
         self.established_event: TunnelEstablished | None = None
+        self.created_at = ctx.loop.time()
+        """Loop time the handle was made (SCCRQ sent or received): for set-up times."""
+        self.established_at: float | None = None
+        """Loop time of :class:`TunnelEstablished` (uptime for ``l2tp ctl``)."""
         self.closed: TunnelClosed | None = None
         self.released = False
         self.subscribers: list[Subscription] = []

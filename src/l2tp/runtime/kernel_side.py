@@ -74,6 +74,7 @@ class KernelSideEffects:
     ready: bool
     """Established, and its kernel tunnel exists (what :meth:`wait_established` waits for)."""
     established_event: TunnelEstablished | None
+    established_at: float | None
     closed: TunnelClosed | None
     _est_fut: asyncio.Future[TunnelEstablished] | None
     _closed_fut: asyncio.Future[TunnelClosed] | None
@@ -122,6 +123,7 @@ class KernelSideEffects:
 
     def _tunnel_established(self, event: TunnelEstablished) -> None:
         self.established_event = event
+        self.established_at = self.ctx.loop.time()
         try:
             self.endpoint.tunnel_up(self)
             spec = KernelTunnelSpec(
@@ -210,6 +212,7 @@ class KernelSideEffects:
         if handle is None:
             handle = self.new_session(info.session_id, self.endpoint.ppp_options)
         handle.peer_session_id = info.peer_session_id
+        handle.established_at = self.ctx.loop.time()
         handle.bringup = self._spawn(self._bring_up_session(handle, info))
 
     async def _bring_up_session(self, handle: SessionHandle, info: SessionInfo) -> None:

@@ -55,6 +55,7 @@ class SessionHandle:
         "circuit",
         "circuit_task",
         "closed",
+        "established_at",
         "info",
         "kernel",
         "options",
@@ -85,6 +86,8 @@ class SessionHandle:
         self.info: SessionInfo | None = None
         """Set when established (with the data plane and backend up)."""
         self.closed: SessionClosed | None = None
+        self.established_at: float | None = None
+        """Loop time the call was established by the protocol (uptime for ``l2tp ctl``)."""
         self.kernel = False
         """A kernel session exists for it."""
         self.backend_session: BackendSession | None = None
