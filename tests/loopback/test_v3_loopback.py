@@ -95,7 +95,10 @@ def test_two_ethernet_sessions_with_cookies(digest: DigestType | None) -> None:
                 for i, p in enumerate(params)
             ]
             infos = [await c.wait_established() for c in calls]
-            await settle(lambda: len(a_dp.sessions) == 2, "responder kernel sessions")
+            await settle(
+                lambda: len(a_dp.sessions) == 2 and a_dp.counts["attach_to_bridge"] == 2,
+                "responder kernel sessions, bridge ports",
+            )
             (rt,) = listener.tunnels.values()
             assert b_dp.tunnels[t.tunnel_id].version == 3
             assert b_dp.tunnels[t.tunnel_id].encap is EncapType.UDP
@@ -120,7 +123,7 @@ def test_two_ethernet_sessions_with_cookies(digest: DigestType | None) -> None:
             peer_second = a_dp.sessions[(rt.tunnel_id, infos[1].peer_session_id)]
             assert peer_second.l2spec_type is L2SpecType.DEFAULT and peer_second.send_seq
             bridged = [c for c in a_dp.calls if c[0] == "attach_to_bridge"]
-            assert len(bridged) == 2
+            assert sorted(c[1][1] for c in bridged) == sorted(i.peer_session_id for i in infos)
             await calls[0].close()
             await settle(lambda: len(a_dp.sessions) == 1, "CDN at the responder")
             if digest is not None:
@@ -154,7 +157,10 @@ def test_remote_end_id_binds_calls_to_offered_pseudowires() -> None:
             t = await init.open_tunnel(listener.address, config=v3(Role.LAC))
             b = await t.open_session(CallParams(remote_end_id="site-b"))
             a = await t.open_session(CallParams(remote_end_id="site-a"))
-            await settle(lambda: len(dp.sessions) == 2, "both bound")
+            await settle(
+                lambda: len(dp.sessions) == 2 and dp.counts["attach_to_bridge"] == 1,
+                "both bound, site-a bridged",
+            )
             (rt,) = listener.tunnels.values()
             by_ifname = {s.ifname: s for s in dp.sessions.values()}
             assert by_ifname["pw-site-a"].session_id == a.peer_session_id

@@ -15,7 +15,7 @@ from l2tp.kernel import codec, netlink
 from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane
 from l2tp.kernel.channel import AsyncChannel
 from l2tp.kernel.constants import Attr, Command
-from l2tp.kernel.errors import DataPlaneClosed, LinkNotFound
+from l2tp.kernel.errors import DataPlaneClosed, KernelError, LinkNotFound
 from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 from l2tp.kernel.rtnl import RTM_NEWLINK, AsyncRtnl
 from l2tp.kernel.tunnel_ids import (
@@ -405,5 +405,31 @@ def test_cancelled_create_is_undone_even_when_closing_right_after(rig: Rig) -> N
         rig.genl.send(ack(seq2))
         await closing
         assert rig.genl.ours.fileno() == -1
+
+    play(rig, scenario)
+
+
+def test_established_sessions_are_created_in_one_batch_each_with_its_outcome(rig: Rig) -> None:
+    """The runtime's bring-up worker hands over a burst of calls at once: their creates
+    leave in one send, and one failing (EEXIST) does not fail the others."""
+
+    def spec(sid: int) -> KernelSessionSpec:
+        return KernelSessionSpec(tunnel_id=5, session_id=sid, peer_session_id=sid + 100)
+
+    async def scenario() -> None:
+        await rig.start([5])
+        # The first of its pseudowire type goes alone (the kernel may load a module).
+        task = asyncio.ensure_future(rig.dp.create_sessions([spec(1)]))
+        ((_t, _f, seq, message),) = await rig.genl.receive()
+        assert codec.genl_cmd(message) == Command.SESSION_CREATE
+        rig.genl.send(ack(seq))
+        assert await task == [None]
+        task = asyncio.ensure_future(rig.dp.create_sessions([spec(2), spec(3), spec(4)]))
+        messages = await rig.genl.receive()
+        assert [codec.genl_cmd(m[3]) for m in messages] == [Command.SESSION_CREATE] * 3
+        rig.genl.send(ack(messages[2][2]), ack(messages[1][2], errno.EEXIST), ack(messages[0][2]))
+        outcomes = await task
+        assert outcomes[0] is None and outcomes[2] is None
+        assert isinstance(outcomes[1], KernelError) and outcomes[1].errno == errno.EEXIST
 
     play(rig, scenario)

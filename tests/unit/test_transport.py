@@ -25,7 +25,7 @@ from l2tp.protocol.transport import (
     is_explicit_ack,
 )
 
-from .test_transport_pair import Datagram, Pair
+from .test_transport_pair import Datagram, Pair, Side
 
 ACK_V3 = bytes.fromhex("8008000000000014")
 
@@ -715,3 +715,44 @@ def test_ack_threshold_never_exceeds_receive_window() -> None:
     pair.send("a", b"only")
     pair.deliver()
     assert pair.wire[0].is_zlb
+
+
+# ------------------------------------------------------------------ resync
+
+
+@pytest.mark.parametrize("resync", [True, False])
+def test_resync_keeps_a_restarted_side_in_step_with_the_old_one(resync: bool) -> None:
+    """Quiescent tunnels (docs/ql2tpd.md): side a restarts at Ns = Nr = 0 while b keeps
+    its state. With ``resync`` every HELLO of each side is acknowledged exactly; without
+    it (the control case) the old side holds the newcomer's HELLOs and one side fails."""
+    config = TransportConfig(resync=resync, max_retries=3, initial_timeout=0.5)
+    pair = Pair(version=3, config=config)
+    warm_up(pair, "a", 5)
+    warm_up(pair, "b", 3)
+    assert pair.b.next_nr == 5 and pair.b.next_ns == 3
+    pair.sides["a"] = Side(Transport(version=3, local_id=1, peer_id=2, config=config))
+    a, b = pair.sides["a"], pair.sides["b"]
+    for _ in range(3):
+        if a.failed or b.failed:
+            break
+        pair.send("a", HELLO_BODY)
+        pair.send("b", HELLO_BODY)
+        pair.run(until=pair.now + 30)
+    if resync:
+        assert not a.failed and not b.failed
+        assert a.acked == [0, 1, 2] and b.acked == [3, 4, 5]
+        assert len(a.bodies) == 3 and len(b.bodies) == 3
+        assert a.transport.counters.resynced == 1 and b.transport.counters.resynced == 1
+    else:
+        assert a.failed or b.failed
+
+
+def test_resync_ignores_an_nr_beyond_what_was_sent_but_takes_the_message() -> None:
+    t = Transport(version=3, local_id=1, peer_id=2, config=TransportConfig(resync=True))
+    stale = build_control_message(version=3, tunnel_id=1, ns=40, nr=9, body=HELLO_BODY)
+    t.receive(stale, 0.0)
+    event = t.next_event()
+    assert isinstance(event, MessageReceived) and event.header.ns == 40
+    assert t.counters.bad_nr == 1 and t.counters.resynced == 1 and t.next_nr == 41
+    (ack,) = t.datagrams_to_send(1.0)  # the acknowledgement names exactly that HELLO
+    assert parse_control_header(ack).nr == 41

@@ -20,12 +20,14 @@ Life cycle, per tunnel:
    again ``hello_timeout`` (at least 1 s) after each unanswered one. When the
    peer acknowledges it, go back to 1 on that socket.
 
-Each new channel starts at Ns = Nr = 0. When only one side restarted, the
-other's old sequence state rejects the new one's messages until it, too,
-declares the peer lost and starts probing; the two then meet at 0. So a peer
-that restarts faster than the detection time can cost one extra detection
-cycle before traffic resumes. SIGTERM removes the kernel objects; no message
-is sent (quiescent tunnels have no StopCCN).
+Each new channel starts at Ns = Nr = 0, and one side may restart while the
+other keeps its old sequence state. The channel therefore runs with
+``TransportConfig.resync``: every HELLO is taken in whatever Ns it carries and
+acknowledged exactly, so a live pair stays in step whichever side restarted
+and when. (With strict in-order delivery the old side held or dropped the new
+side's HELLOs until it gave up too, and each side's restart could knock the
+other out of step again: a livelock seen in the kernel tests.) SIGTERM removes
+the kernel objects; no message is sent (quiescent tunnels have no StopCCN).
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def transport_config(tunnel: cfg.TunnelSection) -> TransportConfig:
         max_retries=tunnel.max_retries,
         receive_window=min(tunnel.window_size, 32767),
         hello_interval=tunnel.hello_timeout or None,
+        resync=True,
     )
 
 

@@ -32,7 +32,7 @@ import asyncio
 import errno
 import logging
 import socket
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, Protocol
 
 from l2tp.kernel import codec, netlink
@@ -84,6 +84,16 @@ class AsyncDataPlane(Protocol):
 
     async def create_session(self, spec: KernelSessionSpec) -> None:
         """Create a session, with its interface name and MTU when the spec has them."""
+        ...
+
+    async def create_sessions(
+        self, specs: Sequence[KernelSessionSpec]
+    ) -> list[BaseException | None]:
+        """Create several sessions at once; each one's outcome in order (None: made).
+
+        The runtime hands over every call a tunnel established in one loop turn, so
+        a burst costs one batch of requests instead of one coroutine per session.
+        """
         ...
 
     async def delete_session(self, tunnel_id: int, session_id: int) -> None: ...
@@ -373,11 +383,7 @@ class AsyncLinuxDataPlane:
         """
         nl = self.netlink
         key = (spec.tunnel_id, spec.session_id)
-
-        def undo() -> Coroutine[Any, Any, None]:
-            self._ifnames.pop(key, None)
-            return nl.delete_session(*key)
-
+        undo = self._session_undo(spec)
         create = netlink._create_session(spec)
         create.on_abandoned = self._undo_if_done(undo)
         # The first session of a pseudowire type may load its module (l2tp_ppp,
@@ -413,6 +419,55 @@ class AsyncLinuxDataPlane:
             if create.done and create.error is None:  # made, but the GET or MTU failed
                 self._spawn_undo(undo)
             raise
+
+    async def create_sessions(
+        self, specs: Sequence[KernelSessionSpec]
+    ) -> list[BaseException | None]:
+        """Sessions that need nothing but their create go out as one pipelined batch;
+        the others (an MTU to set through rtnetlink, or the first of a pseudowire type,
+        whose module the kernel may load) through :meth:`create_session`, alongside."""
+        outcomes: list[BaseException | None] = [None] * len(specs)
+        plain: list[int] = []
+        other: list[int] = []
+        for i, spec in enumerate(specs):
+            simple = spec.mtu is None and spec.pw_type in self._pw_types_made
+            (plain if simple else other).append(i)
+        nl = self.netlink
+        requests = []
+        for i in plain:
+            create = netlink._create_session(specs[i])
+            create.on_abandoned = self._undo_if_done(self._session_undo(specs[i]))
+            requests.append(create)
+
+        async def each_plain() -> None:
+            results = await nl.channel.call_each(requests)
+            for i, error in zip(plain, results, strict=True):
+                outcomes[i] = error
+                spec = specs[i]
+                if error is None and spec.ifname:
+                    self._ifnames[(spec.tunnel_id, spec.session_id)] = spec.ifname
+
+        async def one(i: int) -> None:
+            try:
+                await self.create_session(specs[i])
+            except (KernelError, OSError, ValueError) as exc:
+                outcomes[i] = exc
+
+        if not other:
+            await each_plain()
+        else:
+            await asyncio.gather(*([each_plain()] if plain else []), *(one(i) for i in other))
+        return outcomes
+
+    def _session_undo(self, spec: KernelSessionSpec) -> Callable[[], Coroutine[Any, Any, None]]:
+        key = (spec.tunnel_id, spec.session_id)
+        nl = self.netlink
+
+        def undo() -> Coroutine[Any, Any, None]:
+            self._ifnames.pop(key, None)
+            return nl.delete_session(*key)
+
+        return undo
 
     def _undo_if_done(
         self, undo: Callable[[], Coroutine[Any, Any, None]]

@@ -6,10 +6,11 @@ import asyncio
 import errno
 import socket
 from collections import Counter, deque
+from collections.abc import Sequence
 from typing import Any
 
 from l2tp.kernel.dataplane import CALLS_KEPT, NullDataPlane
-from l2tp.kernel.errors import DataPlaneClosed, IdInUse
+from l2tp.kernel.errors import DataPlaneClosed, IdInUse, KernelError
 from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 
 
@@ -89,6 +90,20 @@ class AsyncNullDataPlane:
     async def create_session(self, spec: KernelSessionSpec) -> None:
         await self._enter(f"create session {spec.session_id} in tunnel {spec.tunnel_id}")
         self.null.create_session(spec)
+
+    async def create_sessions(
+        self, specs: Sequence[KernelSessionSpec]
+    ) -> list[BaseException | None]:
+        await self._enter(f"create {len(specs)} sessions")
+        outcomes: list[BaseException | None] = []
+        for spec in specs:
+            try:
+                self.null.create_session(spec)
+            except KernelError as exc:
+                outcomes.append(exc)
+            else:
+                outcomes.append(None)
+        return outcomes
 
     async def delete_session(self, tunnel_id: int, session_id: int) -> None:
         await self._enter(f"delete session {session_id} in tunnel {tunnel_id}")

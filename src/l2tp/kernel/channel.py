@@ -297,6 +297,22 @@ class AsyncChannel:
                 raise error
         return requests
 
+    async def call_each(self, requests: Sequence[Request]) -> list[BaseException | None]:
+        """Submit all (they are batched), await all; each one's outcome in order, None
+        for done: one failure does not hide the others' (a batch of independent creates).
+        Cancelled, each is withdrawn or its reply dropped as with :meth:`call`."""
+        futures = [self.submit(r) for r in requests]
+        try:
+            await asyncio.wait(futures)
+        except asyncio.CancelledError:
+            for request, future in zip(requests, futures, strict=True):
+                self._cancelled(request, future)
+            raise
+        return [
+            _closed_error(r) if f.cancelled() else f.exception()
+            for r, f in zip(requests, futures, strict=True)
+        ]
+
     def _schedule_flush(self) -> None:
         if not self._flush_scheduled and self._loop is not None:
             self._flush_scheduled = True

@@ -123,6 +123,15 @@ class TransportConfig:
     ack_threshold: int = 2
     hello_interval: float | None = None
     hello_jitter: float = 0.0
+    resync: bool = False
+    """For a channel that carries nothing but HELLOs (quiescent tunnels): take each
+    message's Ns as the next expected one, and keep a message whose Nr acknowledges
+    more than we sent (after dropping that Nr). Either side may restart at Ns = Nr = 0
+    while the other keeps its old state; in-order delivery would then hold or drop
+    every message of one side until it gave up, and the two could go on knocking each
+    other out of step (each restart desynchronising the other). HELLOs are idempotent,
+    so accepting them out of sequence loses nothing, and every HELLO of a live peer is
+    acknowledged exactly (Nr = its Ns + 1)."""
 
     def __post_init__(self) -> None:
         if not self.initial_timeout > 0:
@@ -234,7 +243,10 @@ class TransportCounters:
     """Messages too far ahead of the next expected Ns, dropped."""
     malformed: int = 0
     bad_nr: int = 0
-    """Messages acknowledging something never sent (RFC 3931 4.2 sanity check), dropped."""
+    """Messages acknowledging something never sent (RFC 3931 4.2 sanity check), dropped
+    (with ``resync``: their Nr is ignored)."""
+    resynced: int = 0
+    """With ``resync``: messages whose Ns was not the expected one, taken as the next."""
     misdirected: int = 0
     """Messages for a tunnel ID other than ours (or 0)."""
     data_on_control: int = 0
@@ -463,7 +475,8 @@ class Transport:
             return
         if not self._process_nr(header.nr, now):
             counters.bad_nr += 1
-            return
+            if not self.config.resync:
+                return
         if self._inert():
             return  # that acknowledgement ended close-wait
         self._idle_since = now
@@ -477,6 +490,10 @@ class Transport:
         counters.received += 1
         ns = header.ns
         expected = self._nr
+        if ns != expected and self.config.resync:
+            counters.resynced += 1
+            self._held.clear()
+            self._nr = expected = ns
         if ns == expected:
             self._deliver(header, body)
             held = self._held

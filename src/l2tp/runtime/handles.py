@@ -30,6 +30,7 @@ from l2tp.protocol.events import (
     Role,
     SessionClosed,
     SessionEstablished,
+    SessionInfo,
     TunnelClosed,
     TunnelEstablished,
     TunnelReleased,
@@ -91,6 +92,8 @@ class TunnelHandle(KernelSideEffects):
         self._quiet_fut: asyncio.Future[None] | None = None
         self._reader: Any = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._bringups: list[tuple[SessionHandle, SessionInfo]] = []
+        self._bringup_worker: asyncio.Task[None] | None = None
         self._failing = False
 
     def __repr__(self) -> str:

@@ -81,6 +81,9 @@ class KernelSideEffects:
     _tasks: set[asyncio.Task[None]]
     _kernel_up: asyncio.Task[None] | None
     _teardown: asyncio.Task[None] | None
+    _bringups: list[tuple[SessionHandle, SessionInfo]]
+    """Established calls waiting for the bring-up worker."""
+    _bringup_worker: asyncio.Task[None] | None
 
     @property
     def tunnel_id(self) -> int:
@@ -213,45 +216,119 @@ class KernelSideEffects:
             handle = self.new_session(info.session_id, self.endpoint.ppp_options)
         handle.peer_session_id = info.peer_session_id
         handle.established_at = self.ctx.loop.time()
-        handle.bringup = self._spawn(self._bring_up_session(handle, info))
+        handle.bringup = self.ctx.loop.create_future()
+        self._bringups.append((handle, info))
+        if self._bringup_worker is None:
+            self._bringup_worker = self._spawn(self._bring_up_sessions())
 
-    async def _bring_up_session(self, handle: SessionHandle, info: SessionInfo) -> None:
-        """Kernel session, bridge port, then the backend (backend.py, steps 2-3); a
-        failure closes the call with CDN 2 and the generic message. The tear-down
-        (which waits for this) undoes whatever was done when the call closes."""
+    async def _bring_up_sessions(self) -> None:
+        """The tunnel's one bring-up worker: every call established while it works is
+        taken in the next batch, whose kernel sessions are created together (one
+        pipelined batch of netlink requests); only a session with more to do (a
+        bridge port, a backend to start) gets a task of its own. A Task per session
+        was the largest cost of a burst of calls (issue 14)."""
         try:
-            await self._bring_up(handle, info)
+            ready = await self._kernel_tunnel_ready()
+            while self._bringups:
+                batch, self._bringups = self._bringups, []
+                if not ready or self.closed is not None:
+                    for handle, _ in batch:  # the tunnel is going; its tear-down does the rest
+                        _bringup_done(handle)
+                    continue
+                await self._bring_up_batch(batch)
         finally:
-            handle.bringup = None  # a finished task kept per session costs ~0.6 KB
+            self._bringup_worker = None
+            for handle, _ in self._bringups:  # only when cancelled or failing
+                _bringup_done(handle)
+            self._bringups = []
 
-    async def _bring_up(self, handle: SessionHandle, info: SessionInfo) -> None:
-        if not await self._kernel_tunnel_ready() or handle.closed is not None:
-            return  # the tunnel (or call) is going; its tear-down does the rest
+    async def _bring_up_batch(self, batch: list[tuple[SessionHandle, SessionInfo]]) -> None:
+        todo: list[tuple[SessionHandle, SessionInfo, KernelSessionSpec]] = []
+        for handle, info in batch:
+            if handle.closed is not None:
+                _bringup_done(handle)
+                continue
+            try:
+                spec = self._kernel_session(info, handle)
+            except ValueError as exc:
+                self._bring_up_failed(handle, info, exc)
+                continue
+            todo.append((handle, info, spec))
+        if not todo:
+            return
         try:
-            spec = self._kernel_session(info, handle)
-            await self.ctx.dataplane.create_session(spec)
+            outcomes = await self.ctx.dataplane.create_sessions([spec for _, _, spec in todo])
+        except BaseException:
+            for handle, _, _ in todo:
+                _bringup_done(handle)
+            raise
+        for (handle, info, spec), error in zip(todo, outcomes, strict=True):
+            if error is not None:
+                self._bring_up_failed(handle, info, error)
+                continue
             handle.kernel = True
             if handle.closed is not None:
-                return
-            if spec.pw_type == PseudowireType.ETH and handle.options.bridge:
+                _bringup_done(handle)
+            elif self._needs_more(handle, spec):
+                self._spawn(self._finish_bring_up(handle, info, spec))
+            else:
+                _bringup_done(handle)
+                self._session_up(handle, info)
+
+    def _needs_more(self, handle: SessionHandle, spec: KernelSessionSpec) -> bool:
+        """A bridge port to attach or a backend to start (both await the kernel)."""
+        if spec.pw_type == PseudowireType.ETH:
+            return bool(handle.options.bridge)
+        if spec.pw_type == PseudowireType.PPP:
+            return self.ctx.backend is not None and self.kernel is not None
+        return False
+
+    def _session_up(self, handle: SessionHandle, info: SessionInfo) -> None:
+        """An Ethernet pseudowire (or a session without backend) is complete once its
+        kernel session (and l2tpeth interface) exists."""
+        handle._set_established(info)
+        if info.circuit_active is False:
+            self._follow_circuit(handle, False)
+
+    def _bring_up_failed(
+        self, handle: SessionHandle, info: SessionInfo, exc: BaseException
+    ) -> None:
+        """CDN 2 with the generic message; the details go to our log only."""
+        _bringup_done(handle)
+        log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
+        self.close_session(info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE)
+
+    async def _finish_bring_up(
+        self, handle: SessionHandle, info: SessionInfo, spec: KernelSessionSpec
+    ) -> None:
+        """Bridge port, then the backend (backend.py, steps 2-3); a failure closes the
+        call with CDN 2. The tear-down (which waits for ``handle.bringup``) undoes
+        whatever was done when the call closes."""
+        try:
+            await self._attach_and_start(handle, info, spec)
+        finally:
+            _bringup_done(handle)
+
+    async def _attach_and_start(
+        self, handle: SessionHandle, info: SessionInfo, spec: KernelSessionSpec
+    ) -> None:
+        if spec.pw_type == PseudowireType.ETH:
+            try:
                 await self.ctx.dataplane.attach_to_bridge(
-                    self.tunnel_id, info.session_id, handle.options.bridge
+                    self.tunnel_id, info.session_id, handle.options.bridge or ""
                 )
-        except (KernelError, OSError, ValueError) as exc:
-            log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
-            self.close_session(
-                info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
-            )
-            return
-        if handle.closed is not None:
+            except (KernelError, OSError, ValueError) as exc:
+                log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
+                self.close_session(
+                    info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
+                )
+                return
+            if handle.closed is None:
+                self._session_up(handle, info)
             return
         backend = self.ctx.backend
         kernel = self.kernel
-        if backend is None or kernel is None or spec.pw_type != PseudowireType.PPP:
-            # An Ethernet pseudowire is complete once its l2tpeth interface exists.
-            handle._set_established(info)
-            if info.circuit_active is False:
-                self._follow_circuit(handle, False)
+        if backend is None or kernel is None or handle.closed is not None:
             return
         session = BackendSession(
             info=info,
@@ -404,3 +481,11 @@ class KernelSideEffects:
             log.debug("session %d/%d: already gone", self.tunnel_id, handle.session_id)
         except (KernelError, OSError) as exc:
             log.warning("session %d/%d: deleting: %s", self.tunnel_id, handle.session_id, exc)
+
+
+def _bringup_done(handle: SessionHandle) -> None:
+    """Release whoever waits for this session's bring-up (its tear-down), and forget the
+    future: a finished one kept per session costs memory for nothing."""
+    done, handle.bringup = handle.bringup, None
+    if done is not None and not done.done():
+        done.set_result(None)

@@ -94,8 +94,9 @@ class SessionHandle:
         self.stopping = False
         self.released = False
         """Closed, and its backend and kernel session are gone (see :meth:`wait_closed`)."""
-        self.bringup: asyncio.Task[None] | None = None
-        """Kernel session and backend being set up (runtime internal)."""
+        self.bringup: asyncio.Future[None] | None = None
+        """Done once the kernel session and backend are set up or given up on (runtime
+        internal; None when no bring-up is under way)."""
         self.circuit_task: asyncio.Task[None] | None = None
         """The last interface up/down following the peer's Circuit Status (runtime internal)."""
         self._est_fut: asyncio.Future[SessionInfo] | None = None
