@@ -35,8 +35,12 @@ Sections (issue 8):
 8. ``reliability``: issue 13's reliability suite (``bench_reliability.py``: loss,
    fuzz, SCCRQ floods, half-open peers, SIGTERM) at its default or ``--short`` size;
    one row per case with its pass/fail, the detail under ``parts``.
+9. ``ppp``: ``bench_ppp.py``, the same LAC (ours, built-in PPP) placing N PPP sessions
+   to ``l2tp-lns`` with ``ppp = "builtin"`` and then with ``ppp = "pppd"``, in one VM
+   boot: sessions up, set-up rate, memory per session, shutdown time, and the ratios
+   built-in / pppd against issue 17's goals. ``--repeat`` runs that many pairs.
 
-Sections 3 and 4 need root and a kernel with L2TP: they run on this host when
+Sections 3, 4 and 9 need root and a kernel with L2TP: they run on this host when
 it has both, else in the test VM through ``tools/vm/run`` (a boot costs
 ~10-20 s, and the VM lock may make them wait for another VM run), with the
 scripts' output written to ``$L2TP_VM_RESULTS`` (default ``.cache/vm-results``)
@@ -112,6 +116,8 @@ class Plan:
     xl2tpd_per_tunnel: int
     xl2tpd_one_per_tunnel: tuple[int, ...]
     xl2tpd_point_timeout: float
+    ppp_sessions: int
+    ppp_per_tunnel: int
 
 
 # ------------------------------------------------------------ the machine
@@ -489,6 +495,72 @@ def xl2tpd_section(plan: Plan) -> Section:
         }
 
 
+PPP_CASE_KEYS = (
+    "up",
+    "sessions_per_second",
+    "setup_s",
+    "lns_side_kib_per_session",
+    "end_to_end_kib_per_session",
+    "lns_pss_kib_per_session",
+    "kernel_kib_per_session",
+    "shutdown_s",
+    "lns_exit_s",
+    "lns_cpu_ms_per_session",
+)
+
+
+def ppp_from_json(report: dict[str, Any], where: str, kernel: str, seconds: float) -> Section:
+    """Section 9 from ``bench_ppp.py --json``: one case per pair (each LNS's figures, then
+    the ratios built-in / pppd); issue 17's goals as notes."""
+    cases: list[dict[str, Any]] = []
+    notes: list[str] = []
+    for number, pair in enumerate(report["pairs"], 1):
+        case: dict[str, Any] = {"pair": number, "sessions": report["conditions"]["sessions"]}
+        for kind, figures in pair["cases"].items():
+            case.update({f"{kind}_{k}": figures.get(k) for k in PPP_CASE_KEYS})
+        case.update(pair["ratios"])
+        cases.append(case)
+        if pair["goals"]:
+            notes.append(f"pair {number}, issue 17 goals met: {pair['goals']}")
+    conditions = dict(report["conditions"])
+    conditions.update({"where": where, "kernel": kernel, "runner_seconds": seconds})
+    return {
+        "status": "measured",
+        "conditions": conditions,
+        "cases": cases,
+        "notes": notes,
+        "detail": report["pairs"],
+    }
+
+
+def ppp_section(plan: Plan) -> Section:
+    """Built-in PPP against pppd on l2tp-lns, the same LAC (``bench_ppp.py``), in one boot."""
+    place, where = l2tp_place()
+    if place is None:
+        return {"status": NOT_MEASURED, "reason": where}
+    if not (shutil.which("pppd") or Path("/usr/sbin/pppd").exists()):
+        return {"status": NOT_MEASURED, "reason": "pppd is not installed (Debian: ppp)"}
+    if plan.short and place == "vm":
+        return {"status": SKIPPED_SHORT, "reason": f"would run in {where}"}
+    argv = [sys.executable, str(HERE / "bench_ppp.py"), "--json", "--repeat", str(plan.repeat)]
+    if plan.short:
+        argv.append("--short")
+    else:
+        argv += ["--sessions", str(plan.ppp_sessions), "--per-tunnel", str(plan.ppp_per_tunnel)]
+    print(f"  [ppp] bench_ppp.py ({plan.repeat} pair(s)) in {where} ...", flush=True)
+    timeout = 240 + plan.repeat * (120 + plan.ppp_sessions * 2.5)
+    run = run_l2tp(place, "bench-ppp", argv, runs=1, timeout=timeout, memory="2G")
+    try:
+        line = run.out.read_text().strip().splitlines()[-1]
+        return ppp_from_json(json.loads(line), where, run.kernel, run.seconds)
+    except (OSError, IndexError, ValueError, KeyError, TypeError) as exc:
+        return {
+            "status": NOT_MEASURED,
+            "reason": f"bench_ppp.py gave no result in {where} ({exc}; exit {run.returncode}, "
+            f"log {run.log}): {run.tail()}",
+        }
+
+
 def idle_section(plan: Plan) -> Section:
     case = repeated(
         plan,
@@ -567,6 +639,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Plan], Section]]] = {
     "storm": ("6. reconnect storm", storm_section),
     "v3": ("7. L2TPv3 vs L2TPv2 set-up", v3_section),
     "reliability": ("8. reliability: loss, fuzz, flood, half-open, SIGTERM", reliability_section),
+    "ppp": ("9. built-in PPP vs pppd on l2tp-lns", ppp_section),
 }
 
 
@@ -689,6 +762,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
             xl2tpd_per_tunnel=100,
             xl2tpd_one_per_tunnel=(),
             xl2tpd_point_timeout=60.0,
+            ppp_sessions=10,
+            ppp_per_tunnel=5,
         )
     return Plan(
         short=False,
@@ -711,6 +786,8 @@ def plan_from_args(args: argparse.Namespace) -> Plan:
         xl2tpd_per_tunnel=args.xl2tpd_per_tunnel,
         xl2tpd_one_per_tunnel=_ints(args.xl2tpd_one_per_tunnel),
         xl2tpd_point_timeout=args.xl2tpd_point_timeout,
+        ppp_sessions=args.ppp_sessions,
+        ppp_per_tunnel=args.ppp_per_tunnel,
     )
 
 
@@ -754,6 +831,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--xl2tpd-point-timeout", type=float, default=240.0, help="section 4: s per point and LNS"
     )
+    p.add_argument("--ppp-sessions", type=int, default=200, help="section 9: N per LNS")
+    p.add_argument("--ppp-per-tunnel", type=int, default=50, help="section 9")
     return p.parse_args(argv)
 
 

@@ -17,7 +17,11 @@ VM's process starts (0.25-0.5 s each) to the peers we test against:
 4. an L2TPv3 PPP pseudowire (RFC 4591) between two of our l2tpd, with cookies.
 
 Every scenario ends by checking that no ppp interface, kernel tunnel or session, and no
-fd of ours is left.
+fd of ours is left. Every scenario also records the L2TP traffic on the LNS's veth
+(tcpdump, for the scenario's whole run) and has tshark decode every PPP frame in it (LCP,
+PAP, CHAP-MD5 and MS-CHAPv2, IPCP, IPv6CP, and the ICMP inside; L2TPv2 and the L2TPv3
+pseudowire with its 4- and 8-byte cookies): no malformed packet, no protocol error
+(:mod:`tests.tshark_ppp`), each expected protocol seen.
 """
 
 from __future__ import annotations
@@ -50,10 +54,12 @@ from tests.helpers import require_tool, wait_until
 from tests.kernel.conftest import VethPair, ip_batch
 from tests.kernel.test_l2tpv2_pppd import _l2tp_state
 from tests.kernel.xl2tpd_harness import (
+    Capture,
     Xl2tpd,
     pids_matching,
     save_artifact,
 )
+from tests.tshark_ppp import assert_ppp_frames_decode
 
 pytestmark = pytest.mark.kernel
 
@@ -166,6 +172,24 @@ async def sides(*made: Side) -> AsyncIterator[None]:
         for side in reversed(made):
             if not side.ctx.closed:
                 await side.close()
+
+
+@contextlib.contextmanager
+def ppp_capture(ns: str, interface: str, path: Path) -> Iterator[Path]:
+    """tcpdump of the L2TP traffic (UDP 1701) on ``interface`` for the scenario's length;
+    the file is kept in ``$L2TP_VM_RESULTS``."""
+    require_tool("tshark")  # before the scenario: its check is the point of the capture
+    capture = Capture(ns=ns, interface=interface, path=path)
+    capture.start()
+    try:
+        yield path
+    finally:
+        capture.stop()
+        save_artifact(path, f"builtin-ppp-{path.name}")
+
+
+def assert_ppp_decodes(pcap: Path, expect: set[str]) -> None:
+    assert_ppp_frames_decode(require_tool("tshark"), pcap, expect=expect)
 
 
 def assert_clean(*namespaces: str) -> None:
@@ -331,9 +355,11 @@ password = "Wr0ng-Pa55"
             assert took < 3.0, took
             await until(lambda: not _links(pair.ns_a), 10, "LNS interfaces gone")
 
-    asyncio.run(asyncio.wait_for(scenario(), 150))
+    with ppp_capture(pair.ns_a, "va", tmp_path / "ours.pcap") as pcap:
+        asyncio.run(asyncio.wait_for(scenario(), 150))
     assert_clean(pair.ns_a, pair.ns_b)
     assert our_fds() <= fds + 2  # the loop's own (selector, self-pipe) are gone too
+    assert_ppp_decodes(pcap, {"lcp", "chap", "ipcp", "ipv6cp", "icmp", "icmpv6"})
     assert "mschap-v2 authentication of user 'alice' failed" in logs.text
     assert "Wr0ng-Pa55" not in logs.text and "correct horse" not in logs.text
 
@@ -471,7 +497,9 @@ lcp_echo_failure = 3
             await lns.close()
             await until(lambda: not _links(pair.ns_a), 10, "LNS interfaces gone")
 
-    asyncio.run(asyncio.wait_for(scenario(), 150))
+    with ppp_capture(pair.ns_a, "va", tmp_path / "xlac.pcap") as pcap:
+        asyncio.run(asyncio.wait_for(scenario(), 150))
+    assert_ppp_decodes(pcap, {"lcp", "pap", "chap", "ipcp", "icmp"})
     assert _l2tp_state(pair.ns_a) == ([], []) and not _links(pair.ns_a)
     assert our_fds() <= fds + 2
     assert "authentication of user 'msuser' failed" in logs.text
@@ -572,7 +600,9 @@ password = "ms-pass"
             assert took < 3.0, took
             await until(lambda: not xlns.pppd_pids(), 30, "xl2tpd's pppd to exit")
 
-    asyncio.run(asyncio.wait_for(scenario(), 150))
+    with ppp_capture(pair.ns_a, "va", tmp_path / "xlns.pcap") as pcap:
+        asyncio.run(asyncio.wait_for(scenario(), 150))
+    assert_ppp_decodes(pcap, {"lcp", "chap", "ipcp", "icmp"})
     # The method each session agreed with pppd in LCP (pppd asks MD5 first, then takes
     # the MS-CHAPv2 our second session Naks it to).
     assert "chap-md5 authentication as user 'chapuser' succeeded" in logs.text
@@ -638,5 +668,7 @@ password = "hunter2"
             await initiator.close()
             await until(lambda: not _links(pair.ns_a), 10, "responder interface gone")
 
-    asyncio.run(asyncio.wait_for(scenario(), 120))
+    with ppp_capture(pair.ns_a, "va", tmp_path / "v3.pcap") as pcap:
+        asyncio.run(asyncio.wait_for(scenario(), 120))
+    assert_ppp_decodes(pcap, {"lcp", "chap", "ipcp", "icmp"})
     assert_clean(pair.ns_a, pair.ns_b)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 RUN = Path(__file__).resolve().parents[2] / "benchmarks" / "run.py"
-SECTIONS = ("codec", "setup", "kernel", "xl2tpd", "idle", "storm", "v3")
+SECTIONS = ("codec", "setup", "kernel", "xl2tpd", "idle", "storm", "v3", "ppp")
 """Every section but ``reliability``, whose --short run has its own test
 (test_bench_reliability_short.py): running it twice would add ~40 s to the suite."""
 
@@ -48,7 +48,7 @@ def test_bench_suite_short(tmp_path: Path) -> None:
     assert all(isinstance(m[k], str) for k in ("cpu_model", "kernel", "python"))
     sections = report["sections"]
     assert set(sections) == set(SECTIONS)
-    for key in ("kernel", "xl2tpd"):
+    for key in ("kernel", "xl2tpd", "ppp"):
         # Skipped (they need the test VM), not measured (no VM kernel here), or measured
         # cheaply where this host itself has L2TP and root.
         status = sections[key]["status"]
@@ -184,3 +184,59 @@ def test_kernel_and_xl2tpd_tables_from_canned_results(capsys: pytest.CaptureFixt
     out = capsys.readouterr().out
     assert "ours/xl" in out and "2.00" in out and "note: xl2tpd" in out
     assert "ratio" in out and "cp_sess/s" in out
+
+
+def _ppp_case(lns: str, rate: float, kib: float, shutdown: float) -> dict[str, Any]:
+    return {
+        "lns": lns,
+        "sessions": 200,
+        "up": 200,
+        "all_up": True,
+        "sessions_per_second": rate,
+        "lns_side_kib_per_session": kib,
+        "end_to_end_kib_per_session": 2 * kib,
+        "shutdown_s": shutdown,
+        "lns_cpu_s": rate,
+    }
+
+
+@pytest.mark.loopback
+def test_ppp_table_from_canned_results(capsys: pytest.CaptureFixture[str]) -> None:
+    """Section 9 turns bench_ppp.py's JSON into one row per pair, ratios and goal notes."""
+    run = _run_module()
+    bench_dir = str(RUN.parent)
+    sys.path.insert(0, bench_dir)
+    try:
+        spec = importlib.util.spec_from_file_location("bench_ppp", RUN.parent / "bench_ppp.py")
+        assert spec is not None and spec.loader is not None
+        bench = importlib.util.module_from_spec(spec)
+        sys.modules["bench_ppp"] = bench
+        spec.loader.exec_module(bench)
+    finally:
+        sys.path.remove(bench_dir)
+    cases = {
+        "builtin": _ppp_case("builtin", 20.0, 40.0, 1.5),
+        "pppd": _ppp_case("pppd", 1.0, 1000.0, 30.0),
+    }
+    ratios = bench.ratios(cases)
+    assert ratios["setup_rate_ratio"] == 20.0 and ratios["lns_side_memory_ratio"] == 0.04
+    goals = bench.goals(cases, ratios)
+    assert goals == {
+        "setup_rate_10x": True,
+        "lns_side_50kb": True,
+        "shutdown_under_2s": True,
+        "every_session_up": True,
+    }
+    slow = {**cases, "builtin": _ppp_case("builtin", 5.0, 60.0, 2.5)}
+    assert not any(bench.goals(slow, bench.ratios(slow))[k] for k in list(goals)[:3])
+    report = {
+        "conditions": {"sessions": 200},
+        "pairs": [{"cases": cases, "ratios": ratios, "goals": goals}],
+    }
+    section = run.ppp_from_json(report, "the test VM", "6.1", 300.0)
+    (row,) = section["cases"]
+    assert row["builtin_sessions_per_second"] == 20.0 and row["pppd_up"] == 200
+    assert row["setup_rate_ratio"] == 20.0
+    assert "goals met" in section["notes"][0]
+    run.print_table("ppp", "9. built-in PPP vs pppd on l2tp-lns", section)
+    assert "setup_rate_ratio" in capsys.readouterr().out
