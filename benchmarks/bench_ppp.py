@@ -389,6 +389,7 @@ class LnsProcess:
         if profile is not None:
             argv += ["-m", "cProfile", "-o", str(profile / f"lns-{kind}.prof")]
         argv += ["-m", "l2tp.daemons.lns", str(conf), "--ready-file", str(ready)]
+        argv += ["--control", "none"]  # no shared /run/l2tp socket between runs
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
