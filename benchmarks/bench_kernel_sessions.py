@@ -7,8 +7,8 @@ one unmanaged L2TPv3 tunnel each:
   (requests batched into one ``send()`` per 128);
 - the asyncio data plane, :class:`AsyncLinuxDataPlane`, called once per session
   from N concurrent tasks, as a control plane does (the pipeline batches and
-  keeps up to 64 requests in flight); a ticker task records the longest
-  event-loop stall meanwhile;
+  keeps up to 64 requests in flight); a probe task records the longest
+  event-loop stall meanwhile (how much later than its 1 ms tick it woke);
 - iproute2: one ``ip -batch`` process for the creates and one for the deletes
   (its process start is counted: it is part of what a script pays).
 
@@ -29,6 +29,8 @@ import sys
 import time
 from ipaddress import ip_address
 
+from setup_lib import StallProbe
+
 from l2tp.kernel import AsyncLinuxDataPlane, L2tpNetlink, SessionConfig, TunnelConfig
 
 LO = ip_address("127.0.0.1")
@@ -46,17 +48,6 @@ def _wait_empty(nl: L2tpNetlink, timeout: float = 60.0) -> None:
         time.sleep(0.05)
 
 
-async def _ticker(stop: asyncio.Event) -> float:
-    """The longest gap between wake-ups of a task asking to wake every millisecond."""
-    loop = asyncio.get_running_loop()
-    worst, last = 0.0, loop.time()
-    while not stop.is_set():
-        await asyncio.sleep(0.001)
-        now = loop.time()
-        worst, last = max(worst, now - last), now
-    return worst
-
-
 async def _async_run(netns: str, tunnel_id: int, n: int) -> dict[str, float]:
     """Create then delete ``n`` sessions through the async data plane, one task each."""
     results: dict[str, float] = {}
@@ -64,8 +55,8 @@ async def _async_run(netns: str, tunnel_id: int, n: int) -> dict[str, float]:
     await dp.start()
     try:
         for phase in ("create", "delete"):
-            stop = asyncio.Event()
-            ticker = asyncio.ensure_future(_ticker(stop))
+            probe = StallProbe(tick=0.001)
+            probe.start()
             await asyncio.sleep(0.01)
             start = time.perf_counter()
             if phase == "create":
@@ -81,8 +72,7 @@ async def _async_run(netns: str, tunnel_id: int, n: int) -> dict[str, float]:
             else:
                 await asyncio.gather(*(dp.delete_session(tunnel_id, i) for i in range(1, n + 1)))
             results[f"async_{phase}"] = time.perf_counter() - start
-            stop.set()
-            results[f"async_{phase}_stall"] = await ticker
+            results[f"async_{phase}_stall"] = probe.stop()
             if phase == "create":
                 assert len(await dp.netlink.dump_sessions(tunnel_id)) == n
     finally:

@@ -32,7 +32,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from setup_lib import open_tunnels, tunnel_config
+from setup_lib import StallProbe, open_tunnels, place_sessions, tunnel_config
 
 from l2tp.kernel import L2tpNetlink
 
@@ -47,32 +47,6 @@ from l2tp.protocol.listener import ListenerConfig
 from l2tp.runtime.control import L2tpContext
 
 _SPAWN = multiprocessing.get_context("spawn")
-_TICK = 0.005
-
-
-class StallProbe:
-    """The longest event-loop stall while it runs: a task asking to wake every 5 ms."""
-
-    def __init__(self) -> None:
-        self.worst = 0.0
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._run())
-
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        last = loop.time()
-        while True:
-            await asyncio.sleep(_TICK)
-            now = loop.time()
-            self.worst = max(self.worst, now - last - _TICK)
-            last = now
-
-    def stop(self) -> float:
-        if self._task is not None:
-            self._task.cancel()
-        return self.worst
 
 
 def _lns_main(conn: Connection) -> None:
@@ -108,28 +82,6 @@ PACE = 50
 placing all N in one turn would itself stall its loop for the whole burst."""
 
 
-async def place_paced(tunnels: list[Any], per_tunnel: int) -> tuple[list[float], int]:
-    """Place ``per_tunnel`` calls on every tunnel, ``PACE`` per loop turn; latencies, failures."""
-
-    async def one(th: Any) -> float | None:
-        t0 = time.perf_counter()
-        try:
-            await th.place_call().wait_established()
-        except Exception:
-            return None
-        return time.perf_counter() - t0
-
-    tasks = []
-    for _ in range(per_tunnel):
-        for th in tunnels:
-            tasks.append(asyncio.ensure_future(one(th)))
-            if len(tasks) % PACE == 0:
-                await asyncio.sleep(0)
-    results = await asyncio.gather(*tasks)
-    latencies = [r for r in results if r is not None]
-    return latencies, len(results) - len(latencies)
-
-
 def _established(ctx: L2tpContext) -> int:
     return sum(h.info is not None for th in ctx.tunnels.values() for h in th.sessions.values())
 
@@ -160,7 +112,7 @@ async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
                 ctx, (host, port), tunnels, tunnel_config(Role.LAC, 60.0)
             )
             start = time.monotonic()
-            latencies, failed = await place_paced(handles, per_tunnel)
+            latencies, failed = await place_sessions(handles, per_tunnel, pace=PACE)
             lac_done = time.monotonic() - start
             # Both sides: the LNS may still be creating its kernel sessions.
             lns_up, lns_at = await _lns_count(ours, len(latencies))

@@ -259,8 +259,15 @@ async def open_tunnels(
     return handles, failed
 
 
-async def place_sessions(tunnels: list[TunnelHandle], per_tunnel: int) -> tuple[list[float], int]:
-    """Place ``per_tunnel`` calls on every tunnel at once; per-session latencies (s), failures."""
+async def place_sessions(
+    tunnels: list[TunnelHandle], per_tunnel: int, *, pace: int | None = None
+) -> tuple[list[float], int]:
+    """Place ``per_tunnel`` calls on every tunnel; per-session latencies (s), failures.
+
+    All at once by default; with ``pace``, that many per event-loop turn (round robin
+    over the tunnels), as a LAC does when calls arrive over time: placing thousands
+    in one turn would itself stall the placing loop for the whole burst.
+    """
 
     async def one(th: TunnelHandle) -> float | None:
         t0 = time.perf_counter()
@@ -272,9 +279,46 @@ async def place_sessions(tunnels: list[TunnelHandle], per_tunnel: int) -> tuple[
             return None
         return time.perf_counter() - t0
 
-    results = await asyncio.gather(*(one(th) for th in tunnels for _ in range(per_tunnel)))
+    if pace is None:
+        results = await asyncio.gather(*(one(th) for th in tunnels for _ in range(per_tunnel)))
+    else:
+        tasks = []
+        for _ in range(per_tunnel):
+            for th in tunnels:
+                tasks.append(asyncio.ensure_future(one(th)))
+                if len(tasks) % pace == 0:
+                    await asyncio.sleep(0)
+        results = await asyncio.gather(*tasks)
     latencies = [r for r in results if r is not None]
     return latencies, len(results) - len(latencies)
+
+
+class StallProbe:
+    """The longest event-loop stall while it runs: a task asking to wake every ``tick``
+    seconds; a stall is how much later than asked it woke (the gap minus the tick)."""
+
+    def __init__(self, tick: float = 0.005) -> None:
+        self.tick = tick
+        self.worst = 0.0
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:
+            await asyncio.sleep(self.tick)
+            now = loop.time()
+            self.worst = max(self.worst, now - last - self.tick)
+            last = now
+
+    def stop(self) -> float:
+        """Stop probing; the longest stall seen (s)."""
+        if self._task is not None:
+            self._task.cancel()
+        return self.worst
 
 
 def _latency_figures(latencies: list[float]) -> dict[str, float]:

@@ -100,11 +100,11 @@ class Pair:
         await asyncio.gather(self.lns.close(), self.lac.close())
 
 
-def make_pair(**kw: Any) -> Pair:
+def make_pair(lac_terminate_wait: float = 0.5, **kw: Any) -> Pair:
     lns_kernel, lac_kernel = FakePppKernel(), FakePppKernel()
     return Pair(
         lns=BuiltinPppBackend(kernel=lns_kernel, hostname="lns", terminate_wait=0.5, **kw),
-        lac=BuiltinPppBackend(kernel=lac_kernel, hostname="lac", terminate_wait=0.5),
+        lac=BuiltinPppBackend(kernel=lac_kernel, hostname="lac", terminate_wait=lac_terminate_wait),
         lns_kernel=lns_kernel,
         lac_kernel=lac_kernel,
     )
@@ -282,14 +282,13 @@ def test_peer_terminate_is_lost_carrier(tmp_path: Path) -> None:
 
 def test_stop_is_fast_idempotent_and_reports_nothing(tmp_path: Path) -> None:
     async def scenario() -> None:
-        pair = make_pair()
+        # A terminate_wait far beyond run()'s 30 s limit: stop() can only return in
+        # time if it ended on the peer's Terminate-Ack, not on the timer.
+        pair = make_pair(lac_terminate_wait=3600)
         try:
             await pair.start(lns_options(tmp_path), lac_options())
             await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
-            loop = asyncio.get_running_loop()
-            started = loop.time()
             await pair.lac.stop(pair.sessions["lac"])  # LCP Terminate-Request to the LNS
-            assert loop.time() - started < 0.4  # the Terminate-Ack came back at once
             await pair.lac.stop(pair.sessions["lac"])  # idempotent
             assert pair.lac_reported.downs == []  # stop() reports nothing
             assert not pair.lac_kernel.open_fds and not pair.lac.links
