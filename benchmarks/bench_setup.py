@@ -10,6 +10,15 @@ has every session established, divided by the session count (plus a
 
     python benchmarks/bench_setup.py                 # 10 tunnels x 1,000 sessions
     python benchmarks/bench_setup.py --short         # 5 x 100, for the test suite
+    python benchmarks/bench_setup.py --metrics --repeat 5   # exporter off/on, interleaved
+
+``--metrics`` measures what the daemons' Prometheus exporter costs the control plane:
+runs alternate between an LNS without it and one with it (the exporter of
+:mod:`l2tp.daemons.metrics_http` listening, its event tally subscribed to the
+context, as ``--metrics`` sets them up in a daemon), and the medians and their
+ratios are printed. After each burst with the exporter the parent scrapes it once
+(outside the timed window) and checks that the ``l2tp_sessions`` gauges add up to
+the session count; the scrape's time and size are reported.
 """
 
 from __future__ import annotations
@@ -19,8 +28,10 @@ import asyncio
 import gc
 import json
 import multiprocessing as mp
+import statistics
 import time
 import tracemalloc
+import urllib.request
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -39,17 +50,34 @@ def vm_rss_kib() -> int:
     return 0
 
 
-def lns_main(conn: Connection, expected: int, trace: bool) -> None:
+def _exporter(ctx: L2tpContext) -> Any:
+    """The exporter a daemon's ``--metrics 127.0.0.1:0`` starts, over the same
+    ``l2tp ctl`` target (no control socket, no hooks)."""
+    from l2tp.daemons.ctl_target import ContextTarget, DaemonInfo, ReloadResult
+    from l2tp.daemons.metrics_http import MetricsExporter
+
+    async def no_reload() -> ReloadResult:
+        return ReloadResult(applied=False)
+
+    info = DaemonInfo(name="bench-lns", config_file="", started_at=ctx.loop.time())
+    target = ContextTarget(ctx, info, summary=lambda: "bench", reload=no_reload)
+    return MetricsExporter(target, "127.0.0.1", 0, ctx=ctx)
+
+
+def lns_main(conn: Connection, expected: int, trace: bool, metrics: bool = False) -> None:
     async def main() -> None:
         async with L2tpContext(dataplane=AsyncNullDataPlane()) as ctx:
             config = ListenerConfig(tunnel=TunnelConfig(role=Role.LNS, host_name="lns"))
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
+            exporter = _exporter(ctx) if metrics else None
+            if exporter is not None:
+                await exporter.start()
             gc.collect()
             if trace:
                 tracemalloc.start()
             rss0 = vm_rss_kib()
             cpu0 = time.process_time()
-            conn.send(listener.address)
+            conn.send((listener.address, exporter.address if exporter else None))
             while listener.session_count < expected:
                 await asyncio.sleep(0.01)
             cpu = time.process_time() - cpu0
@@ -64,13 +92,17 @@ def lns_main(conn: Connection, expected: int, trace: bool) -> None:
                     "cpu_seconds": cpu,
                 }
             )
+            while not conn.poll():  # serve scrapes until the parent is done
+                await asyncio.sleep(0.01)
             conn.recv()
+            if exporter is not None:
+                await exporter.close()
 
     asyncio.run(main())
 
 
 async def lac_run(
-    conn: Connection, address: Any, tunnels: int, per_tunnel: int
+    conn: Connection, address: Any, tunnels: int, per_tunnel: int, metrics_at: str | None = None
 ) -> tuple[float, dict[str, Any]]:
     async with L2tpContext() as ctx:
         config = TunnelConfig(role=Role.LAC, host_name="lac")
@@ -91,18 +123,39 @@ async def lac_run(
             raise RuntimeError("the LNS did not report")
         lns: dict[str, Any] = conn.recv()
         lns["lac_cpu_seconds"] = lac_cpu
+        if metrics_at is not None:  # while every session is still up
+            lns |= await asyncio.to_thread(_scrape, metrics_at, tunnels * per_tunnel)
         await asyncio.gather(*(t.close(ack_timeout=1.0) for t in handles))
         return elapsed, lns
 
 
-def run(tunnels: int, per_tunnel: int, *, trace: bool = False) -> dict[str, Any]:
+def _scrape(address: str, total: int) -> dict[str, float]:
+    """One scrape of the LNS's exporter: its time and size; checks that the session
+    gauges (every state: the LNS may still be taking the last ICCNs) add up."""
+    start = time.perf_counter()
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=30) as response:
+        body = response.read()
+    seconds = time.perf_counter() - start
+    sessions = sum(
+        float(line.rsplit(b" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith(b"l2tp_sessions{")
+    )
+    if sessions != total:
+        raise RuntimeError(f"the exporter reports {sessions} sessions, not {total}")
+    return {"scrape_ms": round(seconds * 1000, 1), "scrape_bytes": len(body)}
+
+
+def run(
+    tunnels: int, per_tunnel: int, *, trace: bool = False, metrics: bool = False
+) -> dict[str, Any]:
     total = tunnels * per_tunnel
     ours, theirs = mp.Pipe()
-    child = mp.get_context("fork").Process(target=lns_main, args=(theirs, total, trace))
+    child = mp.get_context("fork").Process(target=lns_main, args=(theirs, total, trace, metrics))
     child.start()
     try:
-        address = ours.recv()
-        elapsed, lns = asyncio.run(lac_run(ours, address, tunnels, per_tunnel))
+        address, metrics_at = ours.recv()
+        elapsed, lns = asyncio.run(lac_run(ours, address, tunnels, per_tunnel, metrics_at))
         ours.send("done")
     finally:
         child.join(10)
@@ -122,7 +175,37 @@ def run(tunnels: int, per_tunnel: int, *, trace: bool = False) -> dict[str, Any]
     }
     if trace:
         result["lns_traced_bytes_per_session"] = round(lns["traced_bytes"] / total)
+    if metrics_at is not None:
+        result |= {"scrape_ms": lns["scrape_ms"], "scrape_bytes": lns["scrape_bytes"]}
     return result
+
+
+COMPARED = ("sessions_per_second", "lac_cpu_us_per_session", "lns_cpu_us_per_session")
+
+
+def compare_metrics(tunnels: int, per_tunnel: int, repeat: int) -> dict[str, Any]:
+    """Runs without and with the exporter, alternating (so that a change in the shared
+    machine's load hits both alike); medians of each and the with/without ratios."""
+    runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
+    for _ in range(repeat):
+        runs["off"].append(run(tunnels, per_tunnel))
+        runs["on"].append(run(tunnels, per_tunnel, metrics=True))
+    medians = {
+        mode: {key: statistics.median(r[key] for r in rs) for key in COMPARED}
+        for mode, rs in runs.items()
+    }
+    ratios = {key: round(medians["on"][key] / medians["off"][key], 3) for key in COMPARED}
+    scrape = {k: statistics.median(r[k] for r in runs["on"]) for k in ("scrape_ms", "scrape_bytes")}
+    return {
+        "tunnels": tunnels,
+        "sessions": tunnels * per_tunnel,
+        "repeat": repeat,
+        "without_metrics": medians["off"],
+        "with_metrics": medians["on"],
+        "ratio_with_to_without": ratios,
+        "scrape": scrape,
+        "runs": runs,
+    }
 
 
 def main() -> None:
@@ -131,9 +214,16 @@ def main() -> None:
     parser.add_argument("--tunnels", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=1000, help="per tunnel")
     parser.add_argument("--tracemalloc", action="store_true")
+    parser.add_argument(
+        "--metrics", action="store_true", help="compare the LNS without and with its exporter"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs with --metrics")
     args = parser.parse_args()
     if args.short:
         args.tunnels, args.sessions = 5, 100
+    if args.metrics:
+        print(json.dumps(compare_metrics(args.tunnels, args.sessions, args.repeat), indent=2))
+        return
     print(json.dumps(run(args.tunnels, args.sessions, trace=args.tracemalloc), indent=2))
 
 

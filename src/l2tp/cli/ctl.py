@@ -267,6 +267,8 @@ def status_text(result: dict[str, Any]) -> str:
     ]
     for listener in result.get("listeners", []):
         lines.append(("listener", f"{listener['name']} on {listener['address']}"))
+    if result.get("metrics"):
+        lines.append(("metrics", f"http://{result['metrics']}/metrics"))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

@@ -244,6 +244,10 @@ def dump_toml(config: Config) -> str:
     daemon = config.daemon or "any"
     out = [f"# Resolved configuration of {config.file} (daemon: {daemon})."]
     out.append("# Every default is filled in; durations are in milliseconds.")
+    if config.metrics is not None:  # top-level keys: before the first table
+        out.append(f"metrics = {toml_string(str(config.metrics))}")
+    if config.metrics_per_tunnel:
+        out.append("metrics_per_tunnel = true")
     for tunnel in config.tunnels:
         path = table_path("tunnel", tunnel.name)
         out += ["", *_toml_table(path, tunnel_items(tunnel, full=False))]
@@ -303,6 +307,8 @@ def to_dict(config: Config) -> dict[str, object]:
         "tunnels": tunnels,
         "listeners": listeners,
         "hooks": _json_items(hooks_items(config.hooks, full=True)),
+        "metrics": None if config.metrics is None else str(config.metrics),
+        "metrics_per_tunnel": config.metrics_per_tunnel,
     }
 
 

@@ -179,6 +179,10 @@ def interface_name_problem(name: str) -> str | None:
     return None
 
 
+TOP_LEVEL_KEYS = frozenset(("metrics", "metrics_per_tunnel"))
+"""Keys of the document itself, not of a table (:mod:`l2tp.config.metrics`)."""
+
+
 class TableReader:
     """Typed access to one TOML table; errors go to a shared list."""
 
@@ -200,6 +204,11 @@ class TableReader:
             if key not in known:
                 hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
                 reason = "unknown key" + (f" (did you mean '{hint[0]}'?)" if hint else "")
+                if path and key in TOP_LEVEL_KEYS:
+                    # TOML puts a key written after a table header into that table.
+                    reason = (
+                        "unknown key here: it is a top-level key; put it before the first table"
+                    )
                 self.error(key, reason)
 
     def error(self, key: str | None, reason: str) -> None:

@@ -27,6 +27,7 @@ from typing import TypedDict
 from l2tp.config.errors import ConfigError, ConfigErrors, table_path
 from l2tp.config.fields import Resolver, TableReader, avp_max_length, show, system_resolver
 from l2tp.config.hooks import read_hooks
+from l2tp.config.metrics import METRICS_KEYS, read_metrics
 from l2tp.config.model import (
     Config,
     Daemon,
@@ -124,7 +125,7 @@ LISTENER_KEYS = frozenset(
         "session",
     )
 )
-TOP_KEYS = frozenset(("tunnel", "listener", "hooks"))
+TOP_KEYS = frozenset(("tunnel", "listener", "hooks", *METRICS_KEYS))
 _SYNTAX = re.compile(
     r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
 )
@@ -546,6 +547,7 @@ class _Loader:
             self.error("", None, f"no {' or '.join(kinds)} tables: nothing to do")
         self.cross_checks(tunnels, listeners)
         hooks = read_hooks(self.file, doc.get("hooks"), self.errors)
+        metrics, per_tunnel = read_metrics(self.file, doc, self.resolver, self.errors)
         if self.errors:
             raise ConfigErrors(self.errors)
         return Config(
@@ -554,6 +556,8 @@ class _Loader:
             tunnels=tuple(tunnels),
             listeners=tuple(listeners),
             hooks=hooks,
+            metrics=metrics,
+            metrics_per_tunnel=per_tunnel,
         )
 
     def cross_checks(self, tunnels: list[TunnelSection], listeners: list[ListenerSection]) -> None:

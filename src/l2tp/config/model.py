@@ -321,6 +321,10 @@ class Config:
     tunnels: tuple[TunnelSection, ...] = ()
     listeners: tuple[ListenerSection, ...] = ()
     hooks: HooksSection = field(default_factory=HooksSection)
+    metrics: Endpoint | None = None
+    """Where the Prometheus exporter listens (top-level ``metrics``); None: no exporter."""
+    metrics_per_tunnel: bool = False
+    """Also export one series per tunnel (``l2tp_tunnel_rtt_seconds``, ...)."""
 
     def tunnel(self, name: str) -> TunnelSection:
         """The tunnel called ``name``; KeyError when there is none."""

@@ -35,12 +35,17 @@ import l2tp
 from l2tp import config as cfg
 from l2tp.cli.pipes import run_quietly
 from l2tp.daemons import preflight, sdnotify
-from l2tp.daemons.control_socket import ControlSocketError, add_control_arguments
+from l2tp.daemons.control_socket import (
+    ControlServer,
+    ControlSocketError,
+    add_control_arguments,
+)
 from l2tp.daemons.control_socket import server_from_args as control_server
 from l2tp.daemons.ctl_target import ContextTarget, DaemonInfo, ReloadResult
 from l2tp.daemons.hook_events import DaemonHooks
 from l2tp.daemons.logformat import add_log_arguments
 from l2tp.daemons.logformat import setup as setup_logging
+from l2tp.daemons.metrics_http import add_metrics_arguments, exporter_from, reload_settings
 from l2tp.daemons.preflight import KernelNeeds, StartError
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.async_null import AsyncNullDataPlane
@@ -90,6 +95,7 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     add_log_arguments(parser)
     add_control_arguments(parser, prog)
+    add_metrics_arguments(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {l2tp.__version__}")
     return parser
 
@@ -199,6 +205,7 @@ async def serve(
                     print(f"{prog}: reload ignored:\n{exc}", file=sys.stderr, flush=True)
                     return ReloadResult(applied=False, errors=str(exc).splitlines())
                 hooks.configure(new.hooks)
+                reload_settings(metrics, args, new)
                 try:
                     await daemon.reload(new)
                 except (StartError, KernelError, OSError) as exc:
@@ -226,15 +233,27 @@ async def serve(
         names=getattr(daemon, "tunnel_name", None),
     )
     control = None
+    metrics = None
     status = 0
     started = False
     try:
         try:
             # The control socket first: a live daemon on its path stops us before
-            # anything (listen sockets, tunnels) is opened.
+            # anything (listen sockets, tunnels) is opened; then the metrics port.
             control = control_server(args, target)
+            metrics = exporter_from(
+                args,
+                config,
+                target,
+                ctx=ctx,
+                hooks=lambda: hooks.counters,
+                clients=_clients(control),
+            )
             if control is not None:
                 await control.start()
+            if metrics is not None:
+                await metrics.start()  # subscribed before the first tunnel can come up
+                target.metrics_address = metrics.address
             hooks.start()  # subscribed before the first tunnel can come up
             await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
@@ -264,6 +283,8 @@ async def serve(
             await control.close()
         await ctx.close(ack_timeout=args.stop_timeout)
         await hooks.close()  # the down hooks of what ctx.close ended, within their bound
+        if metrics is not None:
+            await metrics.close()  # after ctx.close: its last events are counted
         close_backend = getattr(backend, "close", None)
         if close_backend is not None:
             await close_backend()  # the built-in PPP's rtnetlink socket and threads
@@ -274,3 +295,10 @@ async def serve(
             watchdog.cancel()
         notify.close()
     return status
+
+
+def _clients(control: ControlServer | None) -> Callable[[], tuple[int, int]] | None:
+    """The control socket's (connected, refused) for the metrics."""
+    if control is None:
+        return None
+    return lambda: (control.connected, control.refused)

@@ -153,6 +153,11 @@ class ControlServer:
         """Connections refused (credentials, too many clients) or dropped (timeouts,
         oversize requests, stalled event readers)."""
 
+    @property
+    def connected(self) -> int:
+        """Connections being served now (the metrics' ``l2tp_control_clients``)."""
+        return len(self._clients)
+
     # ---------------------------------------------------------------- lifetime
 
     async def start(self) -> None:

@@ -78,6 +78,8 @@ class ContextTarget:
         self._summary = summary
         self._reload = reload
         self._names = names
+        self.metrics_address: str | None = None
+        """Where the metrics exporter listens, once it does (``status``)."""
 
     def _name(self, th: TunnelHandle) -> str | None:
         """The daemon's name for the tunnel, else its listener's ``[listener.NAME]``."""
@@ -106,6 +108,7 @@ class ContextTarget:
                 for lst in self.ctx.listeners
             ],
             "counters": asdict(self.ctx.counters),
+            "metrics": self.metrics_address,
         }
 
     def tunnels(self) -> list[dict[str, Any]]:

@@ -27,11 +27,16 @@ import l2tp
 from l2tp import config as cfg
 from l2tp.cli.pipes import run_quietly
 from l2tp.daemons import preflight, sdnotify
-from l2tp.daemons.control_socket import ControlSocketError, add_control_arguments
+from l2tp.daemons.control_socket import (
+    ControlServer,
+    ControlSocketError,
+    add_control_arguments,
+)
 from l2tp.daemons.control_socket import server_from_args as control_server
 from l2tp.daemons.hook_events import StaticHooks
 from l2tp.daemons.logformat import add_log_arguments
 from l2tp.daemons.logformat import setup as setup_logging
+from l2tp.daemons.metrics_http import MetricsExporter, add_metrics_arguments, exporter_from
 from l2tp.daemons.preflight import StartError
 from l2tp.daemons.ql2tpd_ctl import Ql2tpdTarget
 from l2tp.daemons.quiescent import QuiescentTunnel
@@ -90,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_log_arguments(parser)
     add_control_arguments(parser, "ql2tpd")
+    add_metrics_arguments(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {l2tp.__version__}")
     return parser
 
@@ -108,6 +114,8 @@ class Ql2tpd:
         """By tunnel name, for ``l2tp ctl``."""
         self.observers: list[Callable[[QuiescentTunnel], None]] = []
         """Told of every quiescent tunnel's state change (``l2tp ctl events``)."""
+        self.hooks: StaticHooks | None = None
+        """The ``[hooks]`` runner once running (its counters are exported)."""
 
     async def start(self) -> None:
         """Bring every tunnel up; if one fails, remove what was already built and raise."""
@@ -188,19 +196,46 @@ async def _serve(
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, daemon.stop.set)
     target = Ql2tpdTarget(daemon, path)
+    control = metrics = None
     try:
-        control = control_server(args, target) if args is not None else None
-        if control is not None:
-            await control.start()  # before any tunnel: a live owner stops us here
-    except ControlSocketError as exc:
-        print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
-        return 1
-    try:
+        try:
+            control = control_server(args, target) if args is not None else None
+            if control is not None:
+                await control.start()  # before any tunnel: a live owner stops us here
+            metrics = _exporter(args, config, target, daemon, control)
+            if metrics is not None:
+                await metrics.start()
+                target.metrics_address = metrics.address
+        except (ControlSocketError, StartError) as exc:
+            print(f"ql2tpd: cannot start: {exc}", file=sys.stderr)
+            return 1
         return await _serve_daemon(config, daemon, ready_file)
     finally:
         target.close()
+        if metrics is not None:
+            await metrics.close()
         if control is not None:
             await control.close()
+
+
+def _exporter(
+    args: argparse.Namespace | None,
+    config: cfg.Config,
+    target: Ql2tpdTarget,
+    daemon: Ql2tpd,
+    control: ControlServer | None,
+) -> MetricsExporter | None:
+    """``--metrics``: ql2tpd's exporter reads its ``l2tp ctl`` views (no runtime events:
+    static tunnels have no set-up to time and no Result Codes)."""
+    if args is None:
+        return None
+    return exporter_from(
+        args,
+        config,
+        target,
+        hooks=lambda: daemon.hooks.counters if daemon.hooks is not None else None,
+        clients=None if control is None else lambda: (control.connected, control.refused),
+    )
 
 
 async def _serve_daemon(config: cfg.Config, daemon: Ql2tpd, ready_file: Path | None) -> int:
@@ -218,6 +253,7 @@ async def _run(
     config: cfg.Config, daemon: Ql2tpd, notify: sdnotify.Notifier, ready_file: Path | None
 ) -> int:
     hooks = StaticHooks(config.hooks)  # [hooks]: runs nothing without
+    daemon.hooks = hooks
     daemon.observers.append(hooks.observe)  # quiescent tunnels going up and down
     try:
         await daemon.dataplane.start()  # netlink sockets, the kernel's tunnel IDs

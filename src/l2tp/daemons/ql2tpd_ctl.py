@@ -43,6 +43,8 @@ class Ql2tpdTarget:
         self.loop = asyncio.get_running_loop()
         self.started_at = self.loop.time()
         self._subscribers: list[asyncio.Queue[dict[str, Any] | None]] = []
+        self.metrics_address: str | None = None
+        """Where the metrics exporter listens, once it does (``status``)."""
         daemon.observers.append(self._changed)
 
     # ------------------------------------------------------------ views
@@ -74,6 +76,7 @@ class Ql2tpdTarget:
             "tunnels": dict(sorted(tunnels.items())),
             "sessions": dict(sorted(sessions.items())),
             "listeners": [],
+            "metrics": self.metrics_address,
         }
 
     def _record(self, t: cfg.TunnelSection) -> dict[str, Any]:

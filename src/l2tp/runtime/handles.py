@@ -154,6 +154,7 @@ class TunnelHandle(KernelSideEffects):
         if params is None:
             params = self.tunnel.config.call_params
         handle = SessionHandle(self, session_id, options, params, circuit)
+        handle.created_at = self.ctx.loop.time()
         self.sessions[session_id] = handle
         self.endpoint.session_added(handle)
         return handle

@@ -55,6 +55,7 @@ class SessionHandle:
         "circuit",
         "circuit_task",
         "closed",
+        "created_at",
         "established_at",
         "info",
         "kernel",
@@ -86,6 +87,9 @@ class SessionHandle:
         self.info: SessionInfo | None = None
         """Set when established (with the data plane and backend up)."""
         self.closed: SessionClosed | None = None
+        self.created_at: float | None = None
+        """Loop time the call was placed or accepted (ICRQ/OCRQ), set by the tunnel handle:
+        with :attr:`established_at`, the set-up time the metrics report."""
         self.established_at: float | None = None
         """Loop time the call was established by the protocol (uptime for ``l2tp ctl``)."""
         self.kernel = False
