@@ -52,6 +52,7 @@ from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
 from l2tp.runtime.backend import NullSessionBackend, SessionBackend
 from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.gc_pacer import GcPacer
 from l2tp.runtime.loop import run as run_loop
 
 
@@ -234,6 +235,7 @@ async def serve(
     )
     control = None
     metrics = None
+    gc_pacer = GcPacer(loop)
     status = 0
     started = False
     try:
@@ -262,6 +264,7 @@ async def serve(
             return 1
         print(f"{prog}: started: {daemon.summary()}; SIGTERM stops, SIGHUP reloads", flush=True)
         started = True
+        gc_pacer.start()  # no collector pass over every session during bursts
         notify.ready(daemon.summary())
         if args.ready_file is not None:
             try:
@@ -277,6 +280,7 @@ async def serve(
         if daemon.failed.is_set() and not stop.is_set():
             status = 1
     finally:
+        gc_pacer.stop()
         reload_task.cancel()
         notify.stopping()
         if control is not None:

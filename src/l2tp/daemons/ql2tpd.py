@@ -44,6 +44,7 @@ from l2tp.daemons.static import StaticTunnel
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
+from l2tp.runtime.gc_pacer import GcPacer
 
 log = logging.getLogger("l2tp.ql2tpd")
 
@@ -267,6 +268,8 @@ async def _run(
         hooks.up(static.config)
     print(f"ql2tpd: {len(config.tunnels)} tunnel(s) up; SIGTERM removes them", flush=True)
     notify.ready(f"{len(config.tunnels)} tunnel(s) up")
+    gc_pacer = GcPacer(asyncio.get_running_loop())
+    gc_pacer.start()  # see l2tp.runtime.gc_pacer
     try:
         if ready_file is not None:
             try:
@@ -276,6 +279,7 @@ async def _run(
                 return 1
         await daemon.stop.wait()
     finally:
+        gc_pacer.stop()
         notify.stopping()
         await daemon.shutdown()
         await hooks.close()  # the down hooks of the tunnels just removed, within bounds

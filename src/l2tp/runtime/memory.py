@@ -34,8 +34,19 @@ _TRIM = _load_trim()
 
 
 def trim_heap() -> bool:
-    """Collect cycles and hand free heap back to the OS; False where unsupported."""
+    """Collect cycles and hand free heap back to the OS; False where unsupported.
+
+    The collection includes objects a :class:`~l2tp.runtime.gc_pacer.GcPacer` froze:
+    a closed tunnel's objects still hold reference cycles (tunnel and session table,
+    endpoint and reader), so reaped tunnels are freed here, as many as triggered the
+    trim, rather than at the pacer's next sweep.
+    """
+    frozen = gc.get_freeze_count()
+    if frozen:
+        gc.unfreeze()
     gc.collect()
+    if frozen:
+        gc.freeze()
     if _TRIM is None:
         return False
     _TRIM(0)
