@@ -350,7 +350,7 @@ CASES: list[tuple[str, str | None, str, list[str]]] = [
     (
         "duplicate-sid",
         None,
-        V2 + S1 + "sid = 5\n[tunnel.t1.session.s2]\nsid = 5\n",
+        V3_STATIC + S1 + "sid = 5\npsid = 1\n[tunnel.t1.session.s2]\nsid = 5\npsid = 2\n",
         [f"{F}: tunnel.t1.session.s2: key 'sid': 5 is already used by tunnel.t1.session.s1"],
     ),
     (
@@ -472,13 +472,10 @@ CASES: list[tuple[str, str | None, str, list[str]]] = [
         ],
     ),
     (
-        "psid-dynamic",
+        "psid-dynamic-out-of-range",  # accepted with a warning, but still a valid number
         "kl2tpd",
-        V2 + S1 + "psid = 9\n",
-        [
-            f"{F}: tunnel.t1.session.s1: key 'psid': only for static and quiescent tunnels"
-            " (a dynamic session learns it from the peer)"
-        ],
+        V2 + S1 + "psid = 70000\n",
+        [f"{F}: tunnel.t1.session.s1: key 'psid': 70000 is out of range 1-65535 for l2tpv2"],
     ),
     (
         "peer-cookie-dynamic",

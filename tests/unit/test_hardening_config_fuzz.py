@@ -84,7 +84,7 @@ def _bases(daemon: str) -> list[Table]:
                         "max_redials": 3,
                         "session": {
                             "s1": {"pppd_options": ["noauth"], "seqnum": True},
-                            "s2": {"pppd_args": "/etc/ppp/s2.args", "sid": 7},
+                            "s2": {"pppd_args": "/etc/ppp/s2.args"},
                         },
                     },
                     "t2": {"peer": "[2001:db8::1]:1701", "tid": 9},
@@ -480,12 +480,15 @@ def _duplicate(rng: random.Random, doc: Table, daemon: str) -> str:
             clone = dict(first)
             if rng.random() < 0.5:
                 clone.pop("interface_name", None)
-            if "sid" in clone or rng.random() < 0.3 or daemon == "kl2tpd":
+            # Session IDs are only kept (and must be unique) in static tunnels: kl2tpd and
+            # l2tpd ignore a dynamic session's sid with a warning, as go-l2tp does.
+            if daemon == "ql2tpd" and ("sid" in clone or rng.random() < 0.3):
                 clone.setdefault("sid", 5)
                 first["sid"] = clone["sid"]
                 clone.pop("interface_name", None)
                 what = "sid"
-            elif "interface_name" in clone:
+            elif "interface_name" in clone or daemon == "kl2tpd":
+                clone["interface_name"] = first.setdefault("interface_name", "ifdup0")
                 what = "interface_name"
             else:
                 clone["remote_end_id"] = first.get("remote_end_id", next(iter(sessions)))

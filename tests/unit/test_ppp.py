@@ -26,13 +26,17 @@ from l2tp.runtime.ppp import (
     _has_exited,
     build_argv,
     check_user_options,
+    inherited_env,
+    login_failed,
     map_exit,
     netns_prefix,
     parse_args_text,
+    pppd_words,
     read_args_file,
     redact,
     user_options,
 )
+from l2tp.runtime.ppp_outcome import Ending, map_ending
 
 pytestmark = pytest.mark.unit
 
@@ -127,19 +131,106 @@ def test_peer_strings_never_reach_argv() -> None:
     assert not any(session.info.calling_number in arg for arg in argv)
 
 
-def test_args_file_then_inline_options(tmp_path: Path) -> None:
+def test_args_file_goes_to_pppd_as_file_then_inline_options(tmp_path: Path) -> None:
+    """pppd reads the file itself (``file PATH``), so its quoting and comments apply."""
     args = tmp_path / "pppd.args"
-    args.write_text("noauth  10.0.0.1:10.0.0.2\n\n   # a comment\nmtu 1400\tdebug\n")
+    args.write_text('noauth  10.0.0.1:10.0.0.2\n\n   # a comment\nuser "alice smith"\n')
     session = make_session(PppOptions(pppd_args=str(args), pppd_options=("lcp-echo-interval", "5")))
-    assert user_options(session) == [
-        "noauth",
-        "10.0.0.1:10.0.0.2",
-        "mtu",
-        "1400",
-        "debug",
-        "lcp-echo-interval",
-        "5",
-    ]
+    assert user_options(session) == ["file", str(args), "lcp-echo-interval", "5"]
+    assert read_args_file(args) == ["noauth", "10.0.0.1:10.0.0.2", "user", "alice smith"]
+
+
+def test_relative_args_file_is_made_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "opts").write_text("noauth\n")
+    monkeypatch.chdir(tmp_path)
+    session = make_session(PppOptions(pppd_args="opts"))
+    assert user_options(session) == ["file", str(tmp_path / "opts")]
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        # NetworkManager-l2tp's ppp-options: one option per line, values quoted.
+        (
+            'user "alice smith"\nkey "/run/nm/k"\nipparam nm-l2tp-service-1\nnodetach\n'
+            "plugin /usr/lib/pppd/2.4.9/nm-l2tp-pppd-plugin.so\nmru 1400\n",
+            [
+                "user",
+                "alice smith",
+                "key",
+                "/run/nm/k",
+                "ipparam",
+                "nm-l2tp-service-1",
+                "nodetach",
+                "plugin",
+                "/usr/lib/pppd/2.4.9/nm-l2tp-pppd-plugin.so",
+                "mru",
+                "1400",
+            ],
+        ),
+        ("a'b c'd \"e f\"", ["ab cd", "e f"]),  # quotes inside a word, both kinds
+        ("noauth # comment persist\ndebug", ["noauth", "debug"]),
+        ("word#comment\nnext", ["word", "next"]),  # '#' ends a word (pppd's getword)
+        ('"#not a comment"', ["#not a comment"]),
+        ("a\\ b c", ["a b", "c"]),  # backslash-space joins
+        ("a\\\nb", ["ab"]),  # backslash-newline is ignored
+        ("x\\s\\t\\101\\x41\\q", ["x \tAAq"]),  # \s, \t, octal, hex, plain
+        ("'\\'' \"'\"", ["'", "'"]),  # escaped quote in quotes, other quote inside
+        ('"unterminated words', ["unterminated words"]),
+        ("", []),
+        ("  \n\t# only a comment", []),
+    ],
+)
+def test_pppd_words_follow_pppd(text: str, words: list[str]) -> None:
+    assert pppd_words(text) == words
+
+
+def test_forbidden_option_is_found_the_way_pppd_reads_the_file(tmp_path: Path) -> None:
+    hidden = tmp_path / "hidden.args"
+    hidden.write_text('noauth "persist"\n')  # a quoted word is still the option
+    with pytest.raises(PppdOptionsError, match="argument 2 'persist' is not allowed"):
+        read_args_file(hidden)
+    commented = tmp_path / "commented.args"
+    commented.write_text("noauth # persist\n")  # a comment is not
+    assert read_args_file(commented) == ["noauth"]
+
+
+def test_files_named_by_file_are_checked_too(tmp_path: Path) -> None:
+    inner = tmp_path / "inner"
+    inner.write_text("updetach\n")
+    outer = tmp_path / "outer"
+    outer.write_text(f"noauth file {inner}\n")
+    with pytest.raises(PppdOptionsError, match=r"inner.*'updetach' is not allowed"):
+        read_args_file(outer)
+    loop = tmp_path / "loop"
+    loop.write_text(f"file {loop}\n")
+    with pytest.raises(PppdOptionsError, match="nested more than"):
+        read_args_file(loop)
+
+
+def test_inherited_env_keeps_networkmanager_and_drops_systemd() -> None:
+    env = inherited_env(
+        {
+            "NM_DBUS_SERVICE_L2TP": "org.freedesktop.NetworkManager.l2tp.Connection_3",
+            "NM_VPN_LOG_LEVEL": "4",
+            "NOTIFY_SOCKET": "/run/systemd/notify",
+            "WATCHDOG_USEC": "1000",
+        }
+    )
+    assert env == {
+        "NM_DBUS_SERVICE_L2TP": "org.freedesktop.NetworkManager.l2tp.Connection_3",
+        "NM_VPN_LOG_LEVEL": "4",
+        "PATH": "/usr/sbin:/usr/bin:/sbin:/bin",
+    }
+    assert inherited_env({"PATH": "/opt/bin"}) == {"PATH": "/opt/bin"}
+
+
+def test_login_failed_is_pppd_status_19_or_the_builtin_ending() -> None:
+    assert login_failed(map_exit(19)[2])
+    assert not login_failed(map_exit(11)[2]) and not login_failed(map_exit(16)[2])
+    assert login_failed(map_ending(Ending.AUTH_TO_PEER_FAILED)[2])
 
 
 @pytest.mark.parametrize(

@@ -39,7 +39,8 @@ def run_check(
     resolver: Resolver | None = system_resolver,
 ) -> int:
     """Load ``path`` for ``daemon``; print it to ``out`` and return 0, or print
-    the errors to ``err`` (one per line) and return 1."""
+    the errors to ``err`` (one per line) and return 1. Warnings (keys accepted
+    without effect) go to ``err`` as ``warning: ...`` lines either way."""
     out = sys.stdout if out is None else out
     err = sys.stderr if err is None else err
     try:
@@ -48,5 +49,7 @@ def run_check(
         for error in exc.errors:
             print(error, file=err)
         return 1
+    for warning in config.warnings:
+        print(f"warning: {warning}", file=err)
     out.write(dump_json(config) if as_json else dump_toml(config))
     return 0

@@ -146,6 +146,8 @@ class _Loader:
     hostname: str
     resolver: Resolver | None
     errors: list[ConfigError] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
+    """Accepted but without effect (go-l2tp keys we ignore): printed, never fatal."""
 
     def error(self, path: str, key: str | None, reason: str) -> None:
         self.errors.append(ConfigError(self.file, path, key, reason))
@@ -235,7 +237,9 @@ class _Loader:
         tid = r.integer("tid", 1, id_max, context=context)
         ptid = r.integer("ptid", 1, id_max, context=context)
         local = r.endpoint("local", self.resolver, min_port=0)
-        peer = r.endpoint("peer", self.resolver, min_port=1)
+        # go-l2tp writes IP-encapsulated peers with port 0 ("[2001:db8::1]:0"): the
+        # port means nothing there (RFC 3931 4.1.1.1). A UDP peer needs a real one.
+        peer = r.endpoint("peer", self.resolver, min_port=0 if encap is Encap.IP else 1)
         if not r.has("peer"):
             r.error("peer", "missing (required for every tunnel)")
         if local is not None and peer is not None and local.family != peer.family:
@@ -377,7 +381,7 @@ class _Loader:
         by_sid: dict[int, str] = {}
         by_remote_end: dict[str, str] = {}
         for name, spath, table in self.session_tables(r, facts.path):
-            session = read_session(name, spath, table, facts, self.file, self.errors)
+            session = read_session(name, spath, table, facts, self.file, self.errors, self.warnings)
             if session is None:
                 continue
             if session.sid is not None:
@@ -411,7 +415,7 @@ class _Loader:
         r = TableReader(self.file, path, table, LISTENER_KEYS, self.errors)
         version = self.version(r)
         encap = self.encap(r, version)
-        listen = r.endpoint("listen", self.resolver, min_port=1)
+        listen = r.endpoint("listen", self.resolver, min_port=0 if encap is Encap.IP else 1)
         if not r.has("listen"):
             r.error("listen", "missing (required for every listener)")
         control = self.control(r, version)
@@ -558,6 +562,7 @@ class _Loader:
             hooks=hooks,
             metrics=metrics,
             metrics_per_tunnel=per_tunnel,
+            warnings=tuple(self.warnings),
         )
 
     def cross_checks(self, tunnels: list[TunnelSection], listeners: list[ListenerSection]) -> None:

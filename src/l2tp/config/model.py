@@ -17,12 +17,16 @@ from __future__ import annotations
 import enum
 import ipaddress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DEFAULT_PORT = 1701
 """UDP port used when an address in the file omits one (RFC 2661 section 8.1)."""
+
+if TYPE_CHECKING:
+    from l2tp.config.errors import ConfigError
 
 
 class Version(enum.StrEnum):
@@ -325,6 +329,9 @@ class Config:
     """Where the Prometheus exporter listens (top-level ``metrics``); None: no exporter."""
     metrics_per_tunnel: bool = False
     """Also export one series per tunnel (``l2tp_tunnel_rtt_seconds``, ...)."""
+    warnings: tuple[ConfigError, ...] = field(default=(), compare=False)
+    """Keys accepted without effect (``sid``/``psid`` of a dynamic session, as go-l2tp
+    allows): each daemon prints them at start, ``--check`` on standard error."""
 
     def tunnel(self, name: str) -> TunnelSection:
         """The tunnel called ``name``; KeyError when there is none."""

@@ -248,8 +248,11 @@ def read_session(
     facts: TunnelFacts,
     file: str,
     errors: list[ConfigError],
+    warnings: list[ConfigError] | None = None,
 ) -> SessionSection | None:
-    """Read one session table; None when it had errors (they are in ``errors``)."""
+    """Read one session table; None when it had errors (they are in ``errors``).
+
+    ``warnings`` collects what is accepted but has no effect (go-l2tp compatibility)."""
     before = len(errors)
     r = TableReader(file, path, table, SESSION_KEYS, errors)
     v2 = facts.version is Version.L2TPV2
@@ -262,11 +265,17 @@ def read_session(
         for key in ("sid", "psid"):
             if not r.has(key):
                 r.error(key, f"missing (required for {facts.mode} tunnels)")
-    elif r.has("psid"):
-        r.error(
-            "psid",
-            "only for static and quiescent tunnels (a dynamic session learns it from the peer)",
-        )
+    else:
+        # go-l2tp's kl2tpd takes both keys in a dynamic session (its own example
+        # configurations carry them) and ignores them: the control protocol assigns
+        # the IDs (RFC 2661 5.4.4 / RFC 3931 5.4.4). A go-l2tp file must run unchanged,
+        # so they are accepted, dropped from the model, and named in a warning.
+        for key in ("sid", "psid"):
+            if r.has(key) and key not in r.failed and warnings is not None:
+                whose = "our" if key == "sid" else "the peer's"
+                reason = f"ignored in a dynamic session (the control protocol assigns {whose} ID)"
+                warnings.append(ConfigError(file, path, key, reason))
+        sid = psid = None
 
     pw = read_pseudowire_keys(r, facts)
     cookie = r.byte_array("cookie", (4, 8))

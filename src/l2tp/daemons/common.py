@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -90,8 +91,8 @@ def build_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--stop-timeout",
         type=float,
-        default=2.0,
-        help="seconds to wait for StopCCN acknowledgements on SIGTERM (default 2)",
+        default=1.0,
+        help="seconds to wait for StopCCN acknowledgements on SIGTERM (default 1)",
     )
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging")
     add_log_arguments(parser)
@@ -124,7 +125,7 @@ def make_backend(
     if args.null_dataplane:
         return AsyncNullDataPlane(), NullSessionBackend()
     from l2tp.runtime.builtin_ppp import BuiltinPppBackend, DispatchingBackend
-    from l2tp.runtime.ppp import PppdBackend
+    from l2tp.runtime.ppp import PppdBackend, inherited_env
 
     preflight.check_net_admin(hint=_NULL_HINT)
     preflight.check_l2tp_family(args.netns)
@@ -132,9 +133,10 @@ def make_backend(
         preflight.check_modules(needs)
         if needs.pppd:
             preflight.check_pppd()
-    backend = DispatchingBackend(
-        pppd=PppdBackend(netns=args.netns), builtin=BuiltinPppBackend(netns=args.netns)
-    )
+    # pppd inherits the daemon's environment: NetworkManager-l2tp's pppd plugin needs
+    # the NM_* variables it starts kl2tpd with (docs/networkmanager.md).
+    pppd = PppdBackend(netns=args.netns, env=inherited_env(os.environ))
+    backend = DispatchingBackend(pppd=pppd, builtin=BuiltinPppBackend(netns=args.netns))
     return AsyncLinuxDataPlane(netns=args.netns), backend
 
 
@@ -158,6 +160,8 @@ def main(
     except cfg.ConfigError as exc:
         print(str(exc), file=sys.stderr)
         return 1
+    for warning in config.warnings:
+        print(f"{prog}: warning: {warning}", file=sys.stderr)
     try:
         if args.ready_file is not None:
             preflight.check_ready_file(args.ready_file)
@@ -278,7 +282,7 @@ async def serve(
         failed.cancel()
         stopped.cancel()
         if daemon.failed.is_set() and not stop.is_set():
-            status = 1
+            status = int(getattr(daemon, "exit_status", 1))
     finally:
         gc_pacer.stop()
         reload_task.cancel()

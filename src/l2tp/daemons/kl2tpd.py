@@ -19,13 +19,15 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from l2tp import config as cfg
 from l2tp.daemons import common
 from l2tp.daemons.configmap import encap, session_call, session_options, tunnel_config
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
+from l2tp.runtime.handles import SessionHandle
+from l2tp.runtime.ppp import login_failed
 
 log = logging.getLogger("l2tp.kl2tpd")
 
@@ -48,6 +50,9 @@ class TunnelRunner:
         self.handle: TunnelHandle | None = None
         self.stopping = False
         self.task: asyncio.Task[None] | None = None
+        self.on_session_end: Callable[[bool], None] | None = None
+        """Told, when each established session ends, whether our PPP failed to log in."""
+        self.watchers: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"tunnel-{self.config.name}")
@@ -115,8 +120,16 @@ class TunnelRunner:
                 self.log.warning("tunnel %s session %s: %s", t.name, s.name, exc)
             else:
                 self.log.info("tunnel %s session %s: up (sid %d)", t.name, s.name, info.session_id)
+                if self.on_session_end is not None:
+                    self.watchers.add(asyncio.create_task(self._watch(call, self.on_session_end)))
         closed = await th.wait_closed()
         raise TunnelFailed(closed)
+
+    async def _watch(self, call: SessionHandle, report: Callable[[bool], None]) -> None:
+        """Report whether an established call ended because our PPP failed to log in."""
+        ended = await call.wait_closed()
+        reason = ended.reason
+        report(not ended.by_peer and reason is not None and login_failed(reason.message))
 
     async def stop(self) -> None:
         self.stopping = True
@@ -125,9 +138,10 @@ class TunnelRunner:
             await th.close(
                 StopCcnResult.GENERAL_REQUEST, message="removed", ack_timeout=self.stop_timeout
             )
-        if self.task is not None:
-            self.task.cancel()
-            await asyncio.gather(self.task, return_exceptions=True)
+        for task in (self.task, *self.watchers):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self.task, *self.watchers) if t), return_exceptions=True)
 
 
 class Kl2tpd:
@@ -148,6 +162,8 @@ class Kl2tpd:
         self.stop_timeout: float = args.stop_timeout
         self.runners: dict[str, TunnelRunner] = {}
         self.failed = asyncio.Event()
+        self.exit_status = 1
+        """The status when :attr:`failed` ends the daemon: 1, or 2 after a login failure."""
 
     async def start(self) -> None:
         for t in self.config.tunnels:
@@ -155,10 +171,21 @@ class Kl2tpd:
 
     def _add(self, t: cfg.TunnelSection) -> None:
         runner = TunnelRunner(self.ctx, t, self.stop_timeout, log=self.log)
+        if sum(len(c.sessions) for c in self.config.tunnels) == 1 and t.sessions:
+            runner.on_session_end = self._only_session_ended
         self.runners[t.name] = runner
         runner.start()
         assert runner.task is not None
         runner.task.add_done_callback(lambda _: self._check_alive())
+
+    def _only_session_ended(self, login_failure: bool) -> None:
+        """The file's only session ended. When its PPP failed to authenticate us to the
+        peer (pppd exit status 19), the daemon has nothing left to do: it stops with exit
+        status 2, NetworkManager-l2tp's "login failed" (docs/networkmanager.md)."""
+        if login_failure and not self.ctx.closing:
+            self.log.error("the only session failed PPP authentication: exiting (status 2)")
+            self.exit_status = 2
+            self.failed.set()
 
     def _check_alive(self) -> None:
         live = [r for r in self.runners.values() if r.task is not None and not r.task.done()]

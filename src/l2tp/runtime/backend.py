@@ -31,8 +31,10 @@ PPPoL2TP socket (:mod:`l2tp.runtime.ppp`). The contract, in order:
    (CDN from the peer, local close, tunnel down, daemon shutdown). It must be
    idempotent, must not raise for an already-ended payload, and should return
    within a few seconds (terminate, wait briefly, then kill). The control plane
-   deletes the kernel session *after* ``stop`` returns, so pppd sees its
-   channel go away only once it was asked to stop.
+   deletes the kernel session once ``stop`` returns or, if it has not returned
+   within the context's ``hangup_after`` (0.2 s), while it runs: the PPP channel
+   then hangs up under the backend (pppd exits "Modem hangup"), which must end
+   its wait for a peer that was told to stop and will not answer (issue 16).
 
 Nothing here ever builds a shell command: peer-supplied strings (calling
 number, host name ...) are in :attr:`BackendSession.info` as data, and a backend

@@ -61,6 +61,7 @@ from .driver import ContextCounters, Serviced
 from .endpoints import Endpoint, Initiator, Listener, ListenOptions, listener_config
 from .errors import INTERNAL_ERROR
 from .handles import TunnelHandle
+from .kernel_side import HANGUP_AFTER
 from .memory import HeapTrimmer
 from .sockets import (
     ListenError,
@@ -119,6 +120,7 @@ class L2tpContext:
         loop: asyncio.AbstractEventLoop | None = None,
         netns: str | None = None,
         close_dataplane: bool = True,
+        hangup_after: float = HANGUP_AFTER,
     ) -> None:
         """``netns``: open every control socket in this network namespace (``ip netns``
         name or path), as a managed kernel tunnel must live in its socket's namespace;
@@ -129,6 +131,10 @@ class L2tpContext:
         context starts it (idempotent) before its first listener or tunnel and closes
         it at the end of :meth:`close`, unless ``close_dataplane`` is False (a data
         plane shared by several contexts: its owner closes it).
+
+        ``hangup_after``: seconds a session's backend has to stop (pppd's LCP
+        Terminate exchange) before its kernel session is deleted, which hangs up
+        the PPP channel under it (:mod:`l2tp.runtime.kernel_side`).
         """
         if dataplane is not None and not inspect.iscoroutinefunction(
             getattr(dataplane, "create_tunnel", None)
@@ -139,6 +145,7 @@ class L2tpContext:
                 "DataPlane classes are for scripts outside an event loop"
             )
         self.netns = netns
+        self.hangup_after = hangup_after
         self._close_dataplane = close_dataplane
         self.dataplane: AsyncDataPlane = (
             dataplane if dataplane is not None else AsyncNullDataPlane()

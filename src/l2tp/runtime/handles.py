@@ -94,6 +94,7 @@ class TunnelHandle(KernelSideEffects):
         self._tasks: set[asyncio.Task[None]] = set()
         self._bringups: list[tuple[SessionHandle, SessionInfo]] = []
         self._bringup_worker: asyncio.Task[None] | None = None
+        self._closing: set[SessionHandle] = set()
         self._failing = False
 
     def __repr__(self) -> str:

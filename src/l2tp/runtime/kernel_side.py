@@ -24,6 +24,15 @@ by awaiting, not by luck:
 - the tunnel's tear-down awaits its creation and every session's tear-down, then
   deletes the kernel tunnel (which removes any session still in it).
 
+Hang-up (issue 16): a backend being stopped gets :data:`HANGUP_AFTER` seconds to
+end its PPP with the peer (pppd's LCP Terminate-Request and -Ack); after that the
+kernel session (for a closing tunnel: the whole kernel tunnel, one request) is
+deleted under it. Linux then unregisters the PPP channel and pppd, or the built-in
+PPP, sees it hang up and ends at once, instead of waiting out its LCP restart
+timer for an acknowledgement that a peer told to stop (CDN, StopCCN) no longer
+sends. Every session of a tunnel is stopped at the same time, so a daemon with N
+PPP sessions stops in about the same time as with one (figures: docs/ppp.md).
+
 ``SessionHandle.wait_closed`` and ``TunnelHandle.wait_closed`` return once that
 tear-down is done, so "closed" means the kernel objects are gone too.
 """
@@ -50,12 +59,18 @@ from l2tp.protocol.events import (
 )
 from l2tp.protocol.tunnel import Tunnel
 
-from .backend import Address, BackendSession
+from .backend import Address, BackendSession, SessionBackend
 from .driver import Driver, EndpointHooks
 from .errors import LOCAL_FAILURE, TunnelFailed
 from .session_handle import SessionHandle
 
 log = logging.getLogger("l2tp.runtime.handles")
+
+HANGUP_AFTER = 0.2
+"""Seconds between asking a backend to stop and deleting its kernel session under it
+(see the module doc). Long enough for a live peer on a LAN to answer pppd's LCP
+Terminate-Request; a peer that is already gone costs no more than this. The
+context's ``hangup_after`` overrides it."""
 
 
 class KernelSideEffects:
@@ -84,6 +99,8 @@ class KernelSideEffects:
     _bringups: list[tuple[SessionHandle, SessionInfo]]
     """Established calls waiting for the bring-up worker."""
     _bringup_worker: asyncio.Task[None] | None
+    _closing: set[SessionHandle]
+    """Sessions whose tear-down is running (their backends may be stopping)."""
 
     @property
     def tunnel_id(self) -> int:
@@ -177,10 +194,22 @@ class KernelSideEffects:
         self.endpoint.tunnel_down(self)
 
     async def _tear_down_tunnel(self, event: TunnelClosed) -> None:
-        """After every session's tear-down (backends stopped: backend.py, step 5, else
-        pppd's LCP Terminate-Request has no session to leave by), delete the kernel
-        tunnel; then "closed" is complete."""
+        """Delete the kernel tunnel once every session's tear-down is done; then
+        "closed" is complete. Backends being stopped get ``hangup_after`` seconds
+        first (pppd's LCP Terminate-Request still has its session to leave by);
+        then the kernel tunnel goes, hanging up every PPP channel still in it, and
+        the tear-downs finish (see the module doc)."""
         me = asyncio.current_task()
+        pending = [t for t in self._tasks if t is not me]
+        if pending and self._stopping_backends():
+            await asyncio.wait(pending, timeout=self.ctx.hangup_after)
+            up = self._kernel_up
+            live = self.kernel
+            if live is not None and (up is None or up.done()):
+                # Hang up every PPP channel of the tunnel at once (see the module doc).
+                self.kernel = None
+                self.ready = False
+                await self._delete_kernel_tunnel(live.tunnel_id)
         while pending := [t for t in self._tasks if t is not me]:
             await asyncio.wait(pending)
         kernel, self.kernel = self.kernel, None
@@ -189,6 +218,10 @@ class KernelSideEffects:
             await self._delete_kernel_tunnel(kernel.tunnel_id)
         if self._closed_fut is not None and not self._closed_fut.done():
             self._closed_fut.set_result(event)
+
+    def _stopping_backends(self) -> bool:
+        """Whether a session of this tunnel has a backend (pppd ...) to stop."""
+        return any(h.stopping or h.backend_session is not None for h in self._closing)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = self.ctx.spawn(coro)
@@ -447,6 +480,7 @@ class KernelSideEffects:
         if handle is None:
             return
         handle._set_closed(event)
+        self._closing.add(handle)
         self._spawn(self._tear_down_session(handle, event))
         self.endpoint.session_gone(self, handle)
 
@@ -462,13 +496,21 @@ class KernelSideEffects:
         if session is not None and backend is not None:
             handle.stopping = True
             handle.backend_session = None
-            try:
-                await backend.stop(session)
-            except Exception:
-                log.exception("session %d/%d: backend stop failed", self.tunnel_id, session.key[1])
+            stop = asyncio.ensure_future(self._stop_backend(backend, session))
+            done, _ = await asyncio.wait((stop,), timeout=self.ctx.hangup_after)
+            if not done and handle.kernel and self.closed is None:
+                await self._delete_kernel_session(handle)  # hang up its channel
+            await stop
         if handle.kernel and self.closed is None:
             await self._delete_kernel_session(handle)
+        self._closing.discard(handle)
         handle._set_released(event)
+
+    async def _stop_backend(self, backend: SessionBackend, session: BackendSession) -> None:
+        try:
+            await backend.stop(session)
+        except Exception:
+            log.exception("session %d/%d: backend stop failed", self.tunnel_id, session.key[1])
 
     async def _delete_kernel_session(self, handle: SessionHandle) -> None:
         handle.kernel = False

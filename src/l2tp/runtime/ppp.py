@@ -8,10 +8,10 @@ connects a PPPoL2TP socket to it (``DataPlane.open_ppp_socket``) and starts::
          [pppol2tp_lns_mode] nodetach passive lcp-max-terminate 1
          [ifname NAME] [mtu N mru N] USER-OPTIONS...
 
-with the socket passed by ``pass_fds``. ``USER-OPTIONS`` are the session's
-``pppd_args`` file (split on whitespace, as go-l2tp's kl2tpd does; lines whose
-first word starts with ``#`` are comments) followed by its inline
-``pppd_options``. Everything is an ``argv`` list given to
+with the socket passed by ``pass_fds``. ``USER-OPTIONS`` are ``file PATH`` for
+the session's ``pppd_args`` file (pppd reads it with its own quoting, escape and
+comment rules, as NetworkManager-l2tp expects; :mod:`l2tp.runtime.ppp_options`)
+followed by its inline ``pppd_options``. Everything is an ``argv`` list given to
 :func:`asyncio.create_subprocess_exec`: no shell ever sees it, and no string
 the peer sent (host name, calling number ...) is ever put on pppd's command
 line. The options come from the administrator's configuration and are checked
@@ -45,10 +45,16 @@ together (issue 13: 6 of 40 sessions in one tunnel never came up):
   an L2TP session (no link to wait for) only makes an unanswered start go
   ``passive`` sooner.
 
-``stop_timeout`` defaults to 10 s: 40 pppd stopped together in the emulated
-test VM under the full suite's load all took ~5 s to exit (with either restart
-interval), and one was killed at the earlier 5 s default, skipping its
-``ip-down`` script.
+The control plane does not leave pppd to its LCP timers when a session ends:
+:meth:`PppdBackend.stop` sends SIGTERM and, if pppd has not exited within the
+context's ``hangup_after`` (0.2 s), the kernel session is deleted under it, which
+hangs up pppd's channel ("Modem hangup", exit 16): a peer told to stop by a
+CDN or StopCCN no longer answers an LCP Terminate-Request (issue 16, see
+:mod:`l2tp.runtime.kernel_side`). ``stop_timeout`` (10 s) is then only for a
+pppd that ignores both SIGTERM and the hang-up, or whose exit is held up: its
+scripts (``ip-down``), or, in the emulated test VM, the kernel's removal of
+many ppp interfaces at once, which holds the RTNL lock every pppd waits for
+(20 + 20 pppd took up to 6.5 s there; at 5 s one was killed).
 
 pppd's output (``nodetach`` logs to stdout) is logged line by line with the
 session's IDs. When pppd exits by itself, its exit status (``man pppd``, EXIT
@@ -71,11 +77,43 @@ import os
 import shutil
 import signal
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from l2tp.protocol.constants import CdnResult, ErrorCode
 from l2tp.runtime.backend import BackendSession
+from l2tp.runtime.ppp_options import (
+    FORBIDDEN,
+    MAX_ARGS_FILE,
+    PppdOptionsError,
+    check_user_options,
+    parse_args_text,
+    pppd_words,
+    read_args_file,
+)
+
+__all__ = [
+    "FORBIDDEN",
+    "MAX_ARGS_FILE",
+    "PLUGIN",
+    "PppdBackend",
+    "PppdExit",
+    "PppdExitStatus",
+    "PppdNotFound",
+    "PppdOptionsError",
+    "build_argv",
+    "check_user_options",
+    "find_pppd",
+    "inherited_env",
+    "login_failed",
+    "map_exit",
+    "netns_prefix",
+    "parse_args_text",
+    "pppd_words",
+    "read_args_file",
+    "redact",
+    "user_options",
+]
 
 log = logging.getLogger(__name__)
 
@@ -83,23 +121,6 @@ PLUGIN = "pppol2tp.so"
 """Found by pppd in its plugin directory (``/usr/lib/pppd/<version>/``)."""
 
 PPPD_CANDIDATES = ("/usr/sbin/pppd", "/sbin/pppd", "/usr/local/sbin/pppd")
-
-MAX_ARGS_FILE = 64 * 1024
-"""A ``pppd_args`` file larger than this is refused (it is an argument list, not data)."""
-
-_FORBIDDEN = {
-    "detach": "pppd must stay in the foreground so that its exit can be monitored",
-    "updetach": "pppd must stay in the foreground so that its exit can be monitored",
-    "persist": "the L2TP session cannot be redialled by pppd; the control plane owns it",
-    "demand": "the L2TP session cannot be redialled by pppd; the control plane owns it",
-    "pppol2tp": "the PPPoL2TP socket is opened and passed by the backend",
-    "pppol2tp_tunnel_id": "set by the backend from the session",
-    "pppol2tp_session_id": "set by the backend from the session",
-}
-
-
-class PppdOptionsError(ValueError):
-    """The configured pppd options are unusable (bad file, NUL byte, forbidden option)."""
 
 
 class PppdNotFound(FileNotFoundError):
@@ -230,70 +251,43 @@ def map_exit(returncode: int, *, version: int = 2) -> tuple[int, int | None, str
     return int(result), None, message
 
 
-def _problem(arg: object) -> str | None:
-    if not isinstance(arg, str):
-        return f"must be a string, not {type(arg).__name__}"
-    if not arg:
-        return "is empty"
-    if "\x00" in arg:
-        return "contains a NUL byte"
-    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in arg):
-        return "contains a control character"
-    if arg in _FORBIDDEN:
-        return f"is not allowed: {_FORBIDDEN[arg]}"
-    return None
+def login_failed(message: str) -> bool:
+    """Whether a CDN message we sent says our side failed to authenticate to the peer:
+    pppd's exit status 19 (:data:`EXIT_TABLE`) or the built-in PPP's same ending, whose
+    text is the same. kl2tpd exits with status 2 on it (NetworkManager's "login
+    failed")."""
+    return message.startswith(EXIT_TABLE[S.AUTH_TOPEER_FAILED][1])
 
 
-def check_user_options(args: Iterable[object], *, source: str = "pppd_options") -> list[str]:
-    """Validate configured pppd arguments; return them as a list or raise PppdOptionsError."""
-    checked: list[str] = []
-    for index, arg in enumerate(args):
-        problem = _problem(arg)
-        if problem is not None:
-            raise PppdOptionsError(f"{source}: argument {index + 1} {arg!r} {problem}")
-        assert isinstance(arg, str)
-        checked.append(arg)
-    return checked
+SYSTEMD_ONLY = frozenset(
+    ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID", "LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES")
+)
+"""The daemon's systemd hand-over variables: meant for the daemon alone, never for pppd."""
 
 
-def parse_args_text(text: str, *, source: str = "pppd_args") -> list[str]:
-    """Split a ``pppd_args`` file's text into arguments (whitespace; ``#`` lines are comments).
+def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """pppd's environment when it inherits the daemon's: all of it but :data:`SYSTEMD_ONLY`,
+    with a ``PATH`` for pppd's scripts when there is none.
 
-    No quoting: an argument cannot contain spaces, as in go-l2tp. Use
-    ``pppd_options`` (a TOML list) for such arguments.
+    NetworkManager-l2tp starts kl2tpd with ``NM_DBUS_SERVICE_L2TP``,
+    ``NM_VPN_LOG_LEVEL`` and ``NM_VPN_LOG_PREFIX_TOKEN``, which its pppd plugin needs
+    to reach NetworkManager (issue 16); go-l2tp's kl2tpd passes its environment on
+    the same way.
     """
-    if "\x00" in text:
-        raise PppdOptionsError(f"{source}: contains a NUL byte")
-    args: list[str] = []
-    for line in text.splitlines():
-        words = line.split()
-        if words and not words[0].startswith("#"):
-            args += words
-    return check_user_options(args, source=source)
-
-
-def read_args_file(path: str | os.PathLike[str]) -> list[str]:
-    """Read and split a ``pppd_args`` file; PppdOptionsError names the file and the problem."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_ARGS_FILE + 1)
-    except OSError as exc:
-        raise PppdOptionsError(f"pppd_args {str(path)!r}: {exc.strerror or exc}") from exc
-    if len(data) > MAX_ARGS_FILE:
-        raise PppdOptionsError(f"pppd_args {str(path)!r}: larger than {MAX_ARGS_FILE} bytes")
-    try:
-        text = data.decode()
-    except UnicodeDecodeError as exc:
-        raise PppdOptionsError(f"pppd_args {str(path)!r}: not UTF-8 ({exc.reason})") from exc
-    return parse_args_text(text, source=f"pppd_args {str(path)!r}")
+    env = {k: v for k, v in environ.items() if k not in SYSTEMD_ONLY}
+    env.setdefault("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+    return env
 
 
 def user_options(session: BackendSession) -> list[str]:
-    """The session's configured pppd arguments: the ``pppd_args`` file, then ``pppd_options``."""
+    """The session's configured pppd arguments: ``file PATH`` for its ``pppd_args`` file
+    (read by pppd with pppd's own quoting and comment rules; checked here first by
+    :func:`read_args_file`), then its ``pppd_options``."""
     options = session.options
     args: list[str] = []
     if options.pppd_args is not None:
-        args += read_args_file(options.pppd_args)
+        read_args_file(options.pppd_args)
+        args += ["file", os.path.abspath(options.pppd_args)]
     args += check_user_options(options.pppd_options)
     return args
 
@@ -547,6 +541,7 @@ class PppdBackend:
         run.stopping = True
         process = run.process
         if process.returncode is None:
+            self.log.debug("%s: stopping pppd[%d] (SIGTERM)", run.label, process.pid)
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
             try:
