@@ -40,6 +40,7 @@ from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.gc_pacer import GcPacer
 
 
 def vm_rss_kib() -> int:
@@ -64,7 +65,9 @@ def _exporter(ctx: L2tpContext) -> Any:
     return MetricsExporter(target, "127.0.0.1", 0, ctx=ctx)
 
 
-def lns_main(conn: Connection, expected: int, trace: bool, metrics: bool = False) -> None:
+def lns_main(
+    conn: Connection, expected: int, trace: bool, metrics: bool = False, pace_gc: bool = False
+) -> None:
     async def main() -> None:
         async with L2tpContext(dataplane=AsyncNullDataPlane()) as ctx:
             config = ListenerConfig(tunnel=TunnelConfig(role=Role.LNS, host_name="lns"))
@@ -73,6 +76,9 @@ def lns_main(conn: Connection, expected: int, trace: bool, metrics: bool = False
             if exporter is not None:
                 await exporter.start()
             gc.collect()
+            pacer = GcPacer(ctx.loop) if pace_gc else None
+            if pacer is not None:
+                pacer.start()  # as the daemons do once started
             if trace:
                 tracemalloc.start()
             rss0 = vm_rss_kib()
@@ -95,6 +101,8 @@ def lns_main(conn: Connection, expected: int, trace: bool, metrics: bool = False
             while not conn.poll():  # serve scrapes until the parent is done
                 await asyncio.sleep(0.01)
             conn.recv()
+            if pacer is not None:
+                pacer.stop()
             if exporter is not None:
                 await exporter.close()
 
@@ -102,13 +110,21 @@ def lns_main(conn: Connection, expected: int, trace: bool, metrics: bool = False
 
 
 async def lac_run(
-    conn: Connection, address: Any, tunnels: int, per_tunnel: int, metrics_at: str | None = None
+    conn: Connection,
+    address: Any,
+    tunnels: int,
+    per_tunnel: int,
+    metrics_at: str | None = None,
+    pace_gc: bool = False,
 ) -> tuple[float, dict[str, Any]]:
     async with L2tpContext() as ctx:
         config = TunnelConfig(role=Role.LAC, host_name="lac")
         handles = await asyncio.gather(
             *(ctx.open_tunnel(address, config=config) for _ in range(tunnels))
         )
+        pacer = GcPacer(ctx.loop) if pace_gc else None
+        if pacer is not None:
+            pacer.start()
         start = time.perf_counter()
         cpu0 = time.process_time()
         calls = [t.place_call() for t in handles for _ in range(per_tunnel)]
@@ -126,6 +142,8 @@ async def lac_run(
         if metrics_at is not None:  # while every session is still up
             lns |= await asyncio.to_thread(_scrape, metrics_at, tunnels * per_tunnel)
         await asyncio.gather(*(t.close(ack_timeout=1.0) for t in handles))
+        if pacer is not None:
+            pacer.stop()
         return elapsed, lns
 
 
@@ -147,15 +165,25 @@ def _scrape(address: str, total: int) -> dict[str, float]:
 
 
 def run(
-    tunnels: int, per_tunnel: int, *, trace: bool = False, metrics: bool = False
+    tunnels: int,
+    per_tunnel: int,
+    *,
+    trace: bool = False,
+    metrics: bool = False,
+    gc_pacer: bool = False,
 ) -> dict[str, Any]:
+    """One run; ``gc_pacer``: both sides run the daemons' :class:`GcPacer`."""
     total = tunnels * per_tunnel
     ours, theirs = mp.Pipe()
-    child = mp.get_context("fork").Process(target=lns_main, args=(theirs, total, trace, metrics))
+    child = mp.get_context("fork").Process(
+        target=lns_main, args=(theirs, total, trace, metrics, gc_pacer)
+    )
     child.start()
     try:
         address, metrics_at = ours.recv()
-        elapsed, lns = asyncio.run(lac_run(ours, address, tunnels, per_tunnel, metrics_at))
+        elapsed, lns = asyncio.run(
+            lac_run(ours, address, tunnels, per_tunnel, metrics_at, gc_pacer)
+        )
         ours.send("done")
     finally:
         child.join(10)
@@ -183,29 +211,37 @@ def run(
 COMPARED = ("sessions_per_second", "lac_cpu_us_per_session", "lns_cpu_us_per_session")
 
 
-def compare_metrics(tunnels: int, per_tunnel: int, repeat: int) -> dict[str, Any]:
-    """Runs without and with the exporter, alternating (so that a change in the shared
-    machine's load hits both alike); medians of each and the with/without ratios."""
+def compare(tunnels: int, per_tunnel: int, repeat: int, option: str) -> dict[str, Any]:
+    """Runs without and with ``option`` (``metrics``: the LNS's exporter; ``gc_pacer``:
+    the daemons' GcPacer on both sides), alternating so that a change in the shared
+    machine's load hits both alike; medians of each and the with/without ratios."""
     runs: dict[str, list[dict[str, Any]]] = {"off": [], "on": []}
     for _ in range(repeat):
         runs["off"].append(run(tunnels, per_tunnel))
-        runs["on"].append(run(tunnels, per_tunnel, metrics=True))
+        runs["on"].append(run(tunnels, per_tunnel, **{option: True}))
     medians = {
         mode: {key: statistics.median(r[key] for r in rs) for key in COMPARED}
         for mode, rs in runs.items()
     }
     ratios = {key: round(medians["on"][key] / medians["off"][key], 3) for key in COMPARED}
-    scrape = {k: statistics.median(r[k] for r in runs["on"]) for k in ("scrape_ms", "scrape_bytes")}
-    return {
+    result: dict[str, Any] = {
         "tunnels": tunnels,
         "sessions": tunnels * per_tunnel,
         "repeat": repeat,
-        "without_metrics": medians["off"],
-        "with_metrics": medians["on"],
+        f"without_{option}": medians["off"],
+        f"with_{option}": medians["on"],
         "ratio_with_to_without": ratios,
-        "scrape": scrape,
         "runs": runs,
     }
+    if option == "metrics":
+        result["scrape"] = {
+            k: statistics.median(r[k] for r in runs["on"]) for k in ("scrape_ms", "scrape_bytes")
+        }
+    return result
+
+
+def compare_metrics(tunnels: int, per_tunnel: int, repeat: int) -> dict[str, Any]:
+    return compare(tunnels, per_tunnel, repeat, "metrics")
 
 
 def main() -> None:
@@ -217,12 +253,20 @@ def main() -> None:
     parser.add_argument(
         "--metrics", action="store_true", help="compare the LNS without and with its exporter"
     )
-    parser.add_argument("--repeat", type=int, default=3, help="pairs of runs with --metrics")
+    parser.add_argument(
+        "--gc-pacer", action="store_true", help="compare without and with the daemons' GcPacer"
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=3, help="pairs of runs with --metrics or --gc-pacer"
+    )
     args = parser.parse_args()
     if args.short:
         args.tunnels, args.sessions = 5, 100
     if args.metrics:
         print(json.dumps(compare_metrics(args.tunnels, args.sessions, args.repeat), indent=2))
+        return
+    if args.gc_pacer:
+        print(json.dumps(compare(args.tunnels, args.sessions, args.repeat, "gc_pacer"), indent=2))
         return
     print(json.dumps(run(args.tunnels, args.sessions, trace=args.tracemalloc), indent=2))
 

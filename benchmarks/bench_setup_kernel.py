@@ -45,17 +45,21 @@ from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.gc_pacer import GcPacer
 
 _SPAWN = multiprocessing.get_context("spawn")
 
 
-def _lns_main(conn: Connection) -> None:
+def _lns_main(conn: Connection, pace_gc: bool = False) -> None:
     async def main() -> None:
         async with L2tpContext(dataplane=KernelDataPlane()) as ctx:
             config = ListenerConfig(tunnel=tunnel_config(Role.LNS, 60.0), max_tunnels=4096)
             listener = await ctx.listen(("127.0.0.1", 0), config=config)
             conn.send(listener.address)
             loop = asyncio.get_running_loop()
+            pacer = GcPacer(loop) if pace_gc else None
+            if pacer is not None:
+                pacer.start()  # as the daemons do
             commands: asyncio.Queue[Any] = asyncio.Queue()
             probe = StallProbe()
             probe.start()
@@ -70,6 +74,8 @@ def _lns_main(conn: Connection) -> None:
                     await asyncio.sleep(0.01)
                 conn.send(("count", up, time.monotonic()))
             stall = probe.stop()
+            if pacer is not None:
+                pacer.stop()
             loop.remove_reader(conn.fileno())
             await ctx.close(ack_timeout=1.0)
         conn.send(("stopped", stall))
@@ -96,9 +102,9 @@ async def _lns_count(conn: Connection, want: int) -> tuple[int, float]:
     return up, at
 
 
-async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
+async def _control_plane(tunnels: int, per_tunnel: int, pace_gc: bool) -> dict[str, Any]:
     ours, theirs = _SPAWN.Pipe()
-    lns = _SPAWN.Process(target=_lns_main, args=(theirs,), daemon=True)
+    lns = _SPAWN.Process(target=_lns_main, args=(theirs, pace_gc), daemon=True)
     lns.start()
     if not ours.poll(120):
         raise RuntimeError("LNS did not start")
@@ -108,6 +114,9 @@ async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
         async with L2tpContext(dataplane=KernelDataPlane()) as ctx:
             probe = StallProbe()
             probe.start()
+            pacer = GcPacer(ctx.loop) if pace_gc else None
+            if pacer is not None:
+                pacer.start()
             handles, failed_tunnels = await open_tunnels(
                 ctx, (host, port), tunnels, tunnel_config(Role.LAC, 60.0)
             )
@@ -118,6 +127,8 @@ async def _control_plane(tunnels: int, per_tunnel: int) -> dict[str, Any]:
             lns_up, lns_at = await _lns_count(ours, len(latencies))
             elapsed = max(lac_done, lns_at - start)
             lac_stall = probe.stop()
+            if pacer is not None:
+                pacer.stop()
             with L2tpNetlink() as nl:  # the check, after the clock stopped
                 kernel_sessions = len(nl.dump_sessions())
             await ctx.close(ack_timeout=1.0)
@@ -191,8 +202,11 @@ def main() -> int:
     parser.add_argument("--tunnels", type=int, default=10)
     parser.add_argument("--sessions", type=int, default=100, help="sessions per tunnel")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument(
+        "--gc-pacer", action="store_true", help="both processes run the daemons' GcPacer"
+    )
     args = parser.parse_args()
-    control = asyncio.run(_control_plane(args.tunnels, args.sessions))
+    control = asyncio.run(_control_plane(args.tunnels, args.sessions, args.gc_pacer))
     time.sleep(2)  # let the kernel finish deleting (its work queue) before the ceiling
     ceiling = _ceiling(args.tunnels, args.sessions)
     ratio = (
@@ -204,7 +218,8 @@ def main() -> int:
         "conditions": f"{args.tunnels} tunnels x {args.sessions} sessions, L2TPv2 over 127.0.0.1, "
         "LAC and LNS processes, kernel PPP sessions on both sides, no pppd "
         "(a call counts once both sides have its kernel session; the longest event-loop "
-        "stall of each process over the run)",
+        "stall of each process over the run)"
+        + ("; both processes run the daemons' GcPacer" if args.gc_pacer else ""),
         "control_plane": control,
         "netlink_ceiling": ceiling,
         "ceiling_over_control_plane": round(ratio, 2),
