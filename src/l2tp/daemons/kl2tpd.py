@@ -27,7 +27,7 @@ from l2tp.daemons.configmap import encap, session_call, session_options, tunnel_
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
 from l2tp.runtime.handles import SessionHandle
-from l2tp.runtime.ppp import login_failed
+from l2tp.runtime.ppp import PppdExitStatus, login_failed
 
 log = logging.getLogger("l2tp.kl2tpd")
 
@@ -126,10 +126,22 @@ class TunnelRunner:
         raise TunnelFailed(closed)
 
     async def _watch(self, call: SessionHandle, report: Callable[[bool], None]) -> None:
-        """Report whether an established call ended because our PPP failed to log in."""
-        ended = await call.wait_closed()
+        """Report whether an established call ended because our PPP failed to log in:
+        our CDN said so, or (the peer's CDN came first, as xl2tpd sends one as soon as
+        its pppd refused us) our pppd had already exited with status 19."""
+        ended = await call.wait_closed()  # the backend is stopped: its exit is recorded
         reason = ended.reason
-        report(not ended.by_peer and reason is not None and login_failed(reason.message))
+        ours = not ended.by_peer and reason is not None and login_failed(reason.message)
+        report(ours or self._pppd_login_failed(call))
+
+    def _pppd_login_failed(self, call: SessionHandle) -> bool:
+        backend = self.ctx.backend
+        pppd = getattr(backend, "pppd", backend)
+        exits = getattr(pppd, "exits", None)
+        if not isinstance(exits, dict):
+            return False
+        outcome = exits.get((call.tunnel.tunnel_id, call.session_id))
+        return outcome is not None and outcome.returncode == PppdExitStatus.AUTH_TOPEER_FAILED
 
     async def stop(self) -> None:
         self.stopping = True
