@@ -280,19 +280,7 @@ class AsyncChannel:
 
     async def call_many(self, requests: Sequence[Request]) -> Sequence[Request]:
         """Submit all (they are batched), await all; raise the first one's error, in order."""
-        futures = [self.submit(r) for r in requests]
-        try:
-            await asyncio.wait(futures)
-        except asyncio.CancelledError:
-            for request, future in zip(requests, futures, strict=True):
-                self._cancelled(request, future)
-            raise
-        # Retrieve every outcome (no "exception never retrieved"), raise the first failure.
-        errors = [
-            _closed_error(r) if f.cancelled() else f.exception()
-            for r, f in zip(requests, futures, strict=True)
-        ]
-        for error in errors:
+        for error in await self.call_each(requests):
             if error is not None:
                 raise error
         return requests
