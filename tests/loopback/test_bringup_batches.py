@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 from collections.abc import Sequence
 
 import pytest
 
 from l2tp.kernel.async_null import AsyncNullDataPlane
+from l2tp.kernel.errors import DataPlaneClosed
 from l2tp.kernel.model import KernelSessionSpec
+from l2tp.protocol.constants import CdnResult
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.tunnel import TunnelConfig
-from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.control import L2tpContext, SessionFailed
 
 pytestmark = pytest.mark.loopback
 
@@ -56,3 +59,34 @@ def test_a_burst_of_calls_is_created_in_batches_and_every_call_comes_up() -> Non
         assert sum(dp.batches) == 200
         # A data-plane round trip of 10 ms lets calls pile up behind the one in flight.
         assert max(dp.batches) > 1 and len(dp.batches) < 200
+
+
+class RefusingDataPlane(AsyncNullDataPlane):
+    """A data plane that refuses a whole batch (as a closed one does)."""
+
+    async def create_sessions(
+        self, specs: Sequence[KernelSessionSpec]
+    ) -> list[BaseException | None]:
+        raise DataPlaneClosed(errno.ESHUTDOWN, "create sessions: the data plane is closed")
+
+
+def test_a_refused_batch_closes_each_call_with_cdn_2_and_the_tunnel_stays() -> None:
+    async def scenario() -> None:
+        refusing = RefusingDataPlane()
+        async with (
+            L2tpContext(dataplane=AsyncNullDataPlane()) as lns,
+            L2tpContext(dataplane=refusing) as lac,
+        ):
+            listener = await lns.listen(
+                ("127.0.0.1", 0), config=ListenerConfig(tunnel=TunnelConfig(role=Role.LNS))
+            )
+            tunnel = await lac.open_tunnel(listener.address, config=TunnelConfig(role=Role.LAC))
+            calls = [tunnel.place_call() for _ in range(5)]
+            for call in calls:
+                with pytest.raises(SessionFailed):
+                    await call.wait_established()
+                closed = await call.wait_closed()
+                assert closed.reason is not None and closed.reason.result == CdnResult.GENERAL_ERROR
+            assert tunnel.ready and tunnel.closed is None
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))

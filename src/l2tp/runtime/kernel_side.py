@@ -291,6 +291,11 @@ class KernelSideEffects:
             return
         try:
             outcomes = await self.ctx.dataplane.create_sessions([spec for _, _, spec in todo])
+        except (KernelError, OSError, ValueError) as exc:
+            # The whole batch refused (e.g. the data plane closed under it): CDN 2 each.
+            for handle, info, _ in todo:
+                self._bring_up_failed(handle, info, exc)
+            return
         except BaseException:
             for handle, _, _ in todo:
                 _bringup_done(handle)
