@@ -267,7 +267,7 @@ def kill_pids(pids: Iterable[int], timeout: float = 5.0) -> None:
 
 @dataclass
 class Capture(ManagedProcess):
-    """``tcpdump -U -w FILE`` on an interface inside a namespace (packet-buffered)."""
+    """``tcpdump -U --immediate-mode -w FILE`` on an interface inside a namespace."""
 
     ns: str
     interface: str
@@ -286,7 +286,10 @@ class Capture(ManagedProcess):
 
     def start(self, timeout: float = 20.0) -> None:
         tcpdump = require_tool("tcpdump")
-        argv = ["ip", "netns", "exec", self.ns, tcpdump, "-n", "-U", "-s", "0"]
+        # --immediate-mode: libpcap hands each packet over at once instead of in blocks
+        # with a timeout; a block still pending when SIGINT comes is lost, and in the
+        # slow VM that cut the last seconds off a capture (ICMPv6 missing, builtin PPP).
+        argv = ["ip", "netns", "exec", self.ns, tcpdump, "-n", "-U", "--immediate-mode", "-s", "0"]
         argv += ["-i", self.interface, "-w", str(self.path), self.bpf]
         self.spawn(argv, append=False)
         self.wait_ready(timeout)
