@@ -19,6 +19,7 @@ Figures are what one run measured; the caller takes medians over repeats.
 from __future__ import annotations
 
 import asyncio
+import collections
 import gc
 import multiprocessing as mp
 import os
@@ -26,9 +27,13 @@ import platform
 import resource
 import signal
 import statistics
+import sys
+import threading
 import time
+import traceback
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any, Self
 
 try:
@@ -43,6 +48,7 @@ from l2tp.runtime.control import L2tpContext, Listener
 from l2tp.runtime.handles import TunnelFailed, TunnelHandle
 from l2tp.runtime.loop import run as run_loop
 from l2tp.runtime.loop import uvloop_available
+from l2tp.runtime.session_handle import SessionHandle
 
 Address = tuple[str, int]
 _SPAWN = mp.get_context("spawn")
@@ -259,14 +265,19 @@ async def open_tunnels(
     return handles, failed
 
 
+PLACE_SLICE = 0.005
+"""With ``pace``: seconds of placing calls per turn of the loop at most."""
+
+
 async def place_sessions(
     tunnels: list[TunnelHandle], per_tunnel: int, *, pace: int | None = None
 ) -> tuple[list[float], int]:
     """Place ``per_tunnel`` calls on every tunnel; per-session latencies (s), failures.
 
-    All at once by default; with ``pace``, that many per event-loop turn (round robin
-    over the tunnels), as a LAC does when calls arrive over time: placing thousands
-    in one turn would itself stall the placing loop for the whole burst.
+    All at once by default; with ``pace``, at most that many per event-loop turn and
+    at most :data:`PLACE_SLICE` seconds of placing (round robin over the tunnels), as
+    a LAC does when calls arrive over time: placing thousands in one turn would
+    itself stall the placing loop for the whole burst.
     """
 
     async def one(th: TunnelHandle) -> float | None:
@@ -279,45 +290,160 @@ async def place_sessions(
             return None
         return time.perf_counter() - t0
 
+    async def wait(handle: SessionHandle, t0: float) -> float | None:
+        try:
+            await handle.wait_established()
+        except Exception:
+            return None
+        return time.perf_counter() - t0
+
     if pace is None:
         results = await asyncio.gather(*(one(th) for th in tunnels for _ in range(per_tunnel)))
     else:
-        tasks = []
+        # The call is placed here, in this task, so that the time it takes counts
+        # against the slice (a task per call would place them all in its first step,
+        # one turn later, unbounded).
+        waits: list[asyncio.Future[float | None]] = []
+        failed_now = 0
+        placed = 0
+        clock = time.perf_counter
+        until = clock() + PLACE_SLICE
         for _ in range(per_tunnel):
             for th in tunnels:
-                tasks.append(asyncio.ensure_future(one(th)))
-                if len(tasks) % pace == 0:
+                t0 = clock()
+                try:
+                    handle = th.place_call()
+                except Exception:
+                    failed_now += 1
+                else:
+                    waits.append(asyncio.ensure_future(wait(handle, t0)))
+                placed += 1
+                if placed % pace == 0 or clock() >= until:
                     await asyncio.sleep(0)
-        results = await asyncio.gather(*tasks)
+                    until = clock() + PLACE_SLICE
+        results = [*await asyncio.gather(*waits), *([None] * failed_now)]
     latencies = [r for r in results if r is not None]
     return latencies, len(results) - len(latencies)
 
 
 class StallProbe:
     """The longest event-loop stall while it runs: a task asking to wake every ``tick``
-    seconds; a stall is how much later than asked it woke (the gap minus the tick)."""
+    seconds; a stall is how much later than asked it woke (the gap minus the tick).
 
-    def __init__(self, tick: float = 0.005) -> None:
+    With ``sample_after`` set, a thread also samples the loop thread's stack every
+    ~5 ms while the loop has not woken for longer than that: :meth:`stall_stacks`
+    then says where stalled turns spent their time (each sample ~5 ms), which the
+    longest-gap figure alone cannot."""
+
+    def __init__(self, tick: float = 0.005, sample_after: float | None = None) -> None:
         self.tick = tick
         self.worst = 0.0
+        self.sample_after = sample_after
+        self.samples: collections.Counter[tuple[str, ...]] = collections.Counter()
+        self._recent: collections.deque[tuple[float, float, float, object]] = collections.deque(
+            maxlen=20000
+        )
+        self.stalls: list[dict[str, Any]] = []
+        self._last = time.monotonic()
         self._task: asyncio.Task[None] | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.sample_after is not None:
+            self._time_callbacks()
+            loop_thread = threading.get_ident()
+            self._thread = threading.Thread(
+                target=self._sample, args=(loop_thread, self.sample_after), daemon=True
+            )
+            self._thread.start()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         last = loop.time()
+        woke = time.perf_counter()
         while True:
             await asyncio.sleep(self.tick)
             now = loop.time()
-            self.worst = max(self.worst, now - last - self.tick)
+            self._last = time.monotonic()
+            stall = now - last - self.tick
+            self.worst = max(self.worst, stall)
+            if stall > 0.1 and self.sample_after is not None:
+                self._stalled(woke, stall)
+            woke = time.perf_counter()
             last = now
+
+    def _sample(self, loop_thread: int, after: float) -> None:
+        while not self._stop.wait(0.005):
+            if time.monotonic() - self._last <= after:
+                continue
+            frame = sys._current_frames().get(loop_thread)
+            if frame is None:
+                continue
+            stack = traceback.extract_stack(frame)[-14:]
+            self.samples[tuple(f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in stack)] += 1
+
+    def _time_callbacks(self) -> None:
+        """Time every callback the loop runs (asyncio's ``Handle._run``), wall and thread
+        CPU time: unlike the stack samples (taken only where the loop thread lets go of
+        the GIL), this says which callbacks a stalled turn was made of and whether the
+        thread computed or waited (the GIL, a blocking system call) meanwhile."""
+        recent = self._recent
+        original = asyncio.events.Handle._run
+        clock = time.perf_counter
+        cpu = time.thread_time
+
+        def timed(handle: asyncio.events.Handle) -> None:
+            start = clock()
+            cpu0 = cpu()
+            original(handle)
+            recent.append((start, clock() - start, cpu() - cpu0, handle))
+
+        asyncio.events.Handle._run = timed  # type: ignore[method-assign]
+
+    def _stalled(self, since: float, gap: float) -> None:
+        """Summarise the callbacks run since ``since`` (perf_counter), a stalled turn."""
+        by_name: dict[str, list[float]] = {}
+        wall = busy = 0.0
+        for start, took, cpu, handle in self._recent:
+            if start < since:
+                continue
+            callback = getattr(handle, "_callback", None)
+            name = getattr(callback, "__qualname__", None) or type(callback).__name__
+            entry = by_name.setdefault(name, [0, 0.0, 0.0, 0.0])
+            entry[0] += 1
+            entry[1] += took
+            entry[2] += cpu
+            entry[3] = max(entry[3], took)
+            wall += took
+            busy += cpu
+        self.stalls.append(
+            {
+                "gap_ms": round(gap * 1e3, 1),
+                "in_callbacks_ms": round(wall * 1e3, 1),
+                "thread_cpu_ms": round(busy * 1e3, 1),
+                "callbacks": {
+                    name: f"{int(n)} calls, {w * 1e3:.0f} ms wall, {c * 1e3:.0f} ms cpu, "
+                    f"max {m * 1e3:.0f} ms"
+                    for name, (n, w, c, m) in sorted(by_name.items(), key=lambda kv: -kv[1][1])
+                },
+            }
+        )
+
+    def worst_stalls(self, top: int = 4) -> list[dict[str, Any]]:
+        """The longest stalled turns (> 100 ms) and the callbacks they ran."""
+        return sorted(self.stalls, key=lambda s: -float(s["gap_ms"]))[:top]
+
+    def stall_stacks(self, top: int = 8) -> list[dict[str, Any]]:
+        """The loop thread's most sampled stacks during stalls, innermost frame last."""
+        return [{"samples": n, "stack": list(stack)} for stack, n in self.samples.most_common(top)]
 
     def stop(self) -> float:
         """Stop probing; the longest stall seen (s)."""
         if self._task is not None:
             self._task.cancel()
+        self._stop.set()
         return self.worst
 
 

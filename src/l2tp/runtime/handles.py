@@ -95,6 +95,7 @@ class TunnelHandle(KernelSideEffects):
         self._bringups: list[tuple[SessionHandle, SessionInfo]] = []
         self._bringup_worker: asyncio.Task[None] | None = None
         self._closing: set[SessionHandle] = set()
+        self._closed_now: list[tuple[SessionHandle, SessionClosed]] = []
         self._failing = False
 
     def __repr__(self) -> str:
@@ -267,6 +268,8 @@ class TunnelHandle(KernelSideEffects):
                 while (event := tunnel.next_event()) is not None:
                     had = True
                     self._on_event(event)
+                if self._closed_now:
+                    self.release_closed()
                 datagrams = tunnel.datagrams_to_send(loop.time() if now is None else now)
                 if datagrams:
                     self._transmit(datagrams)
@@ -323,6 +326,8 @@ class TunnelHandle(KernelSideEffects):
             return
         self.released = True
         self.cancel_timer()
+        if self._closed_now:
+            self.release_closed()
         kernel, self.kernel = self.kernel, None
         self.ready = False
         if kernel is not None:
