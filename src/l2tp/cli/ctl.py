@@ -4,7 +4,7 @@
 
     l2tp ctl [--socket PATH | --daemon NAME] COMMAND [--json]
       status | tunnels | sessions [TUNNEL_ID] | close tunnel ID [--result N]
-      | close session TUNNEL_ID SESSION_ID | reload | events
+      | close session TUNNEL_ID SESSION_ID | reload | events | peers
 
 Without ``--socket`` or ``--daemon`` the one socket in ``/run/l2tp`` is used (an error
 names them all when there are several). Human output is aligned tables like ``l2tp
@@ -92,6 +92,7 @@ def register(subparsers: Any) -> None:
     cs.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="JSON")
     add("reload", "re-read the configuration file, as SIGHUP does, and say what happened")
     add("events", "follow tunnel and session up/down events until interrupted")
+    add("peers", "the LNSes of each peer list: state, denylisted until when and why, sessions")
     parser.set_defaults(func=run)
 
 
@@ -363,6 +364,51 @@ def sessions_table(records: Sequence[dict[str, Any]]) -> str:
     return render_table(SESSION_HEADERS, rows, numeric={0, 1, 2, 3, 7, 9, 10})
 
 
+PEER_HEADERS = (
+    "NAME",
+    "PEER",
+    "PREF",
+    "WEIGHT",
+    "STATE",
+    "TUNNEL",
+    "SESSIONS",
+    "UP",
+    "MAX",
+    "DENYLISTED-UNTIL",
+    "REASON",
+    "DENIALS",
+)
+
+
+def peers_table(records: Sequence[dict[str, Any]]) -> str:
+    """One row per LNS of a peer list; REASON is why it was last denylisted (with the
+    Result Code), kept after the denial ends; DENIALS counts them all."""
+    if not records:
+        return "no peer lists (a tunnel's peer is one address)\n"
+    rows = []
+    for p in records:
+        reason = p.get("reason")
+        if reason is not None and p.get("result") is not None:
+            reason = f"{reason} {p['result']}"
+        rows.append(
+            [
+                _cell(p.get("name")),
+                _cell(p.get("peer")),
+                str(p["preference"]),
+                str(p["weight"]),
+                _cell(p.get("state")),
+                _cell(p.get("tunnel_id")),
+                str(p["sessions"]),
+                str(p["established"]),
+                str(p["max_sessions"] or "-"),
+                _cell(p.get("denylisted_until")),
+                _cell(reason),
+                str(sum((p.get("denylisted_total") or {}).values())),
+            ]
+        )
+    return render_table(PEER_HEADERS, rows, numeric={2, 3, 5, 6, 7, 8, 11})
+
+
 def event_line(event: dict[str, Any]) -> str:
     """``TIME TYPE key=value ...`` (the keys that are set)."""
     parts = [_cell(event.get("time")), _cell(event.get("type"))]
@@ -387,6 +433,8 @@ def render(command: Command, result: Any) -> str:
             return tunnels_table(result)
         case Command.SESSIONS:
             return sessions_table(result)
+        case Command.PEERS:
+            return peers_table(result)
         case Command.CLOSE_TUNNEL:
             acked = "acknowledged" if result["acknowledged"] else "not acknowledged"
             return f"tunnel {result['tunnel_id']}: StopCCN {result['result']} sent, {acked}\n"

@@ -24,6 +24,7 @@ from l2tp.config.model import (
     L2SpecType,
     ListenerConfig,  # the old names of the *Section classes
     ListenerSection,
+    PeerEntry,
     PppAuth,
     PppImplementation,
     Pseudowire,
@@ -50,6 +51,7 @@ __all__ = [
     "L2SpecType",
     "ListenerConfig",
     "ListenerSection",
+    "PeerEntry",
     "PppAuth",
     "PppImplementation",
     "Pseudowire",

@@ -24,6 +24,7 @@ from l2tp.config.model import (
     Endpoint,
     HooksSection,
     ListenerSection,
+    PeerEntry,
     PppImplementation,
     Pseudowire,
     SessionSection,
@@ -43,6 +44,10 @@ def _opt(value: object) -> object:
     """File vocabulary of one value: enums as their names, endpoints as text ..."""
     if isinstance(value, Endpoint):
         return str(value)
+    if isinstance(value, PeerEntry):
+        return peer_entry_items(value)
+    if isinstance(value, dict):
+        return {k: _opt(v) for k, v in value.items()}
     if isinstance(value, bytes):
         return list(value)
     if isinstance(value, tuple):
@@ -60,7 +65,7 @@ def tunnel_items(tunnel: TunnelSection, *, full: bool) -> Items:
         ("encap", tunnel.encap),
         ("mode", tunnel.mode),
         ("local", tunnel.local),
-        ("peer", tunnel.peer),
+        ("peer", tunnel.peers or tunnel.peer),
         ("tid", tunnel.tid),
         ("ptid", tunnel.ptid),
         ("window_size", tunnel.window_size),
@@ -80,9 +85,30 @@ def tunnel_items(tunnel: TunnelSection, *, full: bool) -> Items:
         ]
     if full or (dynamic and tunnel.redial):
         items.append(("redial_timeout", _ms(tunnel.redial_timeout)))
-        if full or v3:
+        if full or v3 or tunnel.peers:
             items.append(("max_redial_timeout", _ms(tunnel.max_redial_timeout)))
         items.append(("max_redials", tunnel.max_redials))
+    if full or tunnel.peers:
+        items += [
+            ("denylist_time", _ms(tunnel.denylist_time)),
+            ("denylist_results", {"stopccn": tunnel.denylist_stopccn, "cdn": tunnel.denylist_cdn}),
+            ("revert", tunnel.revert),
+        ]
+    return items
+
+
+def peer_entry_items(entry: PeerEntry) -> dict[str, object]:
+    """One element of a ``peer`` list, as the inline table that loads back to it."""
+    items: dict[str, object] = {
+        "address": str(entry.endpoint),
+        "preference": entry.preference,
+        "weight": entry.weight,
+        "max_sessions": entry.max_sessions,
+    }
+    if entry.secret is not None:
+        items["secret"] = entry.secret
+    if entry.assignment_id is not None:
+        items["assignment_id"] = entry.assignment_id
     return items
 
 
@@ -230,6 +256,9 @@ def _toml_value(key: str, value: object) -> str:
         return toml_string(value)
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(key, v) for v in value) + "]"
+    if isinstance(value, dict):  # an inline table (a peer list's element)
+        pairs = (f"{k} = {_toml_value(k, v)}" for k, v in value.items())
+        return "{ " + ", ".join(pairs) + " }"
     return str(value)
 
 

@@ -25,10 +25,21 @@ from dataclasses import dataclass, field
 from typing import TypedDict
 
 from l2tp.config.errors import ConfigError, ConfigErrors, table_path
-from l2tp.config.fields import Resolver, TableReader, avp_max_length, show, system_resolver
+from l2tp.config.fields import (
+    Resolver,
+    TableReader,
+    avp_max_length,
+    parse_endpoint,
+    show,
+    system_resolver,
+    toml_type,
+)
 from l2tp.config.hooks import read_hooks
 from l2tp.config.metrics import METRICS_KEYS, read_metrics
 from l2tp.config.model import (
+    DEFAULT_DENYLIST_CDN,
+    DEFAULT_DENYLIST_STOPCCN,
+    DEFAULT_DENYLIST_TIME,
     Config,
     Daemon,
     Digest,
@@ -36,6 +47,7 @@ from l2tp.config.model import (
     Endpoint,
     FramingCap,
     ListenerSection,
+    PeerEntry,
     SessionSection,
     TunnelMode,
     TunnelSection,
@@ -87,6 +99,17 @@ _CONTROL_KEYS = (
     "digest",
     "router_id",
 )
+PEER_LIST_KEYS = ("denylist_time", "denylist_results", "revert")
+"""Keys of a tunnel whose ``peer`` is a list (LNS selection and failover)."""
+PEER_KEYS = frozenset(
+    ("address", "preference", "weight", "secret", "max_sessions", "assignment_id")
+)
+"""Keys of one inline table of a ``peer`` list (RFC 2868's tunnel attributes)."""
+DENYLIST_RESULT_KEYS = frozenset(("stopccn", "cdn"))
+MAX_PREFERENCE = 0xFFFFFF
+"""Tunnel-Preference is three octets (RFC 2868 3.8)."""
+MAX_ASSIGNMENT_ID = 253
+"""Tunnel-Assignment-ID: a RADIUS string attribute, at most 253 octets (RFC 2868 3.7)."""
 TUNNEL_KEYS = frozenset(
     (
         *_CONTROL_KEYS,
@@ -100,6 +123,7 @@ TUNNEL_KEYS = frozenset(
         "max_redial_timeout",
         "max_redials",
         "session",
+        *PEER_LIST_KEYS,
     )
 )
 LISTENER_KEYS = frozenset(
@@ -237,17 +261,35 @@ class _Loader:
         tid = r.integer("tid", 1, id_max, context=context)
         ptid = r.integer("ptid", 1, id_max, context=context)
         local = r.endpoint("local", self.resolver, min_port=0)
-        # go-l2tp writes IP-encapsulated peers with port 0 ("[2001:db8::1]:0"): the
-        # port means nothing there (RFC 3931 4.1.1.1). A UDP peer needs a real one.
-        peer = r.endpoint("peer", self.resolver, min_port=0 if encap is Encap.IP else 1)
+        peers: tuple[PeerEntry, ...] = ()
+        listed = isinstance(r.table.get("peer"), list)
+        if listed:
+            peers = self.peer_list(r, path, version)
+            peer = min(peers, key=lambda p: p.preference).endpoint if peers else None
+        else:
+            # go-l2tp writes IP-encapsulated peers with port 0 ("[2001:db8::1]:0"): the
+            # port means nothing there (RFC 3931 4.1.1.1). A UDP peer needs a real one.
+            peer = r.endpoint("peer", self.resolver, min_port=0 if encap is Encap.IP else 1)
         if not r.has("peer"):
             r.error("peer", "missing (required for every tunnel)")
-        if local is not None and peer is not None and local.family != peer.family:
+        families = {p.endpoint.family for p in peers} or ({peer.family} if peer else set())
+        if local is not None and families - {local.family}:
+            (family,) = families - {local.family}
             r.error(
                 "peer",
-                f"address family IPv{peer.family} does not match the local address"
+                f"address family IPv{family} does not match the local address"
                 f" family IPv{local.family}",
             )
+        elif len(families) > 1:
+            r.error("peer", "mixes IPv4 and IPv6 addresses (one tunnel socket family)")
+        if local is not None and local.port and len(peers) > 1:
+            zero = Endpoint(address=local.address, port=0)
+            r.error(
+                "local",
+                f"port {local.port} with a list of peers: each LNS gets a tunnel socket of its"
+                f' own, so give port 0 ("{zero}")',
+            )
+        failover = self.failover_keys(r, listed)
         control = self.control(r, version)
         given_hello = control["hello_timeout"]
         assert given_hello is None or isinstance(given_hello, float)
@@ -256,7 +298,9 @@ class _Loader:
         if given_hello is None:
             control["hello_timeout"] = DEFAULT_HELLO_TIMEOUT if mode is TunnelMode.DYNAMIC else 0.0
         redial = r.boolean("redial", False)
-        redial_timeout, max_redial_timeout = self.redial_timeouts(r, version, redial)
+        redial_timeout, max_redial_timeout = self.redial_timeouts(
+            r, version, redial, backoff=listed
+        )
         max_redials = r.integer("max_redials", 0, 65535) or 0
         if mode is not TunnelMode.DYNAMIC:
             self.static_rules(r, mode, version, hello)
@@ -269,7 +313,7 @@ class _Loader:
                 r.error("ptid", reason)
             keys = ("redial_timeout", "max_redial_timeout", "max_redials")
             # max_redial_timeout with l2tpv2 was already reported as such.
-            v2 = version is Version.L2TPV2
+            v2 = version is Version.L2TPV2 and not listed
             present = [k for k in keys if r.has(k) and not (v2 and k == "max_redial_timeout")]
             if not redial and present:
                 r.error(present[0], "needs 'redial = true'")
@@ -291,21 +335,135 @@ class _Loader:
             max_redial_timeout=max_redial_timeout,
             max_redials=max_redials,
             sessions=sessions,
+            peers=peers,
+            **failover,  # type: ignore[arg-type]
             **control,  # type: ignore[arg-type]
         )
 
+    def peer_list(
+        self, r: TableReader, path: str, version: Version | None
+    ) -> tuple[PeerEntry, ...]:
+        """``peer = [...]``: the LNSes of an L2TPv2 LAC tunnel, each an address string or
+        an inline table of RFC 2868's tunnel attributes (see :class:`PeerEntry`)."""
+        raw = r.table["peer"]
+        assert isinstance(raw, list)
+        if version is Version.L2TPV3:
+            r.error("peer", "a list of peers is only for l2tpv2 tunnels (an LNS selection)")
+            return ()
+        if not raw:
+            r.error("peer", "must list at least one peer")
+            return ()
+        entries: list[PeerEntry] = []
+        seen: dict[tuple[Endpoint, str | None], int] = {}
+        ok = True
+        for index, item in enumerate(raw):
+            entry = self.peer_entry(r, f"{path}.peer[{index}]", index, item)
+            if entry is None:
+                ok = False
+                continue
+            key = (entry.endpoint, entry.assignment_id)
+            if key in seen:
+                what = str(entry.endpoint)
+                if entry.assignment_id is not None:
+                    what += f" with assignment_id {show(entry.assignment_id)}"
+                r.error("peer", f"element {index}: {what} is already element {seen[key]}")
+                ok = False
+                continue
+            seen[key] = index
+            entries.append(entry)
+        return tuple(entries) if ok else ()
+
+    def peer_entry(self, r: TableReader, epath: str, index: int, item: object) -> PeerEntry | None:
+        if isinstance(item, str):
+            try:
+                endpoint = parse_endpoint(item, self.resolver, min_port=1)
+            except ValueError as exc:
+                r.error("peer", f"element {index}: {show(item)} is not a valid address: {exc}")
+                return None
+            return PeerEntry(endpoint=endpoint)
+        if not isinstance(item, dict):
+            got = toml_type(item)
+            r.error(
+                "peer", f"element {index}: expected an address string or an inline table, got {got}"
+            )
+            return None
+        before = len(self.errors)
+        e = TableReader(self.file, epath, item, PEER_KEYS, self.errors)
+        address = e.endpoint("address", self.resolver, min_port=1)
+        if not e.has("address"):
+            e.error("address", "missing (required for every peer)")
+        preference = e.integer("preference", 0, MAX_PREFERENCE, context=" (RFC 2868 3.8)")
+        weight = e.integer("weight", 1, 0xFFFF)
+        secret = e.nonempty_string("secret")
+        max_sessions = e.integer("max_sessions", 0, U32)
+        assignment_id = e.avp_text("assignment_id", MAX_ASSIGNMENT_ID, "Tunnel-Assignment-ID")
+        if address is None or len(self.errors) > before:
+            return None
+        return PeerEntry(
+            endpoint=address,
+            preference=preference or 0,
+            weight=weight or 1,
+            secret=secret,
+            max_sessions=max_sessions or 0,
+            assignment_id=assignment_id,
+        )
+
+    def failover_keys(self, r: TableReader, listed: bool) -> dict[str, object]:
+        """``denylist_time``, ``denylist_results``, ``revert``: only with a peer list."""
+        out: dict[str, object] = {}
+        if not listed:
+            for key in PEER_LIST_KEYS:
+                if r.has(key):
+                    r.error(key, "only with a list of peers (peer = [...])")
+            return out
+        ms = r.integer("denylist_time", 0, U32, context=" (milliseconds; 0: no denylist)")
+        out["denylist_time"] = DEFAULT_DENYLIST_TIME if ms is None else ms / 1000
+        out["revert"] = r.boolean("revert", False)
+        raw = r.table.get("denylist_results")
+        if raw is None:
+            return out
+        if not isinstance(raw, dict):
+            got = toml_type(raw)
+            r.error(
+                "denylist_results",
+                f"expected an inline table such as {{ stopccn = [2, 4], cdn = [4] }}, got {got}",
+            )
+            return out
+        d = TableReader(
+            self.file, f"{r.path}.denylist_results", raw, DENYLIST_RESULT_KEYS, self.errors
+        )
+        for kind, default in (("stopccn", DEFAULT_DENYLIST_STOPCCN), ("cdn", DEFAULT_DENYLIST_CDN)):
+            codes = d.array(kind)
+            if codes is None:
+                out[f"denylist_{kind}"] = default
+                continue
+            values: list[int] = []
+            for index, code in enumerate(codes):
+                if not isinstance(code, int) or isinstance(code, bool) or not 1 <= code <= 0xFFFF:
+                    shown = show(code) if not isinstance(code, dict) else toml_type(code)
+                    d.error(kind, f"element {index}: {shown} is not a Result Code (1-65535)")
+                    break
+                values.append(code)
+            else:
+                out[f"denylist_{kind}"] = tuple(sorted(set(values)))
+        return out
+
     def redial_timeouts(
-        self, r: TableReader, version: Version | None, redial: bool
+        self, r: TableReader, version: Version | None, redial: bool, *, backoff: bool = False
     ) -> tuple[float, float]:
         """``redial_timeout`` and its back-off cap ``max_redial_timeout`` (seconds).
 
         The cap is an L2TPv3 extension (kl2tpd, the L2TPv2 initiator, redials at
-        a fixed interval); absent, it is 60 s or ``redial_timeout`` if longer.
-        Without ``redial`` both keep their defaults (the keys are then errors).
+        a fixed interval), and is also taken by an L2TPv2 tunnel with a peer list
+        (``backoff``: its sessions are placed again with back-off); absent, it is
+        60 s or ``redial_timeout`` if longer. Without ``redial`` both keep their
+        defaults (the keys are then errors).
         """
         first = r.integer("redial_timeout", 1, U32, context=" (milliseconds)")
         redial_timeout = DEFAULT_REDIAL_TIMEOUT if first is None else first / 1000
         cap = r.integer("max_redial_timeout", 1, U32, context=" (milliseconds)")
+        if backoff and version is Version.L2TPV2:
+            version = Version.L2TPV3  # the L2TPv3 rules below: back-off with a cap
         if r.has("max_redial_timeout") and version is Version.L2TPV2:
             reason = "only for l2tpv3 (kl2tpd redials every redial_timeout, without back-off)"
             r.error("max_redial_timeout", reason)

@@ -148,6 +148,36 @@ class Endpoint:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PeerEntry:
+    """One element of a tunnel's ``peer`` list: an LNS the LAC may use.
+
+    The fields are RFC 2868's tunnel attributes (the runtime's
+    :class:`~l2tp.runtime.lns_selection.LnsEndpoint`): ``endpoint`` is
+    Tunnel-Server-Endpoint (3.4), ``preference`` Tunnel-Preference (3.8, lower is
+    preferred), ``secret`` Tunnel-Password (3.5; None: the tunnel's ``secret``),
+    ``assignment_id`` Tunnel-Assignment-ID (3.7). ``weight`` shares a preference
+    level's sessions; ``max_sessions`` caps this LNS's (0: no limit).
+    """
+
+    endpoint: Endpoint
+    preference: int = 0
+    weight: int = 1
+    secret: str | None = field(default=None, repr=False)
+    max_sessions: int = 0
+    assignment_id: str | None = None
+
+
+DEFAULT_DENYLIST_TIME = 300.0
+"""Seconds a failed LNS of a peer list is passed over (``denylist_time``)."""
+DEFAULT_DENYLIST_STOPCCN = (2, 4, 5, 6, 7)
+"""StopCCN Result Codes that denylist (RFC 2661 4.4.2): all but 1 (an orderly close)
+and 3 (a tie-breaker outcome)."""
+DEFAULT_DENYLIST_CDN = (2, 4, 5)
+"""CDN Result Codes that denylist when they refuse a call: general error, no
+facilities (temporary, permanent)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionSection:
     """One ``[tunnel.T.session.S]`` table.
 
@@ -222,6 +252,13 @@ class TunnelSection:
     max_redial_timeout: float = 60.0
     max_redials: int = 0
     sessions: tuple[SessionSection, ...] = ()
+    peers: tuple[PeerEntry, ...] = ()
+    """The ``peer`` list (LNS selection and failover, docs/daemons.md); empty when
+    ``peer`` is one address. With a list, ``peer`` is its first most preferred entry."""
+    denylist_time: float = DEFAULT_DENYLIST_TIME
+    denylist_stopccn: tuple[int, ...] = DEFAULT_DENYLIST_STOPCCN
+    denylist_cdn: tuple[int, ...] = DEFAULT_DENYLIST_CDN
+    revert: bool = False
 
     def session(self, name: str) -> SessionSection:
         """The session called ``name``; KeyError when there is none."""

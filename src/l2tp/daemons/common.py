@@ -236,6 +236,7 @@ async def serve(
         summary=daemon.summary,
         reload=reload_config,
         names=getattr(daemon, "tunnel_name", None),
+        peers=getattr(daemon, "peers", None),
     )
     control = None
     metrics = None

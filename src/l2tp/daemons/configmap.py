@@ -35,6 +35,8 @@ from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.backend import SessionOptions
 from l2tp.runtime.control import ListenOptions, PseudowireOffer
+from l2tp.runtime.lns_failover import RetryPolicy
+from l2tp.runtime.lns_selection import LnsEndpoint, SelectionPolicy
 from l2tp.runtime.ppp_hooks import BuiltinPppOptions
 
 _FRAMING = {cfg.FramingCap.SYNC: FramingBits.SYNC, cfg.FramingCap.ASYNC: FramingBits.ASYNC}
@@ -135,6 +137,42 @@ def tunnel_config(t: cfg.TunnelSection, *, role: Role = Role.LAC) -> TunnelConfi
         t.local.address if t.local is not None else None,
         [s.pseudowire for s in t.sessions],
         call_params=CallParams() if v3 else CallParams(sequencing_required=seq),
+    )
+
+
+def lns_endpoints(t: cfg.TunnelSection) -> tuple[LnsEndpoint, ...]:
+    """A ``peer`` list as the runtime's endpoints (RFC 2868's attributes, one to one)."""
+    return tuple(
+        LnsEndpoint(
+            address=str(p.endpoint.address),
+            port=p.endpoint.port,
+            preference=p.preference,
+            weight=p.weight,
+            secret=p.secret,
+            max_sessions=p.max_sessions,
+            assignment_id=p.assignment_id,
+        )
+        for p in t.peers
+    )
+
+
+def selection_policy(t: cfg.TunnelSection) -> SelectionPolicy:
+    return SelectionPolicy(
+        denylist_time=t.denylist_time,
+        denylist_stopccn=frozenset(t.denylist_stopccn),
+        denylist_cdn=frozenset(t.denylist_cdn),
+        revert=t.revert,
+    )
+
+
+def retry_policy(t: cfg.TunnelSection) -> RetryPolicy:
+    """A peer list's sessions are placed again with back-off from ``redial_timeout``
+    up to ``max_redial_timeout``; without ``redial`` only on another LNS."""
+    return RetryPolicy(
+        redial=t.redial,
+        first=t.redial_timeout,
+        cap=t.max_redial_timeout,
+        max_attempts=t.max_redials,
     )
 
 

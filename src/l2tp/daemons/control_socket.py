@@ -81,6 +81,8 @@ class ControlTarget(Protocol):
 
     async def reload(self) -> dict[str, Any]: ...
 
+    def peers(self) -> list[dict[str, Any]]: ...
+
     def events(self) -> AsyncIterator[dict[str, Any]]: ...
 
 
@@ -326,6 +328,8 @@ class ControlServer:
                     result = await target.close_session(request.tunnel_id, request.session_id)
                 case Command.RELOAD:
                     result = await target.reload()
+                case Command.PEERS:
+                    result = target.peers()
                 case _:  # pragma: no cover - EVENTS is handled by the caller
                     raise CtlError(ErrorCode.UNKNOWN_COMMAND, str(request.command))
         except CtlError as exc:

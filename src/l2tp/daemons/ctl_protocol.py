@@ -45,6 +45,8 @@ class Command(enum.StrEnum):
     """``tunnel`` and ``session``: a CDN."""
     RELOAD = "reload"
     EVENTS = "events"
+    PEERS = "peers"
+    """The LNSes of each peer list (kl2tpd): state, denylist, sessions."""
 
 
 class ErrorCode(enum.StrEnum):

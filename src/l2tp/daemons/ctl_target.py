@@ -72,8 +72,10 @@ class ContextTarget:
         summary: Callable[[], str],
         reload: Callable[[], Awaitable[ReloadResult]],
         names: inventory.TunnelNames | None = None,
+        peers: Callable[[], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.ctx = ctx
+        self._peers = peers
         self.info = info
         self._summary = summary
         self._reload = reload
@@ -189,6 +191,11 @@ class ContextTarget:
 
     async def reload(self) -> dict[str, Any]:
         return (await self._reload()).as_dict()
+
+    def peers(self) -> list[dict[str, Any]]:
+        """The LNSes of the daemon's peer lists (``LnsPool.peers`` records); empty for a
+        daemon without any."""
+        return self._peers() if self._peers is not None else []
 
     def events(self) -> EventRecords:
         """Tunnel and session up/down records, in the order the runtime reports them,

@@ -7,6 +7,10 @@ nothing with ``--null-dataplane``. ``redial = true`` re-opens a tunnel that
 failed or was closed by the peer after ``redial_timeout``, at most
 ``max_redials`` times (0: for ever).
 
+A tunnel whose ``peer`` is a list is an LNS pool (:class:`PoolRunner` over
+:class:`l2tp.runtime.lns_failover.LnsPool`): each session is placed on an LNS chosen
+by preference and weight, and placed again elsewhere when that LNS fails.
+
 Reload (SIGHUP): tunnels added to the file are opened, tunnels removed are
 closed (StopCCN), tunnels whose table changed in any key (sessions included)
 are closed and opened again; unchanged tunnels are not touched. See
@@ -23,10 +27,19 @@ from collections.abc import Callable, Sequence
 
 from l2tp import config as cfg
 from l2tp.daemons import common
-from l2tp.daemons.configmap import encap, session_call, session_options, tunnel_config
+from l2tp.daemons.configmap import (
+    encap,
+    lns_endpoints,
+    retry_policy,
+    selection_policy,
+    session_call,
+    session_options,
+    tunnel_config,
+)
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
 from l2tp.runtime.handles import SessionHandle
+from l2tp.runtime.lns_failover import LnsPool, PoolCall
 from l2tp.runtime.ppp import PppdExitStatus, login_failed
 
 log = logging.getLogger("l2tp.kl2tpd")
@@ -143,6 +156,9 @@ class TunnelRunner:
         outcome = exits.get((call.tunnel.tunnel_id, call.session_id))
         return outcome is not None and outcome.returncode == PppdExitStatus.AUTH_TOPEER_FAILED
 
+    def owns(self, th: TunnelHandle) -> bool:
+        return self.handle is th
+
     async def stop(self) -> None:
         self.stopping = True
         th = self.handle
@@ -154,6 +170,62 @@ class TunnelRunner:
             if task is not None:
                 task.cancel()
         await asyncio.gather(*(t for t in (self.task, *self.watchers) if t), return_exceptions=True)
+
+
+class PoolRunner:
+    """One ``[tunnel.T]`` whose ``peer`` is a list: an :class:`LnsPool` keeps its
+    sessions placed over the LNSes (docs/daemons.md, "LNS selection and failover")."""
+
+    def __init__(
+        self,
+        ctx: L2tpContext,
+        config: cfg.TunnelSection,
+        stop_timeout: float,
+        *,
+        log: logging.Logger = log,
+    ) -> None:
+        self.config = config
+        self.log = log
+        self.stopping = False
+        self.task: asyncio.Task[None] | None = None
+        t = config
+        self.pool = LnsPool(
+            ctx,
+            lns_endpoints(t),
+            [
+                PoolCall(name=s.name, params=session_call(s), options=session_options(s))
+                for s in t.sessions
+            ],
+            config=tunnel_config(t),
+            policy=selection_policy(t),
+            retry=retry_policy(t),
+            local=(str(t.local.address), t.local.port) if t.local is not None else None,
+            encap=encap(t.encap),
+            name=t.name,
+            stop_timeout=stop_timeout,
+            logger=log,
+        )
+
+    def start(self) -> None:
+        self.pool.start()
+        self.task = asyncio.create_task(self._wait_done(), name=f"pool-{self.config.name}")
+
+    async def _wait_done(self) -> None:
+        """Ends when every session of the pool was given up (the daemon's liveness)."""
+        await self.pool.done.wait()
+
+    def owns(self, th: TunnelHandle) -> bool:
+        return self.pool.owns(th)
+
+    async def stop(self) -> None:
+        self.stopping = True
+        await self.pool.stop()
+        if self.task is not None:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+
+Runner = TunnelRunner | PoolRunner
 
 
 class Kl2tpd:
@@ -172,7 +244,7 @@ class Kl2tpd:
         self.ctx = ctx
         self.log = log
         self.stop_timeout: float = args.stop_timeout
-        self.runners: dict[str, TunnelRunner] = {}
+        self.runners: dict[str, Runner] = {}
         self.failed = asyncio.Event()
         self.exit_status = 1
         """The status when :attr:`failed` ends the daemon: 1, or 2 after a login failure."""
@@ -182,9 +254,13 @@ class Kl2tpd:
             self._add(t)
 
     def _add(self, t: cfg.TunnelSection) -> None:
-        runner = TunnelRunner(self.ctx, t, self.stop_timeout, log=self.log)
-        if sum(len(c.sessions) for c in self.config.tunnels) == 1 and t.sessions:
-            runner.on_session_end = self._only_session_ended
+        runner: Runner
+        if t.peers:
+            runner = PoolRunner(self.ctx, t, self.stop_timeout, log=self.log)
+        else:
+            runner = TunnelRunner(self.ctx, t, self.stop_timeout, log=self.log)
+            if sum(len(c.sessions) for c in self.config.tunnels) == 1 and t.sessions:
+                runner.on_session_end = self._only_session_ended
         self.runners[t.name] = runner
         runner.start()
         assert runner.task is not None
@@ -225,9 +301,15 @@ class Kl2tpd:
     def tunnel_name(self, th: TunnelHandle) -> str | None:
         """The ``[tunnel.NAME]`` a tunnel handle was opened for (``l2tp ctl``)."""
         for name, runner in self.runners.items():
-            if runner.handle is th:
+            if runner.owns(th):
                 return name
         return None
+
+    def peers(self) -> list[dict[str, object]]:
+        """Every LNS of every peer list with its state (``l2tp ctl peers``, metrics)."""
+        return [
+            p for r in self.runners.values() if isinstance(r, PoolRunner) for p in r.pool.peers()
+        ]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

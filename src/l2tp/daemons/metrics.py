@@ -52,6 +52,7 @@ from l2tp.protocol.events import (
 )
 from l2tp.runtime.context import L2tpContext
 from l2tp.runtime.handles import TunnelHandle
+from l2tp.runtime.lns_selection import DenyReason
 from l2tp.runtime.subscription import Subscription
 
 from . import inventory
@@ -311,6 +312,7 @@ class L2tpCollector(Collector):
             yield from _events(self.tally)
         yield from self._hooks()
         yield from self._clients()
+        yield from _peers(self.source)
         if self.per_tunnel:
             yield from _per_tunnel(tunnels)
 
@@ -478,6 +480,43 @@ def _events(tally: EventTally) -> Iterator[Any]:
         for (result, by), n in sorted(counts.items()):
             family.add_metric([result, by], n)
         yield family
+
+
+def _peers(source: object) -> Iterator[Any]:
+    """The LNSes of the daemon's peer lists (kl2tpd), from its ``peers()`` records: one
+    series per configured endpoint (and reason), so the cardinality is the file's."""
+    peers = getattr(source, "peers", None)
+    records: list[dict[str, Any]] = peers() if callable(peers) else []
+    if not records:
+        return
+    labels = ["name", "peer"]
+    up = GaugeMetricFamily(
+        "l2tp_peer_up",
+        "1 while the tunnel to this LNS of a peer list is established.",
+        labels=labels,
+    )
+    denied = GaugeMetricFamily(
+        "l2tp_peer_denylist_remaining_seconds",
+        "Seconds until this LNS may be chosen again; 0 when it is not denylisted.",
+        labels=labels,
+    )
+    sessions = GaugeMetricFamily(
+        "l2tp_peer_sessions", "Sessions placed on this LNS (being set up or up).", labels=labels
+    )
+    total = CounterMetricFamily(
+        "l2tp_peer_denylisted",
+        "Times this LNS was denylisted, by reason (docs/daemons.md).",
+        labels=[*labels, "reason"],
+    )
+    for p in records:
+        key = [str(p["name"]), str(p["peer"])]
+        up.add_metric(key, 1 if p["state"] == "up" else 0)
+        denied.add_metric(key, p["denylisted_for"] or 0)
+        sessions.add_metric(key, p["sessions"])
+        counts = p.get("denylisted_total") or {}
+        for reason in DenyReason:
+            total.add_metric([*key, reason.value], counts.get(reason.value, 0))
+    yield from (up, denied, sessions, total)
 
 
 def _per_tunnel(tunnels: list[dict[str, Any]]) -> Iterator[Any]:

@@ -101,6 +101,10 @@ class Ql2tpdTarget:
             "counters": counters,
         }
 
+    def peers(self) -> list[dict[str, Any]]:
+        """Static tunnels have one fixed peer each: no LNS selection."""
+        return []
+
     def tunnels(self) -> list[dict[str, Any]]:
         return [self._record(t) for t in self.daemon.config.tunnels]
 
