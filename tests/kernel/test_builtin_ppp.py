@@ -198,6 +198,33 @@ def assert_clean(*namespaces: str) -> None:
         assert not _links(ns), ns
 
 
+LCP_UP_BOUND = 1.0
+"""Seconds from a session's PPP start to LCP Opened on our LAC, with our LNS. The LNS starts
+its PPP only once it has processed our ICCN, so a first Configure-Request sent at once was
+dropped by its kernel and LCP waited out the 3 s restart timer (RFC 1661 4.6: 3.04 s
+measured before the fix); the connect delay (pppd's ``connect-delay``) makes the LAC wait
+for the LNS's first packet instead."""
+LCP_AFTER_PEER_BOUND = 0.5
+"""Seconds from the other end's first LCP packet to LCP Opened. With xl2tpd + pppd as the
+LNS, LCP cannot open before pppd's process has started (1.0-1.2 s in the emulated VM), so
+the test bounds what our side adds once the peer speaks: before the fix, a lost first
+request left it waiting for our restart timer (~3 s after our start)."""
+
+
+def assert_lcp_up_soon(side: Side, count: int, *, from_peer: bool = False) -> None:
+    """Every up link of ``side`` opened LCP within :data:`LCP_UP_BOUND` of its start, or
+    (``from_peer``) within :data:`LCP_AFTER_PEER_BOUND` of the peer's first frame."""
+    took: dict[str, float] = {}
+    for link in side.builtin.links.values():
+        if link.lcp_up_after is None:
+            continue
+        start = link.heard_after or 0.0 if from_peer else 0.0
+        took[link.label] = link.lcp_up_after - start
+    logging.getLogger("l2tp.test").info("LCP up (from_peer=%s): %s", from_peer, took)
+    assert len(took) >= count, took
+    assert max(took.values()) < (LCP_AFTER_PEER_BOUND if from_peer else LCP_UP_BOUND), took
+
+
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     caplog.set_level(logging.INFO, logger="l2tp")
@@ -334,6 +361,7 @@ password = "Wr0ng-Pa55"
                 return all(len(links.get(n, {})) == 2 for n in ("up1", "up2"))
 
             await until(lac_up, 60, "up1 and up2 with IPv4 and IPv6")
+            assert_lcp_up_soon(lac, 2)
             links = ppp_links(pair.ns_b)
             clients = sorted(links[n]["inet"][0] for n in ("up1", "up2"))
             assert clients == ["10.70.0.2", "10.70.0.3"]
@@ -591,6 +619,7 @@ password = "ms-pass"
                 await until(both_up, 60, "md5 and ms up")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{xlns.output()}") from None
+            assert_lcp_up_soon(lac, 2, from_peer=True)
             links = ppp_links(pair.ns_b)
             for name in ("md5", "ms"):
                 local, peer = links[name]["inet"]

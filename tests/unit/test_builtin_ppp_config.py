@@ -122,6 +122,37 @@ def test_tunnel_session_loads_and_takes_the_session_mtu_and_name() -> None:
     assert options.lcp_echo_interval == 30.0
 
 
+LAC_SECRETS = LAC.replace(
+    'password = "correct horse"\n',
+    'secrets = "/etc/ppp/chap-secrets"\nremote_name = "lns1"\nconnect_delay = 250\n'
+    'passive = true\nauth_timeout = 0\nresolv_file = "/run/uplink.resolv"\n',
+)
+
+
+def test_peer_side_secrets_file_delay_passive_and_resolv_file_load_and_map() -> None:
+    config = loads(LAC_SECRETS, file=F, daemon="kl2tpd", hostname="h", resolver=None)
+    session = config.tunnel("t1").session("s1")
+    assert session.builtin_ppp is not None and session.builtin_ppp.password is None
+    options = session_options(session).builtin_ppp
+    assert options is not None
+    assert (options.user, options.password, options.secrets, options.remote_name) == (
+        "alice",
+        None,
+        "/etc/ppp/chap-secrets",
+        "lns1",
+    )
+    assert (options.connect_delay, options.passive, options.auth_timeout) == (0.25, True, None)
+    assert options.resolv_file == "/run/uplink.resolv"
+    again = loads(dump_toml(config), file=F, daemon="kl2tpd", hostname="h", resolver=None)
+    assert again == config
+    # Defaults: the side's connect delay, a 30 s authentication phase.
+    plain = session_options(
+        loads(LAC, file=F, daemon="kl2tpd", hostname="h", resolver=None).tunnel("t1").session("s1")
+    ).builtin_ppp
+    assert plain is not None
+    assert (plain.connect_delay, plain.passive, plain.auth_timeout) == (None, False, 30.0)
+
+
 def test_pppd_stays_the_default_and_maps_to_no_builtin_options() -> None:
     config = loads(
         '[tunnel.t1]\npeer = "192.0.2.1"\n[tunnel.t1.session.s1]\npseudowire = "ppp"\n',
@@ -341,11 +372,37 @@ S = f"{F}: tunnel.t1.session.s1.builtin_ppp"
             [f"{S}: key 'user': missing (goes with 'password')"],
         ),
         (
-            LAC.replace('password = "correct horse"\n', 'secrets = "/etc/ppp/chap-secrets"\n'),
+            LAC.replace('password = "correct horse"\n', ""),
             "kl2tpd",
             [
-                f"{S}: key 'secrets': only for listeners (the authenticator side)",
-                f"{S}: key 'password': missing (goes with 'user')",
+                f"{S}: key 'password': missing (goes with 'user';"
+                " or name a 'secrets' file to find it in)"
+            ],
+        ),
+        (
+            LAC.replace(
+                'user = "alice"\npassword = "correct horse"\n', 'secrets = "/s"\nauth = []\n'
+            ).replace('auth = ["chap-md5"]\n', ""),
+            "kl2tpd",
+            [f"{S}: key 'user': missing (the peer side's 'secrets' is looked up by 'user')"],
+        ),
+        (
+            LNS + 'remote_name = "x"\nresolv_file = "/run/r"\nconnect_delay = 60001\n',
+            "lns",
+            [
+                f"{P}: key 'connect_delay': 60001 is out of range 0-60000 (milliseconds)",
+                f"{P}: key 'remote_name': only for a tunnel's sessions (the side that"
+                " authenticates itself); a listener checks its peers with 'secrets'",
+                f"{P}: key 'resolv_file': only for a tunnel's sessions (the side that"
+                " authenticates itself); a listener checks its peers with 'secrets'",
+            ],
+        ),
+        (
+            LAC + "passive = 1\nauth_timeout = -1\n",
+            "kl2tpd",
+            [
+                f"{S}: key 'passive': expected a boolean (true or false), got integer 1",
+                f"{S}: key 'auth_timeout': -1 is out of range 0-4294967295 (milliseconds)",
             ],
         ),
         (

@@ -162,6 +162,11 @@ def builtin_ppp_items(section: BuiltinPppSection, *, full: bool) -> Items:
         ("interface_name", section.interface_name),
         ("user", section.user),
         ("password", section.password),
+        ("remote_name", section.remote_name),
+        ("connect_delay", None if section.connect_delay is None else _ms(section.connect_delay)),
+        ("passive", section.passive),
+        ("auth_timeout", _ms(section.auth_timeout)),
+        ("resolv_file", section.resolv_file),
     ]
 
 

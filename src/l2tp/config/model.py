@@ -101,7 +101,7 @@ class BuiltinPppSection:
     A listener's sessions are the authenticator side (they check the peer with
     ``secrets``), a tunnel's sessions the peer side (they authenticate with ``user`` and
     ``password``). ``lcp_echo_interval`` is in seconds here (milliseconds in the file),
-    0.0 meaning no LCP keepalive.
+    0.0 meaning no LCP keepalive; so are ``connect_delay`` and ``auth_timeout``.
     """
 
     auth: tuple[PppAuth, ...] = (PppAuth.MSCHAP_V2, PppAuth.CHAP_MD5)
@@ -118,6 +118,13 @@ class BuiltinPppSection:
     interface_name: str | None = None
     user: str | None = None
     password: str | None = field(default=None, repr=False)
+    remote_name: str | None = None
+    connect_delay: float | None = None
+    """Seconds; None: the side's default (1 s on the peer side, 0 on the authenticator)."""
+    passive: bool = False
+    auth_timeout: float = 30.0
+    """Seconds; 0.0: no limit of our own."""
+    resolv_file: str | None = None
 
 
 class Daemon(enum.StrEnum):

@@ -17,7 +17,8 @@ built-in PPP therefore live in ``[PATH.builtin_ppp]`` next to it::
 The side is the table's: a listener and its session tables are the authenticator (the
 LNS checks the peer: ``secrets``, ``local_address``, ``address_pool``, ``dns``), a
 tunnel's session tables are the peer (the LAC authenticates itself: ``user``,
-``password``). Keys of the other side are errors, so a file says what it will do.
+``password`` or ``secrets`` + ``remote_name``, and may write the DNS servers it learns
+to ``resolv_file``). Keys of the other side are errors, so a file says what it will do.
 Durations are milliseconds, as everywhere in the file.
 """
 
@@ -45,10 +46,16 @@ BUILTIN_PPP_KEYS = frozenset(
         "interface_name",
         "user",
         "password",
+        "remote_name",
+        "connect_delay",
+        "passive",
+        "auth_timeout",
+        "resolv_file",
     )
 )
-AUTHENTICATOR_ONLY = ("secrets", "address_pool", "dns")
-PEER_ONLY = ("user", "password")
+AUTHENTICATOR_ONLY = ("address_pool", "dns")
+PEER_ONLY = ("user", "password", "remote_name", "resolv_file")
+MAX_DELAY_MS = 60_000
 MIN_MRU = 128
 """pppd's floor (PPP_MINMRU), the PPP core's too."""
 NAME_MAX = 255
@@ -149,6 +156,11 @@ def read_builtin_ppp(
     interface_name = _interface_name(r, listener)
     user = _short_text(r, "user")
     password = _short_text(r, "password")
+    remote_name = _short_text(r, "remote_name")
+    connect_delay = r.integer("connect_delay", 0, MAX_DELAY_MS, context=" (milliseconds)")
+    passive = r.boolean("passive", False)
+    auth_timeout = r.integer("auth_timeout", 0, U32, context=" (milliseconds)")
+    resolv_file = r.file_path("resolv_file")
 
     if listener:
         for key in PEER_ONLY:
@@ -172,9 +184,15 @@ def read_builtin_ppp(
         for key in AUTHENTICATOR_ONLY:
             if r.has(key):
                 r.error(key, "only for listeners (the authenticator side)")
-        for key, other in (("user", "password"), ("password", "user")):
-            if r.has(key) and not r.has(other):
-                r.error(other, f"missing (goes with '{key}')")
+        if r.has("password") and not r.has("user"):
+            r.error("user", "missing (goes with 'password')")
+        if r.has("user") and not r.has("password") and not r.has("secrets"):
+            r.error(
+                "password",
+                "missing (goes with 'user'; or name a 'secrets' file to find it in)",
+            )
+        if r.has("secrets") and not r.has("user"):
+            r.error("user", "missing (the peer side's 'secrets' is looked up by 'user')")
         if r.has("auth") and auth and not r.has("user"):
             r.error("user", "missing (auth lists methods to authenticate with)")
     if len(errors) > before:
@@ -194,6 +212,11 @@ def read_builtin_ppp(
         interface_name=interface_name,
         user=user,
         password=password,
+        remote_name=remote_name,
+        connect_delay=None if connect_delay is None else connect_delay / 1000,
+        passive=passive,
+        auth_timeout=30.0 if auth_timeout is None else auth_timeout / 1000,
+        resolv_file=resolv_file,
     )
 
 

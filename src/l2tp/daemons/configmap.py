@@ -219,6 +219,11 @@ def builtin_ppp_options(
         interface_name=section.interface_name or interface_name,
         user=section.user,
         password=section.password,
+        remote_name=section.remote_name,
+        connect_delay=section.connect_delay,
+        passive=section.passive,
+        auth_timeout=section.auth_timeout or None,
+        resolv_file=section.resolv_file,
     )
 
 

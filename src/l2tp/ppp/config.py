@@ -39,12 +39,21 @@ class PppConfig:
     """Peer role: the secret for that name."""
     restart: RestartConfig = field(default_factory=RestartConfig)
     """RFC 1661 4.6 timer and counters, for LCP and every NCP."""
+    connect_delay: float | None = None
+    """Seconds to wait after :meth:`~.session.PppConnection.open` for the other end's
+    first LCP packet before sending our first Configure-Request (pppd's
+    ``connect-delay``); None or 0: send at once. See :class:`~.session.PppConnection`."""
+    passive: bool = False
+    """After Max-Configure unanswered Configure-Requests, wait in Stopped for the other
+    end's Configure-Request instead of ending the link (pppd's ``passive``; RFC 1661 4.2
+    "Stopped", the "p" option)."""
     echo_interval: float | None = 30.0
     """Seconds between LCP Echo-Requests once LCP is Opened; None disables the keepalive."""
     echo_failure: int = 4
     """Unanswered Echo-Requests in a row that end the link."""
-    auth_timeout: float = 30.0
-    """The authentication phase must end within this many seconds."""
+    auth_timeout: float | None = 30.0
+    """The authentication phase must end within this many seconds; None: no limit of our
+    own (a peer then waits for the authenticator's verdict, as pppd's client does)."""
     auth_restart: float = 3.0
     """Retransmission interval of PAP requests and CHAP challenges/responses."""
     auth_max_transmits: int = 10
@@ -74,9 +83,13 @@ class PppConfig:
             raise ValueError("auth_methods lists a method twice")
         if self.echo_interval is not None and not self.echo_interval > 0:
             raise ValueError("echo_interval must be positive, or None")
+        if self.connect_delay is not None and not self.connect_delay >= 0:
+            raise ValueError("connect_delay must not be negative")
         if self.echo_failure < 1:
             raise ValueError("echo_failure must be at least 1")
-        if not self.auth_timeout > 0 or not self.auth_restart > 0:
+        if (self.auth_timeout is not None and not self.auth_timeout > 0) or not (
+            self.auth_restart > 0
+        ):
             raise ValueError("auth_timeout and auth_restart must be positive")
         if self.auth_max_transmits < 1:
             raise ValueError("auth_max_transmits must be at least 1")

@@ -167,6 +167,9 @@ class ControlProtocol:
         self._replied = False
         self._acked: tuple[int, bytes] | None = None
         self._reply: tuple[Code, list[Option]] | None = None
+        self.gave_up = False
+        """The last transition was a "p" cell of RFC 1661 4.1 (TO- while negotiating:
+        Max-Configure requests unanswered); the automaton waits in Stopped, passively."""
 
     # ------------------------------------------------------------ local events
 
@@ -204,6 +207,20 @@ class ControlProtocol:
             return
         self._deadline = None
         self._run(Event.TO_PLUS if self._restart_count > 0 else Event.TO_MINUS, now)
+
+    def retransmit_request(self, now: float) -> bool:
+        """Cut the restart timer short: send our Configure-Request again now (a TO+).
+
+        For a request sent while the peer may not have been listening yet: RFC 1661 4.6
+        lets the restart timer start small ("MAY begin at an initial small value"), and
+        a timeout before the configured one is that. Only in Req-Sent (nothing of ours
+        acknowledged, so the repeat cannot disturb an agreement) and with transmissions
+        left; returns whether a request went out.
+        """
+        if self.state is not State.REQ_SENT or self._restart_count <= 0:
+            return False
+        self._run(Event.TO_PLUS, now)
+        return True
 
     # ---------------------------------------------------------------- receive
 
@@ -348,6 +365,7 @@ class ControlProtocol:
             return
         previous = self.state
         self.state = transition.next_state
+        self.gave_up = transition.flag == "p"
         if self.state not in TIMER_STATES:
             self._deadline = None
         for action in transition.actions:

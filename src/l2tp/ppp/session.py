@@ -17,6 +17,23 @@ signals both Open and Up. Time only enters as ``now``, randomness only through
 :meth:`PppConnection.receive_frame`: it ends up in :attr:`PppConnection.counters`,
 a Code-Reject or a Protocol-Reject.
 
+The first Configure-Request (``connect_delay``). Over L2TP the two ends start their PPP
+at different moments: the LAC when it has sent its ICCN, the LNS when it has processed
+it and created its kernel session; a frame that reaches a kernel with no session (or no
+PPPoL2TP socket) yet is dropped. A first Configure-Request sent at once by the LAC was
+therefore usually lost, and LCP waited out the 3 s restart timer (RFC 1661 4.6). With
+``connect_delay`` the Up event (4.3) is held back until the other end's first LCP packet
+arrives, or the delay ends: pppd's ``connect-delay`` (lcp.c's "delayed up", default 1 s
+for a link that has just been connected). If the delay ended before the other end said
+anything, our request may have gone nowhere, so when the other end's first
+Configure-Request then arrives while ours is still unanswered (Req-Sent), ours is sent
+again at once, before our reply (:meth:`ControlProtocol.retransmit_request`, a restart
+timeout cut short, which 4.6 allows).
+
+``passive``: after Max-Configure unanswered requests LCP stays in Stopped (4.2, the "p"
+option) and a later Configure-Request from the other end starts the negotiation again,
+instead of ending the link (pppd's ``passive``).
+
 Packet discipline by phase (RFC 1661 3.4-3.5): before LCP is Opened only LCP
 is processed; during authentication only LCP and the negotiated
 authentication protocol; NCP packets before the network phase are discarded.
@@ -37,7 +54,7 @@ from .auth.chap import ChapAuthenticator, ChapPeer
 from .auth.pap import PapAuthenticator, PapPeer
 from .codec import parse_frame, parse_packet, serialize_frame
 from .config import PppConfig
-from .constants import AuthMethod, Protocol, RandomSource
+from .constants import AuthMethod, Code, Protocol, RandomSource
 from .cp import ControlProtocol
 from .events import (
     AuthFailed,
@@ -129,6 +146,10 @@ class PppConnection:
         self._auth_deadline: float | None = None
         self._auth_request: AuthRequest | None = None
         self._decision: AuthDecision | None = None
+        self._up_deadline: float | None = None
+        """While LCP's Up is held back (``connect_delay``): when it is given anyway."""
+        self._blind = False
+        """Our Configure-Request went out before the other end had sent us anything."""
 
     # ------------------------------------------------------------- public API
 
@@ -139,7 +160,10 @@ class PppConnection:
         self._started = True
         self.phase = Phase.ESTABLISH
         self.lcp.open(now)
-        self.lcp.up(now)
+        if self.config.connect_delay:
+            self._up_deadline = now + self.config.connect_delay
+        else:
+            self.lcp.up(now)
 
     def close(self, now: float, reason: str = "administrative close") -> None:
         """End the link: Terminate-Request carrying ``reason`` (RFC 1661 5.5)."""
@@ -149,7 +173,12 @@ class PppConnection:
             self._started = True
             self._terminate(False, reason)
             return
+        waiting = self.lcp.state is State.STOPPED  # passive: no link to terminate
         self.lcp.close(now, reason)
+        if waiting and not self._finished:
+            # As pppd's lcp_close: Close in Stopped goes to Closed without tlf (RFC 1661
+            # 4.1), yet nothing is left to wait for.
+            self._terminate(False, reason)
 
     def receive_frame(self, frame: bytes, now: float) -> None:
         """Process one frame read from the channel; never raises on what the peer sent."""
@@ -175,7 +204,7 @@ class PppConnection:
         """The earliest moment :meth:`handle_timer` has something to do, or None."""
         if self._finished:
             return None
-        deadlines = [self.lcp.get_timer(), self._auth_deadline]
+        deadlines = [self.lcp.get_timer(), self._auth_deadline, self._up_deadline]
         deadlines += [ncp.get_timer() for ncp in self.ncps.values()]
         if self.auth is not None:
             deadlines.append(self.auth.get_timer())
@@ -184,6 +213,11 @@ class PppConnection:
     def handle_timer(self, now: float) -> None:
         if self._finished:
             return
+        if self._up_deadline is not None and now >= self._up_deadline:
+            # The other end said nothing within connect_delay: start without it.
+            self._up_deadline = None
+            self._blind = True
+            self.lcp.up(now)
         self.lcp.handle_timer(now)
         if self.auth is not None:
             self.auth.handle_timer(now)
@@ -215,7 +249,15 @@ class PppConnection:
 
     def _dispatch(self, protocol: int, information: bytes, now: float) -> None:
         if protocol == Protocol.LCP:
-            self.lcp.receive(parse_packet(information), now)
+            packet = parse_packet(information)
+            if self._up_deadline is not None:
+                # The other end is listening: Up now (irc, scr), then its packet.
+                self._up_deadline = None
+                self.lcp.up(now)
+            elif self._blind and packet.code == Code.CONFIGURE_REQUEST:
+                self.lcp.retransmit_request(now)
+            self._blind = False
+            self.lcp.receive(packet, now)
             return
         if not self.lcp.is_opened:
             self.counters.out_of_phase += 1  # RFC 1661 3.4: only LCP until Opened
@@ -269,7 +311,8 @@ class PppConnection:
             self._network_phase(now)
             return
         self.phase = Phase.AUTHENTICATE
-        self._auth_deadline = now + self.config.auth_timeout
+        timeout = self.config.auth_timeout
+        self._auth_deadline = None if timeout is None else now + timeout
         self.auth = self._make_auth(method, options.auth_required is not None)
         self.auth.start(now)
 
@@ -325,6 +368,11 @@ class PppConnection:
         self._events.append(LinkDown(reason=reason))
 
     def _lcp_finished(self, now: float) -> None:
+        if self.config.passive and self.lcp.gave_up:
+            # pppd's passive: stay in Stopped; the other end's Configure-Request restarts.
+            self.phase = Phase.ESTABLISH
+            self._blind = False
+            return
         reason = self.lcp.terminate_reason or "LCP negotiation failed"
         self._terminate(self.lcp.terminated_by_peer, reason)
 

@@ -23,6 +23,7 @@ configuration) picks the built-in backend, its absence pppd.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import socket
@@ -31,6 +32,7 @@ from ipaddress import IPv4Network
 
 from l2tp.kernel.ppp_device import MAX_FRAME, LinuxPppKernel
 from l2tp.kernel.ppp_device import raise_fd_limit as _raise_fd_limit
+from l2tp.ppp.secrets import WILDCARD, find_secret
 from l2tp.protocol.events import Role
 from l2tp.runtime.backend import BackendSession, SessionBackend, SessionOptions
 from l2tp.runtime.ppp_hooks import (
@@ -136,11 +138,34 @@ class BuiltinPppBackend:
             raise ValueError(
                 "the built-in PPP authenticator needs a secrets file (or an authenticator hook)"
             )
-        secrets = self._secrets.get(options.secrets)
+        return await self._secrets_file(options.secrets)
+
+    async def _secrets_file(self, path: str) -> SecretsFileAuthenticator:
+        """The (shared, cached) secrets file at ``path``, re-read if it changed."""
+        secrets = self._secrets.get(path)
         if secrets is None:
-            secrets = self._secrets[options.secrets] = SecretsFileAuthenticator(options.secrets)
+            secrets = self._secrets[path] = SecretsFileAuthenticator(path)
         await secrets.refresh()
         return secrets
+
+    async def _peer_password(self, options: BuiltinPppOptions) -> BuiltinPppOptions:
+        """The peer side's options with the password filled in from its secrets file.
+
+        As pppd's client does: the line whose client is ``user`` and whose server is
+        ``remote_name`` (pppd's ``remotename``), a ``*`` on either side matching any
+        name, an exact name beating a wildcard (:func:`l2tp.ppp.secrets.find_secret`).
+        """
+        if options.user is None or options.password is not None or options.secrets is None:
+            return options
+        entries = (await self._secrets_file(options.secrets)).entries or []
+        entry = find_secret(entries, options.user, options.remote_name or WILDCARD)
+        if entry is None:
+            server = options.remote_name or "*"
+            raise ValueError(
+                f"secrets file {options.secrets}: no secret for user {options.user!r}"
+                f" and server {server!r}"
+            )
+        return dataclasses.replace(options, password=entry.secret)
 
     async def start(self, session: BackendSession) -> None:
         """Start the session's PPP (backend.py step 3): returns once LCP is under way.
@@ -153,6 +178,8 @@ class BuiltinPppBackend:
             raise RuntimeError(f"built-in PPP already running for session {key}")
         options = session.options.builtin_ppp or BuiltinPppOptions()
         hook = await self._hook_for(session, options)
+        if session.role is not Role.LNS:
+            options = await self._peer_password(options)
         if key in self.links:  # started twice while the secrets were being read
             raise RuntimeError(f"built-in PPP already running for session {key}")
         settings = LinkSettings(

@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 DEFAULT_AUTH = (AuthMethod.MSCHAP_V2, AuthMethod.CHAP_MD5)
 """The authenticator's default demand, best first: no clear-text passwords (PAP) unless the
 configuration lists it."""
+PEER_CONNECT_DELAY = 1.0
+"""The peer side's default ``connect_delay``: pppd's ``connect-delay`` default for a link
+that was just connected. The LNS starts its PPP only once it has processed our ICCN, so
+a Configure-Request sent at once would usually reach a kernel without the session yet."""
 MAX_SECRETS_FILE = 4 * 1024 * 1024
 """A secrets file larger than this is refused (it is read whole, on a worker thread)."""
 
@@ -79,13 +83,34 @@ class BuiltinPppOptions:
     user: str | None = None
     """Peer: the name we authenticate with."""
     password: str | None = field(default=None, repr=False)
-    """Peer: its secret."""
+    """Peer: its secret; None with ``secrets``: the secrets file's line for ``user``."""
+    remote_name: str | None = None
+    """Peer: the authenticator's name in the secrets file's server column (pppd's
+    ``remotename``); None: only lines whose server is ``*``."""
+    connect_delay: float | None = None
+    """Seconds to wait for the other end's first LCP packet before sending ours (pppd's
+    ``connect-delay``); None: the role's default, :data:`PEER_CONNECT_DELAY` on the peer
+    side, none on the authenticator side; 0: none."""
+    passive: bool = False
+    """Wait for the other end after Max-Configure unanswered requests (pppd's ``passive``)."""
+    auth_timeout: float | None = 30.0
+    """Seconds the authentication phase may take; None: no limit of our own (the peer side
+    then waits for the authenticator's verdict, as pppd's client does)."""
+    resolv_file: str | None = None
+    """Peer: a file to write the DNS servers learned in IPCP to (RFC 1877), in
+    resolv.conf form (pppd's ``usepeerdns`` writes ``/etc/ppp/resolv.conf``)."""
 
     def __post_init__(self) -> None:
         if len(self.dns) > 2:
             raise ValueError("at most two DNS servers (RFC 1877)")
-        if (self.user is None) != (self.password is None):
-            raise ValueError("user and password go together")
+        if self.password is not None and self.user is None:
+            raise ValueError("a password needs a user")
+        if self.user is not None and self.password is None and self.secrets is None:
+            raise ValueError("user needs a password, or a secrets file to find it in")
+        if self.connect_delay is not None and self.connect_delay < 0:
+            raise ValueError("connect_delay must not be negative")
+        if self.auth_timeout is not None and not self.auth_timeout > 0:
+            raise ValueError("auth_timeout must be positive, or None")
         if self.lcp_echo_failure < 1:
             raise ValueError("lcp_echo_failure must be at least 1")
 

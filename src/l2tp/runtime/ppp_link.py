@@ -67,8 +67,15 @@ from l2tp.ppp.events import Role as PppRole
 from l2tp.protocol.events import Role
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.errors import INTERNAL_ERROR
-from l2tp.runtime.ppp_hooks import AuthContext, BuiltinPppOptions
-from l2tp.runtime.ppp_network import InterfaceOps, IPAddress, LinkSettings, PppKernel, PppNetwork
+from l2tp.runtime.ppp_hooks import PEER_CONNECT_DELAY, AuthContext, BuiltinPppOptions
+from l2tp.runtime.ppp_network import (
+    InterfaceOps,
+    IPAddress,
+    LinkSettings,
+    PppKernel,
+    PppNetwork,
+    remove_file,
+)
 from l2tp.runtime.ppp_outcome import ENDING_COUNTER, Ending, map_ending
 
 __all__ = [
@@ -124,6 +131,15 @@ class PppLink(PppNetwork):
         self._addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]] = {}
         self._mtu = DEFAULT_MRU
         self._is_up = False
+        self.peer_dns: tuple[IPv4Address, ...] = ()
+        """The DNS servers the authenticator gave us in IPCP (peer side, RFC 1877)."""
+        self.resolv_written: str | None = None
+        self.started_at: float | None = None
+        self.lcp_up_after: float | None = None
+        """Seconds from :meth:`start` to LCP Opened, the first time (diagnostics, tests)."""
+        self.heard_after: float | None = None
+        """Seconds from :meth:`start` to the other end's first frame: how long its PPP
+        took to start (a pppd peer: its process start), which bounds ``lcp_up_after``."""
         self._release_task: asyncio.Task[None] | None = None
         self.conn = PppConnection(
             self._config(), random_bytes=settings.random_bytes, authenticator=_HookAdapter(self)
@@ -132,6 +148,9 @@ class PppLink(PppNetwork):
     def _config(self) -> PppConfig:
         o = self.options
         authenticator = self.role is PppRole.AUTHENTICATOR
+        delay = o.connect_delay
+        if delay is None:
+            delay = None if authenticator else PEER_CONNECT_DELAY
         return PppConfig(
             role=self.role,
             mru=o.mru or DEFAULT_MRU,
@@ -144,7 +163,11 @@ class PppLink(PppNetwork):
             ipv4_local=o.local_address,
             ipv4_pool=self._allocate if authenticator and self.settings.pool else None,
             dns=o.dns if authenticator else (),
+            request_dns=not authenticator,
             ipv6=o.ipv6,
+            connect_delay=delay or None,
+            passive=o.passive,
+            auth_timeout=o.auth_timeout,
         )
 
     @property
@@ -170,7 +193,8 @@ class PppLink(PppNetwork):
             raise
         try:
             self._watch(self.channel.fd)
-            self.conn.open(self.loop.time())
+            self.started_at = self.loop.time()
+            self.conn.open(self.started_at)
             self._transmit()
         except BaseException:
             self.released = True
@@ -223,6 +247,8 @@ class PppLink(PppNetwork):
                     self._hangup(fd)
                     return
                 self.counters.frames_in += 1
+                if self.heard_after is None and self.started_at is not None:
+                    self.heard_after = self.loop.time() - self.started_at
                 self.conn.receive_frame(bytes(memoryview(buf)[:size]), self.loop.time())
             self._transmit()
         except Exception:
@@ -300,9 +326,12 @@ class PppLink(PppNetwork):
 
     def _handle(self, event: PppEvent) -> None:
         if isinstance(event, LinkUp):
+            if self.lcp_up_after is None and self.started_at is not None:
+                self.lcp_up_after = self.loop.time() - self.started_at
             log.info(
-                "%s: LCP up (mtu %d, mru %d, auth %s)",
+                "%s: LCP up after %.3f s (mtu %d, mru %d, auth %s)",
                 self.label,
+                self.lcp_up_after or 0.0,
                 event.mtu,
                 event.mru,
                 event.auth.value if event.auth else "none",
@@ -528,6 +557,12 @@ class PppLink(PppNetwork):
         if self.pool_address is not None and self.settings.pool is not None:
             self.settings.pool.release(self.pool_address)
             self.pool_address = None
+        written, self.resolv_written = self.resolv_written, None
+        if written is not None:
+            try:
+                await asyncio.to_thread(remove_file, written)
+            except OSError as exc:
+                log.warning("%s: removing %s: %s", self.label, written, exc)
         log.debug("%s: released", self.label)
 
 

@@ -12,8 +12,10 @@ link's one background task (``_queue``).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -101,6 +103,25 @@ class LinkSettings:
     read_buffer: bytearray
 
 
+def write_atomically(path: str, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (mode 0644)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def remove_file(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
+
+
 class PppNetwork:
     """Mixin: the network-phase handling of :class:`~l2tp.runtime.ppp_link.PppLink`."""
 
@@ -119,6 +140,8 @@ class PppNetwork:
     _mtu: int
     _is_up: bool
     _addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]]
+    peer_dns: tuple[ipaddress.IPv4Address, ...]
+    resolv_written: str | None
 
     def _watch(self, fd: int) -> None:
         raise NotImplementedError
@@ -204,6 +227,10 @@ class PppNetwork:
                 event.peer_address,
                 f", DNS {', '.join(map(str, event.dns))}" if event.dns else "",
             )
+            if event.dns and self.options.user is not None:  # the peer side learned them
+                self.peer_dns = event.dns
+                if self.options.resolv_file is not None:
+                    self._queue("writing the DNS servers", self._write_resolv, essential=False)
         else:
             assert event.local_interface_id is not None
             local = ipv6_link_local(event.local_interface_id)
@@ -232,6 +259,17 @@ class PppNetwork:
                 self.settings.kernel.set_np_mode(self.unit, data_protocol, NpMode.PASS)
 
         self._queue(f"{event.protocol.name} up", bring_up)
+
+    async def _write_resolv(self) -> None:
+        """The learned DNS servers as resolv.conf lines in ``resolv_file`` (what pppd's
+        ``usepeerdns`` writes to /etc/ppp/resolv.conf for its ip-up script), replaced
+        atomically (a reader never sees half a file) on a worker thread."""
+        path = self.options.resolv_file
+        assert path is not None
+        text = "".join(f"nameserver {server}\n" for server in self.peer_dns)
+        await asyncio.to_thread(write_atomically, path, text)
+        self.resolv_written = path
+        log.info("%s: DNS servers written to %s", self.label, path)
 
     def _network_down(self, event: NetworkDown) -> None:
         data_protocol = PPP_IP if event.data_protocol is PppProtocol.IPV4 else PPP_IPV6
