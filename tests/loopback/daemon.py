@@ -21,9 +21,12 @@ class Daemon:
     output. The control socket is next to the configuration (not the default under
     /run/l2tp, which two daemons of one kind in a test, or a real daemon, would share)."""
 
-    def __init__(self, module: str, config: Path, *args: str) -> None:
+    def __init__(self, module: str, config: Path, *args: str, stderr_apart: bool = False) -> None:
         self.program = module.rsplit(".", 1)[-1]
         self.log = config.with_suffix(".log")
+        self.stderr_log = config.with_suffix(".stderr") if stderr_apart else None
+        """With ``stderr_apart``: the log records (standard error) kept apart from the
+        status lines (standard output, :meth:`output`)."""
         self.ready = config.with_suffix(".ready")
         self.control = config.with_suffix(".sock")
         argv = [sys.executable, "-m", module, str(config), "--null-dataplane"]
@@ -32,15 +35,25 @@ class Daemon:
             argv += ["--control", str(self.control)]
         argv += args
         with self.log.open("w") as out:
-            self.proc = subprocess.Popen(
-                argv,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONUNBUFFERED": "1"},
-            )
+            err = self.stderr_log.open("w") if self.stderr_log is not None else None
+            try:
+                self.proc = subprocess.Popen(
+                    argv,
+                    stdout=out,
+                    stderr=err if err is not None else subprocess.STDOUT,
+                    env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                )
+            finally:
+                if err is not None:
+                    err.close()
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    def records(self) -> str:
+        """Standard error when kept apart (``stderr_apart``), else everything."""
+        path = self.stderr_log if self.stderr_log is not None else self.log
+        return path.read_text(errors="replace")
 
     def says(self, text: str) -> bool:
         """True once ``text`` is in the output; fails at once if the daemon has exited."""

@@ -272,11 +272,24 @@ class FakeSession:
     closed: object = None
     up: asyncio.Event = field(default_factory=asyncio.Event)
     fail: bool = False
+    interface: str | None = None
+    named: asyncio.Event | None = None
+    """Set: :meth:`wait_interface` waits for :meth:`name` (a PPP backend's report)."""
 
     async def wait_established(self) -> None:
         await self.up.wait()
         if self.fail:
             raise RuntimeError("closed before it was up")
+
+    async def wait_interface(self, timeout: float) -> str | None:
+        if self.named is not None:
+            await self.named.wait()
+        return self.interface
+
+    def name(self, interface: str) -> None:
+        self.interface = interface
+        if self.named is not None:
+            self.named.set()
 
 
 @dataclass
@@ -414,6 +427,34 @@ def test_a_session_up_whose_callback_had_not_run_gets_up_then_down(tmp_path: Pat
     assert [line.split()[0] for line in _lines(log)] == ["session_up", "session_down"]
 
 
+def test_session_up_waits_for_the_interface_and_carries_its_real_name(tmp_path: Path) -> None:
+    """A PPP session's unit is made after the session is up (pppd, built-in PPP): its
+    session_up runs once the backend has named it, with that name (not the empty
+    configured one), and its session_down carries the same."""
+    hooks, ctx, log = _glue(tmp_path)
+    session = FakeSession(named=asyncio.Event())
+    ctx.tunnels[5] = FakeTunnel(sessions={7: session})
+
+    async def turns(n: int = 5) -> None:
+        for _ in range(n):
+            await asyncio.sleep(0)
+
+    async def scenario() -> None:
+        hooks.handle(SessionEstablished(tunnel_id=5, info=_info(5, 7)))
+        session.info = _info(5, 7)
+        session.up.set()
+        await turns()
+        assert hooks.counters.queued == 0  # established, but its interface is not there yet
+        session.name("ppp3")
+        await turns()
+        assert hooks.counters.queued == 1
+        hooks.handle(_closed(5, 7))
+        await hooks.runner.close(timeout=30)
+
+    asyncio.run(scenario())
+    assert _lines(log) == ["session_up 5 7 192.0.2.9 ppp3 -", "session_down 5 7 192.0.2.9 ppp3 3"]
+
+
 def test_config_hooks_table_loads() -> None:
     config = cfg.loads(
         '[listener.l]\nlisten = "127.0.0.1"\n[hooks]\nsession_up = ["/bin/true", "x"]\n'
@@ -463,15 +504,18 @@ def test_config_hooks_errors(text: str, error: str) -> None:
 class FakeQuiescent:
     config: cfg.TunnelSection
     state: str = "starting"
+    interfaces: dict[int, str] = field(default_factory=dict)
 
 
 def test_quiescent_tunnels_run_hooks_on_each_up_and_down(tmp_path: Path) -> None:
     """ql2tpd: a quiescent tunnel that loses its peer and gets it back runs
-    up, down, up, and the last down at shutdown."""
+    up, down, up, and the last down at shutdown; each session_up names the interface
+    the kernel gave that generation's session."""
     log = tmp_path / "events"
     line = (
         f"import os; e = os.environ; open({str(log)!r}, 'a').write(' '.join([e['L2TP_EVENT'], "
-        "e['L2TP_TUNNEL_ID'], e.get('L2TP_SESSION_ID', '-'), e['L2TP_PEER_ADDRESS']]) + '\\n')"
+        "e['L2TP_TUNNEL_ID'], e.get('L2TP_SESSION_ID', '-'), e['L2TP_PEER_ADDRESS'], "
+        "e.get('L2TP_INTERFACE', '-')]) + '\\n')"
     )
     argv = (PY, "-c", line)
     config = cfg.loads(
@@ -486,18 +530,19 @@ def test_quiescent_tunnels_run_hooks_on_each_up_and_down(tmp_path: Path) -> None
     q = FakeQuiescent(config.tunnels[0])
 
     async def scenario() -> None:
-        for state in ("up", "probing", "up"):
+        for state, interface in (("up", "l2tpeth7"), ("probing", ""), ("up", "l2tpeth8")):
             q.state = state
+            q.interfaces = {5: interface} if interface else {}
             hooks.observe(q)
         hooks.observe(q)  # the same state again: nothing new
         await hooks.close()
 
     asyncio.run(scenario())
     assert _lines(log) == [
-        "tunnel_up 3 - 192.0.2.7",
-        "session_up 3 5 192.0.2.7",
-        "tunnel_down 3 - 192.0.2.7",
-        "tunnel_up 3 - 192.0.2.7",
-        "session_up 3 5 192.0.2.7",
-        "tunnel_down 3 - 192.0.2.7",
+        "tunnel_up 3 - 192.0.2.7 -",
+        "session_up 3 5 192.0.2.7 l2tpeth7",
+        "tunnel_down 3 - 192.0.2.7 -",
+        "tunnel_up 3 - 192.0.2.7 -",
+        "session_up 3 5 192.0.2.7 l2tpeth8",
+        "tunnel_down 3 - 192.0.2.7 -",
     ]

@@ -4,6 +4,7 @@ life cycle against a fake pppd (a Python script) on a NullDataPlane socketpair."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import signal
@@ -37,6 +38,7 @@ from l2tp.runtime.ppp import (
     user_options,
 )
 from l2tp.runtime.ppp_outcome import Ending, map_ending
+from tests.helpers import until
 
 pytestmark = pytest.mark.unit
 
@@ -355,6 +357,10 @@ if "ignore-term" in args:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
 else:  # like pppd: exit status 5 on SIGTERM
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(5))
+if "say-interface" in args:  # as pppd: after a peer's quoted text, before any other
+    print("Remote message: Using interface evil0", flush=True)
+    print("Using interface " + args[args.index("say-interface") + 1], flush=True)
+    print("Using interface late9", flush=True)
 if "ready-file" in args:
     open(args[args.index("ready-file") + 1], "w").close()
 while True:
@@ -412,6 +418,24 @@ def test_stop_terminates_without_report(fake_pppd: str) -> None:
 
     run(main())
     assert reports == []
+
+
+def test_the_interface_pppd_names_is_reported_once(fake_pppd: str) -> None:
+    names: list[str] = []
+    session = dataclasses.replace(
+        make_session(PppOptions(pppd_options=("say-interface", "ppp7"))),
+        report_interface=names.append,
+    )
+
+    async def main() -> None:
+        backend = PppdBackend(pppd=fake_pppd, env=dict(os.environ))
+        assert backend.reports_interface
+        await backend.start(session)
+        await until(lambda: len(backend._running[session.key].output) >= 4, "pppd's lines")
+        await backend.stop(session)
+
+    run(main())
+    assert names == ["ppp7"]
 
 
 def test_stop_kills_after_timeout(fake_pppd: str, tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ class FakeHost:
     peer_tunnel_id = 20
     framing_capabilities = FramingBits.SYNC | FramingBits.ASYNC
     bearer_capabilities = BearerBits.DIGITAL | BearerBits.ANALOG
+    log_context = {"tunnel": 10}
 
     def __init__(self) -> None:
         self.sent: list[tuple[ControlMessage, int]] = []

@@ -21,7 +21,8 @@ response the client does not read within ``idle_timeout`` ends the connection; a
 ``max_clients`` connections are served at once; an ``events`` subscriber whose unread
 output exceeds :data:`EVENT_BUFFER` is dropped (events are never queued without bound
 for a reader that stopped). Garbage gets an error response and the connection stays
-usable.
+usable. The connection bookkeeping and time bounds are :class:`.bounded_server.BoundedServer`'s,
+shared with the metrics exporter.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+from .bounded_server import BoundedServer, read_until, send
 from .ctl_protocol import (
     MAX_LINE,
     Command,
@@ -131,7 +133,7 @@ def resolve_group(name: str) -> int:
         raise ControlSocketError(f"--control-group {name}: no such group") from None
 
 
-class ControlServer:
+class ControlServer(BoundedServer):
     """One daemon's control socket; :meth:`start` binds it, :meth:`close` removes it."""
 
     def __init__(
@@ -143,22 +145,15 @@ class ControlServer:
         idle_timeout: float = 30.0,
         max_clients: int = 64,
     ) -> None:
+        super().__init__(limit=MAX_LINE, max_clients=max_clients, log=log, what="control socket")
         self.path = path
         self.target = target
         self.group = group
         self.idle_timeout = idle_timeout
-        self.max_clients = max_clients
-        self._server: asyncio.AbstractServer | None = None
         self._inode: tuple[int, int] | None = None
-        self._clients: set[asyncio.Task[None]] = set()
         self.refused = 0
         """Connections refused (credentials, too many clients) or dropped (timeouts,
         oversize requests, stalled event readers)."""
-
-    @property
-    def connected(self) -> int:
-        """Connections being served now (the metrics' ``l2tp_control_clients``)."""
-        return len(self._clients)
 
     # ---------------------------------------------------------------- lifetime
 
@@ -180,7 +175,9 @@ class ControlServer:
                 os.chmod(self.path, 0o660)
             st = os.stat(self.path)
             self._inode = (st.st_dev, st.st_ino)
-            self._server = await asyncio.start_unix_server(self._client, sock=sock, limit=MAX_LINE)
+            self._server = await asyncio.start_unix_server(
+                self._client, sock=sock, limit=self.limit
+            )
         except OSError as exc:
             sock.close()
             self._unlink()
@@ -214,15 +211,7 @@ class ControlServer:
 
     async def close(self) -> None:
         """Stop accepting, end every connection, remove the socket if it is still ours."""
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.gather(*self._clients, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
+        await super().close()
         self._unlink()
 
     def _unlink(self) -> None:
@@ -237,24 +226,6 @@ class ControlServer:
 
     # ---------------------------------------------------------------- clients
 
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients.add(task)
-        try:
-            await self._serve(reader, writer)
-        except (ConnectionError, TimeoutError, asyncio.IncompleteReadError):
-            pass  # the client went away or stalled: nothing to tell it
-        except asyncio.CancelledError:
-            pass
-        except Exception:
-            log.exception("control socket: unexpected error serving a client")
-        finally:
-            self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
-
     def _allowed(self, creds: PeerCredentials) -> bool:
         if creds.uid in (0, os.geteuid()):
             return True
@@ -263,8 +234,7 @@ class ControlServer:
         return creds.gid == self.group or self.group in _supplementary_groups(creds.pid)
 
     async def _send(self, writer: asyncio.StreamWriter, data: bytes) -> None:
-        writer.write(data)
-        await asyncio.wait_for(writer.drain(), self.idle_timeout)
+        await send(writer, data, self.idle_timeout)
 
     async def _refuse(
         self, writer: asyncio.StreamWriter, code: ErrorCode, message: str, rid: Any = None
@@ -282,12 +252,12 @@ class ControlServer:
             who = f"uid {creds.uid} gid {creds.gid} pid {creds.pid}"
             await self._refuse(writer, ErrorCode.FORBIDDEN, f"not allowed: {who}")
             return
-        if len(self._clients) > self.max_clients:
+        if self.over_limit:
             await self._refuse(writer, ErrorCode.BUSY, "too many control clients")
             return
         while True:
             try:
-                line = await asyncio.wait_for(reader.readuntil(b"\n"), self.idle_timeout)
+                line = await read_until(reader, b"\n", self.idle_timeout)
             except asyncio.IncompleteReadError:
                 return  # end of input (a partial last line is not a request)
             except asyncio.LimitOverrunError:

@@ -166,7 +166,9 @@ class ContextTarget:
             th.begin_close(code, message=OPERATOR_MESSAGE)
         except ValueError as exc:
             raise CtlError(ErrorCode.BAD_REQUEST, str(exc)) from None
-        log.info("tunnel %d: closed by operator (StopCCN %d)", tunnel_id, code)
+        log.info(
+            "tunnel %d: closed by operator (StopCCN %d)", tunnel_id, code, extra=th.log_extra()
+        )
         try:
             await asyncio.wait_for(th.wait_closed(), CLOSE_WAIT)
             acked = await th.wait_stop_acked(2.0)
@@ -179,7 +181,12 @@ class ContextTarget:
         sh = th.sessions.get(session_id)
         if sh is None or sh.closed is not None:
             raise CtlError(ErrorCode.NOT_FOUND, f"no session {session_id} in tunnel {tunnel_id}")
-        log.info("session %d/%d: closed by operator (CDN)", tunnel_id, session_id)
+        log.info(
+            "session %d/%d: closed by operator (CDN)",
+            tunnel_id,
+            session_id,
+            extra=th.log_extra(session_id),
+        )
         try:
             await asyncio.wait_for(
                 sh.close(CdnResult.ADMINISTRATIVE, message=OPERATOR_MESSAGE), CLOSE_WAIT

@@ -10,8 +10,13 @@ When each hook runs:
   (:meth:`TunnelHandle.wait_established`); ``tunnel_down``: on its
   :class:`~l2tp.protocol.events.TunnelClosed`.
 * ``session_up``: the call is established and its kernel session and payload (pppd,
-  the built-in PPP) are started (:meth:`SessionHandle.wait_established`), so an
-  Ethernet pseudowire's interface exists when the hook looks for it;
+  the built-in PPP) are started (:meth:`SessionHandle.wait_established`), and its
+  network interface exists (:meth:`SessionHandle.wait_interface`): an Ethernet
+  pseudowire's at once, a PPP session's once pppd has attached its unit (its
+  ``Using interface`` line, a fraction of a second after it starts) or the built-in
+  PPP has reached the network phase (after LCP and authentication). A PPP session
+  whose interface has not come within :data:`INTERFACE_WAIT` seconds runs its
+  ``session_up`` then with ``L2TP_INTERFACE`` empty (and a log line says so);
   ``session_down``: on its :class:`~l2tp.protocol.events.SessionClosed`.
 * A ``down`` runs only for a tunnel or session whose ``up`` was queued, and after
   that ``up`` has finished (:class:`~l2tp.daemons.hooks.HookRunner`). A call that
@@ -23,17 +28,17 @@ The environment (only the variables that apply are set):
 ``L2TP_EVENT``, ``L2TP_DAEMON``, ``L2TP_TUNNEL_ID``, ``L2TP_PEER_TUNNEL_ID``,
 ``L2TP_PEER_ADDRESS`` (IP address), ``L2TP_PEER_PORT`` (UDP; 0 with IP
 encapsulation); sessions add ``L2TP_SESSION_ID``, ``L2TP_PEER_SESSION_ID``,
-``L2TP_INTERFACE`` (the configured ``interface_name``; empty when the kernel names
-it); ``down`` events add ``L2TP_RESULT_CODE``, ``L2TP_ERROR_CODE`` and
-``L2TP_RESULT_MESSAGE`` when a Result Code was exchanged (StopCCN/CDN), and
-``L2TP_CLOSED_BY`` (``peer`` or ``local``).
+``L2TP_INTERFACE`` (the interface's real name: ``l2tpethN``, ``pppN`` or the
+configured ``interface_name``); ``down`` events add ``L2TP_RESULT_CODE``,
+``L2TP_ERROR_CODE`` and ``L2TP_RESULT_MESSAGE`` when a Result Code was exchanged
+(StopCCN/CDN), and ``L2TP_CLOSED_BY`` (``peer`` or ``local``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -53,6 +58,9 @@ from .hooks import HookCounters, HookEvent, HookJob, HookRunner
 
 log = logging.getLogger("l2tp.daemons.hooks")
 
+INTERFACE_WAIT = 10.0
+"""Longest a ``session_up`` hook waits for a PPP session's interface to exist."""
+
 Key = tuple[int, int | None]
 """``(tunnel_id, session_id)``; ``session_id`` None for the tunnel itself."""
 
@@ -68,6 +76,8 @@ class _Tracked:
     is_up: Callable[[], bool] | None = None
     """True once the runtime's own "up" is complete (checked when it closes first)."""
     closed: bool = False
+    interface: Callable[[], str] | None = None
+    """A session's ``L2TP_INTERFACE``, read when its hooks are queued."""
 
 
 def down_variables(reason: Reason | None, by_peer: bool) -> dict[str, str]:
@@ -81,12 +91,15 @@ def down_variables(reason: Reason | None, by_peer: bool) -> dict[str, str]:
 
 
 def interface_of(handle: SessionHandle) -> str:
-    """The session's interface name as far as the configuration fixes it.
+    """The session's interface name: as the runtime learnt it (:attr:`SessionHandle.interface`),
+    else as far as the configuration fixes it.
 
     ``interface_name`` names an Ethernet pseudowire's ``l2tpeth`` device and, for
     pppd, its ``ifname``; the built-in PPP's own ``interface_name`` applies when it
-    has no ``%d``. Otherwise the kernel picks the name and this is empty.
+    has no ``%d``. Otherwise (no interface, or not known in time) this is empty.
     """
+    if handle.interface:
+        return handle.interface
     options = handle.options
     if options.interface_name:
         return options.interface_name
@@ -196,12 +209,23 @@ class DaemonHooks:
         env = base | {
             "L2TP_SESSION_ID": str(info.session_id),
             "L2TP_PEER_SESSION_ID": str(info.peer_session_id),
-            "L2TP_INTERFACE": interface_of(handle),
         }
         what = f"session {info.tunnel_id}/{info.session_id}"
-        tracked = _Tracked(env=env, what=what, is_up=lambda: handle.info is not None)
+        tracked = _Tracked(
+            env=env,
+            what=what,
+            is_up=lambda: handle.info is not None,
+            interface=lambda: interface_of(handle),
+        )
         key: Key = (info.tunnel_id, info.session_id)
-        self._track(key, tracked, HookEvent.SESSION_UP, handle.wait_established)
+
+        async def up_with_interface() -> object:
+            established = await handle.wait_established()
+            if not await handle.wait_interface(INTERFACE_WAIT) and not interface_of(handle):
+                log.info("hooks: %s: no interface name known; L2TP_INTERFACE is empty", what)
+            return established
+
+        self._track(key, tracked, HookEvent.SESSION_UP, up_with_interface)
 
     def _track(
         self,
@@ -237,6 +261,8 @@ class DaemonHooks:
         self, event: HookEvent, tracked: _Tracked, extra: dict[str, str] | None = None
     ) -> HookJob | None:
         env = {"L2TP_EVENT": str(event), **tracked.env, **(extra or {})}
+        if tracked.interface is not None:
+            env["L2TP_INTERFACE"] = tracked.interface()
         return self.runner.submit(event, env, what=tracked.what, after=tracked.up)
 
     # -- down ----------------------------------------------------------------------------
@@ -264,6 +290,7 @@ class QuiescentState(Protocol):
 
     config: TunnelSection
     state: str
+    interfaces: dict[int, str]
 
 
 class StaticHooks:
@@ -274,6 +301,8 @@ class StaticHooks:
     again when the peer answers a probe (its ``state``). IDs come from the
     configuration (both ends are fixed there); ``down`` events have
     ``L2TP_CLOSED_BY=local`` and no Result Code, since no StopCCN or CDN exists.
+    ``L2TP_INTERFACE`` is the name the kernel objects' owner learnt for each session
+    (``interfaces``: the configured ``interface_name`` or the kernel's ``l2tpethN``).
     """
 
     def __init__(self, settings: HooksSection, *, daemon: str = "ql2tpd") -> None:
@@ -285,7 +314,7 @@ class StaticHooks:
     def counters(self) -> HookCounters:
         return self.runner.counters
 
-    def up(self, tunnel: TunnelSection) -> None:
+    def up(self, tunnel: TunnelSection, interfaces: Mapping[int, str] | None = None) -> None:
         if tunnel.name in self._up:
             return
         env = {
@@ -302,7 +331,9 @@ class StaticHooks:
             senv = env | {
                 "L2TP_SESSION_ID": str(section.sid),
                 "L2TP_PEER_SESSION_ID": str(section.psid),
-                "L2TP_INTERFACE": section.interface_name or "",
+                "L2TP_INTERFACE": (interfaces or {}).get(section.sid or 0)
+                or section.interface_name
+                or "",
             }
             tracked = _Tracked(env=senv, what=f"session {tunnel.tid}/{section.sid}")
             tracked.up = self._submit(HookEvent.SESSION_UP, tracked)
@@ -321,7 +352,7 @@ class StaticHooks:
     def observe(self, quiescent: QuiescentState) -> None:
         """A quiescent tunnel changed state (an observer of ql2tpd's tunnels)."""
         if quiescent.state == "up":
-            self.up(quiescent.config)
+            self.up(quiescent.config, quiescent.interfaces)
         else:
             self.down(quiescent.config)
 

@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from l2tp.addresses import address_text
 from l2tp.kernel.constants import EncapType, PseudowireType
 from l2tp.kernel.model import SessionInfo as KernelSessionInfo
 from l2tp.protocol.constants import MessageType
@@ -72,10 +73,7 @@ def _uptime(since: float | None, now: float) -> float | None:
 
 
 def _address(address: tuple[Any, ...] | None) -> str | None:
-    if not address:
-        return None
-    host, port = str(address[0]), int(address[1])
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return address_text(address) if address else None
 
 
 def transport_counters(
@@ -179,7 +177,12 @@ def session_record(
     pid: int | None = None,
 ) -> dict[str, Any]:
     """One call. ``kernel``: the kernel's view (interface, data counters) when the data
-    plane is Linux; ``pid``: the pppd serving it, if any."""
+    plane is Linux; ``pid``: the pppd serving it, if any.
+
+    ``interface``: the kernel's name for an Ethernet pseudowire's device; for a PPP
+    session (whose kernel session names no interface) the ``pppN`` its pppd or
+    built-in PPP reported (:attr:`SessionHandle.interface`); else the configured
+    ``interface_name``, or None."""
     interface = kernel.ifname if kernel is not None else None
     record: dict[str, Any] = {
         "tunnel_id": th.tunnel_id,
@@ -189,7 +192,7 @@ def session_record(
         "state": session_state(th, sh),
         "pseudowire": _pseudowire(th, sh),
         "circuit": sh.circuit,
-        "interface": interface or sh.options.interface_name,
+        "interface": interface or sh.interface or sh.options.interface_name,
         "pppd_pid": pid,
         "uptime": _uptime(sh.established_at, now),
         "kernel": None,

@@ -91,7 +91,11 @@ class TunnelRunner:
                 # A normal shutdown (or this tunnel removed by a reload) is not a warning.
                 normal = self.stopping or self.ctx.closing
                 self.log.log(
-                    logging.INFO if normal else logging.WARNING, "tunnel %s: %s", t.name, exc
+                    logging.INFO if normal else logging.WARNING,
+                    "tunnel %s: %s",
+                    t.name,
+                    exc,
+                    extra=self.handle.log_extra() if self.handle is not None else None,
                 )
             except (OSError, RuntimeError) as exc:
                 self.log.error("tunnel %s: %s", t.name, exc)
@@ -123,16 +127,28 @@ class TunnelRunner:
         self.handle = th
         await th.wait_established()
         self.log.info(
-            "tunnel %s: up (tid %d, peer tid %d)", t.name, th.tunnel_id, th.peer_tunnel_id
+            "tunnel %s: up (tid %d, peer tid %d)",
+            t.name,
+            th.tunnel_id,
+            th.peer_tunnel_id,
+            extra=th.log_extra(),
         )
         calls = [th.place_call(session_call(s), options=session_options(s)) for s in t.sessions]
         for s, call in zip(t.sessions, calls, strict=True):
             try:
                 info = await call.wait_established()
             except SessionFailed as exc:
-                self.log.warning("tunnel %s session %s: %s", t.name, s.name, exc)
+                extra = th.log_extra(call.session_id)
+                self.log.warning("tunnel %s session %s: %s", t.name, s.name, exc, extra=extra)
             else:
-                self.log.info("tunnel %s session %s: up (sid %d)", t.name, s.name, info.session_id)
+                extra = th.log_extra(info.session_id)
+                self.log.info(
+                    "tunnel %s session %s: up (sid %d)",
+                    t.name,
+                    s.name,
+                    info.session_id,
+                    extra=extra,
+                )
                 if self.on_session_end is not None:
                     self.watchers.add(asyncio.create_task(self._watch(call, self.on_session_end)))
         closed = await th.wait_closed()

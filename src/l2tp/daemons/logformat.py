@@ -1,15 +1,19 @@
 """Log output of the daemons: ``--log-format text`` (default) or ``json``.
 
 Text keeps the format the daemons always had (``TIME LEVEL LOGGER: MESSAGE``) and
-appends the context a record carries as ``key=value`` (``tunnel=4711 session=12
-peer=192.0.2.1:1701``). JSON writes one object per line with ``time`` (UTC, ISO 8601,
-milliseconds), ``level``, ``logger``, ``message``, ``daemon`` and the same context keys,
-plus ``exception`` (the traceback as one string) when there is one, so that a log
-shipper needs no parser of its own.
+appends the context a record carries as ``key=value`` (``tunnel=4711 peer_tunnel=12
+session=9 peer=192.0.2.1:1701``). JSON writes one object per line with ``time`` (UTC,
+ISO 8601, milliseconds), ``level``, ``logger``, ``message``, ``daemon`` and the same
+context keys, plus ``exception`` (the traceback as one string) when there is one, so
+that a log shipper needs no parser of its own.
 
 Context comes from the record's attributes, set with ``extra={"tunnel": ...}`` or a
-:class:`logging.LoggerAdapter`; the daemon's name is added to every record by the
-handler, so library loggers (``l2tp.runtime.*``) are attributed too.
+:class:`logging.LoggerAdapter`: the protocol core's tunnels and sessions log with
+their ``Tunnel.log_context`` (``tunnel``, ``peer_tunnel``, ``peer`` as the runtime
+sets it, and ``session``), the runtime with ``TunnelHandle.log_extra()``. The
+daemon's name is added to every record by the handler, so library loggers
+(``l2tp.runtime.*``) are attributed too. Addresses are written ``host:port``
+(``[v6]:port``), never as a Python tuple (:func:`l2tp.addresses.address_text`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-CONTEXT_KEYS = ("tunnel", "session", "peer")
+CONTEXT_KEYS = ("tunnel", "peer_tunnel", "session", "peer")
 """Record attributes reported as context, in this order."""
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -16,14 +16,14 @@ closes it), a request head of at most 8 KiB read within :data:`REQUEST_TIMEOUT`,
 most :data:`MAX_CLIENTS` connections. The text format, or OpenMetrics when the
 scraper asks for it (``Accept``); no gzip (it would be CPU on the loop for bytes on
 the local network). No TLS or authentication: bind it to a management address, or
-put a reverse proxy in front.
+put a reverse proxy in front. The connection bookkeeping and bounds are
+:class:`.bounded_server.BoundedServer`'s, shared with the control socket.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -36,6 +36,7 @@ from l2tp.config.fields import show
 from l2tp.config.metrics import parse_metrics_address
 from l2tp.runtime.context import L2tpContext
 
+from .bounded_server import BoundedServer, read_until, send
 from .hooks import HookCounters
 from .metrics import EventTally, L2tpCollector, MetricsSource
 from .preflight import StartError, describe_os_error
@@ -49,15 +50,14 @@ _REASONS = {200: "OK", 400: "Bad Request", 404: "Not Found", 405: "Method Not Al
 _INDEX = b"python-l2tp metrics exporter: see /metrics\n"
 
 
-class MetricsServer:
+class MetricsServer(BoundedServer):
     """Serves ``registry`` on ``host:port`` (port 0: any free one; see :attr:`address`)."""
 
     def __init__(self, registry: CollectorRegistry, host: str, port: int) -> None:
+        super().__init__(limit=MAX_HEAD, max_clients=MAX_CLIENTS, log=log, what="metrics")
         self.registry = registry
         self.host = host
         self.port = port
-        self._server: asyncio.Server | None = None
-        self._clients: set[asyncio.Task[None]] = set()
         self.scrapes = 0
 
     @property
@@ -72,61 +72,30 @@ class MetricsServer:
         bound (the daemon prints it and exits with status 1)."""
         try:
             self._server = await asyncio.start_server(
-                self._client, self.host, self.port, limit=MAX_HEAD, reuse_address=True
+                self._client, self.host, self.port, limit=self.limit, reuse_address=True
             )
         except OSError as exc:
             where = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
             raise StartError(f"metrics {where}: {describe_os_error(exc)}") from exc
         log.info("metrics: serving on http://%s/metrics", self.address)
 
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-        for task in list(self._clients):
-            task.cancel()
-        if self._clients:
-            await asyncio.gather(*self._clients, return_exceptions=True)
-        if self._server is not None:
-            await self._server.wait_closed()
-            self._server = None
-
-    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        assert task is not None
-        self._clients.add(task)
-        try:
-            if len(self._clients) > MAX_CLIENTS:
-                return  # closed unanswered: a scraper retries at its next interval
-            head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), REQUEST_TIMEOUT)
-            status, ctype, body, head_only = self._answer(head)
-            reason = _REASONS.get(status, "")
-            lines = [
-                f"HTTP/1.1 {status} {reason}",
-                f"Content-Type: {ctype}",
-                f"Content-Length: {len(body)}",
-                "Connection: close",
-            ]
-            if status == 405:
-                lines.append("Allow: GET, HEAD")
-            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
-            if not head_only:
-                writer.write(body)
-            await asyncio.wait_for(writer.drain(), REQUEST_TIMEOUT)
-        except (
-            ConnectionError,
-            TimeoutError,
-            asyncio.IncompleteReadError,
-            asyncio.LimitOverrunError,
-            asyncio.CancelledError,
-        ):
-            pass  # gone, stalled or oversized: nothing more to say to it
-        except Exception:
-            log.exception("metrics: unexpected error serving a scrape")
-        finally:
-            self._clients.discard(task)
-            writer.close()
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One request, one response, closed (gone, stalled or oversized: closed unanswered)."""
+        if self.over_limit:
+            return  # closed unanswered: a scraper retries at its next interval
+        head = await read_until(reader, b"\r\n\r\n", REQUEST_TIMEOUT)
+        status, ctype, body, head_only = self._answer(head)
+        reason = _REASONS.get(status, "")
+        lines = [
+            f"HTTP/1.1 {status} {reason}",
+            f"Content-Type: {ctype}",
+            f"Content-Length: {len(body)}",
+            "Connection: close",
+        ]
+        if status == 405:
+            lines.append("Allow: GET, HEAD")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("ascii"))
+        await send(writer, b"" if head_only else body, REQUEST_TIMEOUT)
 
     def _answer(self, head: bytes) -> tuple[int, str, bytes, bool]:
         """(status, content type, body, HEAD) for a request head."""

@@ -265,7 +265,7 @@ async def _run(
         await hooks.close()
         return 1
     for static in daemon.tunnels:
-        hooks.up(static.config)
+        hooks.up(static.config, static.interfaces)
     print(f"ql2tpd: {len(config.tunnels)} tunnel(s) up; SIGTERM removes them", flush=True)
     notify.ready(f"{len(config.tunnels)} tunnel(s) up")
     gc_pacer = GcPacer(asyncio.get_running_loop())

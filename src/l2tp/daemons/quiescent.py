@@ -116,6 +116,8 @@ class QuiescentTunnel:
         """``starting``, ``up`` (kernel objects exist) or ``probing`` (peer lost)."""
         self.up_at: float | None = None
         """Loop time the tunnel last came up (``l2tp ctl`` uptime)."""
+        self.interfaces: dict[int, str] = {}
+        """The interface of each session of the current generation (its StaticTunnel's)."""
         self.channel: ControlChannel | None = None
         """The control channel of the current generation (its transport's counters)."""
         self.observers: list[Callable[[QuiescentTunnel], None]] = []
@@ -203,6 +205,7 @@ class QuiescentTunnel:
                 channel.close()
                 raise
             self.generation += 1
+            self.interfaces = static.interfaces
             self.first_up.set()
             self._set_state("up")
             self.log.info(

@@ -82,6 +82,9 @@ class StaticTunnel:
     fd: int | None = None
     tunnel_created: bool = False
     sessions_created: list[int] = field(default_factory=list)
+    interfaces: dict[int, str] = field(default_factory=dict)
+    """Each session's interface by Session ID: its ``interface_name``, or the name the
+    kernel gave it (looked up once, after its creation), for the hooks and ``ctl``."""
 
     @property
     def tunnel_id(self) -> int:
@@ -100,6 +103,7 @@ class StaticTunnel:
                 await self.dataplane.create_session(kernel_session(self.config, session))
                 assert session.sid is not None
                 self.sessions_created.append(session.sid)
+                await self._learn_interface(session.sid, session.interface_name)
                 if session.bridge:
                     await self.dataplane.attach_to_bridge(
                         self.tunnel_id, session.sid, session.bridge
@@ -113,6 +117,19 @@ class StaticTunnel:
         except BaseException:
             await asyncio.shield(self.down())
             raise
+
+    async def _learn_interface(self, sid: int, configured: str | None) -> None:
+        """Remember a session's interface name; a failed lookup only leaves it unknown."""
+        if configured:
+            self.interfaces[sid] = configured
+            return
+        try:
+            name = await self.dataplane.session_interface(self.tunnel_id, sid)
+        except (KernelError, OSError, ValueError) as exc:
+            log.info("tunnel %s: interface of session %d: %s", self.config.name, sid, exc)
+            return
+        if name:
+            self.interfaces[sid] = name
 
     async def down(self) -> None:
         """Delete the sessions and tunnel this object created; never raises for absent ones.

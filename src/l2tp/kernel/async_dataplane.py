@@ -119,6 +119,11 @@ class AsyncDataPlane(Protocol):
         Circuit Status, RFC 3931 5.4.5)."""
         ...
 
+    async def session_interface(self, tunnel_id: int, session_id: int) -> str | None:
+        """The network interface of an Ethernet session (the kernel's ``l2tpethN`` unless
+        its spec named it): remembered, or one GET; None for a session without one."""
+        ...
+
     def tunnel_id_in_use(self, tunnel_id: int) -> bool:
         """Whether a tunnel with this ID exists in the namespace (made by anyone), answered
         from what is already known: no system call, safe on the datagram receive path."""
@@ -533,6 +538,12 @@ class AsyncLinuxDataPlane:
 
     async def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
         await self.rtnl.set_up(await self._ifname(tunnel_id, session_id), up)
+
+    async def session_interface(self, tunnel_id: int, session_id: int) -> str | None:
+        try:
+            return await self._ifname(tunnel_id, session_id)
+        except ValueError:  # no IFNAME attribute: a PPP session
+            return None
 
     async def _ifname(self, tunnel_id: int, session_id: int) -> str:
         key = (tunnel_id, session_id)

@@ -9,8 +9,9 @@ from collections import Counter, deque
 from collections.abc import Sequence
 from typing import Any
 
+from l2tp.kernel.constants import PseudowireType
 from l2tp.kernel.dataplane import CALLS_KEPT, NullDataPlane
-from l2tp.kernel.errors import DataPlaneClosed, IdInUse, KernelError
+from l2tp.kernel.errors import DataPlaneClosed, IdInUse, KernelError, SessionNotFound
 from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 
 
@@ -37,6 +38,8 @@ class AsyncNullDataPlane:
         self.foreign_tunnel_ids: set[int] = set()
         self.started = False
         self.closed = False
+        self._ifnames: dict[tuple[int, int], str] = {}
+        self._next_ifindex = 0
 
     @property
     def calls(self) -> deque[tuple[str, Any]]:
@@ -86,6 +89,8 @@ class AsyncNullDataPlane:
     async def delete_tunnel(self, tunnel_id: int) -> None:
         await self._enter(f"delete tunnel {tunnel_id}")
         self.null.delete_tunnel(tunnel_id)
+        for key in [k for k in self._ifnames if k[0] == tunnel_id]:
+            del self._ifnames[key]
 
     async def create_session(self, spec: KernelSessionSpec) -> None:
         await self._enter(f"create session {spec.session_id} in tunnel {spec.tunnel_id}")
@@ -108,6 +113,7 @@ class AsyncNullDataPlane:
     async def delete_session(self, tunnel_id: int, session_id: int) -> None:
         await self._enter(f"delete session {session_id} in tunnel {tunnel_id}")
         self.null.delete_session(tunnel_id, session_id)
+        self._ifnames.pop((tunnel_id, session_id), None)
 
     async def modify_session(
         self,
@@ -138,6 +144,24 @@ class AsyncNullDataPlane:
     async def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
         await self._enter(f"set session {session_id} up")
         self.null.set_session_up(tunnel_id, session_id, up)
+
+    async def session_interface(self, tunnel_id: int, session_id: int) -> str | None:
+        """An Ethernet session's configured ``ifname``, else a name in the kernel's
+        ``l2tpethN`` pattern, given on the first lookup and kept while the session is."""
+        await self._enter(f"interface of session {session_id} in tunnel {tunnel_id}")
+        spec = self.null.sessions.get((tunnel_id, session_id))
+        if spec is None:
+            raise SessionNotFound(errno.ENOENT, f"session {session_id} not found")
+        if spec.pw_type != PseudowireType.ETH:
+            return None
+        if spec.ifname:
+            return spec.ifname
+        key = (tunnel_id, session_id)
+        name = self._ifnames.get(key)
+        if name is None:
+            name = self._ifnames[key] = f"l2tpeth{self._next_ifindex}"
+            self._next_ifindex += 1
+        return name
 
     def tunnel_id_in_use(self, tunnel_id: int) -> bool:
         if not self.started:

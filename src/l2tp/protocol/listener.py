@@ -40,6 +40,7 @@ import logging
 from collections.abc import Hashable
 from dataclasses import dataclass, field
 
+from ..addresses import address_text
 from .avp import Avp
 from .constants import AvpType, ErrorCode, MessageType, StopCcnResult
 from .digest import verify_message
@@ -310,6 +311,7 @@ class TunnelListener:
             self._ids.reserve(tunnel_id)
             tid = tunnel_id
         tunnel = Tunnel(config, local_id=tid, random_bytes=self._random, reject=reject)
+        tunnel.log_context["peer"] = address_text(peer)
         self.tunnels[tid] = tunnel
         self._peer_of[tid] = peer
         self._live += 1
@@ -427,13 +429,15 @@ class TunnelListener:
                 continue  # RFC 2661 4.4.3, RFC 3931 5.4.3: no tie breakers, two tunnels.
             if theirs is None or (mine is not None and mine < theirs):
                 self.counters.ties_won += 1
-                logger.info("tie breaker won against %r: their SCCRQ refused", peer)
+                logger.info("tie breaker won against %s: their SCCRQ refused", address_text(peer))
                 if self.config.tunnel.version != 3:
                     return None
                 return self._answer(data, header, parsed, message, peer, now, _TIE_WON, [])
             if mine == theirs:
                 self.counters.ties_equal += 1
-                logger.info("equal tie breakers with %r: both tunnels discarded", peer)
+                logger.info(
+                    "equal tie breakers with %s: both tunnels discarded", address_text(peer)
+                )
                 ours._lose_tie_breaker(now, replaced_by=None, description=_TIE_EQUAL)
                 return None
             losers.append(ours)
@@ -466,7 +470,9 @@ class TunnelListener:
         handed_over: list[Session] = []
         for loser in losers:
             self.counters.ties_lost += 1
-            logger.info("tie breaker lost to %r: tunnel %d replaced", peer, loser.tunnel_id)
+            logger.info(
+                "tie breaker lost to %s: tunnel %d replaced", address_text(peer), loser.tunnel_id
+            )
             handed_over += loser._lose_tie_breaker(now, replaced_by=tunnel.tunnel_id)
         if reject is None:
             self.counters.accepted += 1

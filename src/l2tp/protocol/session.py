@@ -15,6 +15,7 @@ both IDs in AVPs instead; the ID table is in :mod:`.session_table`.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any, Protocol
 
 from .avp import Avp
@@ -69,6 +70,11 @@ class SessionHost(Protocol):
 
     @property
     def bearer_capabilities(self) -> BearerBits: ...
+
+    @property
+    def log_context(self) -> Mapping[str, object]:
+        """The tunnel's log record context (``tunnel``, ``peer`` ...), which sessions extend."""
+        ...
 
     def send_message(
         self, message: ControlMessage, *, session_id: int, now: float
@@ -141,9 +147,7 @@ class Session:
     @property
     def _log(self) -> logging.LoggerAdapter[logging.Logger]:
         """The session's logger, made on use: most sessions never log (saves time and memory)."""
-        return logging.LoggerAdapter(
-            logger, {"tunnel_id": self.host.tunnel_id, "session_id": self.session_id}
-        )
+        return logging.LoggerAdapter(logger, {**self.host.log_context, "session": self.session_id})
 
     def __repr__(self) -> str:
         return (
@@ -214,6 +218,8 @@ class Session:
         if self.state is SessionState.ESTABLISHED and not self.was_established:
             self.was_established = True
             self.host.emit(SessionEstablished(tunnel_id=self.host.tunnel_id, info=self.info))
+            if logger.isEnabledFor(logging.INFO):
+                self._log.info("session established (peer session %d)", self.peer_session_id)
 
     def _run(
         self,

@@ -187,7 +187,11 @@ class Tunnel:
         )
         self._replaced_by: int | None = None
         self.tie_breaker: bytes | None = random_bytes(8) if config.tie_breaker else None
-        self._log = logging.LoggerAdapter(logger, {"tunnel_id": local_id})
+        self.log_context: dict[str, object] = {"tunnel": local_id}
+        """The context of this tunnel's log records (and its sessions'): ``tunnel``, then
+        ``peer_tunnel`` once known; its owner adds ``peer`` (the address, as text).
+        The daemons' log formats print these keys (:mod:`l2tp.daemons.logformat`)."""
+        self._log = logging.LoggerAdapter(logger, self.log_context)
 
     def __repr__(self) -> str:
         return f"<Tunnel {self.tunnel_id} peer={self.peer_tunnel_id} {self.state.value}>"
@@ -783,9 +787,7 @@ class Tunnel:
             vendor_name=vendor if isinstance(vendor, str) else None,
             firmware_revision=firmware if isinstance(firmware, int) else None,
         )
-        self._log = logging.LoggerAdapter(
-            logger, {"tunnel_id": self.tunnel_id, "peer_tunnel_id": peer_id}
-        )
+        self.log_context["peer_tunnel"] = peer_id
         challenge = message.get(AvpType.CHALLENGE)
         if not self._auth.take_peer_challenge(challenge if isinstance(challenge, bytes) else None):
             self.counters.auth_failures += 1

@@ -17,6 +17,12 @@ PPPoL2TP socket (:mod:`l2tp.runtime.ppp`). The contract, in order:
    with a CDN, Result Code 2 (general error) and the Error Message "local
    failure" (the exception text goes to our log, never to the peer), then
    deletes the kernel session; ``stop`` is *not* called.
+   A backend whose payload has a network interface (pppd's or the built-in PPP's
+   ``pppN``) calls ``session.report_interface(name)`` from the event loop thread
+   once that interface exists, and says that it does with a true
+   ``reports_interface`` attribute (:func:`reports_interface`): then
+   ``SessionHandle.wait_interface`` (and so the ``session_up`` hooks) waits for the
+   name; otherwise nothing waits for one.
 4. While running, when the payload side ends by itself (pppd exits, LCP
    terminated, echo failure), the backend calls
    ``session.report_down(result, error=None, message="")`` **from the event
@@ -124,6 +130,8 @@ class BackendSession:
     options: SessionOptions = field(default_factory=SessionOptions)
     report_down: ReportDown = field(default=lambda result, error, message: None)
     """Tell the control plane the payload side ended; it answers with a CDN (step 4)."""
+    report_interface: Callable[[str], None] = field(default=lambda name: None)
+    """Tell the control plane the name of the payload's network interface (step 3)."""
 
     @property
     def key(self) -> tuple[int, int]:
@@ -145,6 +153,11 @@ class SessionBackend(Protocol):
     async def stop(self, session: BackendSession) -> None:
         """End the payload side of ``session``; idempotent, never raises for a dead payload."""
         ...
+
+
+def reports_interface(backend: object) -> bool:
+    """Whether ``backend`` reports its sessions' interface names (see step 3)."""
+    return bool(getattr(backend, "reports_interface", False))
 
 
 class NullSessionBackend:

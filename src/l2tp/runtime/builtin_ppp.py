@@ -34,7 +34,12 @@ from l2tp.kernel.ppp_device import MAX_FRAME, LinuxPppKernel
 from l2tp.kernel.ppp_device import raise_fd_limit as _raise_fd_limit
 from l2tp.ppp.secrets import WILDCARD, find_secret
 from l2tp.protocol.events import Role
-from l2tp.runtime.backend import BackendSession, SessionBackend, SessionOptions
+from l2tp.runtime.backend import (
+    BackendSession,
+    SessionBackend,
+    SessionOptions,
+    reports_interface,
+)
 from l2tp.runtime.ppp_hooks import (
     AddressPool,
     AuthContext,
@@ -100,6 +105,8 @@ class BuiltinPppBackend:
         self.hostname = hostname or socket.gethostname() or "python-l2tp"
         self.random_bytes = random_bytes
         self.counters = BuiltinPppCounters()
+        self.reports_interface = True
+        """Each session's interface is reported once made (backend.py, step 3)."""
         self.links: dict[tuple[int, int], PppLink] = {}
         """The running links by session key (tests and diagnostics)."""
         self.endings: dict[tuple[int, int], Ending | None] = {}
@@ -243,6 +250,10 @@ class DispatchingBackend:
             float(getattr(self.pppd, "stop_timeout", 0.0)),
             float(getattr(self.builtin, "stop_timeout", 0.0)),
         )
+
+    @property
+    def reports_interface(self) -> bool:
+        return reports_interface(self.pppd) or reports_interface(self.builtin)
 
     def backend_for(self, session: BackendSession) -> SessionBackend:
         return self.builtin if uses_builtin(session.options) else self.pppd

@@ -26,6 +26,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..addresses import address_text
 from ..protocol.header import is_control
 from ..protocol.transport import (
     Event,
@@ -220,7 +221,7 @@ class ControlChannel:
                 counters.send_dropped += 1
             except OSError as exc:
                 counters.send_errors += 1
-                log.debug("control datagram to %r not sent: %s", peer, exc)
+                log.debug("control datagram to %s not sent: %s", address_text(peer), exc)
             else:
                 counters.datagrams_out += 1
 

@@ -26,6 +26,7 @@ import socket
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from l2tp.addresses import address_text
 from l2tp.kernel.constants import EncapType
 from l2tp.kernel.sockets import connect_l2tpip
 from l2tp.protocol.constants import CdnResult, ErrorCode, StopCcnResult
@@ -216,6 +217,7 @@ class Initiator(Endpoint):
             # RFC 2661 8.1: the responder may answer from another port; learn it once.
             if th.established_event is None and addr[0] == th.peer[0]:
                 th.peer = addr
+                th.tunnel.log_context["peer"] = address_text(addr)
             else:
                 ctx.counters.foreign_source += 1
                 return

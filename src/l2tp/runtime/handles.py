@@ -21,6 +21,7 @@ import logging
 import socket
 from typing import Any
 
+from l2tp.addresses import address_text
 from l2tp.protocol.constants import CdnResult, StopCcnResult
 from l2tp.protocol.events import (
     CallParams,
@@ -68,6 +69,7 @@ class TunnelHandle(KernelSideEffects):
         self.endpoint = endpoint
         self.tunnel = tunnel
         self.peer = peer
+        tunnel.log_context["peer"] = address_text(peer)
         self.sock = sock
         """Where this tunnel's datagrams go out (the listen socket until a per-tunnel one)."""
         self.own_sock: socket.socket | None = None
@@ -288,7 +290,12 @@ class TunnelHandle(KernelSideEffects):
         ctx = self.ctx
         if self._failing:
             # A second fault while closing after the first: give up on the tunnel.
-            log.debug("tunnel %d: %s while closing after an internal error", self.tunnel_id, exc)
+            log.debug(
+                "tunnel %d: %s while closing after an internal error",
+                self.tunnel_id,
+                exc,
+                extra=self.log_extra(),
+            )
             self.abandon()
             return
         ctx.counters.internal_errors += 1
@@ -297,7 +304,7 @@ class TunnelHandle(KernelSideEffects):
             self.tunnel_id,
             where,
             exc_info=exc,
-            extra={INTERNAL_ERROR: True},
+            extra={INTERNAL_ERROR: True, **self.log_extra()},
         )
         for fut in (self._est_fut, self._closed_fut, self._quiet_fut):
             if fut is not None and not fut.done():
@@ -314,7 +321,11 @@ class TunnelHandle(KernelSideEffects):
                 # may well hit the same fault and abandon the tunnel).
                 self._transmit(self.tunnel.datagrams_to_send(now))
             except Exception:
-                log.debug("tunnel %d: close after an internal error failed", self.tunnel_id)
+                log.debug(
+                    "tunnel %d: close after an internal error failed",
+                    self.tunnel_id,
+                    extra=self.log_extra(),
+                )
             else:
                 self.service()
                 return
@@ -350,7 +361,9 @@ class TunnelHandle(KernelSideEffects):
                 counters.send_dropped += 1
             except OSError as exc:
                 counters.send_errors += 1
-                log.debug("tunnel %d: datagram to %r not sent: %s", self.tunnel_id, peer, exc)
+                log.debug(
+                    "tunnel %d: datagram not sent: %s", self.tunnel_id, exc, extra=self.log_extra()
+                )
             else:
                 counters.datagrams_out += 1
 
@@ -417,7 +430,11 @@ class TunnelHandle(KernelSideEffects):
             self.tunnel.accept_call(sid, now, answer.params)
         else:
             log.info(
-                "tunnel %d: call %d refused: %s", self.tunnel_id, sid, answer.message or "refused"
+                "tunnel %d: call %d refused: %s",
+                self.tunnel_id,
+                sid,
+                answer.message or "refused",
+                extra=self.log_extra(sid),
             )
             self.tunnel.close_session(
                 sid, now, result=answer.result, error=answer.error, message=answer.message

@@ -59,7 +59,7 @@ from l2tp.protocol.events import (
 )
 from l2tp.protocol.tunnel import Tunnel
 
-from .backend import Address, BackendSession, SessionBackend
+from .backend import Address, BackendSession, SessionBackend, reports_interface
 from .driver import Driver, EndpointHooks
 from .errors import LOCAL_FAILURE, TunnelFailed
 from .session_handle import SessionHandle
@@ -107,6 +107,15 @@ class KernelSideEffects:
     @property
     def tunnel_id(self) -> int:
         return self.tunnel.tunnel_id
+
+    def log_extra(self, session_id: int | None = None) -> dict[str, object]:
+        """The ``extra`` of this tunnel's log records: ``tunnel``, ``peer`` (and
+        ``peer_tunnel`` once known) as the protocol core's records carry them, plus
+        ``session`` for one of its calls (see :mod:`l2tp.daemons.logformat`)."""
+        extra = dict(self.tunnel.log_context)
+        if session_id is not None:
+            extra["session"] = session_id
+        return extra
 
     @property
     def peer_tunnel_id(self) -> int:
@@ -156,7 +165,7 @@ class KernelSideEffects:
                 fd=self.sock.fileno(),
             )
         except (KernelError, OSError, ValueError) as exc:
-            log.error("tunnel %d: data plane: %s", self.tunnel_id, exc)
+            log.error("tunnel %d: data plane: %s", self.tunnel_id, exc, extra=self.log_extra())
             self.tunnel.close(
                 self.ctx.loop.time(), result=StopCcnResult.GENERAL_ERROR, message=LOCAL_FAILURE
             )
@@ -169,7 +178,7 @@ class KernelSideEffects:
             await self.ctx.dataplane.create_tunnel(spec)
         except (KernelError, OSError, ValueError) as exc:
             self.kernel = None
-            log.error("tunnel %d: data plane: %s", self.tunnel_id, exc)
+            log.error("tunnel %d: data plane: %s", self.tunnel_id, exc, extra=self.log_extra())
             self.begin_close(StopCcnResult.GENERAL_ERROR, message=LOCAL_FAILURE)
             return
         if self.closed is not None:
@@ -238,9 +247,11 @@ class KernelSideEffects:
             await self.ctx.dataplane.delete_tunnel(tunnel_id)
         except TunnelNotFound:
             # E.g. its socket was closed first, which ends a managed kernel tunnel.
-            log.debug("tunnel %d: kernel tunnel already gone", tunnel_id)
+            log.debug("tunnel %d: kernel tunnel already gone", tunnel_id, extra=self.log_extra())
         except (KernelError, OSError) as exc:
-            log.warning("tunnel %d: deleting kernel tunnel: %s", tunnel_id, exc)
+            log.warning(
+                "tunnel %d: deleting kernel tunnel: %s", tunnel_id, exc, extra=self.log_extra()
+            )
 
     # ----------------------------------------------------------------- sessions
 
@@ -307,6 +318,8 @@ class KernelSideEffects:
                 self._bring_up_failed(handle, info, error)
                 continue
             handle.kernel = True
+            if spec.ifname is not None:
+                handle.interface = spec.ifname
             if handle.closed is not None:
                 _bringup_done(handle)
             elif self._needs_more(handle, spec):
@@ -335,7 +348,13 @@ class KernelSideEffects:
     ) -> None:
         """CDN 2 with the generic message; the details go to our log only."""
         _bringup_done(handle)
-        log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
+        log.error(
+            "session %d/%d: data plane: %s",
+            self.tunnel_id,
+            info.session_id,
+            exc,
+            extra=self.log_extra(info.session_id),
+        )
         self.close_session(info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE)
 
     async def _finish_bring_up(
@@ -358,10 +377,7 @@ class KernelSideEffects:
                     self.tunnel_id, info.session_id, handle.options.bridge or ""
                 )
             except (KernelError, OSError, ValueError) as exc:
-                log.error("session %d/%d: data plane: %s", self.tunnel_id, info.session_id, exc)
-                self.close_session(
-                    info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
-                )
+                self._bring_up_failed(handle, info, exc)
                 return
             if handle.closed is None:
                 self._session_up(handle, info)
@@ -381,12 +397,19 @@ class KernelSideEffects:
             peer=self.peer,
             options=handle.options,
             report_down=lambda r, e, m: self._backend_down(handle, r, e, m),
+            report_interface=lambda name: self._backend_interface(handle, name),
         )
         handle.backend_session = session
         try:
             await backend.start(session)
         except Exception as exc:  # a backend refusing the session: CDN 2 (backend.py step 3)
-            log.error("session %d/%d: backend: %s", self.tunnel_id, info.session_id, exc)
+            log.error(
+                "session %d/%d: backend: %s",
+                self.tunnel_id,
+                info.session_id,
+                exc,
+                extra=self.log_extra(info.session_id),
+            )
             handle.backend_session = None
             self.close_session(
                 info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
@@ -404,6 +427,7 @@ class KernelSideEffects:
             self.tunnel_id,
             handle.session_id,
             "active" if active else "inactive",
+            extra=self.log_extra(handle.session_id),
         )
         info = handle.info
         if not handle.kernel or self.kernel is None or info is None:
@@ -424,7 +448,11 @@ class KernelSideEffects:
             await self.ctx.dataplane.set_session_up(self.tunnel_id, handle.session_id, active)
         except (KernelError, OSError, ValueError) as exc:
             log.warning(
-                "session %d/%d: interface up/down: %s", self.tunnel_id, handle.session_id, exc
+                "session %d/%d: interface up/down: %s",
+                self.tunnel_id,
+                handle.session_id,
+                exc,
+                extra=self.log_extra(handle.session_id),
             )
 
     def _kernel_session(self, info: SessionInfo, handle: SessionHandle) -> KernelSessionSpec:
@@ -469,6 +497,54 @@ class KernelSideEffects:
             mtu=options.mtu if pw_type == PseudowireType.ETH else None,
         )
 
+    def _pseudowire(self, handle: SessionHandle) -> int | None:
+        """The established call's pseudowire type (L2TPv2: always PPP)."""
+        if self.tunnel.config.version == 2:
+            return PseudowireType.PPP
+        info = handle.info
+        if info is not None and info.pseudowire_type is not None:
+            return info.pseudowire_type
+        return handle.params.pseudowire_type
+
+    async def session_interface(self, handle: SessionHandle, timeout: float) -> str | None:
+        """:meth:`SessionHandle.wait_interface`: an Ethernet pseudowire's interface from
+        the data plane (one GET unless its name was configured), a PPP session's as its
+        backend reports it."""
+        if handle.interface is not None:
+            return handle.interface
+        if handle.info is None or handle.closed is not None or not handle.kernel:
+            return None
+        pseudowire = self._pseudowire(handle)
+        if pseudowire == PseudowireType.ETH:
+            try:
+                name = await self.ctx.dataplane.session_interface(self.tunnel_id, handle.session_id)
+            except (KernelError, OSError, ValueError) as exc:
+                log.debug(
+                    "session %d/%d: interface: %s",
+                    self.tunnel_id,
+                    handle.session_id,
+                    exc,
+                    extra=self.log_extra(handle.session_id),
+                )
+                return None
+            if name and handle.interface is None:
+                handle.interface = name
+            return handle.interface
+        if pseudowire == PseudowireType.PPP and reports_interface(self.ctx.backend):
+            return await handle._reported_interface(timeout)
+        return None
+
+    def _backend_interface(self, handle: SessionHandle, name: str) -> None:
+        if handle.interface != name:
+            log.info(
+                "session %d/%d: interface %s",
+                self.tunnel_id,
+                handle.session_id,
+                name,
+                extra=self.log_extra(handle.session_id),
+            )
+        handle._set_interface(name)
+
     def _backend_down(
         self, handle: SessionHandle, result: int, error: int | None, message: str
     ) -> None:
@@ -479,6 +555,7 @@ class KernelSideEffects:
                 handle.session_id,
                 result,
                 message,
+                extra=self.log_extra(handle.session_id),
             )
             self.close_session(handle.session_id, result=result, error=error, message=message)
 
@@ -538,7 +615,12 @@ class KernelSideEffects:
         try:
             await backend.stop(session)
         except Exception:
-            log.exception("session %d/%d: backend stop failed", self.tunnel_id, session.key[1])
+            log.exception(
+                "session %d/%d: backend stop failed",
+                self.tunnel_id,
+                session.key[1],
+                extra=self.log_extra(session.key[1]),
+            )
 
     async def _delete_kernel_session(self, handle: SessionHandle) -> None:
         handle.kernel = False
@@ -548,9 +630,20 @@ class KernelSideEffects:
             await self.ctx.dataplane.delete_session(self.tunnel_id, handle.session_id)
         except (SessionNotFound, TunnelNotFound):
             # Expected for PPP: Linux deletes the session when pppd's PPPoL2TP socket closes.
-            log.debug("session %d/%d: already gone", self.tunnel_id, handle.session_id)
+            log.debug(
+                "session %d/%d: already gone",
+                self.tunnel_id,
+                handle.session_id,
+                extra=self.log_extra(handle.session_id),
+            )
         except (KernelError, OSError) as exc:
-            log.warning("session %d/%d: deleting: %s", self.tunnel_id, handle.session_id, exc)
+            log.warning(
+                "session %d/%d: deleting: %s",
+                self.tunnel_id,
+                handle.session_id,
+                exc,
+                extra=self.log_extra(handle.session_id),
+            )
 
 
 def _nothing_to_await(handle: SessionHandle) -> bool:

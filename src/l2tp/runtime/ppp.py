@@ -57,7 +57,13 @@ many ppp interfaces at once, which holds the RTNL lock every pppd waits for
 (20 + 20 pppd took up to 6.5 s there; at 5 s one was killed).
 
 pppd's output (``nodetach`` logs to stdout) is logged line by line with the
-session's IDs. When pppd exits by itself, its exit status (``man pppd``, EXIT
+session's IDs. Its ``Using interface NAME`` line, which pppd writes once it has
+attached the session's channel to a new PPP unit (before LCP starts), names the
+session's interface (``pppN``, or the ``ifname`` given): it is reported to the
+control plane (``session.report_interface``, :mod:`l2tp.runtime.backend` step 3),
+for ``l2tp ctl sessions`` and the ``session_up`` hooks. Only a line that starts
+with it counts: what pppd quotes from the peer (``Remote message: ...``) never
+starts a line. When pppd exits by itself, its exit status (``man pppd``, EXIT
 STATUS) is mapped to a CDN Result Code by :func:`map_exit` / :data:`EXIT_TABLE`
 and reported with ``session.report_down``; :meth:`PppdBackend.stop` sends
 SIGTERM, waits ``stop_timeout`` seconds and then SIGKILLs, and reports nothing.
@@ -74,12 +80,14 @@ import contextlib
 import enum
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from l2tp.addresses import address_text
 from l2tp.protocol.constants import CdnResult, ErrorCode
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.ppp_options import (
@@ -118,6 +126,9 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PLUGIN = "pppol2tp.so"
+
+USING_INTERFACE = re.compile(r"Using interface (\S{1,15})$")
+"""pppd's log line naming its interface (pppd's ``set_ifunit``); IFNAMSIZ bounds it."""
 """Found by pppd in its plugin directory (``/usr/lib/pppd/<version>/``)."""
 
 PPPD_CANDIDATES = ("/usr/sbin/pppd", "/sbin/pppd", "/usr/local/sbin/pppd")
@@ -370,9 +381,12 @@ class _Running:
     session: BackendSession
     process: asyncio.subprocess.Process
     label: str
+    log: logging.LoggerAdapter[logging.Logger]
+    """The backend's logger with the session's context (tunnel, session, peer)."""
     output: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=20))
     stopping: bool = False
     monitor: asyncio.Task[PppdExit] | None = None
+    interface: str | None = None
 
 
 class PppdBackend:
@@ -402,6 +416,8 @@ class PppdBackend:
         self.env = env if env is not None else {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
         self.log = logger or log
         self._running: dict[tuple[int, int], _Running] = {}
+        self.reports_interface = True
+        """It reports each session's ``pppN`` (see the module doc and backend.py step 3)."""
         self.exits: dict[tuple[int, int], PppdExit] = {}
         """The last :class:`PppdExit` of every session key, for diagnostics and tests."""
 
@@ -460,10 +476,20 @@ class PppdBackend:
             )
         finally:
             sock.close()  # pppd holds its own copy; ours would keep the session alive
-        run = _Running(session=session, process=process, label=label)
+        context = {
+            "tunnel": info.tunnel_id,
+            "session": info.session_id,
+            "peer": address_text(session.peer),
+        }
+        run = _Running(
+            session=session,
+            process=process,
+            label=label,
+            log=logging.LoggerAdapter(self.log, context),
+        )
         self._running[key] = run
-        self.log.info("%s: started pppd[%d]", label, process.pid)
-        self.log.debug("%s: pppd[%d] argv: %s", label, process.pid, " ".join(redact(argv)))
+        run.log.info("%s: started pppd[%d]", label, process.pid)
+        run.log.debug("%s: pppd[%d] argv: %s", label, process.pid, " ".join(redact(argv)))
         run.monitor = asyncio.create_task(self._monitor(run), name=f"pppd {label}")
 
     async def _read_output(self, run: _Running) -> None:
@@ -480,7 +506,20 @@ class PppdBackend:
             line = raw.decode(errors="replace").rstrip()
             if line:
                 run.output.append(line)
-                self.log.info("%s: pppd[%d]: %s", run.label, run.process.pid, line)
+                run.log.info("%s: pppd[%d]: %s", run.label, run.process.pid, line)
+                if run.interface is None:
+                    self._interface_line(run, line)
+
+    def _interface_line(self, run: _Running, line: str) -> None:
+        """Report pppd's interface once its ``Using interface NAME`` line comes."""
+        match = USING_INTERFACE.match(line)
+        if match is None:
+            return
+        run.interface = match.group(1)
+        try:
+            run.session.report_interface(run.interface)
+        except Exception:
+            run.log.exception("%s: report_interface failed", run.label)
 
     async def _monitor(self, run: _Running) -> PppdExit:
         reader = asyncio.create_task(self._read_output(run))
@@ -505,9 +544,9 @@ class PppdBackend:
         if self._running.get(session.key) is run:
             del self._running[session.key]
         if run.stopping:
-            self.log.info("%s: pppd[%d] stopped (%d)", run.label, run.process.pid, returncode)
+            run.log.info("%s: pppd[%d] stopped (%d)", run.label, run.process.pid, returncode)
         else:
-            self.log.warning(
+            run.log.warning(
                 "%s: pppd[%d] exited (%d): %s; reporting CDN result %d",
                 run.label,
                 run.process.pid,
@@ -518,7 +557,7 @@ class PppdBackend:
             try:
                 session.down(result, error, message)
             except Exception:
-                self.log.exception("%s: report_down failed", run.label)
+                run.log.exception("%s: report_down failed", run.label)
         return outcome
 
     async def wait(self, session: BackendSession, timeout: float | None = None) -> PppdExit:
@@ -541,7 +580,7 @@ class PppdBackend:
         run.stopping = True
         process = run.process
         if process.returncode is None:
-            self.log.debug("%s: stopping pppd[%d] (SIGTERM)", run.label, process.pid)
+            run.log.debug("%s: stopping pppd[%d] (SIGTERM)", run.label, process.pid)
             with contextlib.suppress(ProcessLookupError):
                 process.terminate()
             try:
@@ -551,9 +590,9 @@ class PppdBackend:
                 if _has_exited(process.pid):
                     # Its exit is only waiting for the event loop (busy loop, child
                     # watcher thread not yet scheduled): nothing to kill.
-                    self.log.debug("%s: pppd[%d] exited; exit not seen yet", run.label, process.pid)
+                    run.log.debug("%s: pppd[%d] exited; exit not seen yet", run.label, process.pid)
                 else:
-                    self.log.warning(
+                    run.log.warning(
                         "%s: pppd[%d] ignored SIGTERM for %.1f s; killing it",
                         run.label,
                         process.pid,

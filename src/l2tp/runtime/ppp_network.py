@@ -32,6 +32,7 @@ from l2tp.kernel.ppp_device import (
 )
 from l2tp.ppp import NetworkDown, NetworkPhase, NetworkUp, PppConnection
 from l2tp.ppp.constants import Protocol as PppProtocol
+from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.ppp_hooks import AddressPool, BuiltinPppOptions, PppAuthenticator
 from l2tp.runtime.ppp_outcome import BuiltinPppCounters, Ending
 
@@ -125,6 +126,7 @@ def remove_file(path: str) -> None:
 class PppNetwork:
     """Mixin: the network-phase handling of :class:`~l2tp.runtime.ppp_link.PppLink`."""
 
+    session: BackendSession
     settings: LinkSettings
     options: BuiltinPppOptions
     counters: BuiltinPppCounters
@@ -193,6 +195,10 @@ class PppNetwork:
                     self.options.interface_name,
                     exc,
                 )
+        try:
+            self.session.report_interface(self.ifname)  # backend.py, step 3
+        except Exception:
+            log.exception("%s: report_interface failed", self.label)
         mtu = await self._set_mtu()
         log.info(
             "%s: interface %s (unit %d, mtu %d)", self.label, self.ifname, self.unit.number, mtu

@@ -32,6 +32,8 @@ class SessionOwner(Protocol):
 
     def send_circuit_status(self, session_id: int, active: bool) -> None: ...
 
+    async def session_interface(self, handle: SessionHandle, timeout: float) -> str | None: ...
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Admission:
@@ -50,6 +52,7 @@ class SessionHandle:
     __slots__ = (
         "_closed_fut",
         "_est_fut",
+        "_if_fut",
         "backend_session",
         "bringup",
         "circuit",
@@ -58,6 +61,7 @@ class SessionHandle:
         "created_at",
         "established_at",
         "info",
+        "interface",
         "kernel",
         "options",
         "params",
@@ -94,6 +98,11 @@ class SessionHandle:
         """Loop time the call was established by the protocol (uptime for ``l2tp ctl``)."""
         self.kernel = False
         """A kernel session exists for it."""
+        self.interface: str | None = None
+        """The network interface carrying its payload, once known: an Ethernet
+        pseudowire's (its configured name, or the kernel's ``l2tpethN`` once looked up),
+        a PPP session's as pppd or the built-in PPP reported it (``pppN``, or the
+        configured name). See :meth:`wait_interface`."""
         self.backend_session: BackendSession | None = None
         self.stopping = False
         self.released = False
@@ -105,6 +114,7 @@ class SessionHandle:
         """The last interface up/down following the peer's Circuit Status (runtime internal)."""
         self._est_fut: asyncio.Future[SessionInfo] | None = None
         self._closed_fut: asyncio.Future[SessionClosed] | None = None
+        self._if_fut: asyncio.Future[str | None] | None = None
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else "established" if self.info else "pending"
@@ -134,6 +144,20 @@ class SessionHandle:
             self._closed_fut = self.tunnel.create_future()
         return await asyncio.shield(self._closed_fut)
 
+    async def wait_interface(self, timeout: float) -> str | None:
+        """The name of the session's network interface, or None if it has none (yet).
+
+        Known at once for an Ethernet pseudowire with a configured name; the kernel's
+        own ``l2tpethN`` name costs one netlink GET (made here, only for whoever asks,
+        so that a burst of calls pays nothing for it). A PPP session's interface is
+        made by its payload, pppd or the built-in PPP, some time after the session is
+        up (pppd: when it attaches its unit; the built-in PPP: at the network phase,
+        after LCP and authentication): this waits up to ``timeout`` seconds for the
+        backend to report it, and returns None when nothing will (no backend, or
+        one that does not report names) or it did not come in time.
+        """
+        return await self.tunnel.session_interface(self, timeout)
+
     def set_circuit(self, active: bool) -> None:
         """L2TPv3: tell the peer our circuit went up or down (SLI with Circuit Status,
         RFC 3931 5.4.5); while it is down the peer stops sending on this session."""
@@ -157,6 +181,23 @@ class SessionHandle:
         if self._est_fut is not None and not self._est_fut.done():
             self._est_fut.set_result(info)
 
+    async def _reported_interface(self, timeout: float) -> str | None:
+        """Wait up to ``timeout`` s for :meth:`_set_interface` (None: late, or released)."""
+        if self.interface is not None or self.released:
+            return self.interface
+        if self._if_fut is None:
+            self._if_fut = self.tunnel.create_future()
+        try:
+            async with asyncio.timeout(timeout):
+                return await asyncio.shield(self._if_fut)
+        except TimeoutError:
+            return None
+
+    def _set_interface(self, name: str) -> None:
+        self.interface = name
+        if self._if_fut is not None and not self._if_fut.done():
+            self._if_fut.set_result(name)
+
     def _fail(self, exc: BaseException) -> None:
         """A bug in the runtime ended this session's tunnel: waiters get the exception."""
         for fut in (self._est_fut, self._closed_fut):
@@ -174,3 +215,5 @@ class SessionHandle:
         self.released = True
         if self._closed_fut is not None and not self._closed_fut.done():
             self._closed_fut.set_result(event)
+        if self._if_fut is not None and not self._if_fut.done():
+            self._if_fut.set_result(None)
