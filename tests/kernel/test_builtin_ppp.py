@@ -388,7 +388,7 @@ password = "Wr0ng-Pa55"
     assert_clean(pair.ns_a, pair.ns_b)
     assert our_fds() <= fds + 2  # the loop's own (selector, self-pipe) are gone too
     assert_ppp_decodes(pcap, {"lcp", "chap", "ipcp", "ipv6cp", "icmp", "icmpv6"})
-    assert "mschap-v2 authentication of user 'alice' failed" in logs.text
+    assert 'mschap-v2 authentication of user "alice" failed' in logs.text
     assert "Wr0ng-Pa55" not in logs.text and "correct horse" not in logs.text
 
 
@@ -530,7 +530,7 @@ lcp_echo_failure = 3
     assert_ppp_decodes(pcap, {"lcp", "pap", "chap", "ipcp", "icmp"})
     assert _l2tp_state(pair.ns_a) == ([], []) and not _links(pair.ns_a)
     assert our_fds() <= fds + 2
-    assert "authentication of user 'msuser' failed" in logs.text
+    assert 'authentication of user "msuser" failed' in logs.text
     assert "Wr0ng-Pa55" not in logs.text and "ms-pass" not in logs.text
     ip_batch([f"addr del {a}/24 dev vb" for a in CLIENT_ADDRESSES.values()], netns=pair.ns_b)
 
@@ -634,8 +634,8 @@ password = "ms-pass"
     assert_ppp_decodes(pcap, {"lcp", "chap", "ipcp", "icmp"})
     # The method each session agreed with pppd in LCP (pppd asks MD5 first, then takes
     # the MS-CHAPv2 our second session Naks it to).
-    assert "chap-md5 authentication as user 'chapuser' succeeded" in logs.text
-    assert "mschap-v2 authentication as user 'msuser' succeeded" in logs.text
+    assert 'chap-md5 authentication as user "chapuser" succeeded' in logs.text
+    assert 'mschap-v2 authentication as user "msuser" succeeded' in logs.text
     assert _l2tp_state(pair.ns_b) == ([], []) and not _links(pair.ns_b)
     assert our_fds() <= fds + 2
 

@@ -161,7 +161,7 @@ def test_each_method_brings_the_link_up_and_configures_the_unit(
         assert pair.lns_kernel.closed
 
     run(scenario)
-    assert "user 'alice' succeeded" in caplog.text
+    assert 'user "alice" succeeded' in caplog.text
     assert "correct horse" not in caplog.text
 
 
@@ -231,7 +231,7 @@ def test_wrong_password_ends_with_the_documented_cdn(
             await pair.close()
 
     run(scenario)
-    assert "mschap-v2 authentication of user 'alice' failed" in caplog.text
+    assert 'mschap-v2 authentication of user "alice" failed' in caplog.text
     assert "wrong horse" not in caplog.text and "correct horse" not in caplog.text
 
 

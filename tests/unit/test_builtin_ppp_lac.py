@@ -57,7 +57,7 @@ def test_peer_password_from_the_secrets_file(
             await pair.close()
 
     run(scenario)
-    assert "chap-md5 authentication as user 'bob' succeeded" in caplog.text
+    assert 'chap-md5 authentication as user "bob" succeeded' in caplog.text
     assert "hunter2" not in caplog.text
 
 

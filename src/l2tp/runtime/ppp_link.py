@@ -43,6 +43,7 @@ from l2tp.kernel.ppp_device import (
     PppChannel,
     PppUnit,
 )
+from l2tp.peer_text import quoted
 from l2tp.ppp import (
     AuthDecision,
     AuthFailed,
@@ -341,11 +342,11 @@ class PppLink(PppNetwork):
         elif isinstance(event, AuthSucceeded):
             self.counters.auth_succeeded += 1
             log.info(
-                "%s: %s authentication %s user %r succeeded",
+                "%s: %s authentication %s user %s succeeded",
                 self.label,
                 event.method.value,
                 "of" if self.role is PppRole.AUTHENTICATOR else "as",
-                event.user,
+                quoted(event.user),
             )
         elif isinstance(event, AuthFailed):
             self._auth_failed(event)
@@ -371,19 +372,19 @@ class PppLink(PppNetwork):
         method = event.method.value if event.method else "no method"
         if self.role is PppRole.AUTHENTICATOR:
             log.warning(
-                "%s: %s authentication of user %r failed: %s",
+                "%s: %s authentication of user %s failed: %s",
                 self.label,
                 method,
-                event.user,
+                quoted(event.user),
                 event.reason,
             )
             self._report(Ending.AUTH_FAILED)
         else:
             log.warning(
-                "%s: %s authentication as user %r to the peer failed: %s",
+                "%s: %s authentication as user %s to the peer failed: %s",
                 self.label,
                 method,
-                event.user or self.options.user,
+                quoted(event.user or self.options.user),
                 event.reason,
             )
             self._report(Ending.AUTH_TO_PEER_FAILED)
@@ -451,7 +452,7 @@ class PppLink(PppNetwork):
             except Exception:
                 self.counters.auth_hook_errors += 1
                 log.exception(
-                    "%s: authentication hook failed; denying %r", self.label, request.user
+                    "%s: authentication hook failed; denying %s", self.label, quoted(request.user)
                 )
                 decision = AuthDecision(success=False, message="Access denied")
             if self.released:
@@ -483,10 +484,10 @@ class PppLink(PppNetwork):
             if self.pool_address is None:
                 self.counters.pool_exhausted += 1
                 log.warning(
-                    "%s: address pool %s exhausted: no IPv4 address for %r",
+                    "%s: address pool %s exhausted: no IPv4 address for %s",
                     self.label,
                     pool.network,
-                    user,
+                    quoted(user),
                 )
         return self.pool_address
 
@@ -586,7 +587,9 @@ class _HookAdapter:
             verdict = hook.authenticate(request, link._context())
         except Exception:
             link.counters.auth_hook_errors += 1
-            log.exception("%s: authentication hook failed; denying %r", link.label, request.user)
+            log.exception(
+                "%s: authentication hook failed; denying %s", link.label, quoted(request.user)
+            )
             return AuthDecision(success=False, message="Access denied")
         if isinstance(verdict, AuthDecision):
             return verdict

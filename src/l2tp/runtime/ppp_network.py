@@ -30,6 +30,7 @@ from l2tp.kernel.ppp_device import (
     PppUnit,
     ipv6_link_local,
 )
+from l2tp.peer_text import quoted
 from l2tp.ppp import NetworkDown, NetworkPhase, NetworkUp, PppConnection
 from l2tp.ppp.constants import Protocol as PppProtocol
 from l2tp.runtime.backend import BackendSession
@@ -176,7 +177,9 @@ class PppNetwork:
             kernel.set_mru(self.unit, event.mru)
         except (KernelError, OSError) as exc:
             log.warning("%s: setting the MRU: %s", self.label, exc)
-        log.info("%s: network phase (user %r): unit %d", self.label, event.user, self.unit.number)
+        log.info(
+            "%s: network phase (user %s): unit %d", self.label, quoted(event.user), self.unit.number
+        )
 
     async def _configure_interface(self) -> None:
         assert self.unit is not None
@@ -189,10 +192,10 @@ class PppNetwork:
             except (KernelError, OSError) as exc:
                 self.counters.interface_errors += 1
                 log.warning(
-                    "%s: naming %s %r: %s; keeping its name",
+                    "%s: naming %s %s: %s; keeping its name",
                     self.label,
                     self.ifname,
-                    self.options.interface_name,
+                    quoted(self.options.interface_name),
                     exc,
                 )
         try:
