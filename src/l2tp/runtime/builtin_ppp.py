@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
-import os
 import socket
 from collections.abc import Callable
 from ipaddress import IPv4Network
@@ -49,6 +48,7 @@ from l2tp.runtime.ppp_hooks import (
 )
 from l2tp.runtime.ppp_link import LinkSettings, PppKernel, PppLink
 from l2tp.runtime.ppp_outcome import BuiltinPppCounters, Ending, map_ending
+from l2tp.runtime.randomness import random_bytes as default_random_bytes
 
 __all__ = [
     "AddressPool",
@@ -91,7 +91,7 @@ class BuiltinPppBackend:
         kernel: PppKernel | None = None,
         terminate_wait: float = DEFAULT_TERMINATE_WAIT,
         hostname: str | None = None,
-        random_bytes: Callable[[int], bytes] = os.urandom,
+        random_bytes: Callable[[int], bytes] = default_random_bytes,
         raise_fd_limit: bool = True,
     ) -> None:
         if raise_fd_limit:

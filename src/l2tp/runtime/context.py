@@ -22,7 +22,8 @@ Design (aioquic-style driver over the sans-IO core of :mod:`l2tp.protocol`):
   timer: :meth:`L2tpContext.need_reap` schedules the flush).
 * **Randomness.** Tunnel IDs (one pool for the whole context, as kernel tunnel
   IDs are per host), session IDs, challenges and random vectors come from the
-  injected ``random_bytes`` (default :func:`os.urandom`).
+  injected ``random_bytes`` (default :data:`~l2tp.runtime.randomness.random_bytes`,
+  :func:`os.urandom` read in blocks).
 * **Kernel work off the loop.** The data plane is an
   :class:`~l2tp.kernel.async_dataplane.AsyncDataPlane`: kernel objects are made in
   tasks whose requests are pipelined on one netlink socket per namespace, and new
@@ -40,7 +41,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
 import socket
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -63,6 +63,7 @@ from .errors import INTERNAL_ERROR
 from .handles import TunnelHandle
 from .kernel_side import HANGUP_AFTER
 from .memory import HeapTrimmer
+from .randomness import random_bytes as default_random_bytes
 from .sockets import (
     ListenError,
     host_port,
@@ -116,7 +117,7 @@ class L2tpContext:
         *,
         dataplane: AsyncDataPlane | None = None,
         backend: SessionBackend | None = None,
-        random_bytes: RandomSource = os.urandom,
+        random_bytes: RandomSource = default_random_bytes,
         loop: asyncio.AbstractEventLoop | None = None,
         netns: str | None = None,
         close_dataplane: bool = True,
