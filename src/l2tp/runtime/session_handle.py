@@ -51,6 +51,7 @@ class SessionHandle:
         "_closed_fut",
         "_est_fut",
         "backend_session",
+        "backend_stop",
         "bringup",
         "circuit",
         "circuit_task",
@@ -96,6 +97,10 @@ class SessionHandle:
         """A kernel session exists for it."""
         self.backend_session: BackendSession | None = None
         self.stopping = False
+        self.backend_stop: asyncio.Task[None] | None = None
+        """Its backend being stopped ahead of the call's end (a daemon shutting down stops
+        every PPP before its StopCCN: ``TunnelHandle.stop_backends``); the tear-down
+        awaits it instead of stopping the backend again (runtime internal)."""
         self.released = False
         """Closed, and its backend and kernel session are gone (see :meth:`wait_closed`)."""
         self.bringup: asyncio.Future[None] | None = None
