@@ -10,15 +10,26 @@ takes too long), stopped with a signal and, past a time limit, SIGKILL. On it:
   and the log verbosity.
 * ``xl2tpd_harness.Xl2tpd`` (xl2tpd, ready when its control pipe exists) and
   ``xl2tpd_harness.Capture`` (tcpdump, ready when it says "listening on").
+
+What a stopped daemon must not leave behind is read here too, without starting a
+process where possible (each costs 0.25-0.5 s in the emulated VM): :func:`pppd_in`
+(from /proc), :func:`l2tp_objects` (one ``ip -batch``). :func:`clean_up` is the
+fixtures' end: SIGKILL what still runs, keep the logs (``L2TP_TEST_LOGS``), kill the
+pppd a failed test left in its namespaces.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 from tests.helpers import wait_until
 
@@ -82,6 +93,28 @@ class ManagedProcess:
                 raise
             return status
 
+    def stop_timed(
+        self, done: Callable[[], bool] | None = None, timeout: float = 30.0
+    ) -> tuple[float, float, int]:
+        """SIGTERM and watch: ``(seconds until done() first held, seconds until exit,
+        exit status)``, polled every 50 ms; done() not seen before the exit counts as the
+        exit. Past ``timeout`` SIGKILL and AssertionError with the log's tail."""
+        assert self.proc is not None, f"{self.label} was never started"
+        t0 = time.monotonic()
+        self.proc.terminate()
+        seen: float | None = None
+        while self.proc.poll() is None and time.monotonic() - t0 < timeout:
+            if seen is None and done is not None and done():
+                seen = time.monotonic() - t0
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            self.kill()
+            raise AssertionError(
+                f"{self.label} still running {timeout} s after SIGTERM\n{self.tail()}"
+            )
+        took = time.monotonic() - t0
+        return (took if seen is None else seen), took, self.proc.returncode
+
     def kill(self) -> None:
         """SIGKILL if still running (fixtures' clean-up after a failed test)."""
         if self.running:
@@ -91,6 +124,11 @@ class ManagedProcess:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def tail(self, lines: int = 60) -> str:
+        """The log's last lines, headed by the label (for assertion messages)."""
+        text = "\n".join(self.output().splitlines()[-lines:])
+        return f"--- {self.label} (last {lines} lines)\n{text}"
 
 
 class DaemonProcess(ManagedProcess):
@@ -134,3 +172,63 @@ class DaemonProcess(ManagedProcess):
         status = super().stop(sig, timeout, raise_on_timeout=raise_on_timeout)
         assert status is not None, f"{self.label} was never started"
         return status
+
+
+def _ns_inode(ns: str) -> int:
+    return os.stat(f"/run/netns/{ns}").st_ino
+
+
+def pppd_in(ns: str) -> list[int]:
+    """pids of the pppol2tp pppd processes in namespace ``ns`` (read from /proc)."""
+    want = _ns_inode(ns)
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
+            if b"pppol2tp" not in cmd or not cmd.split(b"\0", 1)[0].endswith(b"pppd"):
+                continue
+            if os.stat(f"/proc/{entry}/ns/net").st_ino == want:
+                found.append(int(entry))
+        except OSError:
+            continue
+    return found
+
+
+def l2tp_objects(ns: str) -> tuple[list[Any], list[Any]]:
+    """The kernel's L2TP tunnels and sessions in ``ns`` (one ``ip -batch`` process)."""
+    done = subprocess.run(
+        ["ip", "-n", ns, "-j", "-batch", "-"],
+        input="l2tp show tunnel\nl2tp show session\n",
+        capture_output=True,
+        text=True,
+    )
+    decoder = json.JSONDecoder()
+    docs: list[Any] = []
+    text = done.stdout.strip()
+    while text:
+        doc, end = decoder.raw_decode(text)
+        docs.append(doc)
+        text = text[end:].strip()
+    while len(docs) < 2:  # ip prints nothing for an empty list
+        docs.append([])
+    return docs[0], docs[1]
+
+
+def clean_up(started: Iterable[ManagedProcess], namespaces: Iterable[str] = ()) -> None:
+    """A fixture's end: SIGKILL what still runs, copy the logs to ``L2TP_TEST_LOGS`` (a
+    writable folder) when it is set, and SIGKILL the pppd left in ``namespaces`` (by pid:
+    a failed test's daemon may not have reaped them)."""
+    started = list(started)
+    for proc in started:
+        proc.kill()
+    keep = os.environ.get("L2TP_TEST_LOGS")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        for proc in started:
+            (Path(keep) / proc.log.name).write_text(proc.output())
+    for ns in namespaces:
+        for pid in pppd_in(ns):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

@@ -35,8 +35,7 @@ import pytest
 
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, ip_batch, wait_until
-from tests.kernel.daemons import DaemonProcess, ManagedProcess
-from tests.kernel.test_shutdown import l2tp_objects, pppd_in
+from tests.kernel.daemons import DaemonProcess, ManagedProcess, l2tp_objects, pppd_in
 from tests.kernel.xl2tpd_harness import (
     Capture,
     Xl2tpd,
@@ -166,11 +165,14 @@ def ipsec(veth_pair: VethPair) -> Iterator[VethPair]:
 
 @pytest.fixture
 def chap_secrets(ipsec: VethPair) -> Iterator[None]:
-    """The LNS's pppd reads /etc/ppp/chap-secrets: ``ip netns exec`` bind-mounts
-    /etc/netns/NS/ppp over /etc/ppp, so xl2tpd (and its pppd) get a copy with alice."""
+    """The LNS's pppd reads /etc/ppp/chap-secrets (pppd has no option naming another
+    file): ``ip netns exec`` bind-mounts /etc/netns/NS/ppp over /etc/ppp, so xl2tpd (and
+    its pppd) see a /etc/ppp holding only a chap-secrets with alice. Nothing else of
+    /etc/ppp is needed there: pppd's options come from xl2tpd's ``pppoptfile``, and a
+    missing /etc/ppp/options or ip-up/ip-down script is skipped."""
     etc = Path("/etc/netns") / ipsec.ns_a
     ppp = etc / "ppp"
-    shutil.copytree("/etc/ppp", ppp, symlinks=True, dirs_exist_ok=True)
+    ppp.mkdir(parents=True, exist_ok=True)
     (ppp / "chap-secrets").write_text(f'"{USER}" server "{PASSWORD}" *\n')
     (ppp / "chap-secrets").chmod(0o600)
     yield

@@ -1,52 +1,65 @@
 """Shutdown with many PPP sessions: SIGTERM must leave no pppd and no kernel tunnel, fast.
 
 NetworkManager-l2tp sends kl2tpd SIGTERM and SIGKILL 2 seconds later (issue 16), so a
-daemon must be gone, with its pppd and its kernel objects, as soon as its pppd are,
-however many PPP sessions it holds. Here 20 sessions in one tunnel, real pppd on both
-sides:
+daemon must be gone, with its pppd and its kernel objects, within 2 s however many PPP
+sessions it holds. Here 20 sessions in one tunnel, real pppd on both sides:
 
 * our kl2tpd (LAC) to our l2tp-lns: SIGTERM the LAC, then (after the LAC is started
   again) SIGTERM the LNS, each while every session is up;
 * two l2tpd with L2TPv3 PPP pseudowires (RFC 4591): SIGTERM the initiator.
 
-For the signalled daemon: the time from SIGTERM to its exit (status 0), and at that
-moment no pppd in its namespace and no kernel tunnel or session; no pppd killed (each
-exited after its SIGTERM or its channel's hang-up). What the daemon adds to its pppd's
-own exit (the time from the last pppd gone to the daemon's exit) is bounded by
-:data:`OVERHEAD_WITHIN`. The 2 s of NetworkManager is asserted with one session
-(``test_networkmanager.py``): in the emulated test VM, 20 + 20 pppd ending at once take
-seconds in the kernel alone, where each ppp interface's removal holds the RTNL lock that
-every other pppd waits for (docs/ppp.md, "Stopping"). The figures are printed.
+For the signalled daemon: exit status 0 within :data:`STOP_WITHIN` of the SIGTERM (scaled
+when the VM is visibly slower than usual: :data:`UP_TYPICAL`), and at
+that moment no pppd in its namespace and no kernel tunnel or session; no pppd killed
+(each ended its LCP with the peer's, docs/ppp.md "Stopping"). The figures are printed
+(docs/networkmanager.md, "Shutdown").
+
+pppd runs with ``noipv6``: pppd 2.4.9 runs ``/etc/ppp/ipv6-down`` (Debian's: a shell and
+run-parts) at the end of every session whose IPV6CP came up, with no option to name
+another script, and 40 such script runs took 3-4 s of the emulated VM's CPU (``kill
+-TERM`` of 20 idle pppd, nothing of ours involved: 3.7-4.6 s with the script, 0.6 s
+without). That cost is pppd's and the VM's, not the daemon's; on hardware it is
+milliseconds.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, wait_until
-from tests.kernel.daemons import DaemonProcess
+from tests.kernel.daemons import DaemonProcess, clean_up, l2tp_objects, pppd_in
 
 pytestmark = pytest.mark.kernel
 
 SESSIONS = 20
 UP_WITHIN = 120.0
 """Seconds for every session to have its ppp interfaces on both sides (emulated VM)."""
-OVERHEAD_WITHIN = 1.0
-"""Seconds from the last pppd gone to the daemon's exit (measured 0.1-0.6 s in the VM)."""
+STOP_WITHIN = 2.0
+"""NetworkManager-l2tp's SIGTERM-to-SIGKILL interval (measured 0.6-1.3 s in the VM)."""
+UP_TYPICAL = 12.0
+"""Seconds the 20 sessions take to come up in the VM on an idle host (7.5-12 s). When the
+host is loaded (another VM, the host tiers) everything in the guest runs slower, the
+shutdown too (2.46 s once, with the bring-up at 19.4 s); the limit is scaled by the same
+factor rather than letting a busy host fail the test."""
+
+
+def _limit(*ups: float) -> float:
+    return STOP_WITHIN * max(1.0, max(ups) / UP_TYPICAL)
+
 
 # No authentication, no LCP echoes (a slow VM must not time them out), no ip-up/down
-# scripts (20 runs of Debian's run-parts would cost more VM time than the sessions).
+# scripts (20 runs of Debian's run-parts would cost more VM time than the sessions), no
+# IPv6CP (its ipv6-down script cannot be turned off: see the module doc).
 COMMON = [
     "noauth",
+    "noipv6",
     "nodefaultroute",
     "lcp-echo-interval",
     "0",
@@ -76,109 +89,48 @@ def _toml_list(items: list[str]) -> str:
     return "[" + ", ".join(json.dumps(i) for i in items) + "]"
 
 
-def _ns_inode(ns: str) -> int:
-    return os.stat(f"/run/netns/{ns}").st_ino
-
-
-def pppd_in(ns: str) -> list[int]:
-    """pids of the pppd processes in namespace ``ns`` (read from /proc: no process start)."""
-    want = _ns_inode(ns)
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
-            if b"pppol2tp" not in cmd or not cmd.split(b"\0", 1)[0].endswith(b"pppd"):
-                continue
-            if os.stat(f"/proc/{entry}/ns/net").st_ino == want:
-                found.append(int(entry))
-        except OSError:
-            continue
-    return found
-
-
-def l2tp_objects(ns: str) -> tuple[list[Any], list[Any]]:
-    """The kernel's tunnels and sessions in ``ns`` (one ``ip -batch`` process)."""
-    done = subprocess.run(
-        ["ip", "-n", ns, "-j", "-batch", "-"],
-        input="l2tp show tunnel\nl2tp show session\n",
-        capture_output=True,
-        text=True,
-    )
-    decoder = json.JSONDecoder()
-    docs: list[Any] = []
-    text = done.stdout.strip()
-    while text:
-        doc, end = decoder.raw_decode(text)
-        docs.append(doc)
-        text = text[end:].strip()
-    while len(docs) < 2:
-        docs.append([])
-    return docs[0], docs[1]
-
-
-def ppp_up(ns: str) -> int:
-    text = subprocess.run(
-        ["ip", "-n", ns, "-j", "link", "show", "type", "ppp"], capture_output=True, text=True
-    ).stdout
-    return sum(1 for link in json.loads(text or "[]") if "UP" in link.get("flags", []))
-
-
 @pytest.fixture
-def daemons() -> Iterator[list[DaemonProcess]]:
+def daemons(veth_pair: VethPair) -> Iterator[list[DaemonProcess]]:
     started: list[DaemonProcess] = []
     yield started
-    for d in started:
-        d.kill()
-    keep = os.environ.get("L2TP_TEST_LOGS")  # a writable folder to keep the logs in
-    if keep:
-        for d in started:
-            Path(keep).mkdir(parents=True, exist_ok=True)
-            (Path(keep) / d.log.name).write_text(d.output())
-    subprocess.run(["pkill", "-KILL", "-f", "pppol2tp"], check=False)
+    clean_up(started, (veth_pair.ns_a, veth_pair.ns_b))
 
 
-def _tail(d: DaemonProcess, lines: int = 60) -> str:
-    text = "\n".join(d.output().splitlines()[-lines:])
-    return f"--- {d.label} (last {lines} lines)\n{text}"
+def ppp_ready(ns: str) -> int:
+    """ppp interfaces of ``ns`` with an IPv4 address: IPCP done, the session idle."""
+    text = subprocess.run(
+        ["ip", "-n", ns, "-j", "-4", "addr", "show", "type", "ppp"],
+        capture_output=True,
+        text=True,
+    ).stdout
+    return sum(1 for link in json.loads(text or "[]") if link.get("addr_info"))
 
 
 def _all_up(ns_a: str, ns_b: str, *logs: DaemonProcess) -> float:
+    """Seconds until every session has its ppp interface up with its address on both sides
+    (as NetworkManager stops a connection that is up, not one still negotiating)."""
     t0 = time.monotonic()
     try:
         wait_until(
-            lambda: ppp_up(ns_a) == SESSIONS and ppp_up(ns_b) == SESSIONS,
+            lambda: ppp_ready(ns_a) == SESSIONS and ppp_ready(ns_b) == SESSIONS,
             UP_WITHIN,
-            f"{SESSIONS} ppp links up on each side",
+            f"{SESSIONS} ppp links up with addresses on each side",
         )
     except AssertionError as exc:
-        raise AssertionError("\n".join([str(exc), *(_tail(d) for d in logs)])) from None
+        raise AssertionError("\n".join([str(exc), *(d.tail() for d in logs)])) from None
     return time.monotonic() - t0
 
 
-def _sigterm(d: DaemonProcess, ns: str, *, status: int = 0) -> tuple[float, float]:
-    """SIGTERM ``d``; the seconds until its last pppd was gone and until it exited. At
+def _sigterm(d: DaemonProcess, ns: str) -> tuple[float, float]:
+    """SIGTERM ``d``; the seconds until its last pppd was gone and until it exited 0. At
     that moment its namespace must hold no pppd and no kernel tunnel or session: the
     daemon removes them before it exits."""
-    assert d.proc is not None
-    t0 = time.monotonic()
-    d.proc.terminate()
-    gone: float | None = None
-    while d.proc.poll() is None and time.monotonic() - t0 < 30:
-        if gone is None and not pppd_in(ns):
-            gone = time.monotonic() - t0
-        time.sleep(0.05)
-    if d.proc.poll() is None:
-        d.proc.kill()
-        raise AssertionError(f"{d.label} still running 30 s after SIGTERM\n{_tail(d)}")
-    code = d.proc.returncode
-    took = time.monotonic() - t0
-    assert code == status, f"{d.label} exited {code}\n{_tail(d)}"
+    gone, took, status = d.stop_timed(lambda: not pppd_in(ns))
+    assert status == 0, f"{d.label} exited {status}\n{d.tail()}"
     left = pppd_in(ns)
     tunnels, sessions = l2tp_objects(ns)
-    assert not left and not tunnels and not sessions, (left, tunnels, sessions, _tail(d))
-    return (took if gone is None else gone), took
+    assert not left and not tunnels and not sessions, (left, tunnels, sessions, d.tail())
+    return gone, took
 
 
 def _cleaned(ns: str, d: DaemonProcess) -> float:
@@ -192,7 +144,7 @@ def _cleaned(ns: str, d: DaemonProcess) -> float:
             interval=0.1,
         )
     except AssertionError as exc:
-        raise AssertionError(f"{exc}\n{_tail(d)}") from None
+        raise AssertionError(f"{exc}\n{d.tail()}") from None
     return time.monotonic() - t0
 
 
@@ -246,9 +198,9 @@ pppd_options = {_toml_list([*COMMON, f"10.61.{n}.2:10.61.{n}.1"])}
 
     print(f"\n{SESSIONS} PPP sessions (up after {up:.1f} s / {up2:.1f} s): " + "; ".join(figures))
     for d in (lns, lac):  # no pppd needed SIGKILL (which skips its ip-down script)
-        assert "killing it" not in d.output(), _tail(d)
-    assert lac_exit - lac_gone < OVERHEAD_WITHIN, figures
-    assert lns_exit - lns_gone < OVERHEAD_WITHIN, figures
+        assert "killing it" not in d.output(), d.tail()
+    assert lac_exit < _limit(up), figures
+    assert lns_exit < _limit(up2), figures
 
 
 def test_twenty_l2tpv3_ppp_pseudowires_stop_within_two_seconds(
@@ -291,5 +243,5 @@ pppd_options = {_toml_list([*COMMON, f"10.62.{n}.2:10.62.{n}.1"])}
         f" exit {responder_exit:.2f} s)"
     )
     for d in (responder, initiator):
-        assert "killing it" not in d.output(), _tail(d)
-    assert took - gone < OVERHEAD_WITHIN, (gone, took)
+        assert "killing it" not in d.output(), d.tail()
+    assert took < _limit(up), (gone, took, up)

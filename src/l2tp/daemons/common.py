@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import NoReturn, Protocol
 
 import l2tp
 from l2tp import config as cfg
@@ -169,7 +170,42 @@ def main(
     except (StartError, KernelError, OSError) as exc:
         print(f"{prog}: cannot start: {exc}", file=sys.stderr)
         return 1
-    return run_loop(serve(prog, path, daemon_kind, config, dataplane, backend, factory, args))
+    status = run_loop(serve(prog, path, daemon_kind, config, dataplane, backend, factory, args))
+    if argv is None:  # run as a program (not called by a test or another program)
+        exit_now(status)
+    return status
+
+
+SHUTDOWN_NICE = -5
+"""The daemon's scheduling priority (nice value) once it is stopping, when it may raise it."""
+
+
+def run_ahead_of_children() -> None:
+    """Raise the daemon's scheduling priority above its pppd's for its shutdown.
+
+    Signalled pppd wake up at once and compete for the CPU with the daemon that still
+    has to signal the others, send the StopCCNs and remove the kernel objects: in the
+    emulated test VM the SIGTERMs to 20 pppd were spread over 0.6 s, and the last pppd
+    signalled was the last to end. Ahead of them, the daemon does its little work
+    first. Without the privilege (not root) the priority stays as it is."""
+    with contextlib.suppress(OSError):
+        if os.getpriority(os.PRIO_PROCESS, 0) > SHUTDOWN_NICE:
+            os.setpriority(os.PRIO_PROCESS, 0, SHUTDOWN_NICE)
+
+
+def exit_now(status: int) -> NoReturn:
+    """End the process with ``status`` once output is flushed, skipping the interpreter's
+    finalisation (module teardown, a last garbage collection of every object).
+
+    By then :func:`serve` has released everything that outlives the process: pppd
+    reaped, kernel objects deleted, sockets closed, hooks run. The finalisation took
+    0.4 s in the emulated test VM, a fifth of the 2 s NetworkManager-l2tp allows
+    between SIGTERM and SIGKILL (docs/networkmanager.md)."""
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(status)
 
 
 async def serve(
@@ -190,8 +226,17 @@ async def serve(
     hooks = DaemonHooks(ctx, config.hooks, daemon=prog)  # [hooks]: runs nothing without
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
+    stop_signal_at: list[float] = []
+
+    def on_stop_signal(signum: signal.Signals) -> None:
+        if not stop_signal_at:
+            stop_signal_at.append(loop.time())
+            log.info("%s: stopping", signum.name)
+            run_ahead_of_children()
+        stop.set()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signum, on_stop_signal, signum)
     reloads: asyncio.Queue[None] = asyncio.Queue()
     loop.add_signal_handler(signal.SIGHUP, reloads.put_nowait, None)
 
@@ -291,6 +336,8 @@ async def serve(
         if control is not None:
             await control.close()
         await ctx.close(ack_timeout=args.stop_timeout)
+        if stop_signal_at:
+            log.debug("tunnels closed %.3f s after the signal", loop.time() - stop_signal_at[0])
         await hooks.close()  # the down hooks of what ctx.close ended, within their bound
         if metrics is not None:
             await metrics.close()  # after ctx.close: its last events are counted
@@ -300,6 +347,8 @@ async def serve(
         await dataplane.close()
         if started:
             print(f"{prog}: tunnels closed, exiting", flush=True)
+        if stop_signal_at:
+            log.debug("closed %.3f s after the signal", loop.time() - stop_signal_at[0])
         if watchdog is not None:
             watchdog.cancel()
         notify.close()

@@ -77,6 +77,18 @@ __all__ = ["ContextCounters", "L2tpContext"]
 
 log = logging.getLogger("l2tp.runtime.control")
 
+PPP_FIRST = 0.5
+"""Seconds :meth:`L2tpContext.close` gives the backends to end their PPP before the
+StopCCNs go out (at most ``ack_timeout``). A live peer answers pppd's LCP
+Terminate-Request within it (20 pppd in the emulated test VM: 0.3-0.9 s); a pppd still
+waiting after it gets no Ack anyway once the peer has the StopCCN, and ends on its own
+1 s ``lcp-restart`` timer while the StopCCN is acknowledged."""
+
+MIN_ACK_WAIT = 0.2
+"""Seconds :meth:`L2tpContext.close` waits for StopCCN acknowledgements even when the
+backends' stop took all of ``ack_timeout``: a live peer on a LAN answers well within
+it, and a StopCCN sent and never retransmitted is still sent once."""
+
 
 class _KernelAwareIds(IdPool):
     """Tunnel IDs that also avoid the kernel's: another process in the namespace (a second
@@ -338,8 +350,16 @@ class L2tpContext:
         message: str = "shutting down",
         ack_timeout: float = 2.0,
     ) -> None:
-        """StopCCN every tunnel, wait up to ``ack_timeout`` for the acknowledgements,
-        stop the backends, remove every kernel object, close every socket.
+        """Stop every tunnel's PPP, StopCCN every tunnel, wait for the acknowledgements,
+        remove every kernel object, close every socket, all within about ``ack_timeout``
+        seconds plus the backends' own exit.
+
+        The backends go first (``TunnelHandle.stop_backends``): every pppd is signalled at
+        once and ends its LCP with the peer's PPP over the data path that is still up.
+        Once they have, or after :data:`PPP_FIRST` seconds (``ack_timeout`` if shorter),
+        the StopCCNs go out; their acknowledgements are awaited for what is left of
+        ``ack_timeout``, but at least :data:`MIN_ACK_WAIT`. NetworkManager-l2tp allows
+        kl2tpd 2 s from SIGTERM to SIGKILL (issue 16).
 
         The clean-up runs in a task of its own: cancelling this call stops the wait,
         not the clean-up, and a later call waits for the same clean-up to finish.
@@ -355,7 +375,13 @@ class L2tpContext:
         for endpoint in self.endpoints:
             if isinstance(endpoint, Listener):
                 endpoint.accepting = False
-        await self.close_tunnels(list(self.tunnels.values()), result, message, ack_timeout)
+        started = self.loop.time()
+        tunnels = list(self.tunnels.values())
+        stops = [stop for th in tunnels for stop in th.stop_backends()]
+        if stops:
+            await asyncio.wait(stops, timeout=min(PPP_FIRST, ack_timeout))
+        left = max(ack_timeout - (self.loop.time() - started), MIN_ACK_WAIT)
+        await self.close_tunnels(list(self.tunnels.values()), result, message, left)
         self.closed = True
         if self._tasks:
             # Backends stopping (pppd: SIGTERM, then SIGKILL after its stop_timeout).

@@ -27,11 +27,15 @@ by awaiting, not by luck:
 Hang-up (issue 16): a backend being stopped gets :data:`HANGUP_AFTER` seconds to
 end its PPP with the peer (pppd's LCP Terminate-Request and -Ack); after that the
 kernel session (for a closing tunnel: the whole kernel tunnel, one request) is
-deleted under it. Linux then unregisters the PPP channel and pppd, or the built-in
-PPP, sees it hang up and ends at once, instead of waiting out its LCP restart
-timer for an acknowledgement that a peer told to stop (CDN, StopCCN) no longer
-sends. Every session of a tunnel is stopped at the same time, so a daemon with N
-PPP sessions stops in about the same time as with one (figures: docs/ppp.md).
+deleted under it, which frees the kernel objects early. It does not end pppd on
+Linux 4.16 and later, whose ``pppol2tp_session_close`` only detaches the PPPoL2TP
+socket and leaves pppd's PPP channel registered (verified in the test VM: an idle
+pppd outlived ``ip l2tp del tunnel`` by 30 s); pppd ends on the peer's
+Terminate-Ack or its own 1 s restart timer. That is why a daemon shutting down
+stops every backend before its StopCCN (:meth:`KernelSideEffects.stop_backends`,
+called by ``L2tpContext.close``), while the peer can still acknowledge. Every
+session of a tunnel is stopped at the same time, so a daemon with N PPP sessions
+stops in about the same time as with one (figures: docs/networkmanager.md).
 
 ``SessionHandle.wait_closed`` and ``TunnelHandle.wait_closed`` return once that
 tear-down is done, so "closed" means the kernel objects are gone too.
@@ -220,7 +224,9 @@ class KernelSideEffects:
                 # Hang up every PPP channel of the tunnel at once (see the module doc).
                 self.kernel = None
                 self.ready = False
+                log.debug("tunnel %d: hanging up: deleting the kernel tunnel", self.tunnel_id)
                 await self._delete_kernel_tunnel(live.tunnel_id)
+                log.debug("tunnel %d: kernel tunnel deleted", self.tunnel_id)
         while pending := [t for t in self._tasks if t is not me]:
             await asyncio.wait(pending)
         kernel, self.kernel = self.kernel, None
@@ -598,7 +604,10 @@ class KernelSideEffects:
                 await asyncio.wait((task,))
         session = handle.backend_session
         backend = self.ctx.backend
-        if session is not None and backend is not None:
+        if handle.backend_stop is not None:
+            # Stopped ahead of the StopCCN (stop_backends): nothing left to hang up.
+            await handle.backend_stop
+        elif session is not None and backend is not None:
             handle.stopping = True
             handle.backend_session = None
             stop = asyncio.ensure_future(self._stop_backend(backend, session))
@@ -610,6 +619,31 @@ class KernelSideEffects:
             await self._delete_kernel_session(handle)
         self._closing.discard(handle)
         handle._set_released(event)
+
+    def stop_backends(self) -> list[asyncio.Task[None]]:
+        """Stop the backend (pppd, built-in PPP) of every established call now, while the
+        tunnel and its kernel sessions are still up, and return the stops to wait for.
+
+        A daemon shutting down does this before its StopCCN (``L2tpContext.close``): each
+        PPP ends with its own LCP Terminate-Request and the live peer's Terminate-Ack,
+        which crosses the still intact data path, instead of waiting out pppd's restart
+        timer for an Ack that a peer told to stop first no longer sends. Every stop is
+        started in this one call, so all pppd are signalled in the same loop turn. The
+        calls' tear-down (after the StopCCN) awaits these stops and reports nothing: a
+        PPP ended this way is not a reason for a CDN."""
+        backend = self.ctx.backend
+        if backend is None:
+            return []
+        stops = []
+        for handle in self.sessions.values():
+            session = handle.backend_session
+            if session is None or handle.closed is not None or handle.backend_stop is not None:
+                continue
+            handle.stopping = True
+            handle.backend_session = None
+            handle.backend_stop = self._spawn(self._stop_backend(backend, session))
+            stops.append(handle.backend_stop)
+        return stops
 
     async def _stop_backend(self, backend: SessionBackend, session: BackendSession) -> None:
         try:

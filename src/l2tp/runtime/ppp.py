@@ -47,11 +47,12 @@ together (issue 13: 6 of 40 sessions in one tunnel never came up):
 
 The control plane does not leave pppd to its LCP timers when a session ends:
 :meth:`PppdBackend.stop` sends SIGTERM and, if pppd has not exited within the
-context's ``hangup_after`` (0.2 s), the kernel session is deleted under it, which
-hangs up pppd's channel ("Modem hangup", exit 16): a peer told to stop by a
-CDN or StopCCN no longer answers an LCP Terminate-Request (issue 16, see
-:mod:`l2tp.runtime.kernel_side`). ``stop_timeout`` (10 s) is then only for a
-pppd that ignores both SIGTERM and the hang-up, or whose exit is held up: its
+context's ``hangup_after`` (0.2 s), the kernel session is deleted under it (which
+on Linux 4.16 and later frees the kernel objects but does not hang pppd up: see
+:mod:`l2tp.runtime.kernel_side`); a daemon shutting down stops every pppd before
+its StopCCN, so that the peer still answers the LCP Terminate-Requests (issue 16).
+``stop_timeout`` (10 s) is then only for a pppd that ignores SIGTERM, or whose
+exit is held up: its
 scripts (``ip-down``), or, in the emulated test VM, the kernel's removal of
 many ppp interfaces at once, which holds the RTNL lock every pppd waits for
 (20 + 20 pppd took up to 6.5 s there; at 5 s one was killed).

@@ -54,6 +54,7 @@ class SessionHandle:
         "_est_fut",
         "_if_fut",
         "backend_session",
+        "backend_stop",
         "bringup",
         "circuit",
         "circuit_task",
@@ -105,6 +106,10 @@ class SessionHandle:
         configured name). See :meth:`wait_interface`."""
         self.backend_session: BackendSession | None = None
         self.stopping = False
+        self.backend_stop: asyncio.Task[None] | None = None
+        """Its backend being stopped ahead of the call's end (a daemon shutting down stops
+        every PPP before its StopCCN: ``TunnelHandle.stop_backends``); the tear-down
+        awaits it instead of stopping the backend again (runtime internal)."""
         self.released = False
         """Closed, and its backend and kernel session are gone (see :meth:`wait_closed`)."""
         self.bringup: asyncio.Future[None] | None = None
