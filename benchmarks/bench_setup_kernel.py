@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import json
 import multiprocessing
+import os
 import socket
 import sys
 import time
@@ -67,7 +68,10 @@ def _lns_main(
             if pacer is not None:
                 pacer.start()  # as the daemons do
             commands: asyncio.Queue[Any] = asyncio.Queue()
-            probe = StallProbe(sample_after=SAMPLE_AFTER if stall_stacks else None)
+            probe = StallProbe(
+                sample_after=SAMPLE_AFTER if stall_stacks else None,
+                sample_stacks=STACK_SAMPLES,
+            )
             probe.start()
             loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
             while (command := await commands.get()) != "stop":
@@ -98,6 +102,9 @@ def _lns_main(
 
     asyncio.run(main())
 
+
+STACK_SAMPLES = os.environ.get("L2TP_BENCH_STACK_SAMPLES") == "1"
+"""With ``--stall-stacks``, also sample stacks (see :class:`StallProbe`: it distorts)."""
 
 SAMPLE_AFTER = 0.04
 """With ``--stall-stacks``: sample the loop thread's stack once it has not woken for this
@@ -141,7 +148,10 @@ async def _control_plane(
     lns_stacks: list[dict[str, Any]] = []
     try:
         async with L2tpContext(dataplane=_dataplane(sending)) as ctx:
-            probe = StallProbe(sample_after=SAMPLE_AFTER if stall_stacks else None)
+            probe = StallProbe(
+                sample_after=SAMPLE_AFTER if stall_stacks else None,
+                sample_stacks=STACK_SAMPLES,
+            )
             probe.start()
             pacer = GcPacer(ctx.loop) if pace_gc else None
             if pacer is not None:
@@ -247,8 +257,9 @@ def main() -> int:
     parser.add_argument(
         "--stall-stacks",
         action="store_true",
-        help=f"sample each loop's stack while it is stalled > {SAMPLE_AFTER * 1e3:.0f} ms "
-        "and report the most sampled stacks",
+        help="time every loop callback and report the callbacks of the longest stalled "
+        "turns (> 100 ms); with L2TP_BENCH_STACK_SAMPLES=1 also sample the loop's stack "
+        f"while it is stalled > {SAMPLE_AFTER * 1e3:.0f} ms (the sampler lengthens stalls)",
     )
     parser.add_argument(
         "--sending",

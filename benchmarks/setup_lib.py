@@ -330,15 +330,22 @@ class StallProbe:
     """The longest event-loop stall while it runs: a task asking to wake every ``tick``
     seconds; a stall is how much later than asked it woke (the gap minus the tick).
 
-    With ``sample_after`` set, a thread also samples the loop thread's stack every
-    ~5 ms while the loop has not woken for longer than that: :meth:`stall_stacks`
-    then says where stalled turns spent their time (each sample ~5 ms), which the
-    longest-gap figure alone cannot."""
+    With ``sample_after`` set, every loop callback is timed and a stall over 100 ms is
+    summarised by the callbacks it ran (:meth:`worst_stalls`); with ``sample_stacks``
+    too, a thread samples the loop thread's stack every ~5 ms while the loop has not
+    woken for longer than ``sample_after`` (:meth:`stall_stacks`). The samples are
+    taken only where the loop thread lets go of the GIL (system calls), and the
+    sampling thread competes for the GIL: it lengthens the stalls it measures (by
+    ~2x in the emulated VM), so the stall figures of such a run are not the figures.
+    """
 
-    def __init__(self, tick: float = 0.005, sample_after: float | None = None) -> None:
+    def __init__(
+        self, tick: float = 0.005, sample_after: float | None = None, sample_stacks: bool = False
+    ) -> None:
         self.tick = tick
         self.worst = 0.0
         self.sample_after = sample_after
+        self.sample_stacks = sample_stacks
         self.samples: collections.Counter[tuple[str, ...]] = collections.Counter()
         self._recent: collections.deque[tuple[float, float, float, object]] = collections.deque(
             maxlen=20000
@@ -353,6 +360,7 @@ class StallProbe:
         self._task = asyncio.get_running_loop().create_task(self._run())
         if self.sample_after is not None:
             self._time_callbacks()
+        if self.sample_after is not None and self.sample_stacks:
             loop_thread = threading.get_ident()
             self._thread = threading.Thread(
                 target=self._sample, args=(loop_thread, self.sample_after), daemon=True

@@ -124,7 +124,11 @@ def run(
     scenario: Callable[[AsyncChannel], Awaitable[None]],
     **options: Any,
 ) -> AsyncChannel:
-    """Run ``scenario`` with a channel on ``kernel``'s socket; close it afterwards."""
+    """Run ``scenario`` with a channel on ``kernel``'s socket; close it afterwards.
+
+    These scenarios are about pipelining (several requests per ``send()``): they use
+    a batch of 8 unless told, not the default, which is small for the loop's sake."""
+    options.setdefault("max_batch", 8)
     channel = AsyncChannel(kernel.ours, FAMILY, sending=sending, **options)
 
     async def main() -> None:

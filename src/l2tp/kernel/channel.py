@@ -16,17 +16,19 @@ and deleting a session waits for RCU grace periods (Linux 6.1 calls
 device is unregistered): ~20 ms (v3 PPP) to ~56 ms (Ethernet) each, ~0.58 s for
 a batch of 16 Ethernet deletes. Three ways to send (``sending=``):
 
-- ``"auto"`` (default): on the event loop, at most ``max_batch`` (8) requests
-  per ``send()``, except batches with a request marked
-  :attr:`~l2tp.kernel.pipeline.Request.slow` (tunnel creates and deletes, every
-  session delete, and the rtnetlink link changes, which run a device's notifier
-  chains), which go to a
-  sender thread started on first use; while the thread has work, every batch
-  goes to it, so the kernel still sees the requests in submission order.
+- ``"auto"`` (default): on the event loop, at most ``max_batch`` (2) requests
+  per ``send()`` (one turn of the loop each: 8 PPP session creates were one
+  ``send()`` of ~45 ms of kernel work in the emulated VM, the longest part of a
+  stalled turn while 3,000 sessions came up; 2 keep it near 10 ms), except
+  batches with a request marked :attr:`~l2tp.kernel.pipeline.Request.slow`
+  (tunnel creates and deletes, every session delete, and the rtnetlink link
+  changes, which run a device's notifier chains), which go to a sender thread
+  started on first use; while the thread has work, every batch goes to it, so
+  the kernel still sees the requests in submission order.
   Ethernet session creates stay on the loop: 1,000 of them in the test VM took
   1.5-1.8 s from the thread against 1.7-2.2 s from the loop with names given,
   but 3.5-4.6 s against 2.4-2.7 s with names chosen by the kernel
-  (``l2tpeth%d``), while the loop's stall per ``send()`` of 8 stays ~10-30 ms;
+  (``l2tpeth%d``), while the loop's stall per ``send()`` of 8 stayed ~10-30 ms;
 - ``"loop"``: every ``send()`` on the event loop;
 - ``"thread"``: every ``send()`` in the thread. Quick requests (GETs, PPP
   sessions, tunnels) gain nothing from it and pay a thread switch, under the
@@ -56,7 +58,7 @@ from l2tp.kernel.pipeline import DEFAULT_WINDOW, Pipeline, Request
 
 BUFSIZE = 1 << 16
 """Receive size: one datagram from the kernel is at most ~32 KiB (a dump part)."""
-MAX_BATCH = 8
+MAX_BATCH = 2
 """Requests per ``send()`` when sending on the event loop (bounds each stall)."""
 _READS_PER_WAKEUP = 64
 
