@@ -19,9 +19,12 @@ from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
+from l2tp.runtime.backend import BackendSession, NullSessionBackend
 from l2tp.runtime.control import L2tpContext, Listener, ListenOptions
+from l2tp.runtime.handles import TunnelHandle
 from l2tp.runtime.lns_failover import LnsPool, PoolCall, RetryPolicy
 from l2tp.runtime.lns_selection import LnsEndpoint, SelectionPolicy
+from l2tp.runtime.session_handle import SessionHandle
 from tests.helpers import until
 
 pytestmark = pytest.mark.loopback
@@ -369,3 +372,124 @@ def test_without_redial_calls_are_given_up_when_no_lns_is_left() -> None:
         dead.close()
 
     run(scenario)
+
+
+class GatedBackend(NullSessionBackend):
+    """A backend whose sessions stop only when the test opens the gate: a real data
+    plane's clean-up (pppd, the built-in PPP's Terminate wait, kernel deletes) takes a
+    second or more, and the pool must behave during it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.stopping = 0
+
+    async def stop(self, session: BackendSession) -> None:
+        self.stopping += 1
+        try:
+            await self.gate.wait()
+        finally:
+            self.stopping -= 1
+        await super().stop(session)
+
+
+def test_a_lost_lns_is_denylisted_before_its_clean_up_ends() -> None:
+    """The preferred LNS vanishes while its sessions' backends take their time to stop:
+    the endpoint is denylisted as soon as the tunnel is lost (found on the real kernel:
+    the denial waited for the built-in PPP's clean-up, and the endpoint stayed "up" and
+    choosable meanwhile), and its sessions are placed on the backup only once that
+    clean-up is done (never twice)."""
+
+    async def scenario() -> None:
+        backend = GatedBackend()
+        async with L2tpContext() as lns, L2tpContext(backend=backend, hangup_after=0) as lac:
+            first = await lns.listen(("127.0.0.1", 0), config=lns_config())
+            backup = await lns.listen(("127.0.0.1", 0), config=lns_config())
+            eps = [endpoint(first, preference=0), endpoint(backup, preference=1)]
+            pool = make_pool(lac, eps, 3)
+            pool.start()
+            await settled(pool, 3, {0: 3, 1: 0}, "all sessions on the preferred LNS")
+            (lns_side,) = first.tunnels.values()
+            lns_side.abandon()
+            await until(lambda: backend.stopping == 3, "the three backends stopping")
+            a, b = pool.peers()
+            assert (a["state"], a["reason"], a["sessions"]) == ("denylisted", "tunnel-lost", 3)
+            assert (b["state"], b["sessions"]) == ("idle", 0) and not backup.tunnels
+            backend.gate.set()
+            await settled(pool, 3, {0: 0, 1: 3}, "all sessions moved to the backup")
+            assert_whole(pool, 3, [backup])
+            await pool.stop()
+
+    run(scenario)
+
+
+def test_no_call_is_placed_on_a_tunnel_that_ended() -> None:
+    """An LNS closes its tunnel in order (StopCCN 1: not denylisted) while a call it
+    refused earlier (CDN 4, not denylisting here) waits to be placed again. That call
+    is placed on the same LNS during the tunnel's clean-up, and must wait for the next
+    tunnel: before, the pool placed it on the closed one, the sans-IO tunnel refused
+    the session and the exception ended the pool's pump (no call was ever placed
+    again)."""
+
+    async def scenario() -> None:
+        backend = GatedBackend()
+        async with L2tpContext() as lns, L2tpContext(backend=backend, hangup_after=0) as lac:
+            small = await lns.listen(
+                ("127.0.0.1", 0), config=lns_config(), options=ListenOptions(max_sessions=2)
+            )
+            policy = SelectionPolicy(denylist_time=60.0, denylist_cdn=frozenset())
+            retry = RetryPolicy(first=0.3, cap=0.3)
+            pool = make_pool(lac, [endpoint(small)], 3, policy=policy, retry=retry)
+            pool.start()
+            await settled(pool, 2, {0: 2}, "two sessions up, the third refused")
+
+            def refused() -> list[str]:
+                return [n for n, s in pool.slots.items() if s.handle is None]
+
+            await until(lambda: len(refused()) == 1, "the third call waiting to retry")
+            (waiting,) = refused()
+            (lns_side,) = small.tunnels.values()
+            lns_side.begin_close(StopCcnResult.GENERAL_REQUEST, message="maintenance")
+            await until(lambda: backend.stopping == 2, "the two backends stopping")
+            slot = pool.slots[waiting]
+            await until(lambda: slot.index == 0, "the waiting call placed during the clean-up")
+            assert slot.handle is None  # not on the closed tunnel
+            assert pool._pump is not None and not pool._pump.done()
+            assert pool.peers()[0]["state"] == "idle"
+            backend.gate.set()
+            await settled(pool, 2, {0: 2}, "two sessions up again in a new tunnel")
+            assert pool._pump is not None and not pool._pump.done()
+            assert len(small.tunnels) == 1
+            await pool.stop()
+
+    run(scenario)
+
+
+def test_a_call_the_tunnel_refuses_to_place_is_retried(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``place_call`` raising (e.g. no session ID left) fails that one call, loudly, and
+    it is placed again after the back-off; the pool goes on (it used to end its pump)."""
+    original = TunnelHandle.place_call
+    refused: list[int] = []
+
+    def place_call(self: TunnelHandle, *args: Any, **kwargs: Any) -> SessionHandle:
+        if not refused:
+            refused.append(self.tunnel_id)
+            raise RuntimeError("no session ID left")
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(TunnelHandle, "place_call", place_call)
+
+    async def scenario() -> None:
+        async with L2tpContext() as lns, L2tpContext() as lac:
+            listener = await lns.listen(("127.0.0.1", 0), config=lns_config())
+            pool = make_pool(lac, [endpoint(listener)], 3)
+            pool.start()
+            await settled(pool, 3, {0: 3}, "every call up, the refused one included")
+            assert refused and pool._pump is not None and not pool._pump.done()
+            assert_whole(pool, 3, [listener])
+            await pool.stop()
+
+    run(scenario)
+    assert "could not be placed" in caplog.text and "no session ID left" in caplog.text

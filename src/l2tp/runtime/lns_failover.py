@@ -22,6 +22,12 @@ was denylisted (the next choice is another endpoint), else after a back-off of
 A call refused with a CDN is judged the same way
 (:func:`~l2tp.runtime.lns_selection.call_outcome`).
 
+The judgement comes as soon as the tunnel's control connection ends, so a dead LNS is
+denylisted without waiting for the clean-up (stopping each session's PPP, deleting the
+kernel objects: a second or more on a real data plane); its calls are placed again
+once that clean-up is done. No call is placed on a tunnel that is closing or ended: a
+call placed on its endpoint meanwhile waits for the endpoint's next tunnel.
+
 Invariants, which the tests check: a call is placed on at most one tunnel at a time
 (a call is placed again only after its previous session is released, kernel session
 and backend included, so a pppd or an interface name is never doubled); a call is
@@ -113,7 +119,7 @@ class _Slot:
 
 
 class _Tunnel:
-    __slots__ = ("established", "handle", "index", "requested", "task")
+    __slots__ = ("denied", "ended", "established", "handle", "index", "requested", "task")
 
     def __init__(self, index: int) -> None:
         self.index = index
@@ -122,6 +128,17 @@ class _Tunnel:
         self.established = False
         self.requested = False
         """We close it on purpose (idle, stopping): its end denylists nothing."""
+        self.ended = False
+        """Its control connection is closed; its clean-up (backends, kernel) may still
+        be running, and its calls are placed again only once that is done."""
+        self.denied = False
+        """Its end denylisted the endpoint (its calls fail over at once)."""
+
+    @property
+    def usable(self) -> bool:
+        """Up and staying up: calls may be placed on it. Not while we close it (the
+        sans-IO tunnel refuses new sessions from StopCCN on) nor once it ended."""
+        return self.established and not self.requested and not self.ended and bool(self.handle)
 
 
 def wall_clock(loop_time: float, now: float) -> str:
@@ -185,6 +202,7 @@ class LnsPool:
             self._pump = asyncio.get_running_loop().create_task(
                 self._run(), name=f"lns-pool-{self.name}"
             )
+            self._pump.add_done_callback(self._task_done)  # a bug that ends it is loud
 
     async def stop(self) -> None:
         """Close every tunnel (StopCCN 1), waiting up to ``stop_timeout`` for the
@@ -303,7 +321,7 @@ class LnsPool:
         for slot in self.slots.values():
             if slot.index is not None and slot.handle is None:
                 t = self.tunnels.get(slot.index)
-                if t is not None and t.established and t.handle is not None:
+                if t is not None and t.usable and t.handle is not None:
                     self._call(slot, t.handle)
         self._revert(now)
         if all(s.gave_up for s in self.slots.values()) and self.slots:
@@ -407,7 +425,7 @@ class LnsPool:
                 wait=False,
             )
         except (OSError, RuntimeError, ValueError) as exc:
-            error = str(exc) or type(exc).__name__
+            self._tunnel_ended(t, None, str(exc) or type(exc).__name__)
         else:
             t.handle = th
             try:
@@ -419,12 +437,18 @@ class LnsPool:
             else:
                 self._tunnel_up(t, th)
                 try:
-                    closed = await th.wait_closed()
+                    closed = await _closed_event(th)
                 except Exception as exc:
                     error = f"internal error: {exc}"
+            # Judged as soon as the control connection is gone, not after the clean-up
+            # below: stopping the sessions' PPP and deleting the kernel objects takes
+            # a second or more with a real data plane (pppd, or the built-in PPP's
+            # Terminate wait), and meanwhile the endpoint must already be denylisted
+            # and take no call.
+            self._tunnel_ended(t, closed, error)
             with contextlib.suppress(Exception):
                 await th.wait_closed()  # its sessions' backends and kernel objects are gone
-        self._tunnel_gone(t, closed, error)
+        self._tunnel_gone(t)
 
     def _tunnel_up(self, t: _Tunnel, th: TunnelHandle) -> None:
         t.established = True
@@ -444,9 +468,10 @@ class LnsPool:
             self._close_idle(t)
         self._wake.set()
 
-    def _tunnel_gone(self, t: _Tunnel, closed: TunnelClosed | None, error: str | None) -> None:
-        if self.tunnels.get(t.index) is t:
-            del self.tunnels[t.index]
+    def _tunnel_ended(self, t: _Tunnel, closed: TunnelClosed | None, error: str | None) -> None:
+        """The tunnel's control connection ended: judge why (denylisting the endpoint
+        if it failed) and log it. Its calls stay placed until :meth:`_tunnel_gone`."""
+        t.ended = True
         if self.stopping or self.ctx.closing:
             return  # closed with the pool or the whole context: not a failure
         now = self.ctx.loop.time()
@@ -467,8 +492,9 @@ class LnsPool:
                 requested=t.requested,
             )
             detail = (closed.reason.message if closed.reason else "") or closed.description
-        denied = reason is not None and self.selector.policy.denylist_time > 0
-        moved = self.selector.tunnel_failed(t.index, now, reason, result)
+        self.selector.set_tunnel(t.index, PeerState.IDLE)
+        if reason is not None:
+            t.denied = self.selector.deny(t.index, now, reason, result) is not None
         level = logging.INFO if t.requested else logging.WARNING
         self.log.log(
             level,
@@ -480,10 +506,21 @@ class LnsPool:
             "peer" if by_peer else "local",
             "-" if result is None else result,
             "ok" if reason is None else reason.value,
-            len(moved),
+            len(self.selector.sessions_on(t.index)),
             _quote(detail),
         )
         self._report()
+        self._wake.set()
+
+    def _tunnel_gone(self, t: _Tunnel) -> None:
+        """The ended tunnel's clean-up is done (its sessions' backends stopped, its
+        kernel objects deleted): place its calls again."""
+        if self.tunnels.get(t.index) is t:
+            del self.tunnels[t.index]
+        if self.stopping or self.ctx.closing:
+            return
+        now = self.ctx.loop.time()
+        moved = self.selector.tunnel_failed(t.index, now, None)
         for name in moved:
             slot = self.slots[name]
             slot.index = None
@@ -492,12 +529,12 @@ class LnsPool:
                 slot.moving = False
                 slot.retry_at = now
             else:
-                self._failed(slot, now, denied)
+                self._failed(slot, now, t.denied)
         self._wake.set()
 
     def _close_idle(self, t: _Tunnel) -> None:
         """A tunnel no call uses any more: StopCCN 1 (it denylists nothing)."""
-        if t.handle is None or t.requested or self.stopping:
+        if t.handle is None or t.requested or t.ended or self.stopping:
             return
         t.requested = True
         t.handle.begin_close(StopCcnResult.GENERAL_REQUEST, message="no sessions")
@@ -505,7 +542,16 @@ class LnsPool:
     # ------------------------------------------------------------ calls
 
     def _call(self, slot: _Slot, th: TunnelHandle) -> None:
-        sh = th.place_call(slot.call.params, options=slot.call.options)
+        try:
+            sh = th.place_call(slot.call.params, options=slot.call.options)
+        except Exception:  # e.g. no session ID left: this call fails, the pool goes on
+            self.log.exception(
+                "lns pool %s: session %s could not be placed", self.name, slot.call.name
+            )
+            self.selector.release(slot.call.name)
+            slot.index = None
+            self._failed(slot, self.ctx.loop.time(), False)
+            return
         slot.handle = sh
         self._spawn(self._run_call(slot, th, sh))
 
@@ -604,6 +650,23 @@ class LnsPool:
                 result=CdnResult.ADMINISTRATIVE,
                 message="moving to a preferred LNS",
             )
+
+
+async def _closed_event(th: TunnelHandle) -> TunnelClosed:
+    """The tunnel's :class:`TunnelClosed` as soon as its control connection ends, before
+    its clean-up (which :meth:`TunnelHandle.wait_closed` waits for too)."""
+    if th.closed is not None:
+        return th.closed
+    sub = th.events()
+    try:
+        async for event in sub:
+            if isinstance(event, TunnelClosed):
+                return event
+            if th.closed is not None:
+                return th.closed
+    finally:
+        sub.close()
+    return await th.wait_closed()  # the context closed its subscriptions
 
 
 def _quote(text: str) -> str:
