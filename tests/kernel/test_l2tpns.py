@@ -270,6 +270,6 @@ password = "{PASSWORD}"
     assert _l2tp_state(pair.ns_b) == ([], [])
     assert not ppp_links(pair.ns_b)
     wait_until(lambda: "Received StopCCN" in lns.output(), 10, "l2tpns to hear the StopCCN")
-    assert "chap-md5 authentication as user 'lnsuser' succeeded" in lac.output()
+    assert 'chap-md5 authentication as user "lnsuser" succeeded' in lac.output()
     assert PASSWORD not in lac.output()
     assert_ppp_decodes(pcap, {"lcp", "chap", "ipcp", "icmp"})
