@@ -563,3 +563,16 @@ def test_benchmark_short_mode(capsys: pytest.CaptureFixture[str]) -> None:
     assert module.main(["--short", "--no-uvloop"]) == 0
     out = capsys.readouterr().out
     assert "msg/s" in out and "30% loss" in out
+
+
+def test_a_loop_without_weak_references_gets_one_scheduler() -> None:
+    """``ReadScheduler.of`` keys schedulers by loop weakly; a loop class that cannot be
+    weakly referenced (a C-implemented alternative loop may not) still gets exactly one."""
+
+    class NoWeakLoop:
+        __slots__ = ()
+
+    loop = NoWeakLoop()
+    first = ReadScheduler.of(loop)  # type: ignore[arg-type]
+    assert ReadScheduler.of(loop) is first  # type: ignore[arg-type]
+    assert ReadScheduler.of(NoWeakLoop()) is not first  # type: ignore[arg-type]

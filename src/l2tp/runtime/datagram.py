@@ -171,9 +171,14 @@ class ReadScheduler:
     @classmethod
     def of(cls, loop: asyncio.AbstractEventLoop) -> ReadScheduler:
         """The loop's scheduler (created on first use)."""
-        scheduler = _SCHEDULERS.get(loop)
-        if scheduler is None:
-            scheduler = _SCHEDULERS[loop] = cls(loop)
+        try:
+            scheduler = _SCHEDULERS.get(loop)
+            if scheduler is None:
+                scheduler = _SCHEDULERS[loop] = cls(loop)
+        except TypeError:  # a loop class without weak references (some alternatives)
+            scheduler = _STRONG_SCHEDULERS.get(id(loop))
+            if scheduler is None or scheduler._loop is not loop:
+                scheduler = _STRONG_SCHEDULERS[id(loop)] = cls(loop)
         return scheduler
 
     def ready(self, reader: DatagramReader) -> None:
@@ -228,6 +233,8 @@ class ReadScheduler:
 _SCHEDULERS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ReadScheduler] = (
     weakref.WeakKeyDictionary()
 )
+_STRONG_SCHEDULERS: dict[int, ReadScheduler] = {}
+"""For loops that cannot be weakly referenced: kept for the process's life (one per loop)."""
 
 
 class DatagramReader:
