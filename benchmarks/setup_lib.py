@@ -330,19 +330,25 @@ class StallProbe:
     """The longest event-loop stall while it runs: a task asking to wake every ``tick``
     seconds; a stall is how much later than asked it woke (the gap minus the tick).
 
-    With ``sample_after`` set, every loop callback is timed and a stall over 100 ms is
-    summarised by the callbacks it ran (:meth:`worst_stalls`); with ``sample_stacks``
-    too, a thread samples the loop thread's stack every ~5 ms while the loop has not
-    woken for longer than ``sample_after`` (:meth:`stall_stacks`). The samples are
-    taken only where the loop thread lets go of the GIL (system calls), and the
-    sampling thread competes for the GIL: it lengthens the stalls it measures (by
-    ~2x in the emulated VM), so the stall figures of such a run are not the figures.
+    With ``sample_after`` set, every loop callback is timed and a stall over
+    ``report_after`` (default 100 ms) is summarised by the callbacks it ran
+    (:meth:`worst_stalls`); with ``sample_stacks`` too, a thread samples the loop
+    thread's stack every ~5 ms while the loop has not woken for longer than
+    ``sample_after`` (:meth:`stall_stacks`). The samples are taken only where the
+    loop thread lets go of the GIL (system calls), and the sampling thread competes
+    for the GIL: it lengthens the stalls it measures (by ~2x in the emulated VM), so
+    the stall figures of such a run are not the figures.
     """
 
     def __init__(
-        self, tick: float = 0.005, sample_after: float | None = None, sample_stacks: bool = False
+        self,
+        tick: float = 0.005,
+        sample_after: float | None = None,
+        sample_stacks: bool = False,
+        report_after: float = 0.1,
     ) -> None:
         self.tick = tick
+        self.report_after = report_after
         self.worst = 0.0
         self.sample_after = sample_after
         self.sample_stacks = sample_stacks
@@ -377,7 +383,7 @@ class StallProbe:
             self._last = time.monotonic()
             stall = now - last - self.tick
             self.worst = max(self.worst, stall)
-            if stall > 0.1 and self.sample_after is not None:
+            if stall > self.report_after and self.sample_after is not None:
                 self._stalled(woke, stall)
             woke = time.perf_counter()
             last = now
@@ -440,7 +446,7 @@ class StallProbe:
         )
 
     def worst_stalls(self, top: int = 4) -> list[dict[str, Any]]:
-        """The longest stalled turns (> 100 ms) and the callbacks they ran."""
+        """The longest stalled turns (> ``report_after``) and the callbacks they ran."""
         return sorted(self.stalls, key=lambda s: -float(s["gap_ms"]))[:top]
 
     def stall_stacks(self, top: int = 8) -> list[dict[str, Any]]:

@@ -30,16 +30,12 @@ The measured times are printed (``-s``) and written to ``$L2TP_VM_RESULTS/failov
 from __future__ import annotations
 
 import contextlib
-import importlib
 import io
 import json
 import os
 import signal
 import subprocess
-import sys
-import threading
 import time
-import traceback
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -51,6 +47,7 @@ import pytest
 from l2tp.cli.main import main as l2tp_main
 from tests.helpers import require_tool
 from tests.kernel.conftest import ip_batch, unique_name, wait_until
+from tests.kernel.daemons import DaemonProcess
 from tests.kernel.xl2tpd_harness import (
     PPP_OPTIONS,
     Xl2tpd,
@@ -134,103 +131,19 @@ def net() -> Iterator[Net]:
     ip_batch([f"netns del {ns}" for ns in (lac, *lns.values())])
 
 
-class Forked:
-    """One of our daemons in a child of this process: ``fork`` without ``exec``.
+class Lns(DaemonProcess):
+    """l2tp-lns, forked and run with ``--netns`` (see :class:`ForkedChild`)."""
 
-    A new Python imports the daemon's code for ~12 s in the emulated VM (pyroute2
-    alone 3-4 s), and three starting at once on its two CPUs took 38 s; this process
-    has imported all of it already, so a fork starts a daemon in well under a second.
-    The child runs the daemon's own ``main`` with the arguments of its command line
-    (``--netns``: it enters the namespace itself, as ``l2tp-lns --netns NS`` does),
-    writes its output to its log and ends with ``os._exit`` (none of pytest's clean-up
-    runs twice). Forking is safe only with no other thread in this process; if an
-    earlier test left one, the daemon is started as a new Python instead (slower, same
-    daemon).
-    """
+    MODULE = "l2tp.daemons.lns"
+    FORK = True
 
-    def __init__(self, module: str, ns: str, config: str, workdir: Path, name: str) -> None:
-        self.module = module
-        self.ns = ns
+    def __init__(self, ns: str, config: str, workdir: Path, name: str) -> None:
+        super().__init__(ns, config, workdir, name, netns_flag=True)
         self.label = name
-        self.log = workdir / f"{name}.log"
-        self.path = workdir / f"{name}.toml"
-        self.path.write_text(config)
-        self.ready = workdir / f"{name}.ready"
-        self.control = self.path.with_suffix(".sock")
-        self.pid: int | None = None
-        self.status: int | None = None
-        self.popen: subprocess.Popen[bytes] | None = None
-        """The new Python, when this process could not fork."""
 
-    def start(self) -> None:
-        argv = [str(self.path), "--ready-file", str(self.ready), "-v"]
-        argv += ["--control", str(self.control), "--netns", self.ns]
-        if threading.active_count() > 1:
-            with self.log.open("ab") as out:
-                self.popen = subprocess.Popen(
-                    [sys.executable, "-m", self.module, *argv], stdout=out, stderr=out
-                )
-            self.pid = self.popen.pid
-            return
-        main: Callable[[list[str]], int] = importlib.import_module(self.module).main
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the child: never returns
-            status = 70
-            try:
-                fd = os.open(self.log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-                os.dup2(fd, 1)
-                os.dup2(fd, 2)
-                os.close(fd)
-                sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
-                sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
-                status = main(argv)
-            except SystemExit as exc:
-                status = exc.code if isinstance(exc.code, int) else 1
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                with contextlib.suppress(Exception):
-                    sys.stdout.flush()
-                    sys.stderr.flush()
-                os._exit(status)
-        self.pid = pid
 
-    @property
-    def forked(self) -> bool:
-        return self.pid is not None and self.popen is None
-
-    def poll(self) -> int | None:
-        """The exit status once the child has ended (reaped here), else None."""
-        if self.popen is not None:
-            return self.popen.poll()
-        if self.status is None and self.pid is not None:
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid:
-                self.status = os.waitstatus_to_exitcode(status)
-        return self.status
-
-    def wait_ready(self, timeout: float) -> None:
-        wait_until(
-            lambda: self.ready.exists() or self.poll() is not None,
-            timeout,
-            f"{self.label} to be ready",
-        )
-        assert self.poll() is None, f"{self.label} exited {self.poll()}:\n{self.output()}"
-
-    def kill(self) -> None:
-        """SIGKILL (if still running) and reap it."""
-        if self.popen is not None:
-            self.popen.kill()
-            self.popen.wait()
-        elif self.pid is not None and self.poll() is None:
-            os.kill(self.pid, signal.SIGKILL)
-            self.status = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace") if self.log.exists() else ""
+class Kl2tpd(Lns):
+    MODULE = "l2tp.daemons.kl2tpd"
 
 
 def lns_text(name: str, *, wrong_secret: bool = False) -> str:
@@ -346,8 +259,8 @@ class Lac:
 
     def __init__(self, ns: str, workdir: Path) -> None:
         self.ns = ns
-        self.daemon = Forked("l2tp.daemons.kl2tpd", ns, kl2tpd_text(), workdir, "kl2tpd")
-        self.socket = str(self.daemon.control)
+        self.daemon = Kl2tpd(ns, kl2tpd_text(), workdir, "kl2tpd")
+        self.socket = str(self.daemon.path.with_suffix(".sock"))
 
     def ctl(self, *argv: str) -> Any:
         return l2tp_json("ctl", "--socket", self.socket, *argv, "--json")
@@ -407,8 +320,8 @@ def timed(condition: Callable[[], bool], timeout: float, what: str, since: float
 
 
 @pytest.fixture
-def procs() -> Iterator[list[Forked | Xl2tpd]]:
-    started: list[Forked | Xl2tpd] = []
+def procs() -> Iterator[list[DaemonProcess | Xl2tpd]]:
+    started: list[DaemonProcess | Xl2tpd] = []
     yield started
     for p in reversed(started):
         if isinstance(p, Xl2tpd):
@@ -418,26 +331,24 @@ def procs() -> Iterator[list[Forked | Xl2tpd]]:
 
 
 def test_failover_over_two_preferred_lns_and_an_xl2tpd_backup(
-    net: Net, tmp_path: Path, procs: list[Forked | Xl2tpd]
+    net: Net, tmp_path: Path, procs: list[DaemonProcess | Xl2tpd]
 ) -> None:
     require_tool("pppd")
     require_tool("ping")
     t_start = time.monotonic()
     servers = {
-        "A": Forked(
-            "l2tp.daemons.lns", net.lns["A"], lns_text("A", wrong_secret=True), tmp_path, "lns-a"
-        ),
-        "B": Forked("l2tp.daemons.lns", net.lns["B"], lns_text("B"), tmp_path, "lns-b"),
+        "A": Lns(net.lns["A"], lns_text("A", wrong_secret=True), tmp_path, "lns-a"),
+        "B": Lns(net.lns["B"], lns_text("B"), tmp_path, "lns-b"),
     }
     backup = backup_lns(net.lns["C"], tmp_path / "xlns")
     lac = Lac(net.lac, tmp_path)
     procs += [*servers.values(), backup, lac.daemon]
     backup.start()
     for d in servers.values():
-        d.start()
+        d.start(wait_ready=False)
     for d in servers.values():
         d.wait_ready(90)
-    logs: tuple[Forked | Xl2tpd, ...] = (lac.daemon, *servers.values(), backup)
+    logs: tuple[DaemonProcess | Xl2tpd, ...] = (lac.daemon, *servers.values(), backup)
 
     figures: dict[str, float] = {}
 
@@ -454,8 +365,7 @@ def test_failover_over_two_preferred_lns_and_an_xl2tpd_backup(
     try:
         # 1. The wrong-secret LNS is denylisted; A and B share the 30 sessions.
         t0 = time.monotonic()
-        lac.daemon.start()
-        lac.daemon.wait_ready(90)
+        lac.daemon.start(90)
         w_label = f"{LNS_ADDR['W']}:1701"
 
         def steady(where: set[str]) -> bool:

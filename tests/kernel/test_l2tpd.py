@@ -47,6 +47,7 @@ class Daemon(DaemonProcess):
 
     MODULE = "l2tp.daemons.l2tpd"
     VERBOSITY = "-v"
+    FORK = True
 
 
 @pytest.fixture

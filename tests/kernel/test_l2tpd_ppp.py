@@ -27,6 +27,7 @@ __all__ = ["procs"]  # the fixture, re-used
 class L2tpd(DaemonProcess):
     MODULE = "l2tp.daemons.l2tpd"
     VERBOSITY = "-vv"
+    FORK = True
 
 
 def test_l2tpv3_ppp_pseudowire_carries_ping_and_cleans_up(

@@ -25,11 +25,13 @@ pytestmark = pytest.mark.kernel
 class Lns(DaemonProcess):
     MODULE = "l2tp.daemons.lns"
     VERBOSITY = "-vv"
+    FORK = True
 
 
 class Lac(DaemonProcess):
     MODULE = "l2tp.daemons.kl2tpd"
     VERBOSITY = "-vv"
+    FORK = True
 
 
 @pytest.fixture

@@ -44,6 +44,8 @@ pytestmark = pytest.mark.kernel
 class L2tpd(DaemonProcess):
     """l2tpd (the harness's default module)."""
 
+    FORK = True
+
 
 def _hooks(out: Path) -> str:
     """A ``[hooks]`` table whose session_up writes its L2TP_* environment to OUT/SID.env."""

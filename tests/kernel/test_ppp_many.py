@@ -70,10 +70,12 @@ def lns_addr(n: int) -> str:
 
 class Lns(DaemonProcess):
     MODULE = "l2tp.daemons.lns"
+    FORK = True
 
 
 class Lac(DaemonProcess):
     MODULE = "l2tp.daemons.kl2tpd"
+    FORK = True
 
 
 def _toml_list(items: list[str]) -> str:

@@ -30,6 +30,7 @@ class Daemon(DaemonProcess):
 
     MODULE = "l2tp.daemons.ql2tpd"
     VERBOSITY = "-vv"
+    FORK = True
 
 
 @pytest.fixture
