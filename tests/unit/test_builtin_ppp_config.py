@@ -285,7 +285,8 @@ S = f"{F}: tunnel.t1.session.s1.builtin_ppp"
             "lns",
             [
                 f"{P}: key 'secrets': missing (needed to check the peer with auth ="
-                ' ["mschap-v2", "chap-md5", "pap"]; auth = [] accepts any peer)'
+                ' ["mschap-v2", "chap-md5", "pap"], unless [radius] has auth_servers;'
+                " auth = [] accepts any peer)"
             ],
         ),
         (

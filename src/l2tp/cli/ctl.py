@@ -252,6 +252,14 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{k} {v}" for k, v in counts.items()) or "-"
 
 
+def _radius_counts(c: dict[str, int]) -> str:
+    """One RADIUS server's counters, the ones that are not zero after the first four."""
+    always = ("requests", "accepts", "rejects", "timeouts")
+    parts = [f"{c.get(k, 0)} {k}" for k in always]
+    parts += [f"{v} {k.replace('_', ' ')}" for k, v in c.items() if k not in always and v]
+    return ", ".join(parts)
+
+
 def status_text(result: dict[str, Any]) -> str:
     def by_state(counts: dict[str, int]) -> str:
         total = sum(counts.values())
@@ -270,6 +278,10 @@ def status_text(result: dict[str, Any]) -> str:
         lines.append(("listener", f"{listener['name']} on {listener['address']}"))
     if result.get("metrics"):
         lines.append(("metrics", f"http://{result['metrics']}/metrics"))
+    radius = result.get("radius")
+    if isinstance(radius, dict):
+        for name, c in radius.get("servers", {}).items():
+            lines.append(("radius", f"{name}: {_radius_counts(c)}"))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

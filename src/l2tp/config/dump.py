@@ -7,7 +7,9 @@ file's own vocabulary (go-l2tp key names, durations in integer milliseconds):
   :class:`~l2tp.config.model.Config` (the round trip is tested), so the output
   of ``--check`` can be saved as a fully explicit configuration. Keys that are
   unset, or that the loader would reject for the table's version or mode, are
-  left out.
+  left out. The one exception: RADIUS shared secrets are never printed (``secret =
+  "(hidden)"``), so a file with an inline ``[radius]`` secret does not round-trip;
+  ``secret_file`` does.
 * :func:`to_dict` gives the JSON view for ``--json``: every field, ``null``
   where unset, so scripts need not know the defaults.
 """
@@ -32,6 +34,7 @@ from l2tp.config.model import (
     TunnelSection,
     Version,
 )
+from l2tp.config.radius import radius_items
 
 Items = list[tuple[str, object]]
 
@@ -299,6 +302,8 @@ def dump_toml(config: Config) -> str:
             out += _builtin_table(spath, session.builtin_ppp)
     if config.hooks != HooksSection():
         out += ["", *_toml_table("hooks", hooks_items(config.hooks, full=False))]
+    if config.radius is not None:
+        out += ["", *_toml_table("radius", radius_items(config.radius, full=False))]
     return "\n".join(out) + "\n"
 
 
@@ -343,6 +348,9 @@ def to_dict(config: Config) -> dict[str, object]:
         "hooks": _json_items(hooks_items(config.hooks, full=True)),
         "metrics": None if config.metrics is None else str(config.metrics),
         "metrics_per_tunnel": config.metrics_per_tunnel,
+        "radius": None
+        if config.radius is None
+        else _json_items(radius_items(config.radius, full=True)),
     }
 
 

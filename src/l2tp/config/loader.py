@@ -54,6 +54,7 @@ from l2tp.config.model import (
     Version,
 )
 from l2tp.config.profiles import Profile, default_mode, profile_for
+from l2tp.config.radius import read_radius
 from l2tp.config.sessions import (
     Inherited,
     TunnelFacts,
@@ -149,7 +150,7 @@ LISTENER_KEYS = frozenset(
         "session",
     )
 )
-TOP_KEYS = frozenset(("tunnel", "listener", "hooks", *METRICS_KEYS))
+TOP_KEYS = frozenset(("tunnel", "listener", "hooks", "radius", *METRICS_KEYS))
 _SYNTAX = re.compile(
     r"^(?P<msg>.*) \(at (?:line (?P<line>\d+), column (?P<col>\d+)|end of document)\)$"
 )
@@ -172,6 +173,8 @@ class _Loader:
     errors: list[ConfigError] = field(default_factory=list)
     warnings: list[ConfigError] = field(default_factory=list)
     """Accepted but without effect (go-l2tp keys we ignore): printed, never fatal."""
+    radius_auth: bool = False
+    """``[radius]`` names authentication servers (read before the listeners)."""
 
     def error(self, path: str, key: str | None, reason: str) -> None:
         self.errors.append(ConfigError(self.file, path, key, reason))
@@ -582,7 +585,12 @@ class _Loader:
         limits = self.listener_limits(r, version)
         peers = r.networks("allowed_peers") or ()
         facts = TunnelFacts(
-            path=path, version=version, mode=TunnelMode.DYNAMIC, profile=self.profile, listener=True
+            path=path,
+            version=version,
+            mode=TunnelMode.DYNAMIC,
+            profile=self.profile,
+            listener=True,
+            radius=self.radius_auth,
         )
         pw = read_pseudowire_keys(r, facts)
         sessions = self.listener_sessions(r, facts, pw)
@@ -693,6 +701,11 @@ class _Loader:
 
     def config(self, doc: dict[str, object]) -> Config:
         TableReader(self.file, "", doc, TOP_KEYS, self.errors)
+        radius = read_radius(self.file, doc.get("radius"), self.profile, self.resolver, self.errors)
+        raw_radius = doc.get("radius")
+        # A [radius] with errors still counts: one mistake there should not add a
+        # "secrets missing" error to every listener.
+        self.radius_auth = isinstance(raw_radius, dict) and "auth_servers" in raw_radius
         tunnels = [t for n, tab in self.named_tables(doc, "tunnel") if (t := self.tunnel(n, tab))]
         listeners = [
             x for n, tab in self.named_tables(doc, "listener") if (x := self.listener(n, tab))
@@ -720,6 +733,7 @@ class _Loader:
             hooks=hooks,
             metrics=metrics,
             metrics_per_tunnel=per_tunnel,
+            radius=radius,
             warnings=tuple(self.warnings),
         )
 

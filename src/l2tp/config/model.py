@@ -360,6 +360,44 @@ class HooksSection:
         return bool(self.tunnel_up or self.tunnel_down or self.session_up or self.session_down)
 
 
+RADIUS_AUTH_PORT = 1812
+"""RFC 2865 3: the authentication port, used when a server's address omits one."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadiusServerEntry:
+    """One element of a ``[radius]`` server list: where it is and how its shared secret
+    is given (exactly one of ``secret`` and ``secret_file``; the file is read when the
+    daemon starts, so it can be readable by root only)."""
+
+    address: Endpoint
+    secret: str | None = field(default=None, repr=False)
+    secret_file: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadiusSection:
+    """The ``[radius]`` table (docs/radius.md): the servers the built-in PPP's
+    authenticator side asks instead of its secrets file, and the client's policy.
+
+    Accounting keys (``acct_servers`` ...) belong here too, next to ``auth_servers``.
+    """
+
+    auth_servers: tuple[RadiusServerEntry, ...] = ()
+    timeout: float = 3.0
+    """Seconds before a request is sent again (RFC 2865 2.4)."""
+    retries: int = 3
+    """Retransmissions to one server before the next is tried."""
+    holddown: float = 60.0
+    """Seconds after failing over before new requests try the first server again."""
+    max_outstanding: int = 1024
+    """Requests in flight at once; more are refused (the peer's authentication fails)."""
+    nas_identifier: str | None = None
+    """NAS-Identifier (RFC 2865 5.32); None: the session's PPP name (the host name)."""
+    nas_ip_address: IPAddress | None = None
+    """NAS-IP-Address (or NAS-IPv6-Address) sent in every request; None: not sent."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Config:
     """A whole loaded file. ``daemon`` is the profile it was validated for."""
@@ -373,6 +411,8 @@ class Config:
     """Where the Prometheus exporter listens (top-level ``metrics``); None: no exporter."""
     metrics_per_tunnel: bool = False
     """Also export one series per tunnel (``l2tp_tunnel_rtt_seconds``, ...)."""
+    radius: RadiusSection | None = None
+    """The ``[radius]`` table; None: no RADIUS."""
     warnings: tuple[ConfigError, ...] = field(default=(), compare=False)
     """Keys accepted without effect (``sid``/``psid`` of a dynamic session, as go-l2tp
     allows): each daemon prints them at start, ``--check`` on standard error."""

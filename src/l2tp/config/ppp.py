@@ -123,9 +123,18 @@ def _interface_name(r: TableReader, listener: bool) -> str | None:
 
 
 def read_builtin_ppp(
-    file: str, path: str, table: dict[str, object], *, listener: bool, errors: list[ConfigError]
+    file: str,
+    path: str,
+    table: dict[str, object],
+    *,
+    listener: bool,
+    errors: list[ConfigError],
+    radius: bool = False,
 ) -> BuiltinPppSection | None:
-    """Read one ``builtin_ppp`` table (``path`` is its own dotted path); None on errors."""
+    """Read one ``builtin_ppp`` table (``path`` is its own dotted path); None on errors.
+
+    ``radius``: the file has RADIUS authentication servers, which check the peers of
+    listeners instead of a ``secrets`` file (so it is not required there)."""
     before = len(errors)
     r = TableReader(file, path, table, BUILTIN_PPP_KEYS, errors)
     auth = _auth(r)
@@ -171,12 +180,12 @@ def read_builtin_ppp(
                     " a listener checks its peers with 'secrets'",
                 )
         methods = auth if auth is not None else BuiltinPppSection().auth
-        if methods and not r.has("secrets") and "auth" not in r.failed:
+        if methods and not radius and not r.has("secrets") and "auth" not in r.failed:
             shown = ", ".join(show(m.value) for m in methods)
             r.error(
                 "secrets",
-                f"missing (needed to check the peer with auth = [{shown}];"
-                " auth = [] accepts any peer)",
+                f"missing (needed to check the peer with auth = [{shown}], unless"
+                " [radius] has auth_servers; auth = [] accepts any peer)",
             )
         if not r.has("local_address"):
             r.error("local_address", "missing (the authenticator side needs its own IPv4 address)")
@@ -227,6 +236,7 @@ def read_ppp_keys(
     pseudowire_known: bool,
     listener: bool,
     base: dict[str, object] | None,
+    radius: bool = False,
 ) -> tuple[PppImplementation, BuiltinPppSection | None]:
     """``ppp`` and ``builtin_ppp`` of a session, listener or listener session table.
 
@@ -267,7 +277,9 @@ def read_ppp_keys(
             if "ppp" not in r.failed and (not pseudowire_known or pseudowire is Pseudowire.PPP):
                 r.error("builtin_ppp", 'needs ppp = "builtin"')
         else:
-            section = read_builtin_ppp(r.file, sub, table, listener=listener, errors=r.errors)
+            section = read_builtin_ppp(
+                r.file, sub, table, listener=listener, errors=r.errors, radius=radius
+            )
             if section is None:
                 r.failed.add("builtin_ppp")
     elif kind is PppImplementation.BUILTIN:

@@ -78,6 +78,9 @@ class TunnelFacts:
     profile: Profile
     listener: bool = False
     """A listener or its session tables: the PPP authenticator side (config/ppp.py)."""
+    radius: bool = False
+    """The file has RADIUS authentication servers: the authenticator side needs no
+    secrets file (config/radius.py)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,7 +166,12 @@ def read_pseudowire_keys(
             )
 
     ppp, builtin_ppp = read_ppp_keys(
-        r, pseudowire=pw, pseudowire_known=pw_known, listener=facts.listener, base=base
+        r,
+        pseudowire=pw,
+        pseudowire_known=pw_known,
+        listener=facts.listener,
+        base=base,
+        radius=facts.radius,
     )
     builtin = ppp is PppImplementation.BUILTIN
     pppd_args = r.file_path("pppd_args")

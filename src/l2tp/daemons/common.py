@@ -49,6 +49,7 @@ from l2tp.daemons.logformat import add_log_arguments
 from l2tp.daemons.logformat import setup as setup_logging
 from l2tp.daemons.metrics_http import add_metrics_arguments, exporter_from, reload_settings
 from l2tp.daemons.preflight import KernelNeeds, StartError
+from l2tp.daemons.radius_setup import RadiusService
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
@@ -256,14 +257,23 @@ async def serve(
                     return ReloadResult(applied=False, errors=str(exc).splitlines())
                 hooks.configure(new.hooks)
                 reload_settings(metrics, args, new)
+                problems: list[str] = []
+                if radius is not None:
+                    try:
+                        await radius.configure(new.radius)
+                    except StartError as exc:  # a secret file: the old client stays
+                        problems.append(str(exc))
                 try:
                     await daemon.reload(new)
                 except (StartError, KernelError, OSError) as exc:
                     # E.g. a new listener whose address cannot be bound: the rest of
                     # the new file is applied, and the daemon keeps running.
-                    log.error("reload: %s", exc)
-                    print(f"{prog}: reload incomplete: {exc}", file=sys.stderr, flush=True)
-                    return ReloadResult(applied=True, summary=daemon.summary(), errors=[str(exc)])
+                    problems.append(str(exc))
+                if problems:
+                    text = "; ".join(problems)
+                    log.error("reload: %s", text)
+                    print(f"{prog}: reload incomplete: {text}", file=sys.stderr, flush=True)
+                    return ReloadResult(applied=True, summary=daemon.summary(), errors=problems)
                 print(f"{prog}: configuration reloaded: {daemon.summary()}", flush=True)
                 return ReloadResult(applied=True, summary=daemon.summary())
             finally:
@@ -275,6 +285,7 @@ async def serve(
             await reload_config()
 
     reload_task = asyncio.create_task(reloader())
+    radius = _radius_service(backend)
     target = ContextTarget(
         ctx,
         DaemonInfo(name=prog, config_file=str(Path(path).resolve()), started_at=loop.time()),
@@ -282,6 +293,7 @@ async def serve(
         reload=reload_config,
         names=getattr(daemon, "tunnel_name", None),
         peers=getattr(daemon, "peers", None),
+        radius=radius.snapshot if radius is not None else None,
     )
     control = None
     metrics = None
@@ -307,6 +319,8 @@ async def serve(
                 await metrics.start()  # subscribed before the first tunnel can come up
                 target.metrics_address = metrics.address
             hooks.start()  # subscribed before the first tunnel can come up
+            if radius is not None:
+                await radius.configure(config.radius)  # before the first session
             await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
         except (StartError, KernelError, OSError, ControlSocketError) as exc:
@@ -344,6 +358,8 @@ async def serve(
         close_backend = getattr(backend, "close", None)
         if close_backend is not None:
             await close_backend()  # the built-in PPP's rtnetlink socket and threads
+        if radius is not None:
+            radius.close()
         await dataplane.close()
         if started:
             print(f"{prog}: tunnels closed, exiting", flush=True)
@@ -353,6 +369,17 @@ async def serve(
             watchdog.cancel()
         notify.close()
     return status
+
+
+def _radius_service(backend: SessionBackend | None) -> RadiusService | None:
+    """The RADIUS service for the built-in PPP backend, when the daemon has one
+    (not with ``--null-dataplane``: no PPP runs there)."""
+    from l2tp.runtime.builtin_ppp import BuiltinPppBackend
+
+    builtin = getattr(backend, "builtin", backend)
+    if not isinstance(builtin, BuiltinPppBackend):
+        return None
+    return RadiusService(builtin)
 
 
 def _clients(control: ControlServer | None) -> Callable[[], tuple[int, int]] | None:

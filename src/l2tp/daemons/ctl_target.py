@@ -73,9 +73,11 @@ class ContextTarget:
         reload: Callable[[], Awaitable[ReloadResult]],
         names: inventory.TunnelNames | None = None,
         peers: Callable[[], list[dict[str, Any]]] | None = None,
+        radius: Callable[[], dict[str, Any] | None] | None = None,
     ) -> None:
         self.ctx = ctx
         self._peers = peers
+        self._radius = radius
         self.info = info
         self._summary = summary
         self._reload = reload
@@ -111,7 +113,13 @@ class ContextTarget:
             ],
             "counters": asdict(self.ctx.counters),
             "metrics": self.metrics_address,
+            **self._radius_status(),
         }
+
+    def _radius_status(self) -> dict[str, Any]:
+        """``radius``: the RADIUS client's counters, only when the daemon uses RADIUS."""
+        snapshot = self._radius() if self._radius is not None else None
+        return {} if snapshot is None else {"radius": snapshot}
 
     def tunnels(self) -> list[dict[str, Any]]:
         now = self._now()

@@ -264,6 +264,46 @@ class MetricsSource(Protocol):
     def tunnels(self) -> list[dict[str, Any]]: ...
 
 
+def _radius(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
+    """``l2tp_radius_*`` per server, from ``status``'s ``radius`` (RADIUS configured)."""
+    if not snapshot:
+        return
+    servers: Mapping[str, Mapping[str, int]] = snapshot.get("servers", {})
+    requests = CounterMetricFamily(
+        "l2tp_radius_requests", "RADIUS requests sent (first transmissions).", labels=["server"]
+    )
+    retransmissions = CounterMetricFamily(
+        "l2tp_radius_retransmissions", "RADIUS requests sent again.", labels=["server"]
+    )
+    timeouts = CounterMetricFamily(
+        "l2tp_radius_timeouts",
+        "RADIUS requests given up on a server after every retransmission.",
+        labels=["server"],
+    )
+    replies = CounterMetricFamily(
+        "l2tp_radius_replies", "Verified RADIUS replies by kind.", labels=["server", "kind"]
+    )
+    dropped = CounterMetricFamily(
+        "l2tp_radius_dropped_replies",
+        "RADIUS replies dropped: bad authenticator, malformed, or for no outstanding request.",
+        labels=["server", "reason"],
+    )
+    for name, c in servers.items():
+        requests.add_metric([name], c.get("requests", 0))
+        retransmissions.add_metric([name], c.get("retransmissions", 0))
+        timeouts.add_metric([name], c.get("timeouts", 0))
+        for kind in ("accepts", "rejects", "challenges", "acct_responses"):
+            replies.add_metric([name, kind.rstrip("s")], c.get(kind, 0))
+        for reason in ("bad_authenticators", "malformed", "unmatched"):
+            dropped.add_metric([name, reason.rstrip("s")], c.get(reason, 0))
+    yield from (requests, retransmissions, timeouts, replies, dropped)
+    yield GaugeMetricFamily(
+        "l2tp_radius_outstanding",
+        "RADIUS requests in flight now.",
+        value=snapshot.get("outstanding", 0),
+    )
+
+
 class L2tpCollector(Collector):
     """Every ``l2tp_*`` metric of one daemon, built at scrape time (see the module doc).
 
@@ -311,6 +351,7 @@ class L2tpCollector(Collector):
         if self.tally is not None:
             yield from _events(self.tally)
         yield from self._hooks()
+        yield from _radius(status.get("radius"))
         yield from self._clients()
         yield from _peers(self.source)
         if self.per_tunnel:

@@ -460,7 +460,7 @@ class PppConnection:
             handler = IpcpOptions(
                 local=cfg.ipv4_local,
                 peer=self._peer_address(),
-                dns=cfg.dns,
+                dns=self._dns(),
                 request_dns=cfg.request_dns,
             )
             self._start_ncp(
@@ -477,6 +477,12 @@ class PppConnection:
                 ),
                 now,
             )
+
+    def _dns(self) -> tuple[IPv4Address, ...]:
+        """The verifier's DNS servers (RADIUS) if it named any, else the configured ones."""
+        if self._decision is not None and self._decision.dns is not None:
+            return self._decision.dns
+        return self.config.dns
 
     def _peer_address(self) -> IPv4Address | None:
         if self._decision is not None and self._decision.peer_address is not None:

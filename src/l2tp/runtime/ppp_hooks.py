@@ -123,6 +123,8 @@ class AuthContext:
     session_id: int
     peer: tuple[str, int]
     """The L2TP peer (LAC) address and port."""
+    local: tuple[str, int] | None = None
+    """Our end of the tunnel (RADIUS Tunnel-Server-Endpoint)."""
     server: str
     """Our PPP name: the second column of a secrets file, RADIUS NAS-Identifier."""
     calling_number: str | None = None

@@ -142,6 +142,10 @@ class PppLink(PppNetwork):
         """Seconds from :meth:`start` to the other end's first frame: how long its PPP
         took to start (a pppd peer: its process start), which bounds ``lcp_up_after``."""
         self._release_task: asyncio.Task[None] | None = None
+        self.granted: AuthDecision | None = None
+        """The verifier's last successful decision (RADIUS: its ``authorization`` holds
+        what the Access-Accept granted, e.g. Class for accounting)."""
+        self._session_timer: asyncio.TimerHandle | None = None
         self.conn = PppConnection(
             self._config(), random_bytes=settings.random_bytes, authenticator=_HookAdapter(self)
         )
@@ -457,10 +461,36 @@ class PppLink(PppNetwork):
                 decision = AuthDecision(success=False, message="Access denied")
             if self.released:
                 return
+            self._decided(decision)
             self.conn.auth_result(request, decision, self.loop.time())
             self._transmit()
 
         self._auth_task = self.loop.create_task(wait_for_verdict())
+
+    def _decided(self, decision: AuthDecision) -> None:
+        """Keep a granting decision; start its Session-Timeout (from the first grant: a
+        CHAP re-challenge does not extend the session)."""
+        if not decision.success:
+            return
+        self.granted = decision
+        timeout = decision.session_timeout
+        if timeout is not None and self._session_timer is None and not self.released:
+            self._session_timer = self.loop.call_later(timeout, self._session_timeout)
+
+    def _session_timeout(self) -> None:
+        """Session-Timeout ran out (RFC 2865 5.27, Termination-Action default): CDN now,
+        then LCP Terminate, as for an authentication failure."""
+        self._session_timer = None
+        if self.released or self.stopping:
+            return
+        try:
+            log.info("%s: session time limit reached; ending the session", self.label)
+            self._report(Ending.SESSION_TIMEOUT)
+            if not self.conn.terminated:
+                self.conn.close(self.loop.time(), "session time limit reached")
+                self._transmit()
+        except Exception:
+            self._internal_error("ending the session at its time limit")
 
     def _context(self) -> AuthContext:
         info = self.session.info
@@ -468,6 +498,7 @@ class PppLink(PppNetwork):
             tunnel_id=info.tunnel_id,
             session_id=info.session_id,
             peer=self.session.peer,
+            local=self.session.local,
             server=self.settings.server,
             calling_number=info.calling_number,
             called_number=info.called_number,
@@ -540,6 +571,9 @@ class PppLink(PppNetwork):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
         current = asyncio.current_task()
         for task in (self._worker, self._auth_task):
             if task is not None and task is not current and not task.done():
@@ -592,6 +626,7 @@ class _HookAdapter:
             )
             return AuthDecision(success=False, message="Access denied")
         if isinstance(verdict, AuthDecision):
+            link._decided(verdict)
             return verdict
         link._pending_auth = (request, verdict)
         return None

@@ -31,7 +31,7 @@ from l2tp.kernel.ppp_device import (
     ipv6_link_local,
 )
 from l2tp.peer_text import quoted
-from l2tp.ppp import NetworkDown, NetworkPhase, NetworkUp, PppConnection
+from l2tp.ppp import AuthDecision, NetworkDown, NetworkPhase, NetworkUp, PppConnection
 from l2tp.ppp.constants import Protocol as PppProtocol
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.ppp_hooks import AddressPool, BuiltinPppOptions, PppAuthenticator
@@ -145,6 +145,7 @@ class PppNetwork:
     _addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]]
     peer_dns: tuple[ipaddress.IPv4Address, ...]
     resolv_written: str | None
+    granted: AuthDecision | None
 
     def _watch(self, fd: int) -> None:
         raise NotImplementedError
@@ -208,9 +209,11 @@ class PppNetwork:
         )
 
     async def _set_mtu(self) -> int:
-        """The interface MTU: the peer's MRU (RFC 1661 6.1), or the configured ``mtu`` if
-        lower. A failure is logged and counted; the link carries on with the old MTU."""
-        mtu = self._mtu if self.options.mtu is None else min(self._mtu, self.options.mtu)
+        """The interface MTU: the peer's MRU (RFC 1661 6.1), or the configured ``mtu`` or
+        the verifier's (RADIUS Framed-MTU) if lower. A failure is logged and counted; the
+        link carries on with the old MTU."""
+        granted = self.granted.mtu if self.granted is not None else None
+        mtu = min(m for m in (self._mtu, self.options.mtu, granted) if m is not None)
         if self.ifindex is None:
             return mtu
         try:

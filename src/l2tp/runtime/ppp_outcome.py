@@ -25,6 +25,8 @@ class Ending(enum.Enum):
     PEER_TERMINATED = "terminated by the peer"
     NEGOTIATION_FAILED = "negotiation failed"
     HANGUP = "channel hung up"
+    SESSION_TIMEOUT = "session time limit reached"
+    """The verifier's Session-Timeout (RADIUS, RFC 2865 5.27) ran out."""
     LOCAL_FAILURE = "local failure"
     """The kernel refused what the link needs (unit, interface, address)."""
     INTERNAL_ERROR = "internal error"
@@ -43,13 +45,15 @@ ENDINGS: dict[Ending, tuple[CdnResult, ErrorCode | None, str]] = {
     Ending.PEER_TERMINATED: (R.LOST_CARRIER, None, "PPP link terminated by the peer"),
     Ending.NEGOTIATION_FAILED: (R.NO_FRAMING, None, "PPP negotiation failed"),
     Ending.HANGUP: (R.LOST_CARRIER, None, "PPP channel hung up"),
+    Ending.SESSION_TIMEOUT: (R.ADMINISTRATIVE, None, "PPP connect time limit reached"),
     Ending.LOCAL_FAILURE: (R.TEMPORARY_NO_FACILITIES, None, LOCAL_FAILURE),
     Ending.INTERNAL_ERROR: (R.GENERAL_ERROR, None, LOCAL_FAILURE),
 }
 """Ending -> (CDN Result Code, Error Code, Error Message to the peer); docs/builtin-ppp.md.
 
 The same Result Codes as the pppd backend gives for the same event (pppd's exit statuses
-11/19, 15, 0, 10 and 16 in :data:`l2tp.runtime.ppp.EXIT_TABLE`), so a peer sees the same
+11/19, 15, 0, 10, 13 (``maxconnect``, which pppd's RADIUS plugin sets from
+Session-Timeout) and 16 in :data:`l2tp.runtime.ppp.EXIT_TABLE`), so a peer sees the same
 CDN whichever PPP runs the session. The message never names the user.
 """
 
@@ -83,6 +87,8 @@ class BuiltinPppCounters:
     peer_terminated: int = 0
     negotiation_failed: int = 0
     hangups: int = 0
+    session_timeouts: int = 0
+    """Sessions ended by the verifier's Session-Timeout (RADIUS)."""
     local_failures: int = 0
     stopped: int = 0
     """Links ended by :meth:`stop` (the control plane closed the session)."""
@@ -103,6 +109,7 @@ ENDING_COUNTER = {
     Ending.PEER_TERMINATED: "peer_terminated",
     Ending.NEGOTIATION_FAILED: "negotiation_failed",
     Ending.HANGUP: "hangups",
+    Ending.SESSION_TIMEOUT: "session_timeouts",
     Ending.LOCAL_FAILURE: "local_failures",
     Ending.INTERNAL_ERROR: "local_failures",
 }

@@ -90,17 +90,34 @@ class AuthDecision:
     successful MS-CHAPv2 request ``authenticator_response`` (the 20 octets of
     RFC 2759 8.7) is required: the peer checks it to authenticate us.
     ``peer_address`` overrides the configured or pooled IPv4 address for
-    the peer (as RADIUS Framed-IP-Address does).
+    the peer (as RADIUS Framed-IP-Address does), ``dns`` the configured DNS
+    servers offered in IPCP (RFC 1877; RADIUS MS-Primary/Secondary-DNS-Server).
+
+    The rest is for the driver, not the core: ``mtu`` caps the interface MTU
+    (RADIUS Framed-MTU), ``session_timeout`` ends the session that many seconds
+    after it was granted (Session-Timeout), and ``authorization`` is whatever
+    else the verifier granted, kept by the driver for the session (RADIUS:
+    :class:`l2tp.radius.auth.RadiusAuthorization`, with Class for accounting).
     """
 
     success: bool
     message: str = ""
     authenticator_response: bytes | None = field(default=None, repr=False)
     peer_address: IPv4Address | None = None
+    dns: tuple[IPv4Address, ...] | None = None
+    mtu: int | None = None
+    session_timeout: float | None = None
+    authorization: object | None = None
 
     def __post_init__(self) -> None:
         if self.authenticator_response is not None and len(self.authenticator_response) != 20:
             raise ValueError("the MS-CHAPv2 authenticator response is 20 octets")
+        if self.dns is not None and len(self.dns) > 2:
+            raise ValueError("at most two DNS servers (RFC 1877)")
+        if self.mtu is not None and self.mtu < 1:
+            raise ValueError("mtu must be positive")
+        if self.session_timeout is not None and not self.session_timeout > 0:
+            raise ValueError("session_timeout must be positive")
 
 
 class Authenticator(TypingProtocol):

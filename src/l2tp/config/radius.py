@@ -1,0 +1,195 @@
+"""The ``[radius]`` table: RADIUS servers and the client's policy (docs/radius.md).
+
+::
+
+    [radius]
+    auth_servers = [
+        { address = "192.0.2.10", secret_file = "/etc/l2tp/radius.secret" },
+        { address = "192.0.2.11:1812", secret = "s3cret" },
+    ]
+    timeout = 3000          # ms before a request is sent again (RFC 2865 2.4)
+    retries = 3             # retransmissions per server, then the next server
+    nas_identifier = "lns-1"
+    nas_ip_address = "192.0.2.1"
+
+With ``auth_servers``, the built-in PPP's authenticator side (``ppp = "builtin"`` on a
+listener) asks RADIUS instead of a ``secrets`` file, so the ``builtin_ppp`` tables of
+listeners need no ``secrets`` then. Only daemons with listeners accept the table. An
+address without a port uses 1812 (RFC 2865 3). Each server has exactly one of
+``secret`` and ``secret_file``; the file is read when the daemon starts (not by the
+loader, which does no I/O), so it may be readable by root only. Secrets are never
+printed by ``--check`` (shown as ``"(hidden)"``).
+
+Accounting keys (``acct_servers`` and its policy) go in this table too; the server list
+reader (:func:`read_servers`) takes the default port, so they reuse it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from l2tp.config.errors import ConfigError
+from l2tp.config.fields import Resolver, TableReader, parse_endpoint, show, toml_type
+from l2tp.config.model import RADIUS_AUTH_PORT, Endpoint, RadiusSection, RadiusServerEntry
+from l2tp.config.profiles import Profile
+
+RADIUS_KEYS = frozenset(
+    (
+        "auth_servers",
+        "timeout",
+        "retries",
+        "holddown",
+        "max_outstanding",
+        "nas_identifier",
+        "nas_ip_address",
+    )
+)
+SERVER_KEYS = frozenset(("address", "secret", "secret_file"))
+MAX_TIMEOUT_MS = 60_000
+MAX_RETRIES = 10
+MAX_HOLDDOWN_MS = 86_400_000
+MAX_OUTSTANDING = 65_535
+MAX_TEXT = 253
+"""RFC 2865 5: the longest attribute value (NAS-Identifier)."""
+HIDDEN = "(hidden)"
+"""What ``--check`` prints for a secret."""
+_DEFAULTS = RadiusSection()
+
+
+def _has_port(text: str) -> bool:
+    if text.startswith("["):
+        return text.rpartition("]")[2].startswith(":")
+    return text.count(":") == 1
+
+
+def read_servers(
+    r: TableReader, key: str, default_port: int, resolver: Resolver | None
+) -> tuple[RadiusServerEntry, ...] | None:
+    """``KEY = [ { address, secret | secret_file }, ... ]``; None when absent or wrong.
+
+    Element errors name the element's own path (``radius.auth_servers[0]``).
+    """
+    raw = r.array(key)
+    if raw is None:
+        return None
+    if not raw:
+        r.error(key, "must list at least one server")
+        return None
+    entries: list[RadiusServerEntry] = []
+    seen: dict[Endpoint, int] = {}
+    ok = True
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            r.error(
+                key,
+                f"element {index}: expected an inline table such as"
+                f' {{ address = "192.0.2.10", secret = "..." }}, got {toml_type(item)}',
+            )
+            return None
+        before = len(r.errors)
+        e = TableReader(r.file, f"{r.path}.{key}[{index}]", item, SERVER_KEYS, r.errors)
+        address = None
+        text = e.nonempty_string("address")
+        if text is not None:
+            try:
+                address = parse_endpoint(text, resolver, min_port=1)
+            except ValueError as exc:
+                e.error("address", f"{show(text)} is not a valid address: {exc}")
+            else:
+                if not _has_port(text):
+                    address = Endpoint(address=address.address, port=default_port)
+        elif not e.has("address"):
+            e.error("address", "missing (required for every server)")
+        secret = e.nonempty_string("secret")
+        secret_file = e.file_path("secret_file")
+        if e.has("secret") and e.has("secret_file"):
+            e.error("secret_file", "give either 'secret' or 'secret_file', not both")
+        elif not e.has("secret") and not e.has("secret_file"):
+            e.error(None, "missing 'secret' or 'secret_file' (the shared secret, RFC 2865 3)")
+        if address is None or len(r.errors) > before:
+            ok = False
+            continue
+        if address in seen:
+            r.error(key, f"element {index}: {address} is already element {seen[address]}")
+            ok = False
+            continue
+        seen[address] = index
+        entries.append(RadiusServerEntry(address=address, secret=secret, secret_file=secret_file))
+    return tuple(entries) if ok else None
+
+
+def read_radius(
+    file: str,
+    raw: object,
+    profile: Profile,
+    resolver: Resolver | None,
+    errors: list[ConfigError],
+) -> RadiusSection | None:
+    """The ``radius`` value of a document (None when absent) as a :class:`RadiusSection`;
+    problems go to ``errors`` in the loader's format."""
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        got = toml_type(raw)
+        shown = f" {show(raw)}" if not isinstance(raw, list | dict) else ""
+        errors.append(
+            ConfigError(file, "", "radius", f"expected a table [radius], got {got}{shown}")
+        )
+        return None
+    before = len(errors)
+    r = TableReader(file, "radius", raw, RADIUS_KEYS, errors)
+    if not profile.listeners:
+        r.error(
+            None,
+            f"{profile.name} does not accept [radius] (RADIUS authenticates the peers of"
+            " listeners: l2tp-lns, l2tpd)",
+        )
+        return None
+    auth_servers = read_servers(r, "auth_servers", RADIUS_AUTH_PORT, resolver)
+    if not r.has("auth_servers"):
+        r.error("auth_servers", "missing (the servers to authenticate PPP peers with)")
+    timeout = r.integer("timeout", 1, MAX_TIMEOUT_MS, context=" (milliseconds)")
+    retries = r.integer("retries", 0, MAX_RETRIES)
+    holddown = r.integer("holddown", 0, MAX_HOLDDOWN_MS, context=" (milliseconds)")
+    max_outstanding = r.integer("max_outstanding", 1, MAX_OUTSTANDING)
+    nas_identifier = r.avp_text("nas_identifier", MAX_TEXT, "NAS-Identifier")
+    nas_ip = None
+    nas_text = r.nonempty_string("nas_ip_address")
+    if nas_text is not None:
+        try:
+            nas_ip = ipaddress.ip_address(nas_text)
+        except ValueError:
+            r.error("nas_ip_address", f"{show(nas_text)} is not an IP address")
+    if len(errors) > before:
+        return None
+    return RadiusSection(
+        auth_servers=auth_servers or (),
+        timeout=_DEFAULTS.timeout if timeout is None else timeout / 1000,
+        retries=_DEFAULTS.retries if retries is None else retries,
+        holddown=_DEFAULTS.holddown if holddown is None else holddown / 1000,
+        max_outstanding=max_outstanding or _DEFAULTS.max_outstanding,
+        nas_identifier=nas_identifier,
+        nas_ip_address=nas_ip,
+    )
+
+
+def radius_items(section: RadiusSection, *, full: bool) -> list[tuple[str, object]]:
+    """The ``[radius]`` table for ``--check`` (secrets shown as :data:`HIDDEN`)."""
+    servers = [
+        {
+            "address": str(entry.address),
+            **({"secret": HIDDEN} if entry.secret is not None else {}),
+            **({"secret_file": entry.secret_file} if entry.secret_file is not None else {}),
+        }
+        for entry in section.auth_servers
+    ]
+    nas_ip = None if section.nas_ip_address is None else str(section.nas_ip_address)
+    return [
+        ("auth_servers", servers),
+        ("timeout", round(section.timeout * 1000)),
+        ("retries", section.retries),
+        ("holddown", round(section.holddown * 1000)),
+        ("max_outstanding", section.max_outstanding),
+        ("nas_identifier", section.nas_identifier),
+        ("nas_ip_address", nas_ip),
+    ]

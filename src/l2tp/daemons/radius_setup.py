@@ -1,0 +1,141 @@
+"""The daemons' RADIUS: ``[radius]`` (:class:`~l2tp.config.RadiusSection`) turned into a
+:class:`~l2tp.radius.client.RadiusClient` and the built-in PPP's authentication hook
+(:class:`~l2tp.radius.auth.RadiusAuthenticator`), kept up to date across reloads.
+
+:class:`RadiusService` is started by :func:`l2tp.daemons.common.serve` before the
+listeners open (an unreadable ``secret_file`` stops the daemon with the key that names
+it) and given each reloaded file: a changed ``[radius]`` (or a changed secret file)
+builds a new client and hook for new authentications; the old client is closed once the
+requests already in flight have had their full time (``timeout`` x (``retries`` + 1) per
+server), so a reload never denies a peer that was being checked. Removing ``[radius]``
+puts the listeners back on their ``secrets`` files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from l2tp.config.errors import toml_string
+from l2tp.config.model import RadiusSection, RadiusServerEntry
+from l2tp.daemons.preflight import StartError, describe_os_error
+from l2tp.radius.auth import RadiusAuthenticator
+from l2tp.radius.client import RadiusClient, RadiusServer
+
+log = logging.getLogger("l2tp.radius")
+
+MAX_SECRET_FILE = 4096
+
+
+def _read_secret(index: int, entry: RadiusServerEntry) -> bytes:
+    """The shared secret of one server: inline, or the first line of its file."""
+    if entry.secret is not None:
+        return entry.secret.encode("utf-8")
+    assert entry.secret_file is not None
+    where = f"[radius] auth_servers[{index}] secret_file = {toml_string(entry.secret_file)}"
+    try:
+        with open(entry.secret_file, "rb") as stream:
+            data = stream.read(MAX_SECRET_FILE + 1)
+    except OSError as exc:
+        raise StartError(f"{where}: {describe_os_error(exc)}") from exc
+    if len(data) > MAX_SECRET_FILE:
+        raise StartError(f"{where}: larger than {MAX_SECRET_FILE} bytes")
+    lines = data.splitlines()
+    secret = lines[0].strip() if lines else b""
+    if not secret:
+        raise StartError(f"{where}: the file is empty")
+    return secret
+
+
+def read_servers(section: RadiusSection) -> tuple[RadiusServer, ...]:
+    """The configured authentication servers with their secrets (files read now)."""
+    return tuple(
+        RadiusServer(str(entry.address.address), entry.address.port, _read_secret(i, entry))
+        for i, entry in enumerate(section.auth_servers)
+    )
+
+
+class RadiusService:
+    """The daemon's current RADIUS client and hook, installed on the built-in PPP backend
+    (``backend.authenticator``; module doc)."""
+
+    def __init__(self, backend: Any) -> None:
+        self.backend = backend
+        """A :class:`~l2tp.runtime.builtin_ppp.BuiltinPppBackend` (or anything with an
+        ``authenticator`` attribute)."""
+        self.client: RadiusClient | None = None
+        self.authenticator: RadiusAuthenticator | None = None
+        self._settings: tuple[RadiusSection, tuple[RadiusServer, ...]] | None = None
+        self._retiring: dict[asyncio.TimerHandle, RadiusClient] = {}
+
+    async def configure(self, section: RadiusSection | None) -> bool:
+        """Apply ``section``; True when something changed. Raises StartError (a secret
+        file that cannot be read), leaving the current client in place."""
+        if section is None:
+            if self.client is None:
+                return False
+            self._retire()
+            self.backend.authenticator = None
+            self.client = self.authenticator = None
+            self._settings = None
+            log.info("RADIUS off: listeners check peers with their secrets files")
+            return True
+        servers = await asyncio.to_thread(read_servers, section)
+        if self._settings == (section, servers):
+            return False
+        client = RadiusClient(
+            auth_servers=servers,
+            timeout=section.timeout,
+            retries=section.retries,
+            holddown=section.holddown,
+            max_outstanding=section.max_outstanding,
+        )
+        authenticator = RadiusAuthenticator(
+            client,
+            nas_identifier=section.nas_identifier,
+            nas_ip_address=section.nas_ip_address,
+        )
+        self._retire()
+        self.client, self.authenticator, self._settings = client, authenticator, (section, servers)
+        self.backend.authenticator = authenticator
+        log.info(
+            "RADIUS authentication via %s (timeout %.3g s, %d retries)",
+            ", ".join(str(s) for s in servers),
+            section.timeout,
+            section.retries,
+        )
+        return True
+
+    def _retire(self) -> None:
+        """Close the current client once its requests in flight have had their time."""
+        old, settings = self.client, self._settings
+        if old is None or settings is None:
+            return
+        section = settings[0]
+        grace = section.timeout * (section.retries + 1) * max(1, len(settings[1])) + 1.0
+        loop = asyncio.get_running_loop()
+
+        def close() -> None:
+            self._retiring.pop(handle, None)
+            old.close()
+
+        handle = loop.call_later(grace, close)
+        self._retiring[handle] = old
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """Counters of the current client and hook (no secrets); None without RADIUS."""
+        if self.client is None or self.authenticator is None:
+            return None
+        from dataclasses import asdict
+
+        return {"auth": asdict(self.authenticator.counters), **self.client.snapshot()}
+
+    def close(self) -> None:
+        """Close every client now (the daemon is stopping: its sessions are gone)."""
+        for handle, old in list(self._retiring.items()):
+            handle.cancel()
+            old.close()
+        self._retiring.clear()
+        if self.client is not None:
+            self.client.close()
