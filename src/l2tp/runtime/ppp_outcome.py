@@ -29,6 +29,9 @@ class Ending(enum.Enum):
     """The kernel refused what the link needs (unit, interface, address)."""
     INTERNAL_ERROR = "internal error"
     """A bug in this process (logged with its traceback)."""
+    SESSION_TIMEOUT = "session timeout"
+    """The session's time limit ran out (``PppLink.set_session_timeout``: a RADIUS
+    Session-Timeout, RFC 2865 5.27, from an Access-Accept or a CoA-Request)."""
 
 
 R = CdnResult
@@ -45,12 +48,13 @@ ENDINGS: dict[Ending, tuple[CdnResult, ErrorCode | None, str]] = {
     Ending.HANGUP: (R.LOST_CARRIER, None, "PPP channel hung up"),
     Ending.LOCAL_FAILURE: (R.TEMPORARY_NO_FACILITIES, None, LOCAL_FAILURE),
     Ending.INTERNAL_ERROR: (R.GENERAL_ERROR, None, LOCAL_FAILURE),
+    Ending.SESSION_TIMEOUT: (R.ADMINISTRATIVE, None, "PPP connect time limit reached"),
 }
 """Ending -> (CDN Result Code, Error Code, Error Message to the peer); docs/builtin-ppp.md.
 
 The same Result Codes as the pppd backend gives for the same event (pppd's exit statuses
-11/19, 15, 0, 10 and 16 in :data:`l2tp.runtime.ppp.EXIT_TABLE`), so a peer sees the same
-CDN whichever PPP runs the session. The message never names the user.
+11/19, 15, 0, 10, 16 and 13 (connect time) in :data:`l2tp.runtime.ppp.EXIT_TABLE`), so a
+peer sees the same CDN whichever PPP runs the session. The message never names the user.
 """
 
 _V2_ONLY_RESULTS = frozenset(range(6, 12))
@@ -84,6 +88,8 @@ class BuiltinPppCounters:
     negotiation_failed: int = 0
     hangups: int = 0
     local_failures: int = 0
+    session_timeouts: int = 0
+    """Sessions ended by their Session-Timeout."""
     stopped: int = 0
     """Links ended by :meth:`stop` (the control plane closed the session)."""
     pool_exhausted: int = 0
@@ -105,4 +111,5 @@ ENDING_COUNTER = {
     Ending.HANGUP: "hangups",
     Ending.LOCAL_FAILURE: "local_failures",
     Ending.INTERNAL_ERROR: "local_failures",
+    Ending.SESSION_TIMEOUT: "session_timeouts",
 }
