@@ -145,6 +145,10 @@ class PppLink(PppNetwork):
         self.granted: AuthDecision | None = None
         """The verifier's last successful decision (RADIUS: its ``authorization`` holds
         what the Access-Accept granted, e.g. Class for accounting)."""
+        self.user: str | None = None
+        """The peer's authenticated name (authenticator role; None before or without)."""
+        self.session_deadline: float | None = None
+        """Loop time at which :meth:`set_session_timeout` ends the session (None: never)."""
         self._session_timer: asyncio.TimerHandle | None = None
         self.conn = PppConnection(
             self._config(), random_bytes=settings.random_bytes, authenticator=_HookAdapter(self)
@@ -230,6 +234,30 @@ class PppLink(PppNetwork):
                     async with asyncio.timeout(self.settings.terminate_wait):
                         await self._finished.wait()
         await self._release()
+
+    @property
+    def peer_ipv4(self) -> IPv4Address | None:
+        """The peer's IPv4 address while IPCP is up (RADIUS Framed-IP-Address)."""
+        entry = self._addresses.get(PppProtocol.IPCP)
+        peer = entry[1] if entry is not None else None
+        return peer if isinstance(peer, IPv4Address) else None
+
+    def set_session_timeout(self, seconds: float | None) -> None:
+        """End the session ``seconds`` from now (None: no limit), replacing any earlier
+        limit: RADIUS Session-Timeout (RFC 2865 5.27; RFC 5176 CoA changes it).
+
+        When it runs out the control plane is told at once, as for an echo failure:
+        CDN Result Code 3 (administrative), "PPP connect time limit reached", the same
+        as pppd's ``maxconnect``; the control plane's stop then sends LCP Terminate.
+        """
+        if self._session_timer is not None:
+            self._session_timer.cancel()
+            self._session_timer = None
+        self.session_deadline = None
+        if seconds is None or self.released or self.stopping:
+            return
+        self.session_deadline = self.loop.time() + max(0.0, seconds)
+        self._session_timer = self.loop.call_at(self.session_deadline, self._session_timeout)
 
     # ------------------------------------------------------------------ frame I/O
 
@@ -345,6 +373,8 @@ class PppLink(PppNetwork):
             self._auth_requested(event)
         elif isinstance(event, AuthSucceeded):
             self.counters.auth_succeeded += 1
+            if self.role is PppRole.AUTHENTICATOR:
+                self.user = event.user
             log.info(
                 "%s: %s authentication %s user %s succeeded",
                 self.label,
@@ -474,13 +504,14 @@ class PppLink(PppNetwork):
             return
         self.granted = decision
         timeout = decision.session_timeout
-        if timeout is not None and self._session_timer is None and not self.released:
-            self._session_timer = self.loop.call_later(timeout, self._session_timeout)
+        if timeout is not None and self._session_timer is None:
+            self.set_session_timeout(timeout)
 
     def _session_timeout(self) -> None:
         """Session-Timeout ran out (RFC 2865 5.27, Termination-Action default): CDN now,
         then LCP Terminate, as for an authentication failure."""
         self._session_timer = None
+        self.session_deadline = None
         if self.released or self.stopping:
             return
         try:

@@ -25,12 +25,13 @@ class Ending(enum.Enum):
     PEER_TERMINATED = "terminated by the peer"
     NEGOTIATION_FAILED = "negotiation failed"
     HANGUP = "channel hung up"
-    SESSION_TIMEOUT = "session time limit reached"
-    """The verifier's Session-Timeout (RADIUS, RFC 2865 5.27) ran out."""
     LOCAL_FAILURE = "local failure"
     """The kernel refused what the link needs (unit, interface, address)."""
     INTERNAL_ERROR = "internal error"
     """A bug in this process (logged with its traceback)."""
+    SESSION_TIMEOUT = "session time limit reached"
+    """The session's time limit ran out (``PppLink.set_session_timeout``: a RADIUS
+    Session-Timeout, RFC 2865 5.27, from an Access-Accept or a CoA-Request)."""
 
 
 R = CdnResult
@@ -45,9 +46,9 @@ ENDINGS: dict[Ending, tuple[CdnResult, ErrorCode | None, str]] = {
     Ending.PEER_TERMINATED: (R.LOST_CARRIER, None, "PPP link terminated by the peer"),
     Ending.NEGOTIATION_FAILED: (R.NO_FRAMING, None, "PPP negotiation failed"),
     Ending.HANGUP: (R.LOST_CARRIER, None, "PPP channel hung up"),
-    Ending.SESSION_TIMEOUT: (R.ADMINISTRATIVE, None, "PPP connect time limit reached"),
     Ending.LOCAL_FAILURE: (R.TEMPORARY_NO_FACILITIES, None, LOCAL_FAILURE),
     Ending.INTERNAL_ERROR: (R.GENERAL_ERROR, None, LOCAL_FAILURE),
+    Ending.SESSION_TIMEOUT: (R.ADMINISTRATIVE, None, "PPP connect time limit reached"),
 }
 """Ending -> (CDN Result Code, Error Code, Error Message to the peer); docs/builtin-ppp.md.
 
@@ -87,9 +88,9 @@ class BuiltinPppCounters:
     peer_terminated: int = 0
     negotiation_failed: int = 0
     hangups: int = 0
-    session_timeouts: int = 0
-    """Sessions ended by the verifier's Session-Timeout (RADIUS)."""
     local_failures: int = 0
+    session_timeouts: int = 0
+    """Sessions ended by their Session-Timeout (RADIUS Access-Accept or CoA)."""
     stopped: int = 0
     """Links ended by :meth:`stop` (the control plane closed the session)."""
     pool_exhausted: int = 0
@@ -109,7 +110,7 @@ ENDING_COUNTER = {
     Ending.PEER_TERMINATED: "peer_terminated",
     Ending.NEGOTIATION_FAILED: "negotiation_failed",
     Ending.HANGUP: "hangups",
-    Ending.SESSION_TIMEOUT: "session_timeouts",
     Ending.LOCAL_FAILURE: "local_failures",
     Ending.INTERNAL_ERROR: "local_failures",
+    Ending.SESSION_TIMEOUT: "session_timeouts",
 }
