@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import socket
 import struct
+from dataclasses import dataclass
 
 from l2tp.kernel.channel import AsyncChannel, Sending, SyncChannel
-from l2tp.kernel.codec import NLM_F_ACK, NLM_F_REQUEST, nla, nlmsg
+from l2tp.kernel.codec import NLM_F_ACK, NLM_F_REQUEST, nla, nlmsg, raw_attrs
 from l2tp.kernel.netns import socket_in_netns
 from l2tp.kernel.pipeline import DEFAULT_WINDOW, Request
 
@@ -31,11 +32,13 @@ RTM_GETLINK = 18
 IFLA_IFNAME = 3
 IFLA_MTU = 4
 IFLA_MASTER = 10
+IFLA_STATS64 = 23
 
 IFF_UP = 0x1
 
 _IFINFOMSG = struct.Struct("=BxHiII")
 _NLMSGHDR_SIZE = 16
+_STATS64_HEAD = struct.Struct("=4Q")
 
 Link = str | int
 """An interface by name (``str``) or by index (``int``)."""
@@ -86,6 +89,29 @@ def link_index(request: Request) -> int:
     """The interface index in the reply of a finished :func:`get_link_req`."""
     (index,) = struct.unpack_from("=i", request.replies[0], _NLMSGHDR_SIZE + 4)
     return int(index)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkStats:
+    """The first four counters of an interface's ``struct rtnl_link_stats64``
+    (``IFLA_STATS64``, 64-bit, so they never wrap in practice): what accounting needs."""
+
+    rx_packets: int
+    tx_packets: int
+    rx_bytes: int
+    tx_bytes: int
+
+
+def link_stats(request: Request) -> LinkStats:
+    """The ``IFLA_STATS64`` counters in the reply of a finished :func:`get_link_req`.
+
+    Raises ValueError if the reply has none (every kernel since 2.6.35 sends them).
+    """
+    attrs = raw_attrs(request.replies[0], _NLMSGHDR_SIZE + _IFINFOMSG.size)
+    stats = attrs.get(IFLA_STATS64)
+    if stats is None or len(stats) < _STATS64_HEAD.size:
+        raise ValueError(f"no IFLA_STATS64 in the reply for {request.what}")
+    return LinkStats(*_STATS64_HEAD.unpack_from(stats))
 
 
 # Whole messages with a given sequence number (tests compare them with iproute2's).
@@ -166,6 +192,10 @@ class AsyncRtnl:
 
     async def link_index(self, link: Link) -> int:
         return link_index(await self.channel.call(get_link_req(link)))
+
+    async def link_stats(self, link: Link) -> LinkStats:
+        """The interface's packet and byte counters (one ``RTM_GETLINK``)."""
+        return link_stats(await self.channel.call(get_link_req(link)))
 
     async def set_master(self, link: Link, master: str) -> None:
         index = await self.link_index(master)

@@ -47,6 +47,7 @@ from l2tp.runtime.ppp_hooks import (
     SecretsFileAuthenticator,
 )
 from l2tp.runtime.ppp_link import LinkSettings, PppKernel, PppLink
+from l2tp.runtime.ppp_observer import PppSessionView, SessionObserver
 from l2tp.runtime.ppp_outcome import BuiltinPppCounters, Ending, map_ending
 from l2tp.runtime.randomness import random_bytes as default_random_bytes
 
@@ -59,7 +60,9 @@ __all__ = [
     "DispatchingBackend",
     "Ending",
     "PppAuthenticator",
+    "PppSessionView",
     "SecretsFileAuthenticator",
+    "SessionObserver",
     "map_ending",
 ]
 
@@ -80,7 +83,8 @@ class BuiltinPppBackend:
     device layer (tests pass a fake). ``hostname``: our PPP name when a session's options
     name none (default: the host name, as pppd). ``raise_fd_limit``: raise the soft
     ``RLIMIT_NOFILE`` to the hard one (each session holds three fds here, where pppd held
-    them in its own process; 1024 would stop the daemon at ~330 sessions).
+    them in its own process; 1024 would stop the daemon at ~330 sessions). ``observer``:
+    told when each session is up and down (accounting, :mod:`.ppp_observer`).
     """
 
     def __init__(
@@ -93,6 +97,7 @@ class BuiltinPppBackend:
         hostname: str | None = None,
         random_bytes: Callable[[int], bytes] = default_random_bytes,
         raise_fd_limit: bool = True,
+        observer: SessionObserver | None = None,
     ) -> None:
         if raise_fd_limit:
             before, after = _raise_fd_limit()
@@ -100,6 +105,7 @@ class BuiltinPppBackend:
                 log.info("file descriptor limit raised from %d to %d", before, after)
         self.netns = netns
         self.authenticator = authenticator
+        self.observer = observer
         self.kernel: PppKernel = kernel if kernel is not None else LinuxPppKernel()
         self.terminate_wait = terminate_wait
         self.hostname = hostname or socket.gethostname() or "python-l2tp"
@@ -199,6 +205,7 @@ class BuiltinPppBackend:
             terminate_wait=self.terminate_wait,
             random_bytes=self.random_bytes,
             read_buffer=self._read_buffer,
+            observer=self.observer,
         )
         link = PppLink(session, options, settings)
         link.start()

@@ -77,6 +77,7 @@ from l2tp.runtime.ppp_network import (
     PppNetwork,
     remove_file,
 )
+from l2tp.runtime.ppp_observer import OBSERVER_WAIT, PppSessionView
 from l2tp.runtime.ppp_outcome import ENDING_COUNTER, Ending, map_ending
 
 __all__ = [
@@ -132,6 +133,10 @@ class PppLink(PppNetwork):
         self._addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]] = {}
         self._mtu = DEFAULT_MRU
         self._is_up = False
+        self.auth_method: str | None = None
+        """The PPP authentication method that succeeded (None before or without)."""
+        self.observed: PppSessionView | None = None
+        """What the observer was told at ``session_up`` (None: not told)."""
         self.peer_dns: tuple[IPv4Address, ...] = ()
         """The DNS servers the authenticator gave us in IPCP (peer side, RFC 1877)."""
         self.resolv_written: str | None = None
@@ -373,6 +378,7 @@ class PppLink(PppNetwork):
             self._auth_requested(event)
         elif isinstance(event, AuthSucceeded):
             self.counters.auth_succeeded += 1
+            self.auth_method = event.method.value
             if self.role is PppRole.AUTHENTICATOR:
                 self.user = event.user
             log.info(
@@ -614,6 +620,7 @@ class PppLink(PppNetwork):
         if pending is not None and asyncio.iscoroutine(pending[1]):
             pending[1].close()  # a hook's coroutine that was never awaited
         self.counters.malformed += self.conn.counters.malformed
+        await self._observe_down()
         channel, unit = self.channel, self.unit
         self.channel = self.unit = None
         if channel is not None or unit is not None:
@@ -630,6 +637,44 @@ class PppLink(PppNetwork):
             except OSError as exc:
                 log.warning("%s: removing %s: %s", self.label, written, exc)
         log.debug("%s: released", self.label)
+
+    # ------------------------------------------------------------------ observer
+
+    def _observe_up(self) -> None:
+        """IPCP is up with its address on the interface: tell the observer, once."""
+        observer = self.settings.observer
+        if observer is None or self.observed is not None or self.released:
+            return
+        local, peer, _ = self._addresses.get(PppProtocol.IPCP, (None, None, 0))
+        self.observed = PppSessionView(
+            session=self.session,
+            user=self.user,
+            method=self.auth_method,
+            local_address=local if isinstance(local, IPv4Address) else None,
+            peer_address=peer if isinstance(peer, IPv4Address) else None,
+            ifindex=self.ifindex,
+            ifname=self.ifname,
+            netns=self.settings.netns,
+            label=self.label,
+        )
+        try:
+            observer.session_up(self.observed)
+        except Exception:
+            log.exception("%s: session observer failed (up)", self.label)
+
+    async def _observe_down(self) -> None:
+        """Tell the observer the session ended, while its interface still exists (its
+        counters go with it); bounded by OBSERVER_WAIT, failures logged."""
+        observer, view = self.settings.observer, self.observed
+        if observer is None or view is None:
+            return
+        try:
+            async with asyncio.timeout(OBSERVER_WAIT):
+                await observer.session_down(view, self.ending)
+        except TimeoutError:
+            log.warning("%s: session observer took over %.1f s (down)", self.label, OBSERVER_WAIT)
+        except Exception:
+            log.exception("%s: session observer failed (down)", self.label)
 
 
 class _HookAdapter:

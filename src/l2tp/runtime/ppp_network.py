@@ -35,6 +35,7 @@ from l2tp.ppp import AuthDecision, NetworkDown, NetworkPhase, NetworkUp, PppConn
 from l2tp.ppp.constants import Protocol as PppProtocol
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.ppp_hooks import AddressPool, BuiltinPppOptions, PppAuthenticator
+from l2tp.runtime.ppp_observer import SessionObserver
 from l2tp.runtime.ppp_outcome import BuiltinPppCounters, Ending
 
 log = logging.getLogger("l2tp.runtime.builtin_ppp")
@@ -103,6 +104,8 @@ class LinkSettings:
     terminate_wait: float
     random_bytes: Callable[[int], bytes]
     read_buffer: bytearray
+    observer: SessionObserver | None = None
+    """Told when the session is up (IPCP) and down (accounting); see :mod:`.ppp_observer`."""
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -148,6 +151,9 @@ class PppNetwork:
     granted: AuthDecision | None
 
     def _watch(self, fd: int) -> None:
+        raise NotImplementedError
+
+    def _observe_up(self) -> None:
         raise NotImplementedError
 
     def _queue(
@@ -269,6 +275,8 @@ class PppNetwork:
             await ops.add_address(self.ifindex, *address)
             if self._addresses.get(event.protocol) is address and self.unit is not None:
                 self.settings.kernel.set_np_mode(self.unit, data_protocol, NpMode.PASS)
+                if event.protocol is PppProtocol.IPCP:
+                    self._observe_up()
 
         self._queue(f"{event.protocol.name} up", bring_up)
 

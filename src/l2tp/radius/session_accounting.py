@@ -1,0 +1,179 @@
+"""Accounting for built-in PPP sessions: the :class:`~l2tp.runtime.ppp_observer.
+SessionObserver` that feeds the :class:`~l2tp.radius.accounting.AccountingEngine`, and
+the kernel counters it reads (:class:`KernelCounters`).
+
+Wiring (the daemon does it)::
+
+    engine = AccountingEngine(client, Spool(path), nas=NasIdentity(identifier="lns1"))
+    await engine.start()
+    observer = PppAccounting(engine, accepted=radius_auth.accepted)
+    backend = BuiltinPppBackend(..., observer=observer)
+    ...
+    observer.note_end(session_key, SessionEnd.ADMIN_CLOSE)  # before closing it (ctl)
+
+Only authenticator-side sessions (the LNS: ``session.role is Role.LNS``) are accounted;
+the LAC side is the user, not the NAS.
+
+Why the session ended: a link that ended by itself says so (its ``Ending``,
+:func:`~l2tp.radius.records.end_from_ppp`); a link the control plane stopped does not
+know why, so whoever stops it (``l2tp ctl``, the Disconnect-Request server, the CDN and
+StopCCN handlers, the daemon's shutdown) tells :meth:`PppAccounting.note_end` first;
+without a note the Stop says NAS-Request.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from l2tp.kernel.rtnl import AsyncRtnl
+from l2tp.protocol.events import Role
+from l2tp.radius.accounting import AccountingEngine
+from l2tp.radius.records import (
+    AcctAuthentic,
+    Counters,
+    SessionDescription,
+    SessionEnd,
+    TunnelDescription,
+    end_from_ppp,
+)
+from l2tp.runtime.ppp_observer import PppSessionView
+from l2tp.runtime.ppp_outcome import Ending
+
+__all__ = ["AcceptInfo", "KernelCounters", "PppAccounting", "StatsReader"]
+
+StatsReader = Callable[[str | None, int], Awaitable[Counters]]
+"""``read(netns, ifindex)``: an interface's counters now."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AcceptInfo:
+    """What the authentication of a session decided that accounting echoes."""
+
+    acct_session_id: str | None = None
+    """The Acct-Session-Id sent in the Access-Request (RFC 2866 5.5 wants the same)."""
+    classes: tuple[bytes, ...] = ()
+    """Class attributes of the Access-Accept (RFC 2865 5.25: echoed unchanged)."""
+    interim_interval: float | None = None
+    """Acct-Interim-Interval of the Access-Accept (RFC 2869 5.16)."""
+    authentic: AcctAuthentic = AcctAuthentic.RADIUS
+
+
+def _is_ipv6(host: str) -> bool:
+    """Tunnel-Medium-Type from the peer's address (RFC 2868 3.2), parsed, not guessed."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
+    except ValueError:
+        return False
+
+
+class KernelCounters:
+    """Interface counters over rtnetlink (``IFLA_STATS64``), one socket per namespace.
+
+    Input is the interface's receive side (from the user), output its transmit side.
+    """
+
+    def __init__(self) -> None:
+        self._rtnl: dict[str | None, AsyncRtnl] = {}
+
+    async def __call__(self, netns: str | None, ifindex: int) -> Counters:
+        rtnl = self._rtnl.get(netns)
+        if rtnl is None:
+            rtnl = self._rtnl[netns] = AsyncRtnl(netns=netns)
+        stats = await rtnl.link_stats(ifindex)
+        return Counters(
+            input_octets=stats.rx_bytes,
+            output_octets=stats.tx_bytes,
+            input_packets=stats.rx_packets,
+            output_packets=stats.tx_packets,
+        )
+
+    async def aclose(self) -> None:
+        rtnls, self._rtnl = list(self._rtnl.values()), {}
+        for rtnl in rtnls:
+            await rtnl.aclose()
+
+
+class PppAccounting:
+    """:class:`~l2tp.runtime.ppp_observer.SessionObserver` for the accounting engine.
+
+    ``accepted(key)``: what the authentication hook learned for session ``key`` (None:
+    nothing, e.g. a local secrets file: Acct-Authentic Local). ``stats``: the counter
+    reader (default :class:`KernelCounters`). ``nas_endpoint``: our address as the
+    tunnel server endpoint when the session's local address is a wildcard.
+    """
+
+    def __init__(
+        self,
+        engine: AccountingEngine,
+        *,
+        accepted: Callable[[tuple[int, int]], AcceptInfo | None] | None = None,
+        stats: StatsReader | None = None,
+        nas_endpoint: str | None = None,
+    ) -> None:
+        self.engine = engine
+        self.accepted = accepted
+        self.stats: StatsReader = stats or KernelCounters()
+        self.nas_endpoint = nas_endpoint
+        self.active: dict[tuple[int, int], str] = {}
+        """Acct-Session-Id of each accounted session, by session key."""
+        self._ends: dict[tuple[int, int], SessionEnd] = {}
+
+    def note_end(self, key: tuple[int, int], end: SessionEnd) -> None:
+        """Why session ``key`` is about to be stopped (before the control plane stops it)."""
+        if key in self.active:
+            self._ends[key] = end
+
+    def describe(self, view: PppSessionView, info: AcceptInfo | None) -> SessionDescription:
+        """The accounting description of a session that just came up."""
+        session = view.session
+        local_host = session.local[0]
+        if self.nas_endpoint and local_host in ("", "0.0.0.0", "::"):
+            local_host = self.nas_endpoint
+        tunnel = TunnelDescription(
+            tunnel_id=session.info.tunnel_id,
+            peer_tunnel_id=session.info.peer_tunnel_id,
+            client_endpoint=session.peer[0],  # the LAC (RFC 2868 3.3: tunnel initiator)
+            server_endpoint=local_host,
+            ipv6=_is_ipv6(session.peer[0]),
+        )
+        acct_id = info.acct_session_id if info and info.acct_session_id else None
+        return SessionDescription(
+            acct_session_id=acct_id or self.engine.new_session_id(),
+            user_name=view.user or "",
+            started_at=self.engine.clock.time(),
+            tunnel=tunnel,
+            session_id=session.info.session_id,
+            framed_address=str(view.peer_address) if view.peer_address else None,
+            classes=info.classes if info else (),
+            calling_station_id=session.info.calling_number,
+            called_station_id=session.info.called_number,
+            authentic=info.authentic if info else AcctAuthentic.LOCAL,
+            nas=self.engine.nas,
+            interim_interval=info.interim_interval if info else None,
+        )
+
+    def session_up(self, view: PppSessionView) -> None:
+        if view.session.role is not Role.LNS or view.key in self.active:
+            return
+        info = self.accepted(view.key) if self.accepted is not None else None
+        description = self.describe(view, info)
+        reader = None
+        if view.ifindex is not None:
+            ifindex, netns, stats = view.ifindex, view.netns, self.stats
+
+            async def read() -> Counters:
+                return await stats(netns, ifindex)
+
+            reader = read
+        self.active[view.key] = description.acct_session_id
+        self.engine.session_started(description, read_counters=reader)
+
+    async def session_down(self, view: PppSessionView, ending: Ending | None) -> None:
+        acct_id = self.active.pop(view.key, None)
+        noted = self._ends.pop(view.key, None)
+        if acct_id is None:
+            return
+        end = end_from_ppp(ending.name) if ending is not None else noted
+        await self.engine.session_stopped(acct_id, end or SessionEnd.NAS_REQUEST)

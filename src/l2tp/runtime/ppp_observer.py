@@ -1,0 +1,68 @@
+"""Who wants to know when a built-in PPP session is up and when it went down (accounting).
+
+:class:`SessionObserver` is the hook :class:`~l2tp.runtime.builtin_ppp.BuiltinPppBackend`
+calls (its ``observer``): :meth:`~SessionObserver.session_up` once a session carries
+IPv4 traffic (IPCP opened, RFC 1332, and its interface is up with its addresses: the
+moment RADIUS accounting's Start describes, RFC 2866 5.1), and
+:meth:`~SessionObserver.session_down` when that session ends, *before* its interface is
+removed, so that the observer can still read the interface's counters (the kernel
+deletes them with the interface). The backend waits for ``session_down`` at most
+:data:`OBSERVER_WAIT` seconds; an observer that raises is logged and ignored (it must
+never keep a session's fds or its pool address).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+from typing import TYPE_CHECKING, Protocol
+
+from l2tp.runtime.backend import BackendSession
+
+if TYPE_CHECKING:
+    from l2tp.runtime.ppp_outcome import Ending
+
+__all__ = ["OBSERVER_WAIT", "PppSessionView", "SessionObserver"]
+
+OBSERVER_WAIT = 1.0
+"""Seconds a link's release waits for :meth:`SessionObserver.session_down` (one netlink
+round trip for the counters is what it is for)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PppSessionView:
+    """What an observer learns of a session that is up (the same object at its end)."""
+
+    session: BackendSession
+    """The L2TP session (IDs, call parameters, role, local and peer UDP addresses)."""
+    user: str | None
+    """The authenticated user (None: no authentication)."""
+    method: str | None
+    """The authentication method (``"pap"``, ``"chap-md5"``, ``"mschap-v2"``) or None."""
+    local_address: IPv4Address | None
+    peer_address: IPv4Address | None
+    """The user's address (IPCP, RFC 1332): Framed-IP-Address."""
+    ifindex: int | None
+    ifname: str | None
+    netns: str | None
+    """Where ``ifindex`` lives (None: our namespace)."""
+    label: str
+    """The session's log label."""
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return self.session.key
+
+
+class SessionObserver(Protocol):
+    """Told of built-in PPP sessions going up and down (see the module documentation)."""
+
+    def session_up(self, view: PppSessionView) -> None:
+        """The session carries IPv4 traffic now; called once per session, on the loop."""
+        ...
+
+    async def session_down(self, view: PppSessionView, ending: Ending | None) -> None:
+        """The session ended: ``ending`` is how the link ended by itself, or None when the
+        control plane stopped it (CDN, StopCCN, operator, shutdown: the caller that
+        stopped it knows why). Its interface still exists while this runs."""
+        ...

@@ -1,0 +1,101 @@
+"""Accounting of a real built-in PPP session: our kl2tpd (peer role) -> our l2tp-lns with
+built-in PPP and the accounting observer (in-memory accounting client); ping across; the
+Stop's octet counts are the LNS interface's counters (read over rtnetlink before the
+interface goes), the Start names the user and the address IPCP gave it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+from l2tp import config as cfg
+from l2tp.radius.accounting import AccountingEngine
+from l2tp.radius.records import NasIdentity
+from l2tp.radius.session_accounting import PppAccounting
+from l2tp.radius.spool import Spool
+from tests.kernel.conftest import VethPair
+from tests.kernel.test_builtin_ppp import Side, ping, ppp_links, sides, until
+from tests.unit.radius_fakes import MemoryClient, value
+
+SECRETS = 'alice * "correct horse"\n'
+
+
+def ip_stats(ns: str, dev: str) -> dict[str, Any]:
+    out = subprocess.run(
+        ["ip", "-n", ns, "-j", "-s", "link", "show", dev], capture_output=True, text=True
+    ).stdout
+    stats: dict[str, Any] = json.loads(out)[0]["stats64"]
+    return stats
+
+
+def test_stop_record_counts_the_session_interface_traffic(
+    veth_pair: VethPair, tmp_path: Path
+) -> None:
+    pair = veth_pair
+    secrets = tmp_path / "chap-secrets"
+    secrets.write_text(SECRETS)
+    lns = Side(
+        pair.ns_a,
+        f"""
+[listener.main]
+listen = "{pair.a4}:1701"
+ppp = "builtin"
+[listener.main.builtin_ppp]
+auth = ["chap-md5"]
+secrets = "{secrets}"
+local_address = "10.72.0.1"
+address_pool = "10.72.0.0/29"
+interface_name = "acct%d"
+""",
+        cfg.Daemon.LNS,
+    )
+    lac = Side(
+        pair.ns_b,
+        f"""
+[tunnel.t1]
+peer = "{pair.a4}:1701"
+[tunnel.t1.session.s1]
+ppp = "builtin"
+[tunnel.t1.session.s1.builtin_ppp]
+auth = ["chap-md5"]
+user = "alice"
+password = "correct horse"
+""",
+        cfg.Daemon.KL2TPD,
+    )
+    client = MemoryClient()
+
+    async def scenario() -> None:
+        engine = AccountingEngine(client, Spool(None), nas=NasIdentity(identifier="lns1"))
+        await engine.start()
+        lns.builtin.observer = PppAccounting(engine)
+        try:
+            async with sides(lns, lac):
+                await until(lambda: "acct0" in ppp_links(pair.ns_a), 60, "the LNS interface")
+                await until(lambda: client.acked, 10, "the Start")
+                start = client.acked[0]
+                peer = ppp_links(pair.ns_a)["acct0"]["inet"][1]
+                assert value(start, "User-Name") == "alice"
+                assert value(start, "Framed-IP-Address") == peer
+                await asyncio.to_thread(ping, pair.ns_a, peer, count=3)
+                before = ip_stats(pair.ns_a, "acct0")
+                assert before["tx"]["bytes"] > 0 and before["rx"]["bytes"] > 0
+                await lac.close()  # StopCCN: the LNS stops the session
+                await until(lambda: len(client.acked) == 2, 20, "the Stop")
+        finally:
+            await engine.close()
+        stop = client.acked[1]
+        assert value(stop, "Acct-Status-Type") == 2
+        assert value(stop, "Acct-Input-Gigawords") == 0
+        for attribute, side in (("Acct-Input-Octets", "rx"), ("Acct-Output-Octets", "tx")):
+            octets = value(stop, attribute)
+            assert isinstance(octets, int)
+            # The interface's counters at the end: at least what it had counted before the
+            # close, and nothing it did not carry (no traffic but the pings goes there).
+            assert before[side]["bytes"] <= octets <= before[side]["bytes"] + 1500
+        assert value(stop, "Acct-Input-Packets") >= before["rx"]["packets"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 120))
