@@ -120,7 +120,7 @@ def test_every_error_names_its_key() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[radius]\n", "radius: key 'auth_servers': missing"),
+        ("[radius]\n", "radius: missing 'auth_servers' .* or a [radius.dae] table"),
         ("[radius]\nauth_servers = []\n", "must list at least one server"),
         ("radius = 3\n", "key 'radius': expected a table [radius], got integer 3"),
         (
@@ -301,9 +301,15 @@ def test_daemons_attach_radius_to_the_built_in_ppp_backend_only() -> None:
     from l2tp.daemons.common import _radius_service
     from l2tp.runtime.backend import NullSessionBackend
     from l2tp.runtime.builtin_ppp import BuiltinPppBackend, DispatchingBackend
+    from l2tp.runtime.context import L2tpContext
     from tests.unit.builtin_ppp_fakes import FakePppKernel
 
     builtin = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-    service = _radius_service(DispatchingBackend(pppd=NullSessionBackend(), builtin=builtin))
-    assert service is not None and service.backend is builtin
-    assert _radius_service(NullSessionBackend()) is None  # --null-dataplane: no PPP
+    ctx = L2tpContext()
+    dispatching = DispatchingBackend(pppd=NullSessionBackend(), builtin=builtin)
+    service = _radius_service(dispatching, ctx)
+    assert service.backend is builtin
+    assert service.dae is not None and service.dae.directory.builtin is builtin
+    null = _radius_service(NullSessionBackend(), ctx)  # --null-dataplane: no PPP ...
+    assert null.backend is None
+    assert null.dae is not None and null.dae.directory.builtin is None  # ... but DAE

@@ -36,6 +36,7 @@ from l2tp.daemons.ctl_protocol import (
     encode_request,
     parse_response,
 )
+from l2tp.radius.dae_model import DROP_COUNTERS
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -260,6 +261,21 @@ def _radius_counts(c: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+def _dae_counts(d: dict[str, Any]) -> str:
+    """The Dynamic Authorization server: where, requests and replies, then what is not
+    zero of the drops (NAKs by Error-Cause: ``503 x2``)."""
+    parts = [
+        f"{d.get('listen', '?')}:",
+        f"{d.get('disconnect_requests', 0)} disconnect"
+        f" ({d.get('disconnect_acks', 0)} ack, {d.get('disconnect_naks', 0)} nak),",
+        f"{d.get('coa_requests', 0)} coa ({d.get('coa_acks', 0)} ack, {d.get('coa_naks', 0)} nak)",
+    ]
+    causes = d.get("naks_by_cause") or {}
+    extra = [f"nak {cause} x{n}" for cause, n in sorted(causes.items()) if n]
+    extra += [f"{d[k]} {k.replace('_', ' ')}" for k in (*DROP_COUNTERS, "duplicates") if d.get(k)]
+    return " ".join(parts) + (", " + ", ".join(extra) if extra else "")
+
+
 def status_text(result: dict[str, Any]) -> str:
     def by_state(counts: dict[str, int]) -> str:
         total = sum(counts.values())
@@ -282,6 +298,9 @@ def status_text(result: dict[str, Any]) -> str:
     if isinstance(radius, dict):
         for name, c in radius.get("servers", {}).items():
             lines.append(("radius", f"{name}: {_radius_counts(c)}"))
+        dae = radius.get("dae")
+        if isinstance(dae, dict):
+            lines.append(("radius dae", _dae_counts(dae)))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

@@ -34,7 +34,7 @@ from l2tp.config.model import (
     TunnelSection,
     Version,
 )
-from l2tp.config.radius import radius_items
+from l2tp.config.radius import dae_items, radius_items
 
 Items = list[tuple[str, object]]
 
@@ -304,6 +304,8 @@ def dump_toml(config: Config) -> str:
         out += ["", *_toml_table("hooks", hooks_items(config.hooks, full=False))]
     if config.radius is not None:
         out += ["", *_toml_table("radius", radius_items(config.radius, full=False))]
+        if config.radius.dae is not None:
+            out += ["", *_toml_table("radius.dae", dae_items(config.radius.dae))]
     return "\n".join(out) + "\n"
 
 

@@ -375,10 +375,44 @@ class RadiusServerEntry:
     secret_file: str | None = None
 
 
+RADIUS_DAE_PORT = 3799
+"""RFC 5176 3: the Dynamic Authorization port, used when ``listen`` omits one."""
+DAE_WINDOW = 300.0
+"""Seconds (``[radius.dae] window``): as :data:`l2tp.radius.dae.DEFAULT_WINDOW`."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaeClientEntry:
+    """One element of ``[radius.dae] clients``: a Dynamic Authorization Client (a RADIUS
+    server sending Disconnect and CoA requests), known by its source address and shared
+    secret (exactly one of ``secret`` and ``secret_file``, as for the servers)."""
+
+    address: IPAddress
+    secret: str | None = field(default=None, repr=False)
+    secret_file: str | None = None
+    name: str | None = None
+    """For logs; None: the address."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DaeSection:
+    """The ``[radius.dae]`` table (docs/radius.md, Dynamic Authorization): where the
+    RFC 5176 server listens and whom it answers."""
+
+    listen: Endpoint
+    clients: tuple[DaeClientEntry, ...]
+    window: float = DAE_WINDOW
+    """Seconds an Event-Timestamp may differ from our clock (RFC 5176 6.4), and how long
+    a reply is kept for retransmissions."""
+    require_event_timestamp: bool = False
+    """Drop requests without Event-Timestamp (RFC 5176 6.4 "SHOULD be configurable")."""
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RadiusSection:
     """The ``[radius]`` table (docs/radius.md): the servers the built-in PPP's
-    authenticator side asks instead of its secrets file, and the client's policy.
+    authenticator side asks instead of its secrets file, the client's policy, and the
+    Dynamic Authorization server (``dae``).
 
     Accounting keys (``acct_servers`` ...) belong here too, next to ``auth_servers``.
     """
@@ -396,6 +430,9 @@ class RadiusSection:
     """NAS-Identifier (RFC 2865 5.32); None: the session's PPP name (the host name)."""
     nas_ip_address: IPAddress | None = None
     """NAS-IP-Address (or NAS-IPv6-Address) sent in every request; None: not sent."""
+    dae: DaeSection | None = None
+    """The Dynamic Authorization server (``[radius.dae]``); None: none. Its NAS identity
+    (Error-Cause 403) is ``nas_identifier`` and ``nas_ip_address`` above."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -22,6 +22,25 @@ printed by ``--check`` (shown as ``"(hidden)"``).
 
 Accounting keys (``acct_servers`` and its policy) go in this table too; the server list
 reader (:func:`read_servers`) takes the default port, so they reuse it.
+
+The Dynamic Authorization server (RFC 5176) is the sub-table ``[radius.dae]``::
+
+    [radius.dae]
+    listen = "192.0.2.1"    # port 3799 unless given (RFC 5176 3)
+    clients = [
+        { address = "192.0.2.10", secret_file = "/etc/l2tp/dae.secret", name = "radius-1" },
+    ]
+    window = 300            # seconds: Event-Timestamp skew allowed (RFC 5176 6.4)
+    require_event_timestamp = false
+
+A sub-table because it is a server, not a client: its ``clients`` are the RADIUS
+servers allowed to send requests, matched by source address only (no port), and none
+of the client's policy keys (``timeout``, ``retries`` ...) applies to it; what it
+shares with the rest of ``[radius]`` is the NAS identity (``nas_identifier``,
+``nas_ip_address``), which a request naming another NAS is refused for (Error-Cause
+403). ``window`` is in seconds, unlike the table's milliseconds, because
+Event-Timestamp counts whole seconds (RFC 2869 5.3). A ``[radius]`` needs
+``auth_servers`` or ``[radius.dae]`` (or both).
 """
 
 from __future__ import annotations
@@ -30,7 +49,17 @@ import ipaddress
 
 from l2tp.config.errors import ConfigError
 from l2tp.config.fields import Resolver, TableReader, parse_endpoint, show, toml_type
-from l2tp.config.model import RADIUS_AUTH_PORT, Endpoint, RadiusSection, RadiusServerEntry
+from l2tp.config.model import (
+    DAE_WINDOW,
+    RADIUS_AUTH_PORT,
+    RADIUS_DAE_PORT,
+    DaeClientEntry,
+    DaeSection,
+    Endpoint,
+    IPAddress,
+    RadiusSection,
+    RadiusServerEntry,
+)
 from l2tp.config.profiles import Profile
 
 RADIUS_KEYS = frozenset(
@@ -42,9 +71,15 @@ RADIUS_KEYS = frozenset(
         "max_outstanding",
         "nas_identifier",
         "nas_ip_address",
+        "dae",
     )
 )
 SERVER_KEYS = frozenset(("address", "secret", "secret_file"))
+DAE_KEYS = frozenset(("listen", "clients", "window", "require_event_timestamp"))
+DAE_CLIENT_KEYS = frozenset(("address", "secret", "secret_file", "name"))
+MAX_WINDOW = 86_400
+"""Seconds: a day of clock skew is already far more than any replay window needs."""
+MAX_NAME = 64
 MAX_TIMEOUT_MS = 60_000
 MAX_RETRIES = 10
 MAX_HOLDDOWN_MS = 86_400_000
@@ -60,6 +95,17 @@ def _has_port(text: str) -> bool:
     if text.startswith("["):
         return text.rpartition("]")[2].startswith(":")
     return text.count(":") == 1
+
+
+def _read_secret(e: TableReader) -> tuple[str | None, str | None]:
+    """``secret`` and ``secret_file`` of one server or client: exactly one of them."""
+    secret = e.nonempty_string("secret")
+    secret_file = e.file_path("secret_file")
+    if e.has("secret") and e.has("secret_file"):
+        e.error("secret_file", "give either 'secret' or 'secret_file', not both")
+    elif not e.has("secret") and not e.has("secret_file"):
+        e.error(None, "missing 'secret' or 'secret_file' (the shared secret, RFC 2865 3)")
+    return secret, secret_file
 
 
 def read_servers(
@@ -100,12 +146,7 @@ def read_servers(
                     address = Endpoint(address=address.address, port=default_port)
         elif not e.has("address"):
             e.error("address", "missing (required for every server)")
-        secret = e.nonempty_string("secret")
-        secret_file = e.file_path("secret_file")
-        if e.has("secret") and e.has("secret_file"):
-            e.error("secret_file", "give either 'secret' or 'secret_file', not both")
-        elif not e.has("secret") and not e.has("secret_file"):
-            e.error(None, "missing 'secret' or 'secret_file' (the shared secret, RFC 2865 3)")
+        secret, secret_file = _read_secret(e)
         if address is None or len(r.errors) > before:
             ok = False
             continue
@@ -146,8 +187,13 @@ def read_radius(
         )
         return None
     auth_servers = read_servers(r, "auth_servers", RADIUS_AUTH_PORT, resolver)
-    if not r.has("auth_servers"):
-        r.error("auth_servers", "missing (the servers to authenticate PPP peers with)")
+    dae = read_dae(r, resolver)
+    if not r.has("auth_servers") and not r.has("dae"):
+        r.error(
+            None,
+            "missing 'auth_servers' (the servers to authenticate PPP peers with)"
+            " or a [radius.dae] table (the Dynamic Authorization server)",
+        )
     timeout = r.integer("timeout", 1, MAX_TIMEOUT_MS, context=" (milliseconds)")
     retries = r.integer("retries", 0, MAX_RETRIES)
     holddown = r.integer("holddown", 0, MAX_HOLDDOWN_MS, context=" (milliseconds)")
@@ -170,11 +216,119 @@ def read_radius(
         max_outstanding=max_outstanding or _DEFAULTS.max_outstanding,
         nas_identifier=nas_identifier,
         nas_ip_address=nas_ip,
+        dae=dae,
     )
 
 
+def read_dae(radius: TableReader, resolver: Resolver | None) -> DaeSection | None:
+    """``[radius.dae]`` (None when absent or wrong); errors name ``radius.dae``."""
+    if not radius.has("dae"):
+        return None
+    raw = radius.table["dae"]
+    if not isinstance(raw, dict):
+        radius.error("dae", f"expected a table [radius.dae], got {toml_type(raw)} {show(raw)}")
+        return None
+    before = len(radius.errors)
+    r = TableReader(radius.file, f"{radius.path}.dae", raw, DAE_KEYS, radius.errors)
+    listen = None
+    text = r.nonempty_string("listen")
+    if text is not None:
+        try:
+            listen = parse_endpoint(text, resolver, min_port=1)
+        except ValueError as exc:
+            r.error("listen", f"{show(text)} is not a valid address: {exc}")
+        else:
+            if not _has_port(text):
+                listen = Endpoint(address=listen.address, port=RADIUS_DAE_PORT)
+    elif not r.has("listen"):
+        r.error("listen", 'missing (the address to listen on, e.g. "192.0.2.1" for port 3799)')
+    clients = _read_clients(r, listen)
+    if not r.has("clients"):
+        r.error("clients", "missing (the RADIUS servers allowed to send requests)")
+    window = r.integer("window", 1, MAX_WINDOW, context=" (seconds)")
+    require = r.boolean("require_event_timestamp", False)
+    if listen is None or clients is None or len(radius.errors) > before:
+        return None
+    return DaeSection(
+        listen=listen,
+        clients=clients,
+        window=DAE_WINDOW if window is None else float(window),
+        require_event_timestamp=require,
+    )
+
+
+def _read_clients(r: TableReader, listen: Endpoint | None) -> tuple[DaeClientEntry, ...] | None:
+    """``clients = [ { address, secret | secret_file, name }, ... ]``; a client the
+    ``listen`` socket cannot hear from (another address family) is an error."""
+    raw = r.array("clients")
+    if raw is None:
+        return None
+    if not raw:
+        r.error("clients", "must list at least one client")
+        return None
+    entries: list[DaeClientEntry] = []
+    seen: dict[IPAddress, int] = {}
+    ok = True
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict):
+            r.error(
+                "clients",
+                f"element {index}: expected an inline table such as"
+                f' {{ address = "192.0.2.10", secret = "..." }}, got {toml_type(item)}',
+            )
+            return None
+        before = len(r.errors)
+        e = TableReader(r.file, f"{r.path}.clients[{index}]", item, DAE_CLIENT_KEYS, r.errors)
+        address = None
+        text = e.nonempty_string("address")
+        if text is not None:
+            try:
+                address = ipaddress.ip_address(text)
+            except ValueError:
+                e.error(
+                    "address",
+                    f"{show(text)} is not an IP address (requests are matched by their"
+                    " source address, any port)",
+                )
+            else:
+                problem = _family_problem(address, listen)
+                if problem is not None:
+                    e.error("address", problem)
+        elif not e.has("address"):
+            e.error("address", "missing (required for every client)")
+        secret, secret_file = _read_secret(e)
+        name = e.nonempty_string("name")
+        if name is not None and (len(name) > MAX_NAME or not name.isprintable()):
+            e.error("name", f"{show(name)}: at most {MAX_NAME} printable characters")
+        if address is None or len(r.errors) > before:
+            ok = False
+            continue
+        if address in seen:
+            r.error("clients", f"element {index}: {address} is already element {seen[address]}")
+            ok = False
+            continue
+        seen[address] = index
+        entries.append(
+            DaeClientEntry(address=address, secret=secret, secret_file=secret_file, name=name)
+        )
+    return tuple(entries) if ok else None
+
+
+def _family_problem(address: IPAddress, listen: Endpoint | None) -> str | None:
+    """Why a socket bound to ``listen`` never receives from ``address`` (None: it can).
+
+    An IPv6 socket bound to ``::`` also receives IPv4 (as IPv4-mapped addresses)."""
+    if listen is None or address.version == listen.address.version:
+        return None
+    if address.version == 4 and listen.address == ipaddress.IPv6Address("::"):
+        return None
+    return f"an IPv{address.version} client, but listen is the IPv{listen.address.version} {listen}"
+
+
 def radius_items(section: RadiusSection, *, full: bool) -> list[tuple[str, object]]:
-    """The ``[radius]`` table for ``--check`` (secrets shown as :data:`HIDDEN`)."""
+    """The ``[radius]`` table for ``--check`` (secrets shown as :data:`HIDDEN`);
+    ``full`` (the JSON view) includes ``dae``, which the TOML view prints as its own
+    ``[radius.dae]`` table (:func:`dae_items`)."""
     servers = [
         {
             "address": str(entry.address),
@@ -184,12 +338,35 @@ def radius_items(section: RadiusSection, *, full: bool) -> list[tuple[str, objec
         for entry in section.auth_servers
     ]
     nas_ip = None if section.nas_ip_address is None else str(section.nas_ip_address)
+    dae: list[tuple[str, object]] = []
+    if full:
+        dae = [("dae", None if section.dae is None else dict(dae_items(section.dae)))]
     return [
-        ("auth_servers", servers),
+        ("auth_servers", servers if servers or full else None),
         ("timeout", round(section.timeout * 1000)),
         ("retries", section.retries),
         ("holddown", round(section.holddown * 1000)),
         ("max_outstanding", section.max_outstanding),
         ("nas_identifier", section.nas_identifier),
         ("nas_ip_address", nas_ip),
+        *dae,
+    ]
+
+
+def dae_items(section: DaeSection) -> list[tuple[str, object]]:
+    """The ``[radius.dae]`` table for ``--check`` (secrets shown as :data:`HIDDEN`)."""
+    clients = [
+        {
+            "address": str(entry.address),
+            **({"secret": HIDDEN} if entry.secret is not None else {}),
+            **({"secret_file": entry.secret_file} if entry.secret_file is not None else {}),
+            **({"name": entry.name} if entry.name is not None else {}),
+        }
+        for entry in section.clients
+    ]
+    return [
+        ("listen", str(section.listen)),
+        ("clients", clients),
+        ("window", round(section.window)),
+        ("require_event_timestamp", section.require_event_timestamp),
     ]

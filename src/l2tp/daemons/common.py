@@ -258,11 +258,10 @@ async def serve(
                 hooks.configure(new.hooks)
                 reload_settings(metrics, args, new)
                 problems: list[str] = []
-                if radius is not None:
-                    try:
-                        await radius.configure(new.radius)
-                    except StartError as exc:  # a secret file: the old client stays
-                        problems.append(str(exc))
+                try:
+                    await radius.configure(new.radius)
+                except StartError as exc:  # a secret file, a DAE address: the old stays
+                    problems.append(str(exc))
                 try:
                     await daemon.reload(new)
                 except (StartError, KernelError, OSError) as exc:
@@ -285,7 +284,7 @@ async def serve(
             await reload_config()
 
     reload_task = asyncio.create_task(reloader())
-    radius = _radius_service(backend)
+    radius = _radius_service(backend, ctx)
     target = ContextTarget(
         ctx,
         DaemonInfo(name=prog, config_file=str(Path(path).resolve()), started_at=loop.time()),
@@ -293,7 +292,7 @@ async def serve(
         reload=reload_config,
         names=getattr(daemon, "tunnel_name", None),
         peers=getattr(daemon, "peers", None),
-        radius=radius.snapshot if radius is not None else None,
+        radius=radius.snapshot,
     )
     control = None
     metrics = None
@@ -319,8 +318,7 @@ async def serve(
                 await metrics.start()  # subscribed before the first tunnel can come up
                 target.metrics_address = metrics.address
             hooks.start()  # subscribed before the first tunnel can come up
-            if radius is not None:
-                await radius.configure(config.radius)  # before the first session
+            await radius.configure(config.radius)  # before the first session
             await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
         except (StartError, KernelError, OSError, ControlSocketError) as exc:
@@ -349,6 +347,7 @@ async def serve(
         notify.stopping()
         if control is not None:
             await control.close()
+        await radius.stop_serving()  # no Disconnect-Request races the shutdown
         await ctx.close(ack_timeout=args.stop_timeout)
         if stop_signal_at:
             log.debug("tunnels closed %.3f s after the signal", loop.time() - stop_signal_at[0])
@@ -358,8 +357,7 @@ async def serve(
         close_backend = getattr(backend, "close", None)
         if close_backend is not None:
             await close_backend()  # the built-in PPP's rtnetlink socket and threads
-        if radius is not None:
-            radius.close()
+        radius.close()
         await dataplane.close()
         if started:
             print(f"{prog}: tunnels closed, exiting", flush=True)
@@ -371,15 +369,14 @@ async def serve(
     return status
 
 
-def _radius_service(backend: SessionBackend | None) -> RadiusService | None:
-    """The RADIUS service for the built-in PPP backend, when the daemon has one
-    (not with ``--null-dataplane``: no PPP runs there)."""
+def _radius_service(backend: SessionBackend | None, ctx: L2tpContext) -> RadiusService:
+    """The RADIUS service: authentication through the built-in PPP backend when the
+    daemon has one (not with ``--null-dataplane``: no PPP runs there), Dynamic
+    Authorization over ``ctx``'s sessions in any case. Idle without ``[radius]``."""
     from l2tp.runtime.builtin_ppp import BuiltinPppBackend
 
     builtin = getattr(backend, "builtin", backend)
-    if not isinstance(builtin, BuiltinPppBackend):
-        return None
-    return RadiusService(builtin)
+    return RadiusService(builtin if isinstance(builtin, BuiltinPppBackend) else None, ctx)
 
 
 def _clients(control: ControlServer | None) -> Callable[[], tuple[int, int]] | None:

@@ -50,6 +50,7 @@ from l2tp.protocol.events import (
     TunnelClosed,
     TunnelEstablished,
 )
+from l2tp.radius.dae_model import DROP_COUNTERS
 from l2tp.runtime.context import L2tpContext
 from l2tp.runtime.handles import TunnelHandle
 from l2tp.runtime.lns_selection import DenyReason
@@ -265,9 +266,13 @@ class MetricsSource(Protocol):
 
 
 def _radius(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
-    """``l2tp_radius_*`` per server, from ``status``'s ``radius`` (RADIUS configured)."""
+    """``l2tp_radius_*`` per server, from ``status``'s ``radius`` (RADIUS configured),
+    and ``l2tp_radius_dae_*`` from its ``dae`` (a Dynamic Authorization server)."""
     if not snapshot:
         return
+    yield from _radius_dae(snapshot.get("dae"))
+    if "servers" not in snapshot:
+        return  # Dynamic Authorization only: no client
     servers: Mapping[str, Mapping[str, int]] = snapshot.get("servers", {})
     requests = CounterMetricFamily(
         "l2tp_radius_requests", "RADIUS requests sent (first transmissions).", labels=["server"]
@@ -301,6 +306,55 @@ def _radius(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
         "l2tp_radius_outstanding",
         "RADIUS requests in flight now.",
         value=snapshot.get("outstanding", 0),
+    )
+
+
+def _radius_dae(c: Mapping[str, Any] | None) -> Iterator[Any]:
+    """``l2tp_radius_dae_*``: the Dynamic Authorization server (RFC 5176) counters."""
+    if not c:
+        return
+    requests = CounterMetricFamily(
+        "l2tp_radius_dae_requests",
+        "Verified Dynamic Authorization requests by kind.",
+        labels=["kind"],
+    )
+    requests.add_metric(["disconnect"], c.get("disconnect_requests", 0))
+    requests.add_metric(["coa"], c.get("coa_requests", 0))
+    replies = CounterMetricFamily(
+        "l2tp_radius_dae_replies",
+        "Dynamic Authorization replies sent, by kind (ack, nak).",
+        labels=["kind", "reply"],
+    )
+    for kind in ("disconnect", "coa"):
+        for reply in ("ack", "nak"):
+            replies.add_metric([kind, reply], c.get(f"{kind}_{reply}s", 0))
+    naks = CounterMetricFamily(
+        "l2tp_radius_dae_naks", "NAKs by Error-Cause (RFC 5176 3.5).", labels=["cause"]
+    )
+    for cause, n in sorted((c.get("naks_by_cause") or {}).items()):
+        naks.add_metric([str(cause)], n)
+    dropped = CounterMetricFamily(
+        "l2tp_radius_dae_dropped",
+        "Dynamic Authorization datagrams dropped unanswered, by reason.",
+        labels=["reason"],
+    )
+    for reason in DROP_COUNTERS:
+        dropped.add_metric([reason], c.get(reason, 0))
+    yield from (requests, replies, naks, dropped)
+    yield CounterMetricFamily(
+        "l2tp_radius_dae_duplicates",
+        "Retransmitted Dynamic Authorization requests (answered from the cache, or dropped).",
+        value=c.get("duplicates", 0),
+    )
+    yield CounterMetricFamily(
+        "l2tp_radius_dae_sessions_disconnected",
+        "Sessions closed by a Disconnect-Request.",
+        value=c.get("sessions_disconnected", 0),
+    )
+    yield CounterMetricFamily(
+        "l2tp_radius_dae_session_timeouts",
+        "Session-Timeouts set by a CoA-Request.",
+        value=c.get("session_timeouts_set", 0),
     )
 
 

@@ -9,6 +9,11 @@ builds a new client and hook for new authentications; the old client is closed o
 requests already in flight have had their full time (``timeout`` x (``retries`` + 1) per
 server), so a reload never denies a peer that was being checked. Removing ``[radius]``
 puts the listeners back on their ``secrets`` files.
+
+It also owns the Dynamic Authorization server of ``[radius.dae]``
+(:class:`~l2tp.daemons.dae_setup.DaeService`), which runs with or without the built-in
+PPP (with ``--null-dataplane`` too): a ``[radius]`` with only ``[radius.dae]`` leaves
+the listeners on their ``secrets`` files.
 """
 
 from __future__ import annotations
@@ -19,9 +24,11 @@ from typing import Any
 
 from l2tp.config.errors import toml_string
 from l2tp.config.model import RadiusSection, RadiusServerEntry
+from l2tp.daemons.dae_setup import DaeService
 from l2tp.daemons.preflight import StartError, describe_os_error
 from l2tp.radius.auth import RadiusAuthenticator
 from l2tp.radius.client import RadiusClient, RadiusServer
+from l2tp.runtime.context import L2tpContext
 
 log = logging.getLogger("l2tp.radius")
 
@@ -34,8 +41,14 @@ def _read_secret(index: int, entry: RadiusServerEntry) -> bytes:
         return entry.secret.encode("utf-8")
     assert entry.secret_file is not None
     where = f"[radius] auth_servers[{index}] secret_file = {toml_string(entry.secret_file)}"
+    return read_secret_file(where, entry.secret_file)
+
+
+def read_secret_file(where: str, path: str) -> bytes:
+    """The first line of a secret file, stripped; StartError starting with ``where``
+    (the key that names the file) when it cannot be read or is empty."""
     try:
-        with open(entry.secret_file, "rb") as stream:
+        with open(path, "rb") as stream:
             data = stream.read(MAX_SECRET_FILE + 1)
     except OSError as exc:
         raise StartError(f"{where}: {describe_os_error(exc)}") from exc
@@ -58,21 +71,42 @@ def read_servers(section: RadiusSection) -> tuple[RadiusServer, ...]:
 
 class RadiusService:
     """The daemon's current RADIUS client and hook, installed on the built-in PPP backend
-    (``backend.authenticator``; module doc)."""
+    (``backend.authenticator``), and its Dynamic Authorization server (module doc)."""
 
-    def __init__(self, backend: Any) -> None:
+    def __init__(self, backend: Any, ctx: L2tpContext | None = None) -> None:
         self.backend = backend
         """A :class:`~l2tp.runtime.builtin_ppp.BuiltinPppBackend` (or anything with an
-        ``authenticator`` attribute)."""
+        ``authenticator`` attribute); None: no PPP runs in-process (no authentication)."""
         self.client: RadiusClient | None = None
         self.authenticator: RadiusAuthenticator | None = None
         self._settings: tuple[RadiusSection, tuple[RadiusServer, ...]] | None = None
         self._retiring: dict[asyncio.TimerHandle, RadiusClient] = {}
+        self.dae = DaeService(ctx, backend) if ctx is not None else None
+        """``[radius.dae]``, over the sessions of ``ctx`` (None: no server possible)."""
 
     async def configure(self, section: RadiusSection | None) -> bool:
         """Apply ``section``; True when something changed. Raises StartError (a secret
-        file that cannot be read), leaving the current client in place."""
-        if section is None:
+        file that cannot be read, a DAE address that cannot be bound), leaving the
+        current client, or server, in place; the other part is applied all the same."""
+        problems: list[str] = []
+        try:
+            changed = await self._configure_auth(section)
+        except StartError as exc:
+            changed = False
+            problems.append(str(exc))
+        if self.dae is not None:
+            try:
+                changed = await self.dae.configure(section) or changed
+            except StartError as exc:
+                problems.append(str(exc))
+        if problems:
+            raise StartError("; ".join(problems))
+        return changed
+
+    async def _configure_auth(self, section: RadiusSection | None) -> bool:
+        """The authentication client and hook: only with ``auth_servers`` and a
+        built-in PPP backend to install the hook on."""
+        if section is None or not section.auth_servers or self.backend is None:
             if self.client is None:
                 return False
             self._retire()
@@ -124,12 +158,23 @@ class RadiusService:
         self._retiring[handle] = old
 
     def snapshot(self) -> dict[str, Any] | None:
-        """Counters of the current client and hook (no secrets); None without RADIUS."""
-        if self.client is None or self.authenticator is None:
-            return None
-        from dataclasses import asdict
+        """Counters of the current client and hook, and ``dae``: the Dynamic
+        Authorization server's (no secrets); None without either."""
+        out: dict[str, Any] = {}
+        if self.client is not None and self.authenticator is not None:
+            from dataclasses import asdict
 
-        return {"auth": asdict(self.authenticator.counters), **self.client.snapshot()}
+            out = {"auth": asdict(self.authenticator.counters), **self.client.snapshot()}
+        dae = self.dae.snapshot() if self.dae is not None else None
+        if dae is not None:
+            out["dae"] = dae
+        return out or None
+
+    async def stop_serving(self) -> None:
+        """Close the Dynamic Authorization server (the daemon is stopping: before its
+        tunnels are closed, so that no request races the shutdown)."""
+        if self.dae is not None:
+            await self.dae.close()
 
     def close(self) -> None:
         """Close every client now (the daemon is stopping: its sessions are gone)."""

@@ -19,7 +19,8 @@ a directory that raises is logged and answered with a NAK (Error-Cause 506), and
 bounded number of requests are worked on at once (beyond: dropped and counted; the
 client retransmits).
 
-docs/radius-dae.md has the attribute rules and the Error-Cause table.
+docs/radius.md (Dynamic Authorization) has the configuration, the attribute rules and the
+Error-Cause table.
 """
 
 from __future__ import annotations
@@ -198,24 +199,49 @@ class DaeProcessor:
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
         dictionary: Dictionary | None = None,
+        counters: DaeCounters | None = None,
     ) -> None:
-        if not window > 0:
-            raise ValueError("the replay window must be positive")
         self.directory = directory
         self.clients: dict[Address, DaeClient] = {}
-        for client in clients:
-            if client.address in self.clients:
-                raise ValueError(f"Dynamic Authorization client {client.address} listed twice")
-            self.clients[client.address] = client
-        self.nas = nas or NasIdentity()
+        self.nas = NasIdentity()
         self.window = window
         self.require_event_timestamp = require_event_timestamp
+        self.configure(
+            clients, nas=nas, window=window, require_event_timestamp=require_event_timestamp
+        )
         self.cache_size = cache_size
         self.wall_clock = wall_clock
         self.monotonic = monotonic
         self.dictionary = dictionary or Dictionary(str(DICTIONARY_PATH))
-        self.counters = DaeCounters()
+        self.counters = counters if counters is not None else DaeCounters()
         self._cache: OrderedDict[tuple[object, ...], tuple[float, bytes | None]] = OrderedDict()
+
+    def configure(
+        self,
+        clients: Iterable[DaeClient],
+        *,
+        nas: NasIdentity | None = None,
+        window: float = DEFAULT_WINDOW,
+        require_event_timestamp: bool = False,
+    ) -> None:
+        """Replace the client table and the policy (a configuration reload); raises
+        ValueError, changing nothing, for a bad window or a client listed twice.
+
+        Requests already verified finish with the client they were verified with; the
+        replies kept for retransmissions stay (a request is verified before the cache
+        is looked at, so a removed client or an old secret gets nothing from it).
+        """
+        if not window > 0:
+            raise ValueError("the replay window must be positive")
+        table: dict[Address, DaeClient] = {}
+        for client in clients:
+            if client.address in table:
+                raise ValueError(f"Dynamic Authorization client {client.address} listed twice")
+            table[client.address] = client
+        self.clients = table
+        self.nas = nas or NasIdentity()
+        self.window = window
+        self.require_event_timestamp = require_event_timestamp
 
     # ---------------------------------------------------------------- entry point
 
@@ -518,7 +544,9 @@ class DynamicAuthorizationServer:
     The constructor is what the ``[radius]`` configuration will call: ``clients`` (source
     address + secret), where to listen (``host``, ``port``), our NAS identity,
     ``window`` (Event-Timestamp skew and duplicate-reply lifetime, seconds) and
-    ``require_event_timestamp`` (RFC 5176 6.4's "SHOULD be configurable").
+    ``require_event_timestamp`` (RFC 5176 6.4's "SHOULD be configurable"). ``counters``:
+    carried over from a server this one replaces (a reload that moved the socket).
+    :meth:`configure` changes the clients and policy of a running server.
     """
 
     def __init__(
@@ -533,6 +561,7 @@ class DynamicAuthorizationServer:
         require_event_timestamp: bool = False,
         max_pending: int = DEFAULT_MAX_PENDING,
         wall_clock: Callable[[], float] = time.time,
+        counters: DaeCounters | None = None,
     ) -> None:
         self.processor = DaeProcessor(
             directory,
@@ -542,16 +571,32 @@ class DynamicAuthorizationServer:
             require_event_timestamp=require_event_timestamp,
             wall_clock=wall_clock,
             monotonic=time.monotonic,
+            counters=counters,
         )
         self.host = host
         self.port = port
         self.max_pending = max_pending
         self._transport: asyncio.DatagramTransport | None = None
+        self._protocol: _Protocol | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def counters(self) -> DaeCounters:
         return self.processor.counters
+
+    def configure(
+        self,
+        clients: Iterable[DaeClient],
+        *,
+        nas: NasIdentity | None = None,
+        window: float = DEFAULT_WINDOW,
+        require_event_timestamp: bool = False,
+    ) -> None:
+        """New clients, secrets and policy for the requests from now on, on the same
+        socket (:meth:`DaeProcessor.configure`)."""
+        self.processor.configure(
+            clients, nas=nas, window=window, require_event_timestamp=require_event_timestamp
+        )
 
     @property
     def address(self) -> tuple[str, int]:
@@ -566,17 +611,24 @@ class DynamicAuthorizationServer:
         if self._transport is not None:
             raise RuntimeError("the Dynamic Authorization server is already started")
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _Protocol(self), local_addr=(self.host, self.port)
+        transport, protocol = await loop.create_datagram_endpoint(
+            lambda: _Protocol(self, loop.create_future()), local_addr=(self.host, self.port)
         )
-        self._transport = transport
+        self._transport, self._protocol = transport, protocol
         log.info("dynamic authorization: listening on %s port %d", *self.address[:2])
 
     async def close(self) -> None:
-        """Stop listening and cancel the requests in progress (no reply is sent for them)."""
+        """Stop listening and cancel the requests in progress (no reply is sent for them).
+
+        Returns once the socket is closed (asyncio closes it a loop turn after
+        ``transport.close()``), so that its address can be bound again at once.
+        """
         transport, self._transport = self._transport, None
+        protocol, self._protocol = self._protocol, None
         if transport is not None:
             transport.close()
+        if protocol is not None:
+            await asyncio.shield(protocol.closed)
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -603,8 +655,14 @@ class DynamicAuthorizationServer:
 
 
 class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, server: DynamicAuthorizationServer) -> None:
+    def __init__(self, server: DynamicAuthorizationServer, closed: asyncio.Future[None]) -> None:
         self._server = server
+        self.closed = closed
+        """Done once the socket is closed."""
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed.done():
+            self.closed.set_result(None)
 
     def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
         self._server._received(data, (str(addr[0]), int(addr[1])))

@@ -220,3 +220,16 @@ class DaeCounters:
     directory_errors: int = 0
     sessions_disconnected: int = 0
     session_timeouts_set: int = 0
+
+
+DROP_COUNTERS = (
+    "unknown_client",
+    "bad_authenticator",
+    "bad_message_authenticator",
+    "malformed",
+    "unsupported_code",
+    "stale_timestamp",
+    "missing_timestamp",
+    "overload",
+)
+"""The :class:`DaeCounters` of datagrams dropped unanswered (``l2tp ctl``, metrics)."""
