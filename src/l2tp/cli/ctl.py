@@ -260,6 +260,21 @@ def _radius_counts(c: dict[str, int]) -> str:
     return ", ".join(parts)
 
 
+def _accounting_counts(c: dict[str, int]) -> str:
+    """The accounting engine's main counters and its spool's (RADIUS accounting)."""
+    shown = (
+        ("sessions", "accounting_sessions"),
+        ("starts", "accounting_starts"),
+        ("interims", "accounting_interims"),
+        ("stops", "accounting_stops"),
+        ("acknowledged", "accounting_acknowledged"),
+        ("timeouts", "accounting_timeouts"),
+        ("spooled", "accounting_spool_pending"),
+        ("dropped", "accounting_spool_dropped"),
+    )
+    return ", ".join(f"{c.get(key, 0)} {label}" for label, key in shown)
+
+
 def status_text(result: dict[str, Any]) -> str:
     def by_state(counts: dict[str, int]) -> str:
         total = sum(counts.values())
@@ -282,6 +297,9 @@ def status_text(result: dict[str, Any]) -> str:
     if isinstance(radius, dict):
         for name, c in radius.get("servers", {}).items():
             lines.append(("radius", f"{name}: {_radius_counts(c)}"))
+        accounting = radius.get("accounting")
+        if isinstance(accounting, dict):
+            lines.append(("accounting", _accounting_counts(accounting)))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from l2tp.config.errors import toml_string
@@ -28,12 +29,13 @@ log = logging.getLogger("l2tp.radius")
 MAX_SECRET_FILE = 4096
 
 
-def _read_secret(index: int, entry: RadiusServerEntry) -> bytes:
-    """The shared secret of one server: inline, or the first line of its file."""
+def _read_secret(index: int, entry: RadiusServerEntry, *, key: str = "auth_servers") -> bytes:
+    """The shared secret of one server (of the list ``key``): inline, or the first line
+    of its file."""
     if entry.secret is not None:
         return entry.secret.encode("utf-8")
     assert entry.secret_file is not None
-    where = f"[radius] auth_servers[{index}] secret_file = {toml_string(entry.secret_file)}"
+    where = f"[radius] {key}[{index}] secret_file = {toml_string(entry.secret_file)}"
     try:
         with open(entry.secret_file, "rb") as stream:
             data = stream.read(MAX_SECRET_FILE + 1)
@@ -56,6 +58,16 @@ def read_servers(section: RadiusSection) -> tuple[RadiusServer, ...]:
     )
 
 
+def _auth_part(section: RadiusSection | None) -> RadiusSection | None:
+    """What authentication uses of ``section``: None without ``auth_servers`` (a
+    ``[radius]`` for accounting only: the listeners keep their secrets files); the
+    accounting keys left out, so that changing only them rebuilds nothing here
+    (:mod:`l2tp.daemons.radius_accounting` applies them)."""
+    if section is None or not section.auth_servers:
+        return None
+    return replace(section, accounting=None)
+
+
 class RadiusService:
     """The daemon's current RADIUS client and hook, installed on the built-in PPP backend
     (``backend.authenticator``; module doc)."""
@@ -72,6 +84,7 @@ class RadiusService:
     async def configure(self, section: RadiusSection | None) -> bool:
         """Apply ``section``; True when something changed. Raises StartError (a secret
         file that cannot be read), leaving the current client in place."""
+        section = _auth_part(section)
         if section is None:
             if self.client is None:
                 return False
