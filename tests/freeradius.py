@@ -169,13 +169,16 @@ class FreeRadius:
         except FileNotFoundError:
             return ""
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = 30.0, *, keep_ports: bool = False) -> None:
+        """Start (``keep_ports``: again on the ports of the last start, as a server that
+        was restarted; its ``detail`` file is kept either way)."""
         freeradius = require_tool("freeradius")
         self.dir.mkdir(parents=True, exist_ok=True)
-        self.auth_port = free_udp_port()
-        self.acct_port = free_udp_port()
-        while self.acct_port == self.auth_port:
+        if not (keep_ports and self.auth_port and self.acct_port):
+            self.auth_port = free_udp_port()
             self.acct_port = free_udp_port()
+            while self.acct_port == self.auth_port:
+                self.acct_port = free_udp_port()
         (self.dir / "users").write_text(self.users)
         conf = radiusd_conf(self.dir, self.auth_port, self.acct_port, self.secret)
         (self.dir / "radiusd.conf").write_text(conf)

@@ -217,7 +217,10 @@ def test_radclient_ends_a_builtin_ppp_session_through_the_runtime(tmp_path: Path
                 options=options,
             )
             tunnel = await lac.open_tunnel(listener.address, config=TunnelConfig(role=Role.LAC))
-            directory = ContextSessionDirectory(lns, builtin, acct_session_id=acct_ids.get)
+            noted: list[tuple[int, int]] = []
+            directory = ContextSessionDirectory(
+                lns, builtin, acct_session_id=acct_ids.get, disconnecting=noted.append
+            )
             server = DynamicAuthorizationServer(
                 directory,
                 [DaeClient(IPv4Address("127.0.0.1"), SECRET.encode())],
@@ -265,6 +268,7 @@ def test_radclient_ends_a_builtin_ppp_session_through_the_runtime(tmp_path: Path
                 assert closed.by_peer and closed.reason is not None
                 assert (closed.reason.result, closed.reason.message) == (3, DISCONNECT_MESSAGE)
                 assert builtin.endings[key] is None  # stopped by the control plane
+                assert noted == [key]  # accounting was told why, before the CDN
                 rc, out = await radclient(port, "disconnect", "Acct-Session-Id = acct-0001")
                 assert "Error-Cause = Session-Context-Not-Found" in out, out
 

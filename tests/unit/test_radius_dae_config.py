@@ -283,3 +283,32 @@ def test_prometheus_dae_families() -> None:
     assert samples["l2tp_radius_dae_session_timeouts_total", ()] == 1
     # DAE only: no client families (no server to label them with).
     assert not any(name.startswith("l2tp_radius_requests") for name, _ in samples)
+
+
+def test_dae_service_takes_acct_session_ids_and_disconnect_causes_from_accounting() -> None:
+    """The daemon links its DAE server to its accounting (common.serve): sessions are
+    found by the engine's Acct-Session-Id, and a disconnected session's Stop says
+    Disconnect-Request (Acct-Terminate-Cause Admin-Reset)."""
+    from l2tp.daemons.dae_setup import DaeService
+    from l2tp.radius.records import TERMINATE_CAUSES, SessionEnd
+
+    class Accounting:
+        def __init__(self) -> None:
+            self.ends: list[tuple[tuple[int, int], SessionEnd]] = []
+
+        def acct_session_id(self, key: tuple[int, int]) -> str | None:
+            return {(1, 2): "5f00aa01-1"}.get(key)
+
+        def note_end(self, key: tuple[int, int], end: SessionEnd) -> None:
+            self.ends.append((key, end))
+
+    service = DaeService(object())  # type: ignore[arg-type]  # no session is looked up
+    assert service.directory.acct_session_id is None
+    accounting = Accounting()
+    service.accounting = accounting
+    lookup = service.directory.acct_session_id
+    assert lookup is not None and lookup((1, 2)) == "5f00aa01-1" and lookup((1, 3)) is None
+    assert service.directory.disconnecting is not None
+    service.directory.disconnecting((1, 2))
+    assert accounting.ends == [((1, 2), SessionEnd.DISCONNECT_REQUEST)]
+    assert TERMINATE_CAUSES[SessionEnd.DISCONNECT_REQUEST].name == "ADMIN_RESET"

@@ -276,6 +276,21 @@ def _dae_counts(d: dict[str, Any]) -> str:
     return " ".join(parts) + (", " + ", ".join(extra) if extra else "")
 
 
+def _accounting_counts(c: dict[str, int]) -> str:
+    """The accounting engine's main counters and its spool's (RADIUS accounting)."""
+    shown = (
+        ("sessions", "accounting_sessions"),
+        ("starts", "accounting_starts"),
+        ("interims", "accounting_interims"),
+        ("stops", "accounting_stops"),
+        ("acknowledged", "accounting_acknowledged"),
+        ("timeouts", "accounting_timeouts"),
+        ("spooled", "accounting_spool_pending"),
+        ("dropped", "accounting_spool_dropped"),
+    )
+    return ", ".join(f"{c.get(key, 0)} {label}" for label, key in shown)
+
+
 def status_text(result: dict[str, Any]) -> str:
     def by_state(counts: dict[str, int]) -> str:
         total = sum(counts.values())
@@ -301,6 +316,9 @@ def status_text(result: dict[str, Any]) -> str:
         dae = radius.get("dae")
         if isinstance(dae, dict):
             lines.append(("radius dae", _dae_counts(dae)))
+        accounting = radius.get("accounting")
+        if isinstance(accounting, dict):
+            lines.append(("accounting", _accounting_counts(accounting)))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

@@ -362,6 +362,8 @@ class HooksSection:
 
 RADIUS_AUTH_PORT = 1812
 """RFC 2865 3: the authentication port, used when a server's address omits one."""
+RADIUS_ACCT_PORT = 1813
+"""RFC 2866 3: the accounting port, used when an ``acct_servers`` address omits one."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -433,6 +435,28 @@ class RadiusSection:
     dae: DaeSection | None = None
     """The Dynamic Authorization server (``[radius.dae]``); None: none. Its NAS identity
     (Error-Cause 403) is ``nas_identifier`` and ``nas_ip_address`` above."""
+    accounting: RadiusAccounting | None = None
+    """Accounting (``acct_servers`` and its keys); None: no accounting."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RadiusAccounting:
+    """The accounting keys of ``[radius]`` (docs/radius.md, "Accounting"): where the
+    records go (RFC 2866, RFC 2867) and where they wait until acknowledged."""
+
+    servers: tuple[RadiusServerEntry, ...]
+    """``acct_servers``: tried in order, as ``auth_servers``."""
+    spool: str
+    """The spool file: records not yet acknowledged, kept across restarts."""
+    interim_interval: int | None = None
+    """``acct_interim_interval`` (seconds); None: Interim-Updates only when the
+    Access-Accept asks (Acct-Interim-Interval, RFC 2869 5.16)."""
+    tunnel_accounting: bool = False
+    """Also send the RFC 2867 tunnel and tunnel-link records."""
+    spool_max_records: int = 100_000
+    spool_max_bytes: int = 64 * 1024 * 1024
+    on_off: bool = False
+    """``accounting_on_off``: Accounting-On at start, Accounting-Off at stop (RFC 2866 5.1)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

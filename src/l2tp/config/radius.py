@@ -20,9 +20,6 @@ address without a port uses 1812 (RFC 2865 3). Each server has exactly one of
 loader, which does no I/O), so it may be readable by root only. Secrets are never
 printed by ``--check`` (shown as ``"(hidden)"``).
 
-Accounting keys (``acct_servers`` and its policy) go in this table too; the server list
-reader (:func:`read_servers`) takes the default port, so they reuse it.
-
 The Dynamic Authorization server (RFC 5176) is the sub-table ``[radius.dae]``::
 
     [radius.dae]
@@ -39,8 +36,24 @@ of the client's policy keys (``timeout``, ``retries`` ...) applies to it; what i
 shares with the rest of ``[radius]`` is the NAS identity (``nas_identifier``,
 ``nas_ip_address``), which a request naming another NAS is refused for (Error-Cause
 403). ``window`` is in seconds, unlike the table's milliseconds, because
-Event-Timestamp counts whole seconds (RFC 2869 5.3). A ``[radius]`` needs
-``auth_servers`` or ``[radius.dae]`` (or both).
+Event-Timestamp counts whole seconds (RFC 2869 5.3).
+
+Accounting (RFC 2866, RFC 2867) is configured in the same table (:func:`read_accounting`)::
+
+    acct_servers = [ { address = "192.0.2.10", secret_file = "/etc/l2tp/radius.secret" } ]
+    spool = "/var/lib/l2tp/radius-acct.spool"   # required with acct_servers
+    acct_interim_interval = 300                 # seconds; absent or 0: as the Access-Accept says
+    tunnel_accounting = false                   # RFC 2867 tunnel / tunnel-link records
+    accounting_on_off = false                   # Accounting-On / -Off (RFC 2866 5.1)
+    spool_max_records = 100000
+    spool_max_bytes = 67108864
+
+A ``[radius]`` needs at least one of ``auth_servers``, ``acct_servers`` and
+``[radius.dae]``: with only ``acct_servers``, sessions authenticated from a ``secrets``
+file are accounted. An
+``acct_servers`` address without a port uses 1813 (RFC 2866 3). The project has no
+state directory of its own (``/run/l2tp`` does not survive a reboot), so ``spool`` has
+no default: it must be given with ``acct_servers``.
 """
 
 from __future__ import annotations
@@ -51,12 +64,14 @@ from l2tp.config.errors import ConfigError
 from l2tp.config.fields import Resolver, TableReader, parse_endpoint, show, toml_type
 from l2tp.config.model import (
     DAE_WINDOW,
+    RADIUS_ACCT_PORT,
     RADIUS_AUTH_PORT,
     RADIUS_DAE_PORT,
     DaeClientEntry,
     DaeSection,
     Endpoint,
     IPAddress,
+    RadiusAccounting,
     RadiusSection,
     RadiusServerEntry,
 )
@@ -74,6 +89,22 @@ RADIUS_KEYS = frozenset(
         "dae",
     )
 )
+ACCT_KEYS = frozenset(
+    (
+        "acct_servers",
+        "acct_interim_interval",
+        "tunnel_accounting",
+        "spool",
+        "spool_max_records",
+        "spool_max_bytes",
+        "accounting_on_off",
+    )
+)
+"""The accounting keys (:func:`read_accounting`)."""
+MAX_INTERIM = 0xFFFFFFFF
+"""Acct-Interim-Interval is a 32-bit integer (RFC 2869 5.16)."""
+MAX_SPOOL_RECORDS = 10_000_000
+MAX_SPOOL_BYTES = 1 << 40
 SERVER_KEYS = frozenset(("address", "secret", "secret_file"))
 DAE_KEYS = frozenset(("listen", "clients", "window", "require_event_timestamp"))
 DAE_CLIENT_KEYS = frozenset(("address", "secret", "secret_file", "name"))
@@ -178,7 +209,7 @@ def read_radius(
         )
         return None
     before = len(errors)
-    r = TableReader(file, "radius", raw, RADIUS_KEYS, errors)
+    r = TableReader(file, "radius", raw, RADIUS_KEYS | ACCT_KEYS, errors)
     if not profile.listeners:
         r.error(
             None,
@@ -188,11 +219,13 @@ def read_radius(
         return None
     auth_servers = read_servers(r, "auth_servers", RADIUS_AUTH_PORT, resolver)
     dae = read_dae(r, resolver)
-    if not r.has("auth_servers") and not r.has("dae"):
+    accounting = read_accounting(r, resolver)
+    if not r.has("auth_servers") and not r.has("acct_servers") and not r.has("dae"):
         r.error(
             None,
-            "missing 'auth_servers' (the servers to authenticate PPP peers with)"
-            " or a [radius.dae] table (the Dynamic Authorization server)",
+            "missing 'auth_servers' (the servers to authenticate PPP peers with),"
+            " 'acct_servers' (accounting only) or a [radius.dae] table (the Dynamic"
+            " Authorization server)",
         )
     timeout = r.integer("timeout", 1, MAX_TIMEOUT_MS, context=" (milliseconds)")
     retries = r.integer("retries", 0, MAX_RETRIES)
@@ -217,6 +250,42 @@ def read_radius(
         nas_identifier=nas_identifier,
         nas_ip_address=nas_ip,
         dae=dae,
+        accounting=accounting,
+    )
+
+
+def read_accounting(r: TableReader, resolver: Resolver | None) -> RadiusAccounting | None:
+    """The accounting keys of ``[radius]`` (module documentation); None without
+    ``acct_servers`` (the other accounting keys are then an error: they would do nothing)."""
+    servers = read_servers(r, "acct_servers", RADIUS_ACCT_PORT, resolver)
+    interim = r.integer("acct_interim_interval", 0, MAX_INTERIM, context=" (seconds)")
+    tunnel_accounting = r.boolean("tunnel_accounting", False)
+    spool = r.file_path("spool")
+    max_records = r.integer("spool_max_records", 1, MAX_SPOOL_RECORDS)
+    max_bytes = r.integer("spool_max_bytes", 4096, MAX_SPOOL_BYTES, context=" (bytes)")
+    on_off = r.boolean("accounting_on_off", False)
+    if not r.has("acct_servers"):
+        for key in sorted(ACCT_KEYS - {"acct_servers"}):
+            if r.has(key):
+                r.error(key, "has no effect without acct_servers (the accounting servers)")
+        return None
+    if not r.has("spool"):
+        r.error(
+            "spool",
+            "missing (required with acct_servers: the file where accounting records wait"
+            " until a server acknowledges them, e.g. /var/lib/l2tp/radius-acct.spool)",
+        )
+    if servers is None or spool is None:
+        return None
+    defaults = RadiusAccounting(servers=(), spool="")
+    return RadiusAccounting(
+        servers=servers,
+        spool=spool,
+        interim_interval=interim or None,
+        tunnel_accounting=tunnel_accounting,
+        spool_max_records=max_records or defaults.spool_max_records,
+        spool_max_bytes=max_bytes or defaults.spool_max_bytes,
+        on_off=on_off,
     )
 
 
@@ -342,13 +411,14 @@ def radius_items(section: RadiusSection, *, full: bool) -> list[tuple[str, objec
     if full:
         dae = [("dae", None if section.dae is None else dict(dae_items(section.dae)))]
     return [
-        ("auth_servers", servers if servers or full else None),
+        ("auth_servers", servers if servers or full else None),  # TOML: absent when empty
         ("timeout", round(section.timeout * 1000)),
         ("retries", section.retries),
         ("holddown", round(section.holddown * 1000)),
         ("max_outstanding", section.max_outstanding),
         ("nas_identifier", section.nas_identifier),
         ("nas_ip_address", nas_ip),
+        *accounting_items(section.accounting),
         *dae,
     ]
 
@@ -369,4 +439,30 @@ def dae_items(section: DaeSection) -> list[tuple[str, object]]:
         ("clients", clients),
         ("window", round(section.window)),
         ("require_event_timestamp", section.require_event_timestamp),
+    ]
+
+
+def _server_items(entries: tuple[RadiusServerEntry, ...]) -> list[dict[str, str]]:
+    return [
+        {
+            "address": str(entry.address),
+            **({"secret": HIDDEN} if entry.secret is not None else {}),
+            **({"secret_file": entry.secret_file} if entry.secret_file is not None else {}),
+        }
+        for entry in entries
+    ]
+
+
+def accounting_items(accounting: RadiusAccounting | None) -> list[tuple[str, object]]:
+    """The accounting keys for ``--check`` (none without accounting; secrets hidden)."""
+    if accounting is None:
+        return []
+    return [
+        ("acct_servers", _server_items(accounting.servers)),
+        ("acct_interim_interval", accounting.interim_interval or 0),
+        ("tunnel_accounting", accounting.tunnel_accounting),
+        ("spool", accounting.spool),
+        ("spool_max_records", accounting.spool_max_records),
+        ("spool_max_bytes", accounting.spool_max_bytes),
+        ("accounting_on_off", accounting.on_off),
     ]

@@ -31,7 +31,7 @@ import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn, Protocol
+from typing import Any, NoReturn, Protocol
 
 import l2tp
 from l2tp import config as cfg
@@ -49,10 +49,12 @@ from l2tp.daemons.logformat import add_log_arguments
 from l2tp.daemons.logformat import setup as setup_logging
 from l2tp.daemons.metrics_http import add_metrics_arguments, exporter_from, reload_settings
 from l2tp.daemons.preflight import KernelNeeds, StartError
+from l2tp.daemons.radius_accounting import AccountingService
 from l2tp.daemons.radius_setup import RadiusService
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.errors import KernelError
+from l2tp.radius.records import SessionEnd
 from l2tp.runtime.backend import NullSessionBackend, SessionBackend
 from l2tp.runtime.control import L2tpContext
 from l2tp.runtime.gc_pacer import GcPacer
@@ -262,6 +264,11 @@ async def serve(
                     await radius.configure(new.radius)
                 except StartError as exc:  # a secret file, a DAE address: the old stays
                     problems.append(str(exc))
+                if accounting is not None:
+                    try:
+                        await accounting.configure(new.radius)
+                    except StartError as exc:  # the engine and its client stay
+                        problems.append(str(exc))
                 try:
                     await daemon.reload(new)
                 except (StartError, KernelError, OSError) as exc:
@@ -285,6 +292,9 @@ async def serve(
 
     reload_task = asyncio.create_task(reloader())
     radius = _radius_service(backend, ctx)
+    accounting = _accounting_service(backend)
+    if accounting is not None and radius.dae is not None:
+        radius.dae.accounting = accounting  # Acct-Session-Id lookups, Disconnect causes
     target = ContextTarget(
         ctx,
         DaemonInfo(name=prog, config_file=str(Path(path).resolve()), started_at=loop.time()),
@@ -292,7 +302,8 @@ async def serve(
         reload=reload_config,
         names=getattr(daemon, "tunnel_name", None),
         peers=getattr(daemon, "peers", None),
-        radius=radius.snapshot,
+        radius=_radius_status(radius, accounting),
+        closing=accounting.operator_close if accounting is not None else None,
     )
     control = None
     metrics = None
@@ -319,6 +330,9 @@ async def serve(
                 target.metrics_address = metrics.address
             hooks.start()  # subscribed before the first tunnel can come up
             await radius.configure(config.radius)  # before the first session
+            if accounting is not None:
+                await accounting.configure(config.radius)  # the spool replayed, sending
+                accounting.watch(ctx)
             await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
         except (StartError, KernelError, OSError, ControlSocketError) as exc:
@@ -348,6 +362,9 @@ async def serve(
         if control is not None:
             await control.close()
         await radius.stop_serving()  # no Disconnect-Request races the shutdown
+        closing_at = loop.time()
+        if accounting is not None:
+            accounting.note_all(SessionEnd.SHUTDOWN)  # before the PPP sessions stop
         await ctx.close(ack_timeout=args.stop_timeout)
         if stop_signal_at:
             log.debug("tunnels closed %.3f s after the signal", loop.time() - stop_signal_at[0])
@@ -357,6 +374,11 @@ async def serve(
         close_backend = getattr(backend, "close", None)
         if close_backend is not None:
             await close_backend()  # the built-in PPP's rtnetlink socket and threads
+        if accounting is not None:
+            # What the shutdown's budget leaves to send the Stops; the rest stays
+            # in the spool for the next start (RFC 2866 5.2: nothing is lost).
+            left = args.stop_timeout - (loop.time() - closing_at)
+            await accounting.close(drain=max(0.0, left))
         radius.close()
         await dataplane.close()
         if started:
@@ -377,6 +399,38 @@ def _radius_service(backend: SessionBackend | None, ctx: L2tpContext) -> RadiusS
 
     builtin = getattr(backend, "builtin", backend)
     return RadiusService(builtin if isinstance(builtin, BuiltinPppBackend) else None, ctx)
+
+
+def _accounting_service(backend: SessionBackend | None) -> AccountingService | None:
+    """RADIUS accounting for the built-in PPP backend, when the daemon has one (its
+    sessions are what is accounted; pppd sessions are not)."""
+    from l2tp.runtime.builtin_ppp import BuiltinPppBackend
+
+    builtin = getattr(backend, "builtin", backend)
+    if not isinstance(builtin, BuiltinPppBackend):
+        return None
+    return AccountingService(builtin)
+
+
+def _radius_status(
+    radius: RadiusService, accounting: AccountingService | None
+) -> Callable[[], dict[str, Any] | None]:
+    """``status``'s ``radius``: the authentication client's and the DAE server's
+    counters, with the accounting servers among ``servers`` and the engine's counters
+    as ``accounting``."""
+
+    def status() -> dict[str, Any] | None:
+        auth = radius.snapshot()
+        acct = accounting.snapshot() if accounting is not None else None
+        if acct is None:
+            return auth
+        out: dict[str, Any] = dict(auth) if auth is not None else {"servers": {}}
+        out["servers"] = {**out.get("servers", {}), **acct.pop("servers")}
+        out["outstanding"] = out.get("outstanding", 0) + acct.pop("outstanding")
+        out["accounting"] = acct
+        return out
+
+    return status
 
 
 def _clients(control: ControlServer | None) -> Callable[[], tuple[int, int]] | None:

@@ -74,10 +74,14 @@ class ContextTarget:
         names: inventory.TunnelNames | None = None,
         peers: Callable[[], list[dict[str, Any]]] | None = None,
         radius: Callable[[], dict[str, Any] | None] | None = None,
+        closing: Callable[[int, int | None], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self._peers = peers
         self._radius = radius
+        self._closing = closing
+        """Told ``(tunnel_id, session_id or None)`` before an operator's close (the
+        accounting's Acct-Terminate-Cause Admin-Reset)."""
         self.info = info
         self._summary = summary
         self._reload = reload
@@ -170,6 +174,8 @@ class ContextTarget:
         if not live(th):
             raise CtlError(ErrorCode.NOT_FOUND, f"tunnel {tunnel_id} is already closing")
         code = StopCcnResult.GENERAL_REQUEST if result is None else result
+        if self._closing is not None:
+            self._closing(tunnel_id, None)
         try:
             th.begin_close(code, message=OPERATOR_MESSAGE)
         except ValueError as exc:
@@ -189,6 +195,8 @@ class ContextTarget:
         sh = th.sessions.get(session_id)
         if sh is None or sh.closed is not None:
             raise CtlError(ErrorCode.NOT_FOUND, f"no session {session_id} in tunnel {tunnel_id}")
+        if self._closing is not None:
+            self._closing(tunnel_id, session_id)
         log.info(
             "session %d/%d: closed by operator (CDN)",
             tunnel_id,

@@ -72,11 +72,29 @@ class DaeService:
     """
 
     def __init__(self, ctx: L2tpContext, builtin: Any = None) -> None:
+        self._accounting: Any = None
         self.directory = ContextSessionDirectory(ctx, builtin)
         self.server: DynamicAuthorizationServer | None = None
         self.counters = DaeCounters()
         """Every server's, summed over reloads."""
         self._settings: _Settings | None = None
+
+    @property
+    def accounting(self) -> Any:
+        """The daemon's :class:`~l2tp.daemons.radius_accounting.AccountingService`, if
+        any: sessions are then found by Acct-Session-Id too, and a disconnected session's
+        Stop says Disconnect-Request (Acct-Terminate-Cause Admin-Reset)."""
+        return self._accounting
+
+    @accounting.setter
+    def accounting(self, service: Any) -> None:
+        from l2tp.radius.records import SessionEnd
+
+        self._accounting = service
+        self.directory.acct_session_id = service.acct_session_id
+        self.directory.disconnecting = lambda key: service.note_end(
+            key, SessionEnd.DISCONNECT_REQUEST
+        )
 
     async def configure(self, section: RadiusSection | None) -> bool:
         """Apply ``section`` (its ``dae``); True when something changed. Raises

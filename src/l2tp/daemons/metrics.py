@@ -358,6 +358,36 @@ def _radius_dae(c: Mapping[str, Any] | None) -> Iterator[Any]:
     )
 
 
+_ACCT_GAUGES = frozenset(
+    (
+        "accounting_sessions",
+        "accounting_in_flight",
+        "accounting_spool_pending",
+        "accounting_spool_bytes",
+    )
+)
+"""The accounting values that are levels now; the others only grow."""
+
+
+def _radius_accounting(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
+    """``l2tp_radius_acct_*``, from ``status``'s ``radius.accounting`` (the engine's
+    and its spool's counters, :meth:`~l2tp.radius.accounting.AccountingEngine.snapshot`;
+    accounting configured). ``accounting_starts`` becomes ``l2tp_radius_acct_starts``,
+    ``accounting_spool_pending`` ``l2tp_radius_acct_spool_pending``."""
+    accounting = snapshot.get("accounting") if snapshot else None
+    if not isinstance(accounting, Mapping):
+        return
+    for key, value in accounting.items():
+        if not key.startswith("accounting_") or not isinstance(value, int):
+            continue
+        name = "l2tp_radius_acct_" + key.removeprefix("accounting_")
+        what = key.removeprefix("accounting_").replace("_", " ")
+        if key in _ACCT_GAUGES:
+            yield GaugeMetricFamily(name, f"RADIUS accounting: {what} now.", value=value)
+        else:
+            yield CounterMetricFamily(name, f"RADIUS accounting: {what}.", value=value)
+
+
 class L2tpCollector(Collector):
     """Every ``l2tp_*`` metric of one daemon, built at scrape time (see the module doc).
 
@@ -406,6 +436,7 @@ class L2tpCollector(Collector):
             yield from _events(self.tally)
         yield from self._hooks()
         yield from _radius(status.get("radius"))
+        yield from _radius_accounting(status.get("radius"))
         yield from self._clients()
         yield from _peers(self.source)
         if self.per_tunnel:

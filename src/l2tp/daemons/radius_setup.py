@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from typing import Any
 
 from l2tp.config.errors import toml_string
@@ -35,12 +36,13 @@ log = logging.getLogger("l2tp.radius")
 MAX_SECRET_FILE = 4096
 
 
-def _read_secret(index: int, entry: RadiusServerEntry) -> bytes:
-    """The shared secret of one server: inline, or the first line of its file."""
+def _read_secret(index: int, entry: RadiusServerEntry, *, key: str = "auth_servers") -> bytes:
+    """The shared secret of one server (of the list ``key``): inline, or the first line
+    of its file."""
     if entry.secret is not None:
         return entry.secret.encode("utf-8")
     assert entry.secret_file is not None
-    where = f"[radius] auth_servers[{index}] secret_file = {toml_string(entry.secret_file)}"
+    where = f"[radius] {key}[{index}] secret_file = {toml_string(entry.secret_file)}"
     return read_secret_file(where, entry.secret_file)
 
 
@@ -67,6 +69,17 @@ def read_servers(section: RadiusSection) -> tuple[RadiusServer, ...]:
         RadiusServer(str(entry.address.address), entry.address.port, _read_secret(i, entry))
         for i, entry in enumerate(section.auth_servers)
     )
+
+
+def _auth_part(section: RadiusSection | None) -> RadiusSection | None:
+    """What authentication uses of ``section``: None without ``auth_servers`` (a
+    ``[radius]`` for accounting only: the listeners keep their secrets files); the
+    accounting keys and ``[radius.dae]`` left out, so that changing only them rebuilds
+    nothing here (:mod:`l2tp.daemons.radius_accounting` and :class:`DaeService` apply
+    them)."""
+    if section is None or not section.auth_servers:
+        return None
+    return replace(section, accounting=None, dae=None)
 
 
 class RadiusService:
@@ -106,7 +119,8 @@ class RadiusService:
     async def _configure_auth(self, section: RadiusSection | None) -> bool:
         """The authentication client and hook: only with ``auth_servers`` and a
         built-in PPP backend to install the hook on."""
-        if section is None or not section.auth_servers or self.backend is None:
+        section = _auth_part(section)
+        if section is None or self.backend is None:
             if self.client is None:
                 return False
             self._retire()

@@ -57,11 +57,15 @@ class ContextSessionDirectory:
         *,
         acct_session_id: Callable[[SessionKey], str | None] | None = None,
         close_wait: float = CLOSE_WAIT,
+        disconnecting: Callable[[SessionKey], None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.builtin = builtin
         self.acct_session_id = acct_session_id
         self.close_wait = close_wait
+        self.disconnecting = disconnecting
+        """Told the key of each session a Disconnect-Request is about to close (the
+        accounting engine: Acct-Terminate-Cause Admin-Reset, RFC 2866 5.10)."""
 
     def refs(self) -> list[SessionRef]:
         """Every established session of the context, described."""
@@ -96,6 +100,8 @@ class ContextSessionDirectory:
         if th is None or sh is None:
             return False
         if sh.closed is None:
+            if self.disconnecting is not None:
+                self.disconnecting(ref.key)
             log.info(
                 "session %d/%d: disconnected by RADIUS (CDN)",
                 tunnel_id,

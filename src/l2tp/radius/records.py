@@ -16,7 +16,7 @@ Acct-Delay-Time (RFC 2866 5.2) is not here: it is the time between the event and
 moment a copy is sent, so the engine adds it at each send (:mod:`.accounting`).
 
 How a session ended in this runtime becomes an Acct-Terminate-Cause (RFC 2866 5.10)
-through one table, :data:`TERMINATE_CAUSES`; docs/radius-accounting.md has it too.
+through one table, :data:`TERMINATE_CAUSES`; docs/radius.md ("Accounting") has it too.
 """
 
 from __future__ import annotations

@@ -121,9 +121,12 @@ class PppAccounting:
         self._ends: dict[tuple[int, int], SessionEnd] = {}
 
     def note_end(self, key: tuple[int, int], end: SessionEnd) -> None:
-        """Why session ``key`` is about to be stopped (before the control plane stops it)."""
+        """Why session ``key`` is about to be stopped (before the control plane stops it).
+
+        The first reason noted wins: it is the cause, and what follows from it (the
+        CDN an operator's close sends, the StopCCN of a daemon stopping) is not."""
         if key in self.active:
-            self._ends[key] = end
+            self._ends.setdefault(key, end)
 
     def describe(self, view: PppSessionView, info: AcceptInfo | None) -> SessionDescription:
         """The accounting description of a session that just came up."""

@@ -1,0 +1,376 @@
+"""The daemons' RADIUS accounting (RFC 2866, RFC 2867): ``[radius]``'s ``acct_servers``
+turned into an :class:`~l2tp.radius.accounting.AccountingEngine` with its spool, fed by
+the built-in PPP (:class:`~l2tp.radius.session_accounting.PppAccounting` as the backend's
+``observer``), told why sessions end, and drained at shutdown.
+
+A sibling of :class:`~l2tp.daemons.radius_setup.RadiusService` (authentication), with a
+client of its own: a reload that changes only the accounting servers leaves the
+authentication client alone, and the other way round.
+
+Reloads: the engine (its sessions, its spool, its Acct-Session-Id instance) is kept for
+the daemon's life; a changed server list or secret builds a new
+:class:`~l2tp.radius.client.RadiusClient` and swaps it in (the old one is closed once
+the requests in flight have had their full time, as the authentication client is), and
+the interval, tunnel records and NAS identity apply from then on. The spool's file and
+bounds are read once: changing them needs a restart (the reload says so). Removing
+``acct_servers`` closes the engine (what is unsent stays in the spool for the next
+start) and the sessions still up get no Stop.
+
+Why a session ended (the Stop's Acct-Terminate-Cause, RFC 2866 5.10): the built-in PPP
+knows when the link ended by itself; otherwise the first reason noted wins
+(:meth:`PppAccounting.note_end`): the operator (``l2tp ctl close``: Admin-Reset), the
+daemon stopping (:meth:`AccountingService.note_all` before the tunnels close:
+Admin-Reboot), and the runtime's events (:meth:`AccountingService.watch`): the peer's
+CDN by its Result Code (:func:`~l2tp.radius.records.end_from_cdn`), and a session
+closed because its tunnel went (Lost-Service). The events reach the watcher in the loop
+turn after the control plane handled them, while the link's release (which reads the
+note) is still awaiting its own tear-down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import logging
+import socket
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from l2tp.config.errors import toml_string
+from l2tp.config.model import RadiusAccounting, RadiusSection
+from l2tp.daemons.preflight import StartError, describe_os_error
+from l2tp.daemons.radius_setup import _read_secret
+from l2tp.protocol.events import Role, SessionClosed, TunnelClosed, TunnelEstablished
+from l2tp.radius.accounting import AccountingEngine
+from l2tp.radius.auth import RadiusAuthorization
+from l2tp.radius.client import RadiusClient, RadiusServer
+from l2tp.radius.records import NasIdentity, SessionEnd, TunnelDescription, end_from_cdn
+from l2tp.radius.session_accounting import AcceptInfo, PppAccounting, StatsReader
+from l2tp.radius.spool import Spool
+from l2tp.runtime.context import L2tpContext
+
+if TYPE_CHECKING:
+    from l2tp.runtime.builtin_ppp import BuiltinPppBackend
+
+__all__ = ["AccountingService", "read_acct_servers"]
+
+log = logging.getLogger("l2tp.radius.accounting")
+
+SessionKey = tuple[int, int]
+
+
+def read_acct_servers(accounting: RadiusAccounting) -> tuple[RadiusServer, ...]:
+    """The configured accounting servers with their secrets (files read now)."""
+    return tuple(
+        RadiusServer(
+            str(entry.address.address),
+            entry.address.port,
+            _read_secret(i, entry, key="acct_servers"),
+        )
+        for i, entry in enumerate(accounting.servers)
+    )
+
+
+def nas_identity(section: RadiusSection) -> NasIdentity:
+    """NAS-Identifier / NAS-IP-Address: RFC 2866 4.1 wants one of them in every record;
+    without either configured, the host name identifies the NAS (as in the
+    Access-Requests)."""
+    address = section.nas_ip_address
+    ip = str(address) if address is not None and address.version == 4 else None
+    identifier = section.nas_identifier
+    if identifier is None and ip is None:
+        identifier = socket.gethostname()
+    return NasIdentity(identifier=identifier, ip_address=ip)
+
+
+class AccountingService:
+    """The daemon's accounting engine, its client and the PPP observer (module doc).
+
+    ``backend``: the built-in PPP backend whose ``observer`` this sets and whose links
+    say what each session's Access-Accept granted. ``stats``: the counter reader
+    (default: the kernel's interface counters).
+    """
+
+    def __init__(self, backend: BuiltinPppBackend, *, stats: StatsReader | None = None) -> None:
+        self.backend = backend
+        self.stats = stats
+        self.engine: AccountingEngine | None = None
+        self.observer: PppAccounting | None = None
+        self.client: RadiusClient | None = None
+        self._settings: tuple[RadiusSection, tuple[RadiusServer, ...]] | None = None
+        self._spool_settings: tuple[str, int, int] | None = None
+        self._retiring: dict[asyncio.TimerHandle, RadiusClient] = {}
+        self._watcher: asyncio.Task[None] | None = None
+        self._tunnels: dict[int, tuple[TunnelDescription, float]] = {}
+        """The LNS tunnels up, for their Tunnel-Stop (``tunnel_accounting``)."""
+        self._tunnel_ends: dict[int, SessionEnd] = {}
+
+    # ------------------------------------------------------------------ configuration
+
+    async def configure(self, section: RadiusSection | None) -> bool:
+        """Apply ``section``'s accounting; True when something changed. Raises
+        StartError (a secret file that cannot be read, a spool that cannot be opened,
+        spool settings changed by a reload), leaving what runs in place."""
+        accounting = section.accounting if section is not None else None
+        if section is None or accounting is None:
+            if self.engine is None:
+                return False
+            await self._stop_engine(drain=0.0)
+            log.info("RADIUS accounting off")
+            return True
+        servers = await asyncio.to_thread(read_acct_servers, accounting)
+        settings = (replace(section, auth_servers=()), servers)
+        if self._settings == settings:
+            return False
+        spool_settings = (
+            accounting.spool,
+            accounting.spool_max_records,
+            accounting.spool_max_bytes,
+        )
+        spool_changed = self._spool_settings not in (None, spool_settings)
+        client = RadiusClient(
+            acct_servers=servers,
+            timeout=section.timeout,
+            retries=section.retries,
+            holddown=section.holddown,
+            max_outstanding=section.max_outstanding,
+        )
+        interval = float(accounting.interim_interval) if accounting.interim_interval else None
+        if self.engine is None:
+            spool = Spool(
+                accounting.spool,
+                max_entries=accounting.spool_max_records,
+                max_bytes=accounting.spool_max_bytes,
+            )
+            engine = AccountingEngine(
+                client,
+                spool,
+                nas=nas_identity(section),
+                interim_interval=interval,
+                tunnel_accounting=accounting.tunnel_accounting,
+                on_off=accounting.on_off,
+            )
+            try:
+                # The spool logs write errors and goes on (a full disk must not stop
+                # the sessions); a spool that cannot be written at all stops the start.
+                await asyncio.to_thread(_check_writable, accounting.spool)
+                await engine.start()  # opens the spool: replays what the last run left
+            except OSError as exc:
+                client.close()
+                where = f"[radius] spool = {toml_string(accounting.spool)}"
+                raise StartError(f"{where}: {describe_os_error(exc)}") from exc
+            self.engine, self._spool_settings = engine, spool_settings
+            self.observer = PppAccounting(engine, accepted=self.accepted, stats=self.stats)
+            self.backend.observer = self.observer
+        else:
+            self._retire()
+            self.engine.client = client
+            self.engine.nas = nas_identity(section)
+            self.engine.interim_interval = interval
+            self.engine.tunnel_accounting = accounting.tunnel_accounting
+            self.engine.on_off = accounting.on_off
+        self.client, self._settings = client, settings
+        log.info(
+            "RADIUS accounting via %s (spool %s)",
+            ", ".join(str(s) for s in servers),
+            self.engine.spool.path,
+        )
+        if spool_changed:
+            raise StartError(
+                "[radius] spool, spool_max_records and spool_max_bytes take effect at the"
+                " next start (the running spool is kept; the other keys are applied)"
+            )
+        return True
+
+    def _retire(self) -> None:
+        """Close the current client once its requests in flight have had their time."""
+        old, settings = self.client, self._settings
+        if old is None or settings is None:
+            return
+        section = settings[0]
+        grace = section.timeout * (section.retries + 1) * max(1, len(settings[1])) + 1.0
+
+        def close() -> None:
+            self._retiring.pop(handle, None)
+            old.close()
+
+        handle = asyncio.get_running_loop().call_later(grace, close)
+        self._retiring[handle] = old
+
+    # ------------------------------------------------------------------ sessions
+
+    def accepted(self, key: SessionKey) -> AcceptInfo | None:
+        """What the session's Access-Accept granted (None: not authenticated through
+        RADIUS, so the records say Acct-Authentic Local)."""
+        link = self.backend.links.get(key)
+        granted = link.granted if link is not None else None
+        authorization = granted.authorization if granted is not None else None
+        if not isinstance(authorization, RadiusAuthorization):
+            return None
+        return AcceptInfo(
+            classes=authorization.classes,
+            interim_interval=authorization.acct_interim_interval,
+        )
+
+    def acct_session_id(self, key: SessionKey) -> str | None:
+        """The Acct-Session-Id of session ``key`` (None: not accounted). The lookup the
+        Disconnect-Request server's session directory takes
+        (:class:`~l2tp.radius.dae_runtime.ContextSessionDirectory`)."""
+        return self.observer.active.get(key) if self.observer is not None else None
+
+    def note_end(self, key: SessionKey, end: SessionEnd) -> None:
+        """Why session ``key`` is about to end, if nothing said so before."""
+        if self.observer is not None:
+            self.observer.note_end(key, end)
+
+    def note_tunnel(self, tunnel_id: int, end: SessionEnd) -> None:
+        """Why tunnel ``tunnel_id`` and every accounted session in it is about to end."""
+        if tunnel_id in self._tunnels:
+            self._tunnel_ends.setdefault(tunnel_id, end)
+        if self.observer is not None:
+            for key in list(self.observer.active):
+                if key[0] == tunnel_id:
+                    self.note_end(key, end)
+
+    def operator_close(self, tunnel_id: int, session_id: int | None) -> None:
+        """``l2tp ctl close``: the session (or every session of the tunnel) ends by the
+        operator's hand: Acct-Terminate-Cause Admin-Reset."""
+        if session_id is None:
+            self.note_tunnel(tunnel_id, SessionEnd.ADMIN_CLOSE)
+        else:
+            self.note_end((tunnel_id, session_id), SessionEnd.ADMIN_CLOSE)
+
+    def note_all(self, end: SessionEnd) -> None:
+        """Why every accounted session and tunnel is about to end (the daemon stopping)."""
+        for tunnel_id in self._tunnels:
+            self._tunnel_ends.setdefault(tunnel_id, end)
+        if self.observer is not None:
+            for key in list(self.observer.active):
+                self.note_end(key, end)
+
+    def watch(self, ctx: L2tpContext) -> None:
+        """Note the reasons the runtime's events give (module doc); until :meth:`close`."""
+        if self._watcher is None:
+            subscription = ctx.events()
+            self._watcher = asyncio.get_running_loop().create_task(self._watch(ctx, subscription))
+
+    async def _watch(self, ctx: L2tpContext, subscription: Any) -> None:
+        async for event in subscription:
+            if isinstance(event, SessionClosed):
+                self.note_end((event.tunnel_id, event.session_id), closed_end(ctx, event))
+            elif isinstance(event, TunnelEstablished):
+                self._tunnel_up(ctx, event)
+            elif isinstance(event, TunnelClosed):
+                self._tunnel_down(event)
+
+    def _tunnel_up(self, ctx: L2tpContext, event: TunnelEstablished) -> None:
+        """Tunnel-Start (RFC 2867 3.1) for a tunnel a LAC set up with us."""
+        engine, th = self.engine, ctx.tunnel(event.tunnel_id)
+        if engine is None or not engine.tunnel_accounting or th is None or th.role is not Role.LNS:
+            return
+        peer_host = str(th.peer[0])
+        try:
+            local_host = str(th.sock.getsockname()[0])
+        except OSError:
+            local_host = ""
+        if local_host in ("", "0.0.0.0", "::") and engine.nas.ip_address:
+            local_host = engine.nas.ip_address
+        description = TunnelDescription(
+            tunnel_id=event.tunnel_id,
+            peer_tunnel_id=event.peer.tunnel_id,
+            client_endpoint=peer_host,
+            server_endpoint=local_host,
+            ipv6=_is_ipv6(peer_host),
+            acct_session_id=engine.new_session_id(),
+            client_auth_id=event.peer.host_name or None,
+        )
+        self._tunnels[event.tunnel_id] = (description, engine.clock.time())
+        engine.tunnel_started(description)
+
+    def _tunnel_down(self, event: TunnelClosed) -> None:
+        """Tunnel-Stop (RFC 2867 3.2) for a tunnel that had a Tunnel-Start."""
+        known = self._tunnels.pop(event.tunnel_id, None)
+        noted = self._tunnel_ends.pop(event.tunnel_id, None)
+        if known is None or self.engine is None:
+            return
+        description, started_at = known
+        end = noted or (
+            SessionEnd.TUNNEL_LOST
+            if event.by_peer or event.reason is None
+            else SessionEnd.NAS_REQUEST
+        )
+        self.engine.tunnel_stopped(description, end, started_at=started_at)
+
+    # ------------------------------------------------------------------ counters, end
+
+    def snapshot(self) -> dict[str, Any] | None:
+        """The engine's and spool's counters and the accounting servers' (no secrets);
+        None without accounting."""
+        if self.engine is None or self.client is None:
+            return None
+        client = self.client.snapshot()
+        return {
+            **self.engine.snapshot(),
+            "servers": client["servers"],
+            "outstanding": client["outstanding"],
+        }
+
+    async def close(self, *, drain: float = 0.0) -> None:
+        """Stop: up to ``drain`` seconds for the records waiting to be acknowledged;
+        what is left stays in the spool for the next start (RFC 2866: nothing lost)."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
+            self._watcher = None
+        await self._stop_engine(drain=drain)
+
+    async def _stop_engine(self, *, drain: float) -> None:
+        engine, observer = self.engine, self.observer
+        self.engine = self.observer = None
+        if self.backend.observer is observer:
+            self.backend.observer = None
+        if engine is not None:
+            try:
+                await engine.close(drain=drain)
+            except Exception:
+                log.exception("accounting: closing the engine failed")
+            left = len(engine.spool.pending)
+            if left:
+                log.info("accounting: %d record(s) kept in the spool for the next start", left)
+        if observer is not None:
+            aclose = getattr(observer.stats, "aclose", None)
+            if aclose is not None:
+                await aclose()
+        for handle, old in list(self._retiring.items()):
+            handle.cancel()
+            old.close()
+        self._retiring.clear()
+        if self.client is not None:
+            self.client.close()
+        self.client = None
+        self._settings = self._spool_settings = None
+
+
+def _is_ipv6(host: str) -> bool:
+    """Tunnel-Medium-Type from the peer's address (RFC 2868 3.2), parsed, not guessed."""
+    try:
+        return ipaddress.ip_address(host.split("%", 1)[0]).version == 6
+    except ValueError:
+        return False
+
+
+def _check_writable(path: str) -> None:
+    """Raise OSError unless the spool file can be opened for appending (created if new)."""
+    with open(path, "ab"):
+        pass
+
+
+def closed_end(ctx: L2tpContext, event: SessionClosed) -> SessionEnd:
+    """The :class:`SessionEnd` of a closed session: its tunnel went (Lost-Service), or
+    the CDN by its Result Code (ours: NAS-Request)."""
+    th = ctx.tunnel(event.tunnel_id)
+    if th is None or th.closed is not None:
+        return SessionEnd.TUNNEL_LOST
+    if event.reason is None:
+        return SessionEnd.NAS_REQUEST
+    return end_from_cdn(event.reason.result, by_peer=event.by_peer)

@@ -1,0 +1,171 @@
+"""RADIUS accounting against a real FreeRADIUS (tests/freeradius.py): the records in its
+``detail`` file.
+
+1. The daemons' :class:`~l2tp.daemons.radius_accounting.AccountingService` configured
+   from a ``[radius]`` with ``acct_servers`` only, on a whole built-in PPP session (two
+   backends over socket pairs, tests/unit/builtin_ppp_fakes.py) authenticated from a
+   secrets file: Start and Stop with the Acct-Session-Id, the octets, Acct-Authentic
+   Local, and the Stop's Acct-Terminate-Cause from ``l2tp ctl close`` (Admin-Reset).
+2. The issue's "nothing lost": the engine with :class:`~l2tp.radius.client.RadiusClient`
+   and a spool file; FreeRADIUS stopped during a session, the Stop spooled, the engine
+   (the daemon) restarted from the same spool file, FreeRADIUS restarted: the Stop is in
+   the ``detail`` file exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from ipaddress import ip_address
+from pathlib import Path
+
+import pytest
+
+from l2tp.config.model import Endpoint, RadiusAccounting, RadiusSection, RadiusServerEntry
+from l2tp.daemons.radius_accounting import AccountingService
+from l2tp.radius.accounting import AccountingEngine
+from l2tp.radius.client import RadiusClient, RadiusServer
+from l2tp.radius.records import (
+    Counters,
+    NasIdentity,
+    SessionDescription,
+    SessionEnd,
+    TunnelDescription,
+)
+from l2tp.radius.spool import Spool
+from tests.freeradius import FreeRadius
+from tests.helpers import until
+from tests.unit.test_builtin_ppp_backend import lac_options, lns_options, make_pair
+
+pytestmark = pytest.mark.loopback
+
+
+@pytest.fixture
+def radius(tmp_path: Path) -> Iterator[FreeRadius]:
+    server = FreeRadius(tmp_path / "freeradius")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def records_of(radius: FreeRadius, acct_session_id: str) -> list[dict[str, str]]:
+    return [r for r in radius.detail_records() if r.get("Acct-Session-Id") == acct_session_id]
+
+
+def test_service_accounts_a_builtin_ppp_session_into_the_detail_file(
+    radius: FreeRadius, tmp_path: Path
+) -> None:
+    async def stats(netns: str | None, ifindex: int) -> Counters:
+        return Counters(input_octets=5 * 2**32 + 7, output_octets=4321, input_packets=9)
+
+    async def scenario() -> None:
+        pair = make_pair()
+        service = AccountingService(pair.lns, stats=stats)
+        server = RadiusServerEntry(
+            address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
+            secret=radius.secret,
+        )
+        section = RadiusSection(
+            nas_identifier="lns-test",
+            accounting=RadiusAccounting(servers=(server,), spool=str(tmp_path / "acct.spool")),
+        )
+        try:
+            assert await service.configure(section)
+            await pair.start(lns_options(tmp_path), lac_options())
+            key = pair.sessions["lns"].key
+            await until(lambda: service.acct_session_id(key) is not None, "accounting Start")
+            acct_id = service.acct_session_id(key)
+            assert acct_id is not None
+            await until(lambda: records_of(radius, acct_id), "the Start in the detail file")
+            service.operator_close(*key)  # l2tp ctl close session
+            await pair.lns.stop(pair.sessions["lns"])
+            await until(lambda: len(records_of(radius, acct_id)) == 2, "the Stop", timeout=10)
+            await until(lambda: not service.engine.spool.pending, "acknowledged")  # type: ignore[union-attr]
+            snapshot = service.snapshot()
+            assert snapshot is not None
+            assert (snapshot["accounting_starts"], snapshot["accounting_stops"]) == (1, 1)
+            assert snapshot["accounting_acknowledged"] == 2
+        finally:
+            await pair.close()
+            await service.close(drain=2.0)
+        start, stop = records_of(radius, acct_id)
+        assert start["Acct-Status-Type"] == "Start"
+        assert start["User-Name"] == "alice"
+        assert start["Acct-Authentic"] == "Local"  # a secrets file, not RADIUS
+        assert start["NAS-Identifier"] == "lns-test"
+        assert stop["Acct-Status-Type"] == "Stop"
+        assert stop["Acct-Terminate-Cause"] == "Admin-Reset"
+        assert stop["Acct-Input-Octets"] == "7"
+        assert stop["Acct-Input-Gigawords"] == "5"
+        assert stop["Acct-Output-Octets"] == "4321"
+        assert stop["Acct-Input-Packets"] == "9"
+        assert start["Framed-IP-Address"] == stop["Framed-IP-Address"]
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def session(acct_session_id: str) -> SessionDescription:
+    return SessionDescription(
+        acct_session_id=acct_session_id,
+        user_name="bob",
+        started_at=1_780_000_000.0,
+        tunnel=TunnelDescription(
+            tunnel_id=10,
+            peer_tunnel_id=20,
+            client_endpoint="127.0.0.2",
+            server_endpoint="127.0.0.1",
+        ),
+        session_id=1,
+        framed_address="10.0.0.2",
+        nas=NasIdentity(identifier="lns-test"),
+    )
+
+
+def test_a_stop_spooled_while_freeradius_is_down_arrives_exactly_once(
+    radius: FreeRadius, tmp_path: Path
+) -> None:
+    path = tmp_path / "acct.spool"
+
+    def engine() -> AccountingEngine:
+        server = RadiusServer("127.0.0.1", radius.acct_port, radius.secret.encode())
+        client = RadiusClient(acct_servers=[server], timeout=0.3, retries=1)
+        return AccountingEngine(client, Spool(str(path)), backoff_base=0.2, backoff_cap=1.0)
+
+    async def scenario() -> None:
+        acct_id = f"spool-{radius.acct_port}"
+        first = engine()
+        await first.start()
+        first.session_started(session(acct_id))
+        await until(lambda: records_of(radius, acct_id), "the Start in the detail file")
+        await asyncio.to_thread(radius.stop)  # FreeRADIUS goes down during the session
+        await first.session_stopped(acct_id, SessionEnd.PEER_CDN, Counters(1000, 2000, 10, 20))
+        await until(lambda: first.counters.timeouts >= 1, "the Stop timing out", timeout=10)
+        await first.close()  # the daemon stops: the Stop stays in the spool file
+        first.client.close()  # type: ignore[attr-defined]
+        assert len(first.spool.pending) == 1 and first.counters.deferred == 1
+
+        second = engine()  # the daemon again, from the same spool file
+        await second.start()
+        assert second.spool.counters.replayed == 1
+        await until(lambda: second.counters.timeouts >= 1, "a replay timing out", timeout=10)
+        await asyncio.to_thread(radius.start, keep_ports=True)  # FreeRADIUS is back
+        await until(lambda: not second.spool.pending, "the Stop delivered", timeout=15)
+        await second.close()
+        second.client.close()  # type: ignore[attr-defined]
+
+        third = engine()  # and again: nothing is sent twice
+        await third.start()
+        assert third.spool.counters.replayed == 0 and not third.spool.pending
+        await third.close()
+        third.client.close()  # type: ignore[attr-defined]
+
+        start, stop = records_of(radius, acct_id)  # exactly one Start and one Stop
+        assert start["Acct-Status-Type"] == "Start"
+        assert stop["Acct-Status-Type"] == "Stop"
+        assert stop["Acct-Terminate-Cause"] == "User-Request"  # the LAC's CDN
+        assert (stop["Acct-Input-Octets"], stop["Acct-Output-Octets"]) == ("1000", "2000")
+        assert int(stop["Acct-Delay-Time"]) >= 0
+
+    asyncio.run(asyncio.wait_for(scenario(), 90))
