@@ -35,6 +35,8 @@ import urllib.request
 from multiprocessing.connection import Connection
 from typing import Any
 
+from setup_lib import set_turn_budget
+
 from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
@@ -76,6 +78,7 @@ def lns_main(
             if exporter is not None:
                 await exporter.start()
             gc.collect()
+            set_turn_budget()
             pacer = GcPacer(ctx.loop) if pace_gc else None
             if pacer is not None:
                 pacer.start()  # as the daemons do once started
@@ -122,6 +125,7 @@ async def lac_run(
         handles = await asyncio.gather(
             *(ctx.open_tunnel(address, config=config) for _ in range(tunnels))
         )
+        set_turn_budget()
         pacer = GcPacer(ctx.loop) if pace_gc else None
         if pacer is not None:
             pacer.start()

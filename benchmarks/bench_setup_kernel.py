@@ -33,7 +33,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from setup_lib import StallProbe, open_tunnels, place_sessions, tunnel_config
+from setup_lib import StallProbe, open_tunnels, place_sessions, set_turn_budget, tunnel_config
 
 from l2tp.kernel import L2tpNetlink
 
@@ -46,18 +46,9 @@ from l2tp.kernel.model import SessionConfig, TunnelConfig
 from l2tp.protocol.events import Role
 from l2tp.protocol.listener import ListenerConfig
 from l2tp.runtime.control import L2tpContext
-from l2tp.runtime.datagram import ReadScheduler
 from l2tp.runtime.gc_pacer import GcPacer
 
 _SPAWN = multiprocessing.get_context("spawn")
-
-
-def _set_turn_budget() -> None:
-    """``L2TP_BENCH_TURN_BUDGET_MS``: this loop's :class:`ReadScheduler` budget per turn
-    (an A/B knob for the stall figures; default: the runtime's own)."""
-    budget = os.environ.get("L2TP_BENCH_TURN_BUDGET_MS")
-    if budget:
-        ReadScheduler.of(asyncio.get_running_loop()).turn_budget = float(budget) / 1e3
 
 
 def _dataplane(sending: str | None) -> Any:
@@ -83,7 +74,7 @@ def _lns_main(
                 report_after=REPORT_AFTER,
             )
             probe.start()
-            _set_turn_budget()
+            set_turn_budget()
             loop.add_reader(conn.fileno(), lambda: commands.put_nowait(conn.recv()))
             while (command := await commands.get()) != "stop":
                 # ("count", N): answer when N calls are up here, kernel session included
@@ -168,7 +159,7 @@ async def _control_plane(
                 report_after=REPORT_AFTER,
             )
             probe.start()
-            _set_turn_budget()
+            set_turn_budget()
             pacer = GcPacer(ctx.loop) if pace_gc else None
             if pacer is not None:
                 pacer.start()

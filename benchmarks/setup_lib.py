@@ -45,6 +45,7 @@ from l2tp.protocol.listener import ListenerConfig
 from l2tp.protocol.transport import TransportConfig
 from l2tp.protocol.tunnel import TunnelConfig
 from l2tp.runtime.control import L2tpContext, Listener
+from l2tp.runtime.datagram import ReadScheduler
 from l2tp.runtime.handles import TunnelFailed, TunnelHandle
 from l2tp.runtime.loop import run as run_loop
 from l2tp.runtime.loop import uvloop_available
@@ -324,6 +325,14 @@ async def place_sessions(
         results = [*await asyncio.gather(*waits), *([None] * failed_now)]
     latencies = [r for r in results if r is not None]
     return latencies, len(results) - len(latencies)
+
+
+def set_turn_budget() -> None:
+    """``L2TP_BENCH_TURN_BUDGET_MS``: the running loop's :class:`ReadScheduler` budget
+    per turn (an A/B knob for stall and rate figures; default: the runtime's own)."""
+    budget = os.environ.get("L2TP_BENCH_TURN_BUDGET_MS")
+    if budget:
+        ReadScheduler.of(asyncio.get_running_loop()).turn_budget = float(budget) / 1e3
 
 
 class StallProbe:
