@@ -108,7 +108,8 @@ PATHS: dict[CallKind, dict[SessionState, list[SessionInput]]] = {
     CallKind.LAC_INCOMING: {
         S.WAIT_TUNNEL: [I.OPEN],
         S.WAIT_REPLY: [I.OPEN, I.TUNNEL_OPEN],
-        S.ESTABLISHED: [I.OPEN, I.TUNNEL_OPEN, I.RECV_ICRP],
+        S.WAIT_DATA_PLANE: [I.OPEN, I.TUNNEL_OPEN, I.RECV_ICRP],
+        S.ESTABLISHED: [I.OPEN, I.TUNNEL_OPEN, I.RECV_ICRP, I.DATA_PLANE_READY],
     },
     CallKind.LNS_INCOMING: {
         S.WAIT_ACCEPT: [I.RECV_ICRQ],

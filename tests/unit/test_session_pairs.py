@@ -6,7 +6,9 @@ the state the session ends in, what the tunnel sent (message types, CDN and Stop
 and Error Codes) and the events against :func:`expected`, written from the RFC. Two inputs
 have no way in from outside a tunnel: OPEN makes a new session (every walk starts with
 it) and ANSWER is part of a LAC's ``accept_call`` (so LAC outgoing is never seen in
-wait-cs-answer); ``test_session.py`` feeds those to a lone :class:`Session`.
+wait-cs-answer); ``test_session.py`` feeds those to a lone :class:`Session`. A LAC's
+call is seen in wait-data-plane only when placed with ``CallParams.wait_data_plane``
+(issue 17); any other leaves it at once with its ICCN.
 """
 
 from __future__ import annotations
@@ -15,9 +17,17 @@ from dataclasses import dataclass
 
 import pytest
 
+from l2tp.protocol.avps import ResultCode
 from l2tp.protocol.constants import CdnResult, MessageType
 from l2tp.protocol.errors import LocalProtocolError
-from l2tp.protocol.events import CallKind, CallRequested, Role
+from l2tp.protocol.events import (
+    CallKind,
+    CallParams,
+    CallRequested,
+    DataPlaneWanted,
+    Role,
+    SessionEstablished,
+)
 from l2tp.protocol.message import ControlMessage
 from l2tp.protocol.session import Session
 from l2tp.protocol.session_fsm import SessionInput, SessionState, lookup
@@ -45,7 +55,8 @@ def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
     else:
         peer.establish()
         if kind in (K.LAC_INCOMING, K.LNS_OUTGOING):
-            sid = tunnel.open_session(peer.now)
+            wait = state is S.WAIT_DATA_PLANE
+            sid = tunnel.open_session(peer.now, CallParams(wait_data_plane=wait))
             peer.collect()
         else:
             peer.send(MESSAGES["ICRQ" if kind is K.LNS_INCOMING else "OCRQ"])
@@ -53,6 +64,7 @@ def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
             sid = request.info.session_id
     session = tunnel.sessions.require(sid)
     path = {
+        (K.LAC_INCOMING, S.WAIT_DATA_PLANE): ["ICRP"],
         (K.LAC_INCOMING, S.ESTABLISHED): ["ICRP"],
         (K.LNS_INCOMING, S.WAIT_CONNECT): ["accept"],
         (K.LNS_INCOMING, S.ESTABLISHED): ["accept", "ICCN"],
@@ -73,7 +85,7 @@ def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
 
 
 STATES = {
-    K.LAC_INCOMING: (S.WAIT_TUNNEL, S.WAIT_REPLY, S.ESTABLISHED),
+    K.LAC_INCOMING: (S.WAIT_TUNNEL, S.WAIT_REPLY, S.WAIT_DATA_PLANE, S.ESTABLISHED),
     K.LNS_INCOMING: (S.WAIT_ACCEPT, S.WAIT_CONNECT, S.ESTABLISHED),
     K.LAC_OUTGOING: (S.WAIT_ACCEPT, S.ESTABLISHED),
     K.LNS_OUTGOING: (S.WAIT_TUNNEL, S.WAIT_REPLY, S.WAIT_CONNECT, S.ESTABLISHED),
@@ -99,6 +111,8 @@ def feed(peer: ScriptedPeer, session: Session, inp: SessionInput) -> None:
         peer.send(ControlMessage(message_type=MessageType.SCCCN))
     elif inp is I.ACCEPT:
         tunnel.accept_call(sid, peer.now)
+    elif inp is I.DATA_PLANE_READY:
+        tunnel.data_plane_ready(sid, peer.now)
     elif inp is I.CLOSE:
         tunnel.close_session(sid, peer.now, result=CdnResult.BUSY)
     elif inp is I.TUNNEL_DOWN:
@@ -151,8 +165,12 @@ REQUEST = {K.LAC_INCOMING: "ICRQ", K.LNS_OUTGOING: "OCRQ"}
 
 OVERRIDES: dict[tuple[CallKind, SessionState, SessionInput], Outcome | str] = {
     # 7.4.1, LAC incoming call.
+    # (A call not waiting for its data plane is given DATA_PLANE_READY at once.)
     (K.LAC_INCOMING, S.WAIT_REPLY, I.RECV_ICRP): Outcome(
-        S.ESTABLISHED, ("ICCN",), ("SessionEstablished",)
+        S.ESTABLISHED, ("ICCN",), ("SessionEstablished",), table=False
+    ),
+    (K.LAC_INCOMING, S.WAIT_DATA_PLANE, I.DATA_PLANE_READY): stays(
+        S.ESTABLISHED, "SessionEstablished", sent=("ICCN",)
     ),
     (K.LAC_INCOMING, S.WAIT_REPLY, I.RECV_ICCN): Outcome(S.CLOSED, (), ("SessionClosed/-",)),
     (K.LAC_INCOMING, S.WAIT_REPLY, I.RECV_ICRQ): new_call(S.WAIT_REPLY, refused=True),
@@ -181,8 +199,8 @@ def expected(kind: CallKind, state: SessionState, inp: SessionInput) -> Outcome 
     """The rows every kind shares, then :data:`OVERRIDES`."""
     if (kind, state, inp) in OVERRIDES:
         return OVERRIDES[kind, state, inp]
-    if inp is I.ACCEPT:
-        return RAISES  # only a call waiting for our decision can be accepted
+    if inp in (I.ACCEPT, I.DATA_PLANE_READY):
+        return RAISES  # only a call waiting for our decision (its data plane) takes it
     if inp is I.TUNNEL_DOWN:
         return TUNNEL_DOWN
     if state is S.WAIT_TUNNEL:
@@ -240,3 +258,93 @@ def test_the_session_tables_agree_with_the_tunnel() -> None:
         assert isinstance(want, Outcome)
         if want.table:
             assert lookup(kind, state, inp).next_state is want.state, (kind, state, inp)
+
+
+# ------------------------------------------------- the ICCN waits for the data plane
+
+
+def _waiting_call() -> tuple[ScriptedPeer, int]:
+    """A LAC call placed with ``wait_data_plane``, its ICRP received."""
+    peer = ScriptedPeer(walk_config(Role.LAC, auto_accept=False))
+    peer.establish()
+    peer.take()
+    sid = peer.tunnel.open_session(peer.now, CallParams(wait_data_plane=True))
+    peer.collect()
+    peer.send(MESSAGES["ICRP"], session_id=sid)
+    peer.acknowledge_all()
+    return peer, sid
+
+
+def test_iccn_leaves_only_once_the_data_plane_is_ready() -> None:
+    """Issue 17: the ICRP gives DataPlaneWanted with both session IDs and no ICCN; the ICCN
+    (and SessionEstablished) follow data_plane_ready, however long the data plane took."""
+    peer, sid = _waiting_call()
+    wanted = [e for e in peer.events if isinstance(e, DataPlaneWanted)]
+    assert len(wanted) == 1
+    assert wanted[0].info.session_id == sid
+    assert wanted[0].info.peer_session_id == MESSAGES["ICRP"].assigned_session_id
+    assert [m.name for _, m in peer.sent] == ["ICRQ"]
+    peer.take()
+    peer.run_timers(peer.now + 5.0, acknowledge=True)  # the data plane takes its time
+    assert peer.take() == ((), ())
+    peer.tunnel.data_plane_ready(sid, peer.now)
+    peer.collect()
+    iccn_sid, _ = peer.last_sent("ICCN")
+    assert iccn_sid == MESSAGES["ICRP"].assigned_session_id  # addressed to the peer's call
+    (established,) = [e for e in peer.events if isinstance(e, SessionEstablished)]
+    assert established.info.session_id == sid
+
+
+def test_a_data_plane_failure_gives_a_cdn() -> None:
+    """The runtime closes a call whose data plane failed: CDN 2 to the peer, no ICCN."""
+    peer, sid = _waiting_call()
+    peer.take()
+    peer.tunnel.close_session(sid, peer.now, result=CdnResult.GENERAL_ERROR, message="x")
+    sent, events = peer.take()
+    assert sent == ("CDN/2",) and events == ("SessionClosed/2",)
+    assert sid not in peer.tunnel.sessions
+
+
+def test_a_held_call_has_no_set_up_deadline_of_ours_and_ends_on_the_peers_cdn() -> None:
+    """The wait for the data plane is ours: no CDN 10 from us however long it takes (a
+    burst of calls queued behind a busy data plane is slow, not stalled; the runtime sends
+    the ICCN or a CDN 2). The peer's own set-up timer bounds it: its CDN ends the call."""
+    peer, sid = _waiting_call()
+    peer.take()
+    timeout = peer.tunnel.config.setup_timeout
+    peer.run_timers(peer.now + 3 * timeout, acknowledge=True)
+    assert peer.take() == ((), ())
+    assert peer.tunnel.sessions.require(sid).state is S.WAIT_DATA_PLANE
+    peer_sid = MESSAGES["ICRP"].assigned_session_id
+    cdn = ControlMessage.of(
+        MessageType.CDN, result_code=ResultCode(result=10), assigned_session_id=peer_sid
+    )
+    peer.send(cdn, session_id=sid)
+    peer.acknowledge_all()
+    assert peer.take() == ((), ("SessionClosed/10/peer",))
+    assert sid not in peer.tunnel.sessions
+    with pytest.raises(LocalProtocolError):
+        peer.tunnel.data_plane_ready(sid, peer.now)  # the call is gone: API misuse
+
+
+def test_calls_waiting_behind_a_busy_data_plane_are_slow_not_stalled() -> None:
+    """A burst of held calls whose data plane gets ready one at a time, each after most of
+    a set-up timeout: every call still gets its ICCN, because each ready call is progress
+    for the tunnel's other pending calls (as a peer's call message is)."""
+    peer = ScriptedPeer(walk_config(Role.LAC, auto_accept=False))
+    peer.establish()
+    peer.take()
+    calls = [peer.tunnel.open_session(peer.now, CallParams(wait_data_plane=True)) for _ in range(4)]
+    peer.collect()
+    for i, sid in enumerate(calls):
+        icrp = ControlMessage.of(MessageType.ICRP, assigned_session_id=900 + i)
+        peer.send(icrp, session_id=sid)
+    peer.acknowledge_all()
+    peer.take()
+    timeout = peer.tunnel.config.setup_timeout
+    for sid in calls:
+        peer.run_timers(peer.now + 0.9 * timeout, acknowledge=True)
+        peer.tunnel.data_plane_ready(sid, peer.now)
+        peer.acknowledge_all()
+    sent, events = peer.take()
+    assert sent == ("ICCN",) * 4 and events == ("SessionEstablished",) * 4

@@ -82,6 +82,22 @@ class SessionEstablished:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DataPlaneWanted:
+    """ICRP received for a call placed with ``CallParams.wait_data_plane``: the IDs (and,
+    on L2TPv3, the cookies) are agreed, and the ICCN waits for the local data plane.
+
+    Create the kernel session and whatever reads its frames, then call
+    :meth:`~.tunnel.Tunnel.data_plane_ready` (which sends the ICCN), or
+    :meth:`~.tunnel.Tunnel.close_session` if that failed (CDN). The wait has no set-up
+    deadline of ours (it is local; see ``session_table._SETUP_STATES``): whoever asked
+    for the data plane must end it; the peer's own set-up timer bounds it from its side.
+    """
+
+    tunnel_id: int
+    info: SessionInfo
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class SessionClosed:
     """A session ended; the local session ID is free again."""
 
@@ -136,6 +152,7 @@ ControlEvent = (
     | TunnelReleased
     | CallRequested
     | SessionEstablished
+    | DataPlaneWanted
     | SessionClosed
     | WanErrorNotified
     | LinkInfoSet
@@ -151,6 +168,7 @@ __all__ = [
     "CallRequested",
     "CircuitStatusChanged",
     "ControlEvent",
+    "DataPlaneWanted",
     "LinkInfoSet",
     "PeerInfo",
     "Reason",

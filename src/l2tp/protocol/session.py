@@ -25,6 +25,7 @@ from .events import (
     CallKind,
     CallParams,
     ControlEvent,
+    DataPlaneWanted,
     LinkInfoSet,
     Reason,
     SessionClosed,
@@ -248,6 +249,9 @@ class Session:
         elif action is A.ACCEPT_ICRP:
             assert message is not None
             self._take_peer_session_id(message)
+            if self.params.wait_data_plane:
+                self.host.emit(DataPlaneWanted(tunnel_id=self.host.tunnel_id, info=self.info))
+        elif action is A.SEND_ICCN:
             self._send(self._connected(MessageType.ICCN), now)
         elif action is A.ACCEPT_OCRP:
             assert message is not None

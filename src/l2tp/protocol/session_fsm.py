@@ -25,6 +25,17 @@ Deviations, and why:
   (:data:`UNKNOWN_SESSION`).
 * The RFC's return to "idle" is ``CLOSED`` here: the session object is done
   and its ID released; a new call gets a new session.
+* ``WAIT_DATA_PLANE`` splits 7.4.1 "wait-reply, Receive ICRP, acceptable: Send
+  ICCN" in two, so that a LAC can create its kernel session and attach the PPP
+  channel before the ICCN leaves: the LNS starts its PPP as soon as it has the
+  ICCN, and its first LCP Configure-Request, reaching a LAC kernel without the
+  session, was lost (LCP then waited out the LNS's 3 s restart timer, RFC 1661
+  4.6). RFC 2661 puts no bound on the LAC's time between ICRP and ICCN (the
+  bearer answer of 7.4.1 may take any time). A call whose
+  :attr:`~.values.CallParams.wait_data_plane` is set stops here and reports
+  :class:`~.events.DataPlaneWanted`; ``DATA_PLANE_READY`` sends the ICCN. Any
+  other call is given ``DATA_PLANE_READY`` at once by its session table, so
+  the ICCN leaves with the ICRP's acknowledgement as before.
 * WEN (6.12) and SLI (6.13) are only meaningful once established; earlier
   they are ignored rather than fatal, since neither changes call state.
 
@@ -59,6 +70,8 @@ class SessionState(enum.Enum):
     """ICRP sent (LNS incoming) or OCRP received (LNS outgoing)."""
     WAIT_CS_ANSWER = "wait-cs-answer"
     """OCRP sent, bearer being connected (LAC outgoing)."""
+    WAIT_DATA_PLANE = "wait-data-plane"
+    """ICRP received, our ICCN held until the local data plane is ready (LAC incoming)."""
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -68,6 +81,7 @@ class SessionInput(enum.Enum):
     TUNNEL_OPEN = "tunnel-open"
     ACCEPT = "local accept"
     ANSWER = "bearer answer"
+    DATA_PLANE_READY = "local data plane ready"
     CLOSE = "local close request"
     TUNNEL_DOWN = "tunnel down"
     RECV_ICRQ = "receive ICRQ"
@@ -89,6 +103,7 @@ LOCAL_INPUTS = frozenset(
         SessionInput.TUNNEL_OPEN,
         SessionInput.ACCEPT,
         SessionInput.ANSWER,
+        SessionInput.DATA_PLANE_READY,
         SessionInput.CLOSE,
         SessionInput.TUNNEL_DOWN,
     }
@@ -103,7 +118,8 @@ class SessionAction(enum.Enum):
     SEND_ICRP = "send ICRP"
     SEND_OCRP = "send OCRP"
     SEND_OCCN = "send OCCN, established"
-    ACCEPT_ICRP = "check ICRP, send ICCN, established"
+    ACCEPT_ICRP = "check ICRP, ask for the data plane if the call waits for it"
+    SEND_ICCN = "send ICCN, established"
     ACCEPT_OCRP = "check OCRP"
     ACCEPT_CONNECTED = "check ICCN/OCCN, established"
     SEND_CDN = "send CDN with our reason, clean up"
@@ -151,11 +167,12 @@ def _lac_incoming() -> dict[tuple[SessionState, SessionInput], Transition]:
         (S.IDLE, I.OPEN): T(A.NONE, S.WAIT_TUNNEL),
         (S.WAIT_TUNNEL, I.TUNNEL_OPEN): T(A.SEND_ICRQ, S.WAIT_REPLY),
         (S.WAIT_TUNNEL, I.CLOSE): T(A.DISCARD, S.CLOSED),
-        (S.WAIT_REPLY, I.RECV_ICRP): T(A.ACCEPT_ICRP, S.ESTABLISHED),
+        (S.WAIT_REPLY, I.RECV_ICRP): T(A.ACCEPT_ICRP, S.WAIT_DATA_PLANE),
         (S.WAIT_REPLY, I.RECV_ICCN): T(A.DISCARD, S.CLOSED),
+        (S.WAIT_DATA_PLANE, I.DATA_PLANE_READY): T(A.SEND_ICCN, S.ESTABLISHED),
         (S.ESTABLISHED, I.RECV_SLI): T(A.EMIT_SLI, S.ESTABLISHED),
     }
-    _common(t, (S.WAIT_TUNNEL, S.WAIT_REPLY, S.ESTABLISHED))
+    _common(t, (S.WAIT_TUNNEL, S.WAIT_REPLY, S.WAIT_DATA_PLANE, S.ESTABLISHED))
     return t
 
 

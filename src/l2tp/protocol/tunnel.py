@@ -367,6 +367,16 @@ class Tunnel:
             session.params = params
         self.sessions.accept(session, now)
 
+    def data_plane_ready(self, session_id: int, now: float) -> None:
+        """Send the ICCN of a call waiting for its data plane (:class:`~.events.DataPlaneWanted`).
+
+        RFC 2661 7.4.1: the LAC answers the ICRP with its ICCN once its side of the call
+        is connected; here that includes the kernel session and the PPP channel, so the
+        LNS's first PPP frame finds them. A no-op once the call has closed; API misuse
+        (a call in any other state) raises :class:`~.errors.LocalProtocolError`.
+        """
+        self.sessions.data_plane_ready(self.sessions.require(session_id), now)
+
     def close_session(
         self,
         session_id: int,

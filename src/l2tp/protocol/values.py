@@ -114,6 +114,11 @@ class CallParams:
     incoming call on L2TPv3, where either LCCE may send either request; on L2TPv2 the
     tunnel's role decides (a LAC sends ICRQ, an LNS OCRQ, RFC 2661 7.4-7.5) and a
     contrary True/False is refused with :class:`~.errors.LocalProtocolError`."""
+    wait_data_plane: bool = False
+    """An incoming call we place (ICRQ) holds its ICCN until the local data plane is
+    ready: after the ICRP the session reports :class:`~.events.DataPlaneWanted` and waits
+    in wait-data-plane for :meth:`~.tunnel.Tunnel.data_plane_ready` (see
+    :mod:`.session_fsm`). Never sent to the peer; other kinds of call ignore it."""
     circuit_active: bool = True
     """L2TPv3 Circuit Status we advertise in the ICRQ/ICRP/OCRQ/OCRP (RFC 3931 5.4.5):
     False creates the session with the circuit not yet ready to pass traffic."""

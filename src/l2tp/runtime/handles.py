@@ -17,6 +17,7 @@ fails as well, the tunnel is abandoned: kernel objects removed, forgotten.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from typing import Any
@@ -28,6 +29,7 @@ from l2tp.protocol.events import (
     CallRequested,
     CircuitStatusChanged,
     ControlEvent,
+    DataPlaneWanted,
     Role,
     SessionClosed,
     SessionEstablished,
@@ -142,10 +144,22 @@ class TunnelHandle(KernelSideEffects):
         sublayer and sequencing (RFC 3931 5.4.4); ``options`` the local interface.
         """
         now = self.ctx.loop.time()
+        options = options or self.endpoint.ppp_options
+        params = self._call_params(params, options)
         sid = self.tunnel.open_session(now, params)
-        handle = self.new_session(sid, options or self.endpoint.ppp_options, params)
+        handle = self.new_session(sid, options, params)
         self.ctx.kick(self)
         return handle
+
+    def _call_params(self, params: CallParams | None, options: SessionOptions) -> CallParams | None:
+        """A built-in PPP call holds its ICCN until its kernel session and PPP channel
+        exist (``wait_data_plane``; :meth:`_data_plane_wanted` says why). pppd calls do
+        not: the LNS's first frame would still find no pppd on a channel, and holding the
+        ICCN for pppd's start would slow every call (docs/builtin-ppp.md)."""
+        if options.builtin_ppp is None or self.ctx.backend is None:
+            return params
+        base = params if params is not None else self.tunnel.config.call_params
+        return dataclasses.replace(base, wait_data_plane=True)
 
     def new_session(
         self,
@@ -202,6 +216,12 @@ class TunnelHandle(KernelSideEffects):
         now = self.ctx.loop.time()
         self.tunnel.close_session(session_id, now, result=result, error=error, message=message)
         self.ctx.kick(self)
+
+    def data_plane_ready(self, session_id: int) -> None:
+        """Send the held ICCN of a call whose data plane is now up (no-op once closed)."""
+        if session_id in self.tunnel.sessions and self.closed is None:
+            self.tunnel.data_plane_ready(session_id, self.ctx.loop.time())
+            self.ctx.kick(self)
 
     def begin_close(
         self,
@@ -402,6 +422,8 @@ class TunnelHandle(KernelSideEffects):
             self._session_established(event)
         elif isinstance(event, SessionClosed):
             self._session_closed(event)
+        elif isinstance(event, DataPlaneWanted):
+            self._data_plane_wanted(event)
         elif isinstance(event, CallRequested):
             self._call_requested(event)
         elif isinstance(event, TunnelEstablished):

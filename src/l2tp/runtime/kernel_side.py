@@ -4,7 +4,8 @@
 Kernel objects follow the control plane (RFC 2661 has no data-plane messages):
 tunnel established -> managed kernel tunnel on the tunnel's socket; session
 established -> kernel session (PPP, LNS mode on the LNS; or the negotiated L2TPv3
-pseudowire), then the :class:`~l2tp.runtime.backend.SessionBackend`; session
+pseudowire), then the :class:`~l2tp.runtime.backend.SessionBackend` (a call we place
+with built-in PPP does both before its ICCN leaves: ``DataPlaneWanted``); session
 closed -> backend stopped, kernel session deleted; tunnel closed -> every session
 as above, kernel tunnel deleted. Kernel failures close the session (CDN 2) or the
 tunnel (StopCCN 2) with the generic :data:`~l2tp.runtime.errors.LOCAL_FAILURE`
@@ -54,6 +55,7 @@ from l2tp.kernel.errors import KernelError, SessionNotFound, TunnelNotFound
 from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 from l2tp.protocol.constants import CdnResult, StopCcnResult
 from l2tp.protocol.events import (
+    DataPlaneWanted,
     Role,
     SessionClosed,
     SessionEstablished,
@@ -143,6 +145,9 @@ class KernelSideEffects:
         error: int | None = None,
         message: str = "",
     ) -> None:
+        raise NotImplementedError
+
+    def data_plane_ready(self, session_id: int) -> None:
         raise NotImplementedError
 
     def begin_close(
@@ -268,10 +273,44 @@ class KernelSideEffects:
             handle = self.new_session(info.session_id, self.endpoint.ppp_options)
         handle.peer_session_id = info.peer_session_id
         handle.established_at = self.ctx.loop.time()
+        if handle.params.wait_data_plane and handle.kernel:
+            # Brought up before our ICCN left (:meth:`_data_plane_wanted`): complete.
+            self._session_up(handle, info)
+            return
+        self._queue_bring_up(handle, info)
+
+    def _data_plane_wanted(self, event: DataPlaneWanted) -> None:
+        """A call we placed with ``CallParams.wait_data_plane`` has its ICRP: bring up
+        its kernel session and backend now, as for an established call, and send the
+        ICCN once they are ready (:meth:`_data_plane_up`); a failure ends the call with
+        CDN 2 instead (:meth:`_bring_up_failed`).
+
+        Why (issue 17): an LNS starts its PPP as soon as it has our ICCN. With the
+        kernel session and the built-in PPP's channel made only after the ICCN, the
+        LNS's first LCP Configure-Request reached our kernel before either existed and
+        was lost, and LCP waited for the LNS's restart timer (3 s). Made first, the
+        frame waits in the channel's queue until the link reads it."""
+        info = event.info
+        handle = self.sessions.get(info.session_id)
+        if handle is None:  # a call placed around the handle API: nothing of ours to make
+            self.data_plane_ready(info.session_id)
+            return
+        handle.peer_session_id = info.peer_session_id
+        self._queue_bring_up(handle, info)
+
+    def _queue_bring_up(self, handle: SessionHandle, info: SessionInfo) -> None:
         handle.bringup = self.ctx.loop.create_future()
         self._bringups.append((handle, info))
         if self._bringup_worker is None:
             self._bringup_worker = self._spawn(self._bring_up_sessions())
+
+    def _data_plane_up(self, handle: SessionHandle, info: SessionInfo) -> None:
+        """The kernel session (and backend, bridge port) of a call are ready: an
+        established call is complete; a call holding its ICCN sends it now."""
+        if handle.established_at is None:
+            self.data_plane_ready(handle.session_id)
+        else:
+            self._session_up(handle, info)
 
     async def _bring_up_sessions(self) -> None:
         """The tunnel's one bring-up worker: every call established while it works is
@@ -332,7 +371,7 @@ class KernelSideEffects:
                 self._spawn(self._finish_bring_up(handle, info, spec))
             else:
                 _bringup_done(handle)
-                self._session_up(handle, info)
+                self._data_plane_up(handle, info)
 
     def _needs_more(self, handle: SessionHandle, spec: KernelSessionSpec) -> bool:
         """A bridge port to attach or a backend to start (both await the kernel)."""
@@ -386,7 +425,7 @@ class KernelSideEffects:
                 self._bring_up_failed(handle, info, exc)
                 return
             if handle.closed is None:
-                self._session_up(handle, info)
+                self._data_plane_up(handle, info)
             return
         backend = self.ctx.backend
         kernel = self.kernel
@@ -422,7 +461,7 @@ class KernelSideEffects:
             )
             return
         if handle.closed is None:
-            handle._set_established(info)
+            self._data_plane_up(handle, info)
         # else: closed while starting; the tear-down (waiting for us) stops it.
 
     def _follow_circuit(self, handle: SessionHandle, active: bool) -> None:
