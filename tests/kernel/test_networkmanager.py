@@ -8,14 +8,15 @@ plugin left out of the options, and ``password`` given in the file where Network
 plugin would supply it) against xl2tpd as the LNS with CHAP, inside an IPsec transport
 mode SA between the two namespaces.
 
-IPsec: manually keyed ``ip xfrm`` states (ESP, AES-GCM) and policies whose selectors are
-those of ``leftprotoport=udp/l2tp rightprotoport=udp/l2tp`` (UDP 1701 to 1701), with an
-inbound policy on both sides that requires ESP: a UDP 1701 packet in clear is dropped.
-strongSwan (installed by tools/setup) was not used here: two charon instances in two
-namespaces of one host would need their own PID files, vici sockets and configuration
-trees in the shared /run and /etc, and the kernel behaviour under test (the SA's
-selectors and what leaves from which port) is the same with manual keys. The wire must
-carry only ESP (tcpdump on the veth) and the SA's packet counters must grow.
+IPsec: negotiated by strongSwan's IKE (IKEv2, pre-shared key), one charon per namespace
+started with private files (tests/kernel/strongswan.py says what that takes), with the
+swanctl configurations docs/networkmanager.md shows: the client's CHILD_SA has the
+selectors of ``leftprotoport=udp/l2tp rightprotoport=udp/l2tp`` (UDP 1701 to 1701), the
+server's accepts any client port and is narrowed to 1701. charon installs an outbound
+and an inbound policy on both sides, and the inbound one requires ESP: a UDP 1701 packet
+in clear is dropped. The tests check that the kernel's SAs are the ones IKE negotiated
+(their SPIs), that the wire carries only ESP (tcpdump on the veth) and that the SAs'
+packet counters grow.
 
 Then the server side: xl2tpd as the LAC through the same SA to our l2tp-lns.
 """
@@ -29,13 +30,15 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import require_tool
-from tests.kernel.conftest import VethPair, ip_batch, wait_until
+from tests.kernel.conftest import VethPair, wait_until
 from tests.kernel.daemons import DaemonProcess, ManagedProcess, l2tp_objects, pppd_in
+from tests.kernel.strongswan import Charon, client_swanctl_conf, server_swanctl_conf
 from tests.kernel.xl2tpd_harness import (
     Capture,
     Xl2tpd,
@@ -115,29 +118,48 @@ class NmKl2tpd(ManagedProcess):
         self.spawn(argv)
 
 
-def xfrm_transport(pair: VethPair) -> None:
-    """ESP transport-mode SAs between the two namespaces for UDP 1701 <-> 1701 only, with
-    inbound policies that drop such packets unless they came through the SA."""
-    key_ab, key_ba = "0x" + "a1" * 20, "0x" + "b2" * 20
-    a, b = pair.a4, pair.b4
-    states = [
-        f"xfrm state add src {a} dst {b} proto esp spi 0x1001 reqid 1 mode transport"
-        f" aead rfc4106(gcm(aes)) {key_ab} 128",
-        f"xfrm state add src {b} dst {a} proto esp spi 0x1002 reqid 2 mode transport"
-        f" aead rfc4106(gcm(aes)) {key_ba} 128",
-    ]
-    for ns, local, remote, out_id, in_id in ((pair.ns_a, a, b, 1, 2), (pair.ns_b, b, a, 2, 1)):
-        sel = "proto udp sport 1701 dport 1701"
-        ip_batch(
-            [
-                *states,
-                f"xfrm policy add src {local}/32 dst {remote}/32 {sel} dir out"
-                f" tmpl src {local} dst {remote} proto esp reqid {out_id} mode transport",
-                f"xfrm policy add src {remote}/32 dst {local}/32 {sel} dir in"
-                f" tmpl src {remote} dst {local} proto esp reqid {in_id} mode transport",
-            ],
-            netns=ns,
-        )
+PSK = "pre-shared key"
+
+
+@dataclass(frozen=True)
+class Ipsec:
+    """The veth pair with an IKE-negotiated SA between its ends: ``ns_a`` the server
+    (LNS side), ``ns_b`` the client; ``spis`` as the client's charon reported them
+    (inbound, outbound)."""
+
+    pair: VethPair
+    spis: tuple[int, int]
+
+
+XFRM_STATE = re.compile(
+    r"^src (\S+) dst (\S+)\n\s+proto esp spi 0x([0-9a-f]+) reqid \d+ mode (\w+)$", re.M
+)
+
+
+def xfrm_view(ns: str) -> tuple[set[tuple[str, str, int, str]], set[tuple[str, str, str]], str]:
+    """The namespace's ESP SAs ``(src, dst, spi, mode)``, its policies other than
+    charon's per-socket ones ``(selector, dir, template)`` where the template is
+    ``"esp transport"``, plus ``" optional"`` if a clear packet may pass (``level use``),
+    and the text they were read from. Two ``ip`` runs: in ``ip -batch`` only the first
+    ``xfrm`` command prints anything (iproute2 6.1)."""
+    text = "".join(
+        subprocess.run(
+            ["ip", "-n", ns, "xfrm", what], capture_output=True, text=True, check=True
+        ).stdout
+        for what in ("state", "policy")
+    )
+    states = {(m[1], m[2], int(m[3], 16), m[4]) for m in XFRM_STATE.finditer(text)}
+    policies: set[tuple[str, str, str]] = set()
+    for block in re.split(r"\n(?=src )", text):
+        # A policy: selector, "dir ...", "tmpl ...", the template's "proto ... mode ...";
+        # SAs ("proto esp ..." second) and per-socket policies ("socket ...") are skipped.
+        lines = [line.split() for line in block.strip().splitlines()]
+        if len(lines) >= 4 and lines[1][0] == "dir" and lines[2][0] == "tmpl":
+            template = f"{lines[3][1]} {lines[3][-1]}"  # "esp transport"
+            if ["level", "use"] in lines:  # an optional template: clear packets pass
+                template += " optional"
+            policies.add((" ".join(lines[0]), lines[1][1], template))
+    return states, policies, text
 
 
 def esp_packets(ns: str) -> int:
@@ -156,21 +178,58 @@ def count(pcap: Path, bpf: str) -> int:
 
 
 @pytest.fixture(scope="module")
-def ipsec(veth_pair: VethPair) -> Iterator[VethPair]:
-    xfrm_transport(veth_pair)
-    yield veth_pair
-    for ns in (veth_pair.ns_a, veth_pair.ns_b):
-        ip_batch(["xfrm policy flush", "xfrm state flush"], netns=ns)
+def ipsec(veth_pair: VethPair, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Ipsec]:
+    """Two charon, the client (``ns_b``) initiating IKEv2 to the server (``ns_a``)."""
+    pair = veth_pair
+    workdir = tmp_path_factory.mktemp("strongswan")
+    server = Charon(pair.ns_a, workdir / "server", server_swanctl_conf(pair.a4, PSK))
+    client = Charon(pair.ns_b, workdir / "client", client_swanctl_conf(pair.a4, PSK))
+    charons = (server, client)
+    try:
+        t0 = time.monotonic()
+        for charon in charons:  # both start at once: each takes ~1 s in the VM
+            charon.spawn_charon()
+        for charon in charons:
+            charon.wait_ready(30)
+            charon.load()
+        spis = client.initiate("l2tp")
+        took = time.monotonic() - t0
+        print(f"\nstrongSwan: two charon started, IKEv2 CHILD_SA installed: {took:.1f} s")
+        yield Ipsec(pair, spis)
+    finally:
+        for charon in charons:
+            if charon.running:
+                assert charon.proc is not None
+                charon.proc.terminate()
+        for charon in charons:  # each deletes the SAs and policies it installed
+            charon.terminate()
+
+
+def test_the_sa_is_ikes_and_requires_esp_for_l2tp(ipsec: Ipsec) -> None:
+    """The kernel holds exactly the transport-mode SAs IKE negotiated, with the SPIs
+    charon reported, and ESP policies for UDP 1701 to 1701 in both directions on both
+    sides (the server's any-port ``udp`` narrowed to the client's 1701)."""
+    pair, (spi_in, spi_out) = ipsec.pair, ipsec.spis
+    a, b = pair.a4, pair.b4
+    sas = {(b, a, spi_out, "transport"), (a, b, spi_in, "transport")}
+    udp = "proto udp sport 1701 dport 1701"
+    for ns, local, remote in ((pair.ns_a, a, b), (pair.ns_b, b, a)):
+        states, policies, text = xfrm_view(ns)
+        assert states == sas, (ns, states, sas, text)
+        assert policies == {
+            (f"src {local}/32 dst {remote}/32 {udp}", "out", "esp transport"),
+            (f"src {remote}/32 dst {local}/32 {udp}", "in", "esp transport"),
+        }, (ns, policies, text)
 
 
 @pytest.fixture
-def chap_secrets(ipsec: VethPair) -> Iterator[None]:
+def chap_secrets(ipsec: Ipsec) -> Iterator[None]:
     """The LNS's pppd reads /etc/ppp/chap-secrets (pppd has no option naming another
     file): ``ip netns exec`` bind-mounts /etc/netns/NS/ppp over /etc/ppp, so xl2tpd (and
     its pppd) see a /etc/ppp holding only a chap-secrets with alice. Nothing else of
     /etc/ppp is needed there: pppd's options come from xl2tpd's ``pppoptfile``, and a
     missing /etc/ppp/options or ip-up/ip-down script is skipped."""
-    etc = Path("/etc/netns") / ipsec.ns_a
+    etc = Path("/etc/netns") / ipsec.pair.ns_a
     ppp = etc / "ppp"
     ppp.mkdir(parents=True, exist_ok=True)
     (ppp / "chap-secrets").write_text(f'"{USER}" server "{PASSWORD}" *\n')
@@ -185,7 +244,10 @@ def cleanup() -> Iterator[list[ManagedProcess]]:
     yield things
     for thing in things:
         if isinstance(thing, Xl2tpd | Capture):
-            thing.stop()
+            # 2 s, not the harness's 10: xl2tpd as the LAC, its peer l2tp-lns gone, did
+            # not exit on SIGTERM within 10 s (measured), and nothing here is about
+            # xl2tpd's own exit: SIGKILL it, its pppd go below.
+            thing.stop(timeout=2.0)
         else:
             thing.kill()
     kill_pids(pids_matching(["pppd", "pppol2tp"]))
@@ -215,11 +277,11 @@ def xl2tpd_lns(pair: VethPair, workdir: Path) -> Xl2tpd:
 
 
 def test_kl2tpd_as_networkmanager_runs_it_over_ipsec_against_xl2tpd(
-    ipsec: VethPair, chap_secrets: None, tmp_path: Path, cleanup: list[ManagedProcess]
+    ipsec: Ipsec, chap_secrets: None, tmp_path: Path, cleanup: list[ManagedProcess]
 ) -> None:
     require_tool("xl2tpd")
     require_tool("pppd")
-    pair = ipsec
+    pair = ipsec.pair
     capture = Capture(pair.ns_a, "va", tmp_path / "wire.pcap", bpf="")
     cleanup.append(capture)
     capture.start()
@@ -261,9 +323,11 @@ def test_kl2tpd_as_networkmanager_runs_it_over_ipsec_against_xl2tpd(
     # reached it whole, with its space (pppd parsed the quotes; go-l2tp would keep them).
     assert USER in Path(lns.pppd_log_path).read_text()
 
-    # Every L2TP packet, control and data, went through the SA: only ESP on the wire.
+    # Every L2TP packet, control and data, went through IKE's SA: its counters grew, no
+    # other SA came up, and (below) only ESP went on the wire.
     esp_after = esp_packets(pair.ns_b)
     assert esp_after > esp_before + 6, (esp_before, esp_after)
+    assert {spi for _, _, spi, _ in xfrm_view(pair.ns_b)[0]} == set(ipsec.spis)
 
     # SIGTERM as NetworkManager sends it: gone within its 2 s, nothing left behind.
     assert kl2tpd.proc is not None
@@ -299,10 +363,10 @@ class Lns(DaemonProcess):
 
 
 def test_xl2tpd_lac_over_ipsec_to_our_lns(
-    ipsec: VethPair, tmp_path: Path, cleanup: list[ManagedProcess]
+    ipsec: Ipsec, tmp_path: Path, cleanup: list[ManagedProcess]
 ) -> None:
     require_tool("xl2tpd")
-    pair = ipsec
+    pair = ipsec.pair
     capture = Capture(pair.ns_a, "va", tmp_path / "wire.pcap", bpf="")
     cleanup.append(capture)
     capture.start()
