@@ -282,6 +282,10 @@ def status_text(result: dict[str, Any]) -> str:
     if isinstance(radius, dict):
         for name, c in radius.get("servers", {}).items():
             lines.append(("radius", f"{name}: {_radius_counts(c)}"))
+        granted = radius.get("granted") or {}
+        if any(granted.values()):
+            text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in granted.items() if v)
+            lines.append(("radius", f"granted: {text}"))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

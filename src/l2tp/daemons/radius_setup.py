@@ -26,6 +26,9 @@ from l2tp.radius.client import RadiusClient, RadiusServer
 log = logging.getLogger("l2tp.radius")
 
 MAX_SECRET_FILE = 4096
+GRANTED = ("routes_added", "route_errors", "session_timeouts", "idle_timeouts")
+"""The built-in PPP's counters of what Access-Accepts granted, shown with RADIUS's
+(``l2tp ctl status``: ``radius.granted``)."""
 
 
 def _read_secret(index: int, entry: RadiusServerEntry) -> bytes:
@@ -129,7 +132,11 @@ class RadiusService:
             return None
         from dataclasses import asdict
 
-        return {"auth": asdict(self.authenticator.counters), **self.client.snapshot()}
+        snapshot = {"auth": asdict(self.authenticator.counters), **self.client.snapshot()}
+        counters = getattr(self.backend, "counters", None)
+        if counters is not None:  # what the built-in PPP did with the Accepts' grants
+            snapshot["granted"] = {name: getattr(counters, name, 0) for name in GRANTED}
+        return snapshot
 
     def close(self) -> None:
         """Close every client now (the daemon is stopping: its sessions are gone)."""
