@@ -5,7 +5,8 @@ under /etc touched) and runs ``freeradius -f -l stdout -d DIR`` in the foregroun
 
 * one client, 127.0.0.1, with :data:`SECRET`;
 * authentication and accounting listeners on ports picked free on 127.0.0.1
-  (:attr:`FreeRadius.auth_port`, :attr:`FreeRadius.acct_port`);
+  (:attr:`FreeRadius.auth_port`, :attr:`FreeRadius.acct_port`), in the test's
+  namespace or (``netns``) in a kernel test's fresh one, where any port is free;
 * the ``files`` module reading a ``users`` file (the test's, or :data:`USERS`: PAP,
   CHAP-MD5 and MS-CHAPv2 users with reply attributes), and the ``pap``, ``chap`` and
   ``mschap`` modules to check each method;
@@ -150,7 +151,11 @@ server default {{
 class FreeRadius:
     """One FreeRADIUS process with a private configuration in ``workdir`` (module doc)."""
 
-    def __init__(self, workdir: Path, users: str = USERS, secret: str = SECRET) -> None:
+    def __init__(
+        self, workdir: Path, users: str = USERS, secret: str = SECRET, *, netns: str | None = None
+    ) -> None:
+        self.netns = netns
+        """Run inside this network namespace (``ip netns exec``; the kernel tier's LNS)."""
         self.dir = workdir / "raddb"
         self.log = workdir / "freeradius.log"
         self.users = users
@@ -182,9 +187,10 @@ class FreeRadius:
         (self.dir / "users").write_text(self.users)
         conf = radiusd_conf(self.dir, self.auth_port, self.acct_port, self.secret)
         (self.dir / "radiusd.conf").write_text(conf)
+        wrap = [] if self.netns is None else ["ip", "netns", "exec", self.netns]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(
-                [freeradius, "-f", "-l", "stdout", "-d", str(self.dir)],
+                [*wrap, freeradius, "-f", "-l", "stdout", "-d", str(self.dir)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )

@@ -17,7 +17,7 @@ import itertools
 import os
 import socket
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 from l2tp.kernel.errors import KernelError
 from l2tp.kernel.model import KernelTunnelSpec
@@ -89,6 +89,25 @@ class FakeInterfaces:
     ) -> None:
         self.calls.append(("delete_address", index, local, peer, prefixlen))
 
+    async def add_route(
+        self,
+        index: int,
+        destination: IPv4Network,
+        gateway: IPv4Address | None,
+        metric: int | None,
+    ) -> None:
+        self._check("add_route")
+        self.calls.append(("add_route", index, destination, gateway, metric))
+
+    async def delete_route(
+        self,
+        index: int,
+        destination: IPv4Network,
+        gateway: IPv4Address | None,
+        metric: int | None,
+    ) -> None:
+        self.calls.append(("delete_route", index, destination, gateway, metric))
+
 
 _units = itertools.count(0)
 
@@ -108,6 +127,9 @@ class FakePppKernel:
     PPPoL2TP socket deletes only that side's session, and the other side's channel lives
     on until its own control plane hears of it; the socket pair would pass the close on."""
     _held: list[PppChannel] = field(default_factory=list)
+    idle: tuple[int, int] = (0, 0)
+    """What :meth:`idle_seconds` answers (``PPPIOCGIDLE``: transmit, receive); tests set it."""
+    idle_reads: int = 0
 
     def open_channel(self, sock: socket.socket, *, netns: str | None) -> PppChannel:
         fd = os.dup(sock.fileno())
@@ -133,6 +155,10 @@ class FakePppKernel:
 
     def set_np_mode(self, unit: PppUnit, protocol: int, mode: NpMode) -> None:
         self.calls.append(("np", unit.number, protocol, mode))
+
+    def idle_seconds(self, unit: PppUnit) -> tuple[int, int]:
+        self.idle_reads += 1
+        return self.idle
 
     def interfaces(self, netns: str | None) -> FakeInterfaces:
         return self.interfaces_

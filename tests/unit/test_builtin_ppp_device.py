@@ -14,6 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from l2tp.kernel import ppp_device as dev
+from l2tp.kernel import rtnl
 from l2tp.kernel.codec import raw_attrs
 from l2tp.kernel.pipeline import Request
 from l2tp.kernel.rtnl import IFLA_IFNAME, RTM_NEWLINK
@@ -31,6 +32,7 @@ FROM_THE_HEADER = {
     "PPPIOCGNPMODE": 0xC008744C,
     "PPPIOCSMRU": 0x40047452,
     "PPPIOCGUNIT": 0x80047456,
+    "PPPIOCGIDLE64": 0x8010743F,
 }
 
 
@@ -85,6 +87,51 @@ def test_address_message_matches_pyroute2() -> None:
     msg.encode()
     theirs = bytes(msg.data[16 : msg["header"]["length"]])
     ours = dev.address_body(7, IPv4Address("10.0.0.1"), IPv4Address("10.0.0.2"), 32)
+    assert ours == theirs
+
+
+def test_route_through_the_peer_is_a_link_scope_route_created_exclusively() -> None:
+    request = rtnl.add_route_req(7, IPv4Network("10.79.1.0/24"), None, 7)
+    assert request.mtype == rtnl.RTM_NEWROUTE and request.link == 7 and not request.slow
+    # RTM_NEWROUTE without NLM_F_CREATE is refused by the kernel (ENOENT); EXCL: an equal
+    # route someone else made is not replaced.
+    assert request.flags == rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL
+    flags = struct.unpack_from("=H", request.encode(0, 1), 6)[0]
+    assert flags & (rtnl.NLM_F_CREATE | rtnl.NLM_F_EXCL) == request.flags
+    family, dst_len, _, _, table, proto, scope, kind, rflags = struct.unpack_from(
+        "=BBBBBBBBI", request.body
+    )
+    assert (family, dst_len, table) == (socket.AF_INET, 24, rtnl.RT_TABLE_MAIN)
+    assert (proto, scope, kind, rflags) == (rtnl.RTPROT_STATIC, 253, rtnl.RTN_UNICAST, 0)
+    attrs = raw_attrs(request.body, 12)
+    assert attrs[rtnl.RTA_DST] == IPv4Address("10.79.1.0").packed
+    assert struct.unpack("=I", attrs[rtnl.RTA_OIF]) == (7,)
+    assert struct.unpack("=I", attrs[rtnl.RTA_PRIORITY]) == (7,)
+    assert rtnl.RTA_GATEWAY not in attrs
+    delete = rtnl.delete_route_req(7, IPv4Network("10.79.1.0/24"), None, 7)
+    assert delete.mtype == rtnl.RTM_DELROUTE and delete.body == request.body and not delete.flags
+
+
+def test_route_message_matches_pyroute2() -> None:
+    """A route with a gateway: universe scope, onlink, the same bytes as pyroute2's rtmsg."""
+    from pyroute2.netlink.rtnl.rtmsg import rtmsg
+
+    msg = rtmsg()
+    msg["family"] = socket.AF_INET
+    msg["dst_len"] = 16
+    msg["table"] = 254
+    msg["proto"] = 4
+    msg["scope"] = 0
+    msg["type"] = 1
+    msg["flags"] = 4
+    msg["attrs"] = [
+        ("RTA_DST", "10.8.0.0"),
+        ("RTA_OIF", 9),
+        ("RTA_GATEWAY", "10.0.0.9"),
+    ]
+    msg.encode()
+    theirs = bytes(msg.data[16 : msg["header"]["length"]])
+    ours = rtnl.route_body(9, IPv4Network("10.8.0.0/16"), IPv4Address("10.0.0.9"), None)
     assert ours == theirs
 
 

@@ -9,13 +9,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv6Address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from l2tp.ppp import AuthDecision, AuthMethod
+from l2tp.ppp import AuthDecision, AuthMethod, PeerRoute
 from l2tp.ppp.auth.base import ChapMd5Request, MsChapV2Request, PapRequest
 from l2tp.ppp.auth.chap import md5_verify
 from l2tp.ppp.auth.mschapv2 import format_success, verify_nt_response
@@ -24,6 +24,7 @@ from l2tp.radius.auth import (
     RadiusAuthenticator,
     RadiusAuthorization,
     decision_from_reply,
+    parse_framed_route,
     request_attributes,
 )
 from l2tp.radius.interface import Attribute, RadiusOverload, RadiusReply, RadiusTimeout
@@ -142,11 +143,14 @@ def test_accept_maps_every_honoured_attribute() -> None:
     assert decision.success
     assert decision.peer_address == IPv4Address("10.5.0.9")
     assert decision.dns == (IPv4Address("192.0.2.53"), IPv4Address("192.0.2.54"))
-    assert (decision.mtu, decision.session_timeout) == (1400, 3600.0)
+    assert (decision.mtu, decision.session_timeout, decision.idle_timeout) == (1400, 3600, 600)
+    route = PeerRoute(destination=IPv4Network("10.6.0.0/24"), metric=1)
+    assert decision.routes == (route,)
     assert decision.authorization == RadiusAuthorization(
         user_name="alice@realm",
         framed_ip_address=IPv4Address("10.5.0.9"),
         framed_routes=("10.6.0.0/24 0.0.0.0 1",),
+        routes=(route,),
         framed_mtu=1400,
         session_timeout=3600,
         idle_timeout=600,
@@ -154,6 +158,73 @@ def test_accept_maps_every_honoured_attribute() -> None:
         classes=(b"c1", b"c2"),
         dns=(IPv4Address("192.0.2.53"), IPv4Address("192.0.2.54")),
     )
+
+
+@pytest.mark.parametrize(
+    ("text", "destination", "gateway", "metric"),
+    [
+        ("192.168.1.0/27 192.168.1.1 1 2 -1 3 400", "192.168.1.0/27", "192.168.1.1", 1),
+        ("10.6.0.0/24 0.0.0.0 5", "10.6.0.0/24", None, 5),  # 0.0.0.0: the user (the peer)
+        ("10.6.0.0/24", "10.6.0.0/24", None, None),
+        ("  10.6.0.7/32   0.0.0.0  ", "10.6.0.7/32", None, None),
+        ("0.0.0.0/0 0.0.0.0 1", "0.0.0.0/0", None, 1),
+        # No length: classful (RFC 2865 5.22), A /8, B /16, C /24.
+        ("10.0.0.0 0.0.0.0 1", "10.0.0.0/8", None, 1),
+        ("172.16.0.0 0.0.0.0", "172.16.0.0/16", None, None),
+        ("192.168.1.0 192.168.1.1 1", "192.168.1.0/24", "192.168.1.1", 1),
+    ],
+)
+def test_framed_route_parses_as_rfc_2865_describes_it(
+    text: str, destination: str, gateway: str | None, metric: int | None
+) -> None:
+    route = parse_framed_route(text)
+    assert route.destination == IPv4Network(destination)
+    assert route.gateway == (IPv4Address(gateway) if gateway else None)
+    assert route.metric == metric
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("", "empty"),
+        ("10.6.0.0/33", "destination"),
+        ("10.6.0.1/24 0.0.0.0 1", "host bits"),
+        ("10.6.0.0/x", "destination"),
+        ("224.1.0.0 0.0.0.0 1", "no class"),
+        ("2001:db8::/32", "destination"),
+        ("10.6.0.0/24 gw 1", "gateway"),
+        ("10.6.0.0/24 0.0.0.0 -1", "metric"),
+        ("10.6.0.0/24 0.0.0.0 4294967296", "metric"),
+        ("10.6.0.0/24 0.0.0.0 one", "metric"),
+    ],
+)
+def test_malformed_framed_routes_raise_value_error(text: str, error: str) -> None:
+    with pytest.raises(ValueError, match=error):
+        parse_framed_route(text)
+
+
+def test_malformed_framed_routes_are_counted_and_the_rest_granted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="l2tp.radius")
+    reply = RadiusReply(
+        code=ACCEPT,
+        attributes=(
+            ("Framed-Route", "10.6.0.0/24"),
+            ("Framed-Route", "10.7.0.0/99 0.0.0.0 1"),
+            ("Framed-Route", "10.8.0.0/16 10.0.0.9 3"),
+        ),
+    )
+    authenticator = RadiusAuthenticator(ScriptedClient(reply))
+    decision = _decide(authenticator, PapRequest(user="erin", password=b"pw"))
+    assert decision.success
+    assert [str(r.destination) for r in decision.routes] == ["10.6.0.0/24", "10.8.0.0/16"]
+    assert decision.routes[1].gateway == IPv4Address("10.0.0.9")
+    grant = decision.authorization
+    assert isinstance(grant, RadiusAuthorization)
+    assert grant.bad_routes == ("10.7.0.0/99 0.0.0.0 1",)
+    assert authenticator.counters.bad_routes == 1 and authenticator.counters.accepts == 1
+    assert 'Framed-Route "10.7.0.0/99 0.0.0.0 1" not understood' in caplog.text
 
 
 @pytest.mark.parametrize("address", ["255.255.255.254", "255.255.255.255"])

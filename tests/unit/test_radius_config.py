@@ -15,6 +15,7 @@ from l2tp.config.model import Endpoint, RadiusServerEntry
 from l2tp.daemons.preflight import StartError
 from l2tp.daemons.radius_setup import RadiusService
 from l2tp.radius.auth import RadiusAuthenticator
+from l2tp.runtime.ppp_outcome import BuiltinPppCounters
 
 F = "t.toml"
 LISTENER = """
@@ -149,6 +150,7 @@ def test_only_daemons_with_listeners_take_radius() -> None:
 
 class Backend:
     authenticator: object = None
+    counters: object = None
 
 
 def section(*entries: RadiusServerEntry, timeout: float = 3.0) -> RadiusSection:
@@ -183,6 +185,15 @@ def test_service_installs_rebuilds_and_removes_the_hook(tmp_path: Path) -> None:
             snapshot = service.snapshot()
             assert snapshot is not None and snapshot["auth"]["requests"] == 0
             assert "rotated" not in repr(snapshot)
+            assert "granted" not in snapshot  # no built-in PPP counters to show
+            backend.counters = BuiltinPppCounters(routes_added=3, idle_timeouts=1)
+            snapshot = service.snapshot()
+            assert snapshot is not None and snapshot["granted"] == {
+                "routes_added": 3,
+                "route_errors": 0,
+                "session_timeouts": 0,
+                "idle_timeouts": 1,
+            }
             assert await service.configure(None)
             assert backend.authenticator is None and service.snapshot() is None
         finally:
@@ -244,6 +255,10 @@ def test_ctl_status_shows_radius_counters_per_server() -> None:
         "radius    127.0.0.1:1812: 5 requests, 3 accepts, 1 rejects, 1 timeouts,"
         " 2 retransmissions\n" in text
     )
+    assert "granted" not in text
+    grants = {"routes_added": 2, "route_errors": 0, "session_timeouts": 0, "idle_timeouts": 1}
+    result["radius"]["granted"] = grants  # type: ignore[index]
+    assert "radius    granted: 2 routes added, 1 idle timeouts\n" in ctl.status_text(result)
 
 
 def test_prometheus_families_from_the_status_radius_object() -> None:

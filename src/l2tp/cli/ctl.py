@@ -319,6 +319,10 @@ def status_text(result: dict[str, Any]) -> str:
         accounting = radius.get("accounting")
         if isinstance(accounting, dict):
             lines.append(("accounting", _accounting_counts(accounting)))
+        granted = radius.get("granted") or {}
+        if any(granted.values()):
+            text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in granted.items() if v)
+            lines.append(("radius", f"granted: {text}"))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

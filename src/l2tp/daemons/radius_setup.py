@@ -34,6 +34,9 @@ from l2tp.runtime.context import L2tpContext
 log = logging.getLogger("l2tp.radius")
 
 MAX_SECRET_FILE = 4096
+GRANTED = ("routes_added", "route_errors", "session_timeouts", "idle_timeouts")
+"""The built-in PPP's counters of what Access-Accepts granted, shown with RADIUS's
+(``l2tp ctl status``: ``radius.granted``)."""
 
 
 def _read_secret(index: int, entry: RadiusServerEntry, *, key: str = "auth_servers") -> bytes:
@@ -179,6 +182,9 @@ class RadiusService:
             from dataclasses import asdict
 
             out = {"auth": asdict(self.authenticator.counters), **self.client.snapshot()}
+            counters = getattr(self.backend, "counters", None)
+            if counters is not None:  # what the built-in PPP did with the Accepts' grants
+                out["granted"] = {name: getattr(counters, name, 0) for name in GRANTED}
         dae = self.dae.snapshot() if self.dae is not None else None
         if dae is not None:
             out["dae"] = dae

@@ -51,6 +51,8 @@ class Request:
     device), which an asyncio channel then sends from its thread.
     ``on_abandoned`` is called with the finished request when its caller was
     cancelled after it was sent (e.g. to undo a create the kernel carried out).
+    ``flags`` are more ``nlmsghdr`` flags (``NLM_F_CREATE | NLM_F_EXCL`` for a new
+    route: the kernel refuses ``RTM_NEWROUTE`` without ``NLM_F_CREATE``).
     """
 
     body: bytes
@@ -63,6 +65,7 @@ class Request:
     link: str | int | None = None
     slow: bool = False
     on_abandoned: Callable[[Request], None] | None = None
+    flags: int = 0
     seq: int = 0
     replies: list[bytes] = field(default_factory=list)
     error: KernelError | None = None
@@ -71,6 +74,7 @@ class Request:
 
     def encode(self, family_id: int, seq: int) -> bytes:
         flags = codec.NLM_F_REQUEST | (codec.NLM_F_DUMP if self.dump else codec.NLM_F_ACK)
+        flags |= self.flags
         return codec.nlmsg(family_id if self.mtype is None else self.mtype, flags, seq, self.body)
 
     def failure(self, err: int, text: str) -> KernelError:

@@ -76,6 +76,8 @@ from l2tp.kernel.pipeline import Request
 from l2tp.kernel.rtnl import (
     IFLA_IFNAME,
     RTM_NEWLINK,
+    add_route_req,
+    delete_route_req,
     get_link_req,
     link_body,
     link_index,
@@ -141,6 +143,11 @@ PPPIOCSMRU = _iow("t", 82, _INT)
 """0x40047452: set a unit's maximum receive unit."""
 PPPIOCGUNIT = _ior("t", 86, _INT)
 """0x80047456: the unit number of a unit fd."""
+_PPP_IDLE64 = struct.Struct("=qq")
+"""``struct ppp_idle64 { s64 xmit_idle; s64 recv_idle; }`` (16 bytes)."""
+PPPIOCGIDLE64 = _ior("t", 63, _PPP_IDLE64.size)
+"""0x8010743f: seconds since the unit last sent and last received a data frame (the
+y2038-safe form; ``PPPIOCGIDLE``, with ``time_t``, is the same number on 64-bit hosts)."""
 
 
 class NpMode(enum.IntEnum):
@@ -311,6 +318,19 @@ def set_np_mode(unit_fd: int, protocol: int, mode: NpMode) -> None:
     except OSError as exc:
         what = f"PPPIOCSNPMODE (protocol 0x{protocol:04x} {mode.name})"
         raise KernelError(exc.errno or errno.EIO, f"{what} failed ({exc.strerror})") from exc
+
+
+def idle_seconds(unit_fd: int) -> tuple[int, int]:
+    """``PPPIOCGIDLE64``: ``(transmit, receive)`` seconds since the unit last sent and last
+    received a data frame (``ppp_generic`` stamps ``last_xmit``/``last_recv`` for protocols
+    below 0x8000 only: LCP echoes and NCP frames do not count), what pppd's ``idle`` uses."""
+    buf = bytearray(_PPP_IDLE64.size)
+    try:
+        fcntl.ioctl(unit_fd, PPPIOCGIDLE64, buf, True)
+    except OSError as exc:
+        raise KernelError(exc.errno or errno.EIO, f"PPPIOCGIDLE failed ({exc.strerror})") from exc
+    xmit, recv = _PPP_IDLE64.unpack(buf)
+    return int(xmit), int(recv)
 
 
 def get_np_mode(unit_fd: int, protocol: int) -> NpMode:
@@ -528,6 +548,24 @@ class PppInterfaces:
     ) -> None:
         await self._call(delete_address_req(index, local, peer, prefixlen))
 
+    async def add_route(
+        self,
+        index: int,
+        destination: ipaddress.IPv4Network,
+        gateway: ipaddress.IPv4Address | None,
+        metric: int | None,
+    ) -> None:
+        await self._call(add_route_req(index, destination, gateway, metric))
+
+    async def delete_route(
+        self,
+        index: int,
+        destination: ipaddress.IPv4Network,
+        gateway: ipaddress.IPv4Address | None,
+        metric: int | None,
+    ) -> None:
+        await self._call(delete_route_req(index, destination, gateway, metric))
+
     async def delete_links(self, indexes: Sequence[int]) -> set[int]:
         """Unregister interfaces ``indexes`` in one kernel batch; return those deleted.
 
@@ -592,6 +630,9 @@ class LinuxPppKernel:
 
     def set_np_mode(self, unit: PppUnit, protocol: int, mode: NpMode) -> None:
         set_np_mode(unit.fd, protocol, mode)
+
+    def idle_seconds(self, unit: PppUnit) -> tuple[int, int]:
+        return idle_seconds(unit.fd)
 
     def interfaces(self, netns: str | None) -> PppInterfaces:
         found = self._interfaces.get(netns)

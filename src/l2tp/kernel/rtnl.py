@@ -4,8 +4,10 @@ Linux 6.1 ignores ``L2TP_ATTR_MTU`` on session create, so an Ethernet session's
 MTU is set on its ``l2tpethN`` interface afterwards, as ``ip link set mtu``
 would; a site-to-site pseudowire is usually enslaved to a bridge, as ``ip
 link set dev X master BR`` would; and it follows the peer's circuit status
-with ``ip link set dev X up|down``. Hand-packed ``RTM_NEWLINK`` /
-``RTM_GETLINK`` messages, addressed by interface name or index. Every
+with ``ip link set dev X up|down``; and a built-in PPP session gets the routes
+its RADIUS server grants (Framed-Route) as ``ip route add DEST dev pppN`` would.
+Hand-packed ``RTM_NEWLINK`` / ``RTM_GETLINK`` / ``RTM_NEWROUTE`` messages,
+addressed by interface name or index. Every
 ``RTM_NEWLINK`` is marked slow (it runs the device's notifier chains inside
 ``send()``), so an asyncio channel in its default mode sends it from its thread.
 
@@ -17,6 +19,7 @@ socket for one call, for scripts.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 import struct
 from dataclasses import dataclass
@@ -230,3 +233,81 @@ def set_up(ifname: str, up: bool, *, netns: str | None = None) -> None:
         rtnl.set_up(ifname, up)
     finally:
         rtnl.close()
+
+
+# --- routes through a point-to-point interface (RADIUS Framed-Route) -------------------
+
+_RT_SCOPE_UNIVERSE = 0
+_RT_SCOPE_LINK = 253
+RTM_NEWROUTE = 24
+RTM_DELROUTE = 25
+RTA_DST = 1
+RTA_OIF = 4
+RTA_GATEWAY = 5
+RTA_PRIORITY = 6
+RT_TABLE_MAIN = 254
+RTPROT_STATIC = 4
+RTN_UNICAST = 1
+RTNH_F_ONLINK = 4
+NLM_F_EXCL = 0x200
+NLM_F_CREATE = 0x400
+_RTMSG = struct.Struct("=BBBBBBBBI")
+
+
+def route_body(
+    index: int,
+    destination: ipaddress.IPv4Network,
+    gateway: ipaddress.IPv4Address | None,
+    metric: int | None,
+) -> bytes:
+    """``rtmsg`` + attributes of an IPv4 unicast route in the main table through interface
+    ``index``: ``ip route add DEST [via GW onlink] dev X [metric N] proto static``.
+
+    Without a gateway the route is a link-scope route of the point-to-point interface
+    (every packet goes to the one peer); with one it is marked ``onlink`` (RTNH_F_ONLINK),
+    since a PPP interface has no subnet the gateway could be found in.
+    """
+    scope = _RT_SCOPE_UNIVERSE if gateway is not None else _RT_SCOPE_LINK
+    flags = RTNH_F_ONLINK if gateway is not None else 0
+    body = _RTMSG.pack(
+        socket.AF_INET,
+        destination.prefixlen,
+        0,
+        0,
+        RT_TABLE_MAIN,
+        RTPROT_STATIC,
+        scope,
+        RTN_UNICAST,
+        flags,
+    )
+    body += nla(RTA_DST, destination.network_address.packed)
+    body += nla(RTA_OIF, struct.pack("=I", index))
+    if gateway is not None:
+        body += nla(RTA_GATEWAY, gateway.packed)
+    if metric is not None:
+        body += nla(RTA_PRIORITY, struct.pack("=I", metric))
+    return body
+
+
+def add_route_req(
+    index: int,
+    destination: ipaddress.IPv4Network,
+    gateway: ipaddress.IPv4Address | None,
+    metric: int | None,
+) -> Request:
+    """``RTM_NEWROUTE`` (create, exclusive: an existing route is not replaced)."""
+    body = route_body(index, destination, gateway, metric)
+    what = f"add route {destination} on ifindex {index}"
+    return Request(body, what, mtype=RTM_NEWROUTE, link=index, flags=NLM_F_CREATE | NLM_F_EXCL)
+
+
+def delete_route_req(
+    index: int,
+    destination: ipaddress.IPv4Network,
+    gateway: ipaddress.IPv4Address | None,
+    metric: int | None,
+) -> Request:
+    """``RTM_DELROUTE`` for a route :func:`add_route_req` added."""
+    body = route_body(index, destination, gateway, metric)
+    what = f"delete route {destination} on ifindex {index}"
+    return Request(body, what, mtype=RTM_DELROUTE, link=index)

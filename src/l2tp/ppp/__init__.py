@@ -14,6 +14,7 @@ from .auth.base import (
     ChapMd5Request,
     MsChapV2Request,
     PapRequest,
+    PeerRoute,
 )
 from .config import AddressPool, PppConfig
 from .constants import AuthMethod, Protocol
@@ -56,6 +57,7 @@ __all__ = [
     "NetworkPhase",
     "NetworkUp",
     "PapRequest",
+    "PeerRoute",
     "Phase",
     "PppConfig",
     "PppConnection",

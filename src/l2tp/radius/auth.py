@@ -23,9 +23,12 @@ The reply (:func:`decision_from_reply`): an Access-Accept grants the session, wi
 Framed-IP-Address as the peer's address (overriding the pool; 255.255.255.254 and
 .255 mean "the NAS chooses", RFC 2865 5.8), MS-Primary/Secondary-DNS-Server as the
 DNS servers offered in IPCP (RFC 2548 2.7), Framed-MTU as a cap on the interface
-MTU and Session-Timeout as the session's lifetime; these and Framed-Route,
-Idle-Timeout, Acct-Interim-Interval and Class are kept in a :class:`RadiusAuthorization`
-on the decision for the rest of the session (accounting echoes Class, RFC 2865 5.25).
+MTU, Session-Timeout as the session's lifetime, Idle-Timeout as the longest time without
+data (RFC 2865 5.28) and each Framed-Route (:func:`parse_framed_route`) as a route
+through the peer; these and Acct-Interim-Interval and Class are kept in a
+:class:`RadiusAuthorization` on the decision for the rest of the session (accounting
+echoes Class, RFC 2865 5.25). A Framed-Route that does not parse is logged and counted
+and the session goes on without it: the route is the server's data, not the peer's.
 Access-Reject, Access-Challenge (PPP cannot carry one), no answer from any server or a
 full request queue deny the peer a plain authentication failure; the reason is logged
 and counted here, never sent to the peer. Passwords and secrets are never logged.
@@ -36,10 +39,10 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv6Address, ip_address
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address
 
 from l2tp.peer_text import quoted
-from l2tp.ppp import AuthDecision, AuthRequest
+from l2tp.ppp import AuthDecision, AuthRequest, PeerRoute
 from l2tp.ppp.auth.base import ChapMd5Request, MsChapV2Request, PapRequest
 from l2tp.ppp.auth.mschapv2 import failure_text, parse_success
 from l2tp.radius.interface import (
@@ -57,6 +60,7 @@ __all__ = [
     "RadiusAuthenticator",
     "RadiusAuthorization",
     "decision_from_reply",
+    "parse_framed_route",
     "request_attributes",
 ]
 
@@ -78,9 +82,10 @@ DENIED = "Access denied"
 class RadiusAuthorization:
     """What an Access-Accept granted, kept with the session (``AuthDecision.authorization``).
 
-    The built-in PPP applies ``framed_ip_address``, ``dns``, ``framed_mtu`` and
-    ``session_timeout`` (through the decision's fields); the others are for the parts
-    that use them (accounting: ``classes``, ``acct_interim_interval``, ``user_name``).
+    The built-in PPP applies ``framed_ip_address``, ``dns``, ``framed_mtu``,
+    ``session_timeout``, ``idle_timeout`` and ``routes`` (through the decision's fields);
+    the others are for the parts that use them (accounting: ``classes``,
+    ``acct_interim_interval``, ``user_name``).
     """
 
     user_name: str
@@ -88,12 +93,17 @@ class RadiusAuthorization:
     else the one the peer authenticated with."""
     framed_ip_address: IPv4Address | None = None
     framed_routes: tuple[str, ...] = ()
-    """Framed-Route values as sent (RFC 2865 5.22); not installed by the built-in PPP."""
+    """Framed-Route values as sent (RFC 2865 5.22)."""
+    routes: tuple[PeerRoute, ...] = ()
+    """The Framed-Route values that parsed (:func:`parse_framed_route`), installed by
+    the built-in PPP while IPCP is up."""
+    bad_routes: tuple[str, ...] = ()
+    """The Framed-Route values that did not parse (logged and counted, not installed)."""
     framed_mtu: int | None = None
     session_timeout: int | None = None
     """Seconds (RFC 2865 5.27)."""
     idle_timeout: int | None = None
-    """Seconds (RFC 2865 5.28); not enforced by the built-in PPP."""
+    """Seconds (RFC 2865 5.28)."""
     acct_interim_interval: int | None = None
     """Seconds between Interim-Updates (RFC 2869 5.16)."""
     classes: tuple[bytes, ...] = ()
@@ -117,6 +127,9 @@ class RadiusAuthCounters:
     errors: int = 0
     """Requests that could not be sent (oversized credentials, client closed) or Accepts
     that could not be used (MS-CHAPv2 without a valid MS-CHAP2-Success)."""
+    bad_routes: int = 0
+    """Framed-Route values of Accepts that did not parse (not installed; the session
+    went on without them)."""
 
 
 def _address_text(host: str) -> str:
@@ -196,6 +209,65 @@ def _ints(reply: RadiusReply, name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _classful_length(address: IPv4Address) -> int:
+    """RFC 2865 5.22: a prefix without a length is class A (/8), B (/16) or C (/24)."""
+    first = address.packed[0]
+    if first < 128:
+        return 8
+    if first < 192:
+        return 16
+    if first < 224:
+        return 24
+    raise ValueError(f"{address} has no class to default its prefix length from")
+
+
+def parse_framed_route(text: str) -> PeerRoute:
+    """A Framed-Route value (RFC 2865 5.22) as a :class:`~l2tp.ppp.PeerRoute`.
+
+    ``PREFIX[/LENGTH] [GATEWAY [METRIC ...]]``: the prefix in dotted quad (without a
+    length: classful, as the RFC says; host bits set is an error, not rounded off), the
+    gateway (absent or 0.0.0.0: the user's address, the peer), then metrics, of which
+    Linux has one: the first is the route's priority, the others are ignored. Raises
+    ValueError naming what is wrong (the text is the server's data).
+    """
+    fields = text.split()
+    if not fields:
+        raise ValueError("empty")
+    prefix, slash, length = fields[0].partition("/")
+    try:
+        address = IPv4Address(prefix)
+        bits = int(length) if slash else _classful_length(address)
+        destination = IPv4Network((address, bits))
+    except ValueError as exc:
+        raise ValueError(f"destination {fields[0]!r}: {exc}") from None
+    gateway: IPv4Address | None = None
+    if len(fields) > 1:
+        try:
+            gateway = IPv4Address(fields[1])
+        except ValueError:
+            raise ValueError(f"gateway {fields[1]!r} is not an IPv4 address") from None
+        if gateway.is_unspecified:
+            gateway = None
+    try:
+        metric = int(fields[2], 10) if len(fields) > 2 else None
+        return PeerRoute(destination=destination, gateway=gateway, metric=metric)
+    except ValueError:  # not a number, or out of range (PeerRoute checks)
+        raise ValueError(f"metric {fields[2]!r} is not 0-4294967295") from None
+
+
+def _routes(values: list[object]) -> tuple[tuple[PeerRoute, ...], tuple[str, ...]]:
+    routes: list[PeerRoute] = []
+    bad: list[str] = []
+    for value in values:
+        try:
+            if not isinstance(value, str):
+                raise ValueError("not text")
+            routes.append(parse_framed_route(value))
+        except ValueError:
+            bad.append(value if isinstance(value, str) else repr(value))
+    return tuple(routes), tuple(bad)
+
+
 def authorization_from_reply(user: str, reply: RadiusReply) -> RadiusAuthorization:
     """The :class:`RadiusAuthorization` of an Access-Accept (values of the wrong type
     are left out, never raised on: the reply is the server's data)."""
@@ -206,10 +278,13 @@ def authorization_from_reply(user: str, reply: RadiusReply) -> RadiusAuthorizati
         if (value := reply.first(name)) is not None and (found := _ipv4(value)) is not None
     ]
     name = reply.first("User-Name")
+    routes, bad_routes = _routes(reply.get("Framed-Route"))
     return RadiusAuthorization(
         user_name=name if isinstance(name, str) and name else user,
         framed_ip_address=framed,
         framed_routes=tuple(v for v in reply.get("Framed-Route") if isinstance(v, str)),
+        routes=routes,
+        bad_routes=bad_routes,
         framed_mtu=_ints(reply, "Framed-MTU"),
         session_timeout=_ints(reply, "Session-Timeout"),
         idle_timeout=_ints(reply, "Idle-Timeout"),
@@ -246,6 +321,8 @@ def decision_from_reply(request: AuthRequest, reply: RadiusReply) -> AuthDecisio
         dns=grant.dns or None,
         mtu=mtu,
         session_timeout=float(grant.session_timeout) if grant.session_timeout else None,
+        idle_timeout=float(grant.idle_timeout) if grant.idle_timeout else None,
+        routes=grant.routes,
         authorization=grant,
     )
 
@@ -310,6 +387,10 @@ class RadiusAuthenticator:
         if decision.success:
             self.counters.accepts += 1
             log.info("%s: RADIUS Access-Accept", who)
+            grant = decision.authorization
+            for bad in grant.bad_routes if isinstance(grant, RadiusAuthorization) else ():
+                self.counters.bad_routes += 1
+                log.warning("%s: Framed-Route %s not understood; not installed", who, quoted(bad))
         else:
             self.counters.rejects += 1
             error = reply.first("MS-CHAP-Error")

@@ -68,6 +68,7 @@ from l2tp.ppp.events import Role as PppRole
 from l2tp.protocol.events import Role
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.errors import INTERNAL_ERROR
+from l2tp.runtime.ppp_grants import PppGrants
 from l2tp.runtime.ppp_hooks import PEER_CONNECT_DELAY, AuthContext, BuiltinPppOptions
 from l2tp.runtime.ppp_network import (
     InterfaceOps,
@@ -95,7 +96,7 @@ READS_PER_WAKEUP = 32
 # --- one link ----------------------------------------------------------------------------
 
 
-class PppLink(PppNetwork):
+class PppLink(PppGrants, PppNetwork):
     """The built-in PPP of one established L2TP session (see the module documentation)."""
 
     def __init__(
@@ -155,6 +156,7 @@ class PppLink(PppNetwork):
         self.session_deadline: float | None = None
         """Loop time at which :meth:`set_session_timeout` ends the session (None: never)."""
         self._session_timer: asyncio.TimerHandle | None = None
+        self._init_grants()
         self.conn = PppConnection(
             self._config(), random_bytes=settings.random_bytes, authenticator=_HookAdapter(self)
         )
@@ -514,20 +516,24 @@ class PppLink(PppNetwork):
             self.set_session_timeout(timeout)
 
     def _session_timeout(self) -> None:
-        """Session-Timeout ran out (RFC 2865 5.27, Termination-Action default): CDN now,
-        then LCP Terminate, as for an authentication failure."""
         self._session_timer = None
         self.session_deadline = None
+        self._limit_reached(Ending.SESSION_TIMEOUT, "session time limit reached")
+
+    def _limit_reached(self, ending: Ending, why: str) -> None:
+        """A limit the verifier set ran out (Session-Timeout, Idle-Timeout: RFC 2865 5.27,
+        5.28, Termination-Action default): CDN now, then LCP Terminate, as for an
+        authentication failure."""
         if self.released or self.stopping:
             return
         try:
-            log.info("%s: session time limit reached; ending the session", self.label)
-            self._report(Ending.SESSION_TIMEOUT)
+            log.info("%s: %s; ending the session", self.label, why)
+            self._report(ending)
             if not self.conn.terminated:
-                self.conn.close(self.loop.time(), "session time limit reached")
+                self.conn.close(self.loop.time(), why)
                 self._transmit()
         except Exception:
-            self._internal_error("ending the session at its time limit")
+            self._internal_error(f"ending the session ({why})")
 
     def _context(self) -> AuthContext:
         info = self.session.info
@@ -611,6 +617,7 @@ class PppLink(PppNetwork):
         if self._session_timer is not None:
             self._session_timer.cancel()
             self._session_timer = None
+        self._cancel_grants()
         current = asyncio.current_task()
         for task in (self._worker, self._auth_task):
             if task is not None and task is not current and not task.done():

@@ -4,9 +4,10 @@
 RFC 1661 3.5 and the NCPs: at ``NetworkPhase`` the PPP unit is created and connected to
 the channel (its interface found, renamed and given the MTU in the background); at
 ``NetworkUp`` the interface goes up, gets its addresses (IPCP, RFC 1332; IPv6CP link-local,
-RFC 5072 5) and the data protocol's NP mode becomes pass; at ``NetworkDown`` the NP mode
-drops at once and the addresses go. Interface requests of one link run in order in the
-link's one background task (``_queue``).
+RFC 5072 5) and the data protocol's NP mode becomes pass (then the granted routes and
+idle limit start, :mod:`l2tp.runtime.ppp_grants`); at ``NetworkDown`` the NP mode drops
+at once and the routes and addresses go. Interface requests of one link run in order in
+the link's one background task (``_queue``).
 """
 
 from __future__ import annotations
@@ -63,6 +64,22 @@ class InterfaceOps(Protocol):
         self, index: int, local: IPAddress, peer: IPAddress | None, prefixlen: int
     ) -> None: ...
 
+    async def add_route(
+        self,
+        index: int,
+        destination: ipaddress.IPv4Network,
+        gateway: ipaddress.IPv4Address | None,
+        metric: int | None,
+    ) -> None: ...
+
+    async def delete_route(
+        self,
+        index: int,
+        destination: ipaddress.IPv4Network,
+        gateway: ipaddress.IPv4Address | None,
+        metric: int | None,
+    ) -> None: ...
+
 
 class PppKernel(Protocol):
     """The kernel side of built-in PPP (:class:`l2tp.kernel.ppp_device.LinuxPppKernel`; tests
@@ -75,6 +92,10 @@ class PppKernel(Protocol):
     def set_mru(self, unit: PppUnit, mru: int) -> None: ...
 
     def set_np_mode(self, unit: PppUnit, protocol: int, mode: NpMode) -> None: ...
+
+    def idle_seconds(self, unit: PppUnit) -> tuple[int, int]:
+        """Seconds since the unit last sent and last received data (``PPPIOCGIDLE``)."""
+        ...
 
     def interfaces(self, netns: str | None) -> InterfaceOps: ...
 
@@ -160,6 +181,12 @@ class PppNetwork:
         self, what: str, op: Callable[[], Awaitable[object]], *, essential: bool = True
     ) -> None:
         raise NotImplementedError
+
+    def _granted_up(self, protocol: PppProtocol, peer: IPAddress | None) -> None:
+        raise NotImplementedError  # ppp_grants.PppGrants
+
+    def _granted_down(self, protocol: PppProtocol) -> None:
+        raise NotImplementedError  # ppp_grants.PppGrants
 
     def _network_phase(self, event: NetworkPhase) -> None:
         self._mtu = event.mtu
@@ -279,6 +306,7 @@ class PppNetwork:
                     self._observe_up()
 
         self._queue(f"{event.protocol.name} up", bring_up)
+        self._granted_up(event.protocol, address[1])
 
     async def _write_resolv(self) -> None:
         """The learned DNS servers as resolv.conf lines in ``resolv_file`` (what pppd's
@@ -294,6 +322,7 @@ class PppNetwork:
     def _network_down(self, event: NetworkDown) -> None:
         data_protocol = PPP_IP if event.data_protocol is PppProtocol.IPV4 else PPP_IPV6
         self._np_mode(data_protocol, NpMode.DROP)
+        self._granted_down(event.protocol)
         address = self._addresses.pop(event.protocol, None)
         log.info("%s: %s down: %s", self.label, event.protocol.name, event.reason)
         if address is None or self.released:

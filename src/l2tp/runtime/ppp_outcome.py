@@ -25,6 +25,8 @@ class Ending(enum.Enum):
     PEER_TERMINATED = "terminated by the peer"
     NEGOTIATION_FAILED = "negotiation failed"
     HANGUP = "channel hung up"
+    IDLE_TIMEOUT = "idle time limit reached"
+    """No data crossed the interface for the verifier's Idle-Timeout (RFC 2865 5.28)."""
     LOCAL_FAILURE = "local failure"
     """The kernel refused what the link needs (unit, interface, address)."""
     INTERNAL_ERROR = "internal error"
@@ -46,6 +48,7 @@ ENDINGS: dict[Ending, tuple[CdnResult, ErrorCode | None, str]] = {
     Ending.PEER_TERMINATED: (R.LOST_CARRIER, None, "PPP link terminated by the peer"),
     Ending.NEGOTIATION_FAILED: (R.NO_FRAMING, None, "PPP negotiation failed"),
     Ending.HANGUP: (R.LOST_CARRIER, None, "PPP channel hung up"),
+    Ending.IDLE_TIMEOUT: (R.ADMINISTRATIVE, None, "PPP idle timeout"),
     Ending.LOCAL_FAILURE: (R.TEMPORARY_NO_FACILITIES, None, LOCAL_FAILURE),
     Ending.INTERNAL_ERROR: (R.GENERAL_ERROR, None, LOCAL_FAILURE),
     Ending.SESSION_TIMEOUT: (R.ADMINISTRATIVE, None, "PPP connect time limit reached"),
@@ -54,8 +57,9 @@ ENDINGS: dict[Ending, tuple[CdnResult, ErrorCode | None, str]] = {
 
 The same Result Codes as the pppd backend gives for the same event (pppd's exit statuses
 11/19, 15, 0, 10, 13 (``maxconnect``, which pppd's RADIUS plugin sets from
-Session-Timeout) and 16 in :data:`l2tp.runtime.ppp.EXIT_TABLE`), so a peer sees the same
-CDN whichever PPP runs the session. The message never names the user.
+Session-Timeout), 12 (``idle``, from Idle-Timeout) and 16 in
+:data:`l2tp.runtime.ppp.EXIT_TABLE`), so a peer sees the same CDN whichever PPP runs
+the session. The message never names the user.
 """
 
 _V2_ONLY_RESULTS = frozenset(range(6, 12))
@@ -88,6 +92,8 @@ class BuiltinPppCounters:
     peer_terminated: int = 0
     negotiation_failed: int = 0
     hangups: int = 0
+    idle_timeouts: int = 0
+    """Sessions ended by the verifier's Idle-Timeout (RADIUS)."""
     local_failures: int = 0
     session_timeouts: int = 0
     """Sessions ended by their Session-Timeout (RADIUS Access-Accept or CoA)."""
@@ -101,6 +107,10 @@ class BuiltinPppCounters:
     """Frames the core could not parse (summed from each link's counters when it ends)."""
     interface_errors: int = 0
     """Interface requests (rename, MTU, up, addresses) the kernel refused."""
+    routes_added: int = 0
+    """Routes granted by the verifier (RADIUS Framed-Route) installed."""
+    route_errors: int = 0
+    """Granted routes the kernel refused (an equal route exists, ...): not installed."""
 
 
 ENDING_COUNTER = {
@@ -110,6 +120,7 @@ ENDING_COUNTER = {
     Ending.PEER_TERMINATED: "peer_terminated",
     Ending.NEGOTIATION_FAILED: "negotiation_failed",
     Ending.HANGUP: "hangups",
+    Ending.IDLE_TIMEOUT: "idle_timeouts",
     Ending.LOCAL_FAILURE: "local_failures",
     Ending.INTERNAL_ERROR: "local_failures",
     Ending.SESSION_TIMEOUT: "session_timeouts",

@@ -17,7 +17,7 @@ reaches a log line never shows them.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol as TypingProtocol
 
 from ..constants import AuthMethod
@@ -82,6 +82,20 @@ AuthRequest = PapRequest | ChapMd5Request | MsChapV2Request
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PeerRoute:
+    """A network reached through the peer, installed on its interface while IPCP is up
+    (RADIUS Framed-Route, RFC 2865 5.22). ``gateway`` None: the peer itself."""
+
+    destination: IPv4Network
+    gateway: IPv4Address | None = None
+    metric: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.metric is not None and not 0 <= self.metric <= 0xFFFFFFFF:
+            raise ValueError("a route metric is 0-4294967295")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class AuthDecision:
     """The verdict on one :data:`AuthRequest`.
 
@@ -95,8 +109,10 @@ class AuthDecision:
 
     The rest is for the driver, not the core: ``mtu`` caps the interface MTU
     (RADIUS Framed-MTU), ``session_timeout`` ends the session that many seconds
-    after it was granted (Session-Timeout), and ``authorization`` is whatever
-    else the verifier granted, kept by the driver for the session (RADIUS:
+    after it was granted (Session-Timeout), ``idle_timeout`` once no data has
+    crossed its interface for that many seconds (Idle-Timeout), ``routes`` go
+    through the peer while IPCP is up (Framed-Route), and ``authorization`` is
+    whatever else the verifier granted, kept by the driver for the session (RADIUS:
     :class:`l2tp.radius.auth.RadiusAuthorization`, with Class for accounting).
     """
 
@@ -107,6 +123,8 @@ class AuthDecision:
     dns: tuple[IPv4Address, ...] | None = None
     mtu: int | None = None
     session_timeout: float | None = None
+    idle_timeout: float | None = None
+    routes: tuple[PeerRoute, ...] = ()
     authorization: object | None = None
 
     def __post_init__(self) -> None:
@@ -118,6 +136,8 @@ class AuthDecision:
             raise ValueError("mtu must be positive")
         if self.session_timeout is not None and not self.session_timeout > 0:
             raise ValueError("session_timeout must be positive")
+        if self.idle_timeout is not None and not self.idle_timeout > 0:
+            raise ValueError("idle_timeout must be positive")
 
 
 class Authenticator(TypingProtocol):
