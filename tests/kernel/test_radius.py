@@ -107,7 +107,7 @@ class Lns(DaemonProcess):
     FORK = True
 
 
-def lns_config(listen: str, radius: FreeRadius) -> str:
+def lns_config(listen: str, radius: FreeRadius, spool: Path) -> str:
     return f"""
 [listener.main]
 listen = "{listen}:1701"
@@ -125,6 +125,8 @@ auth_servers = [{{ address = "127.0.0.1:{radius.auth_port}", secret = "{SECRET}"
 timeout = 1000
 retries = 2
 nas_identifier = "kernel-lns"
+acct_servers = [{{ address = "127.0.0.1:{radius.acct_port}", secret = "{SECRET}" }}]
+spool = "{spool}"
 """
 
 
@@ -260,7 +262,7 @@ def radius_lns(
     )
     try:
         radius.start()  # a process, no thread: the daemon can still be forked
-        lns.path.write_text(lns_config(pair.a4, radius))
+        lns.path.write_text(lns_config(pair.a4, radius, workdir / "acct.spool"))
         lns.start()
         with ThreadPoolExecutor(len(clients)) as pool:
             list(pool.map(lambda c: c.start(), clients.values()))
@@ -374,8 +376,11 @@ def test_ctl_status_shows_the_radius_counters(radius_lns: RadiusLns) -> None:
     auth = status["auth"]
     assert auth["accepts"] >= 2 and auth["rejects"] >= 1 and auth["timeouts"] == 0, status
     assert auth["bad_routes"] == 1, status
-    (server,) = status["servers"].values()
+    servers = status["servers"]  # the authentication and the accounting server
+    assert len(servers) == 2, status
+    server = servers[f"127.0.0.1:{s.radius.auth_port}"]
     assert server["accepts"] == auth["accepts"] and server["rejects"] == auth["rejects"]
+    assert status["accounting"]["accounting_starts"] >= 2, status
     granted = status["granted"]
     assert granted["routes_added"] == 3 and granted["route_errors"] == 0, status
     assert granted["idle_timeouts"] == 1, status
@@ -396,3 +401,26 @@ def test_hang_up_ends_the_session_and_takes_its_routes_away(radius_lns: RadiusLn
     assert not {ROUTED, ROUTED_PLAIN, ROUTED_VIA} & set(routes(s.pair.ns_a))
     wait_until(lambda: "session closed by peer" in s.lns.output(), 10, "the CDN from the LAC")
     assert "IPCP down: User request" in s.lns.output()
+
+    # Accounting (RFC 2866) in FreeRADIUS's detail file: the Stop of the CHAP session
+    # carries the interface's counters read just before the hang-up (plus at most the
+    # few frames after it), and the cause of its end; the idle session's says Idle-Timeout.
+    def stops() -> dict[str, dict[str, str]]:
+        return {
+            r.get("User-Name", ""): r
+            for r in s.radius.detail_records()
+            if r.get("Acct-Status-Type") == "Stop"
+        }
+
+    wait_until(lambda: {"chap-user", "ms-user"} <= set(stops()), 15, "the two Stop records")
+    starts = [r for r in s.radius.detail_records() if r.get("Acct-Status-Type") == "Start"]
+    assert {r.get("Framed-IP-Address") for r in starts} >= {CHAP_ADDRESS, IDLE_ADDRESS}
+    stop = stops()["chap-user"]
+    assert stop["Framed-IP-Address"] == CHAP_ADDRESS
+    assert stop["Acct-Terminate-Cause"] == "User-Request", stop
+    assert "L2TP" in (stop.get("Tunnel-Type"), stop.get("Tunnel-Type:0")), stop
+    for attribute, side in (("Acct-Input-Octets", "rx"), ("Acct-Output-Octets", "tx")):
+        before = s.final_counters[f"{side}_bytes"]
+        assert before <= int(stop[attribute]) <= before + 1500, (attribute, before, stop)
+    assert int(stop["Acct-Input-Packets"]) >= s.final_counters["rx_packets"]
+    assert stops()["ms-user"]["Acct-Terminate-Cause"] == "Idle-Timeout"

@@ -184,3 +184,36 @@ def test_description_of_an_ipv6_tunnel_with_a_wildcard_local_address() -> None:
         b.close()
 
     run(scenario)
+
+
+def test_peer_terminate_request_is_the_cause_when_the_cdn_clears_the_session_first(
+    tmp_path: Path,
+) -> None:
+    """The user's PPP sends LCP Terminate-Request, then its LAC clears the call before
+    our LCP has left Stopping (RFC 1661: a restart period): the control plane stops the
+    link, which then has no ending of its own, but the observer (accounting) is told
+    PEER_TERMINATED (Acct-Terminate-Cause User-Request), not nothing (Lost-Carrier)."""
+
+    async def scenario() -> None:
+        pair = make_pair()
+        recorder = Recorder(lambda: any(c[0] == "release" for c in pair.lns_kernel.calls))
+        pair.lns.observer = recorder
+        try:
+            await pair.start(lns_options(tmp_path), lac_options())
+            await until(lambda: recorder.events, "session up")
+            (lac_link,) = pair.lac.links.values()
+            (lns_link,) = pair.lns.links.values()
+            for fd in lac_link._readers:  # deaf from now on: it never hangs up by itself
+                lac_link.loop.remove_reader(fd)
+            lac_link.conn.close(lac_link.loop.time(), "user hung up")
+            lac_link._transmit()
+            await until(lambda: lns_link.peer_terminated, "the Terminate-Request taken")
+            assert lns_link.ending is None  # still in Stopping: nothing reported yet
+            await pair.lns.stop(pair.sessions["lns"])  # the LAC's CDN arrived
+            await until(lambda: len(recorder.events) == 2, "session down")
+            assert recorder.events[1][2] is Ending.PEER_TERMINATED
+            assert pair.lns.endings[pair.sessions["lns"].key] is None  # stopped, as before
+        finally:
+            await pair.close()
+
+    run(scenario)

@@ -67,6 +67,10 @@ class LinkDown:
     """LCP left Opened (This-Layer-Down). No network protocol is up any more."""
 
     reason: str
+    by_peer: bool = False
+    """The peer's Terminate-Request took it down (RFC 1661 5.5): the end of the link is
+    the peer's choice, though :class:`Terminated` follows only after the Stopping
+    state's restart timer (and may never come, if the session is cleared meanwhile)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -365,7 +365,7 @@ class PppConnection:
         self._auth_request = None
         restarting = self.lcp.state in (State.REQ_SENT, State.ACK_SENT)
         self.phase = Phase.ESTABLISH if restarting else Phase.TERMINATE
-        self._events.append(LinkDown(reason=reason))
+        self._events.append(LinkDown(reason=reason, by_peer=self.lcp.terminated_by_peer))
 
     def _lcp_finished(self, now: float) -> None:
         if self.config.passive and self.lcp.gave_up:

@@ -136,6 +136,8 @@ class PppLink(PppGrants, PppNetwork):
         self._is_up = False
         self.auth_method: str | None = None
         """The PPP authentication method that succeeded (None before or without)."""
+        self.peer_terminated = False
+        """The peer's LCP Terminate-Request took the link down (RFC 1661 5.5)."""
         self.observed: PppSessionView | None = None
         """What the observer was told at ``session_up`` (None: not told)."""
         self.peer_dns: tuple[IPv4Address, ...] = ()
@@ -407,6 +409,7 @@ class PppLink(PppGrants, PppNetwork):
             self._report(Ending.ECHO_FAILED)
         elif isinstance(event, LinkDown):
             self._drop_all()
+            self.peer_terminated = self.peer_terminated or event.by_peer
         elif isinstance(event, Terminated):
             self._terminated(event)
 
@@ -455,6 +458,16 @@ class PppLink(PppGrants, PppNetwork):
         self._finished.set()
         self._start_release()
         self._report(self.ending)
+
+    def _observed_ending(self) -> Ending | None:
+        """Why the link ended, for the session observer (accounting): the reported
+        ending, else the peer's Terminate-Request if one took the link down. The LAC's
+        CDN usually clears the session before LCP's Stopping state is over, and the
+        control plane's stop leaves no ending; the Terminate-Request was the cause
+        (Acct-Terminate-Cause User-Request, not the CDN's Lost-Carrier)."""
+        if self.ending is None and self.peer_terminated:
+            return Ending.PEER_TERMINATED
+        return self.ending
 
     def _report(self, ending: Ending) -> None:
         """``report_down`` once, with the CDN of ``ending`` (not while being stopped).
@@ -677,7 +690,7 @@ class PppLink(PppGrants, PppNetwork):
             return
         try:
             async with asyncio.timeout(OBSERVER_WAIT):
-                await observer.session_down(view, self.ending)
+                await observer.session_down(view, self._observed_ending())
         except TimeoutError:
             log.warning("%s: session observer took over %.1f s (down)", self.label, OBSERVER_WAIT)
         except Exception:

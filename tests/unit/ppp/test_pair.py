@@ -217,6 +217,10 @@ def test_peer_terminate() -> None:
     assert tail == ["NetworkDown", "NetworkDown", "LinkDown", "Terminated"]
     assert pair.a.of(Terminated)[0] == Terminated(by_peer=True, reason="user hung up")
     assert pair.p.of(Terminated)[0] == Terminated(by_peer=False, reason="user hung up")
+    # LinkDown already says whose choice it was: the Terminated of the end that was
+    # asked comes a restart period later, if the session is not cleared before.
+    assert pair.a.of(LinkDown) == [LinkDown(reason="user hung up", by_peer=True)]
+    assert pair.p.of(LinkDown) == [LinkDown(reason="user hung up", by_peer=False)]
     # The closer finishes on the Terminate-Ack; the other end waits one restart
     # period in Stopping first (RFC 1661 4.3 RTR in Opened: tld, zrc, sta/5).
     assert pair.now == start + 3.0
@@ -409,7 +413,7 @@ def test_link_down_reports_every_network_down_first() -> None:
     assert {e.data_protocol for e in pair.a.of(NetworkDown)} == {Protocol.IPV4, Protocol.IPV6}
     assert all(e.reason == "maintenance" for e in pair.a.of(NetworkDown))
     assert phase_of(pair.a.conn) is Phase.DEAD
-    assert pair.a.of(LinkDown)[0].reason == "maintenance"
+    assert pair.a.of(LinkDown)[0] == LinkDown(reason="maintenance", by_peer=False)
 
 
 def test_lcp_renegotiation_reruns_authentication_and_ncps() -> None:
