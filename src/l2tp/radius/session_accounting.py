@@ -157,6 +157,11 @@ class PppAccounting:
             interim_interval=info.interim_interval if info else None,
         )
 
+    def peer_terminated(self, view: PppSessionView) -> None:
+        """The user's PPP sent LCP Terminate-Request (the link's observer hook): the
+        session's cause, unless a reason was noted before (a CDN that came first)."""
+        self.note_end(view.key, SessionEnd.PEER_TERMINATED)
+
     def session_up(self, view: PppSessionView) -> None:
         if view.session.role is not Role.LNS or view.key in self.active:
             return

@@ -409,7 +409,9 @@ class PppLink(PppGrants, PppNetwork):
             self._report(Ending.ECHO_FAILED)
         elif isinstance(event, LinkDown):
             self._drop_all()
-            self.peer_terminated = self.peer_terminated or event.by_peer
+            if event.by_peer and not self.peer_terminated:
+                self.peer_terminated = True
+                self._tell_peer_terminated()
         elif isinstance(event, Terminated):
             self._terminated(event)
 
@@ -459,15 +461,20 @@ class PppLink(PppGrants, PppNetwork):
         self._start_release()
         self._report(self.ending)
 
-    def _observed_ending(self) -> Ending | None:
-        """Why the link ended, for the session observer (accounting): the reported
-        ending, else the peer's Terminate-Request if one took the link down. The LAC's
-        CDN usually clears the session before LCP's Stopping state is over, and the
-        control plane's stop leaves no ending; the Terminate-Request was the cause
-        (Acct-Terminate-Cause User-Request, not the CDN's Lost-Carrier)."""
-        if self.ending is None and self.peer_terminated:
-            return Ending.PEER_TERMINATED
-        return self.ending
+    def _tell_peer_terminated(self) -> None:
+        """Tell the observer (accounting) now that the peer's Terminate-Request took the
+        link down: the LAC's CDN usually clears the session before LCP's Stopping state
+        is over, so the link then ends with no ending of its own, and whichever the
+        observer heard of first, this or the CDN, is why the session ended
+        (Acct-Terminate-Cause User-Request, or the CDN's cause)."""
+        observer = self.settings.observer
+        hook = getattr(observer, "peer_terminated", None)
+        if hook is None or self.observed is None:
+            return
+        try:
+            hook(self.observed)
+        except Exception:
+            log.exception("%s: session observer failed (peer terminated)", self.label)
 
     def _report(self, ending: Ending) -> None:
         """``report_down`` once, with the CDN of ``ending`` (not while being stopped).
@@ -690,7 +697,7 @@ class PppLink(PppGrants, PppNetwork):
             return
         try:
             async with asyncio.timeout(OBSERVER_WAIT):
-                await observer.session_down(view, self._observed_ending())
+                await observer.session_down(view, self.ending)
         except TimeoutError:
             log.warning("%s: session observer took over %.1f s (down)", self.label, OBSERVER_WAIT)
         except Exception:

@@ -66,3 +66,10 @@ class SessionObserver(Protocol):
         control plane stopped it (CDN, StopCCN, operator, shutdown: the caller that
         stopped it knows why). Its interface still exists while this runs."""
         ...
+
+
+# An observer may also define ``peer_terminated(view)``: called (on the loop, at most once
+# per session) when the peer's LCP Terminate-Request takes an up session's link down, at
+# that moment. Its LAC's CDN usually follows before LCP's Stopping state is over, and the
+# link then ends with no ending of its own: whichever of the two the observer hears of
+# first is why the session ended (PppAccounting: User-Request, or the CDN's cause).
