@@ -165,17 +165,8 @@ def read_servers(
             return None
         before = len(r.errors)
         e = TableReader(r.file, f"{r.path}.{key}[{index}]", item, SERVER_KEYS, r.errors)
-        address = None
-        text = e.nonempty_string("address")
-        if text is not None:
-            try:
-                address = parse_endpoint(text, resolver, min_port=1)
-            except ValueError as exc:
-                e.error("address", f"{show(text)} is not a valid address: {exc}")
-            else:
-                if not _has_port(text):
-                    address = Endpoint(address=address.address, port=default_port)
-        elif not e.has("address"):
+        address = _read_endpoint(e, "address", resolver, default_port)
+        if address is None and not e.has("address"):
             e.error("address", "missing (required for every server)")
         secret, secret_file = _read_secret(e)
         if address is None or len(r.errors) > before:
@@ -289,6 +280,24 @@ def read_accounting(r: TableReader, resolver: Resolver | None) -> RadiusAccounti
     )
 
 
+def _read_endpoint(
+    r: TableReader, key: str, resolver: Resolver | None, default_port: int
+) -> Endpoint | None:
+    """``key``'s address (``HOST``, ``HOST:PORT`` or ``[V6]:PORT``), ``default_port``
+    when it names none; None (with the error noted) when absent or not an address."""
+    text = r.nonempty_string(key)
+    if text is None:
+        return None
+    try:
+        endpoint = parse_endpoint(text, resolver, min_port=1)
+    except ValueError as exc:
+        r.error(key, f"{show(text)} is not a valid address: {exc}")
+        return None
+    if _has_port(text):
+        return endpoint
+    return Endpoint(address=endpoint.address, port=default_port)
+
+
 def read_dae(radius: TableReader, resolver: Resolver | None) -> DaeSection | None:
     """``[radius.dae]`` (None when absent or wrong); errors name ``radius.dae``."""
     if not radius.has("dae"):
@@ -299,17 +308,8 @@ def read_dae(radius: TableReader, resolver: Resolver | None) -> DaeSection | Non
         return None
     before = len(radius.errors)
     r = TableReader(radius.file, f"{radius.path}.dae", raw, DAE_KEYS, radius.errors)
-    listen = None
-    text = r.nonempty_string("listen")
-    if text is not None:
-        try:
-            listen = parse_endpoint(text, resolver, min_port=1)
-        except ValueError as exc:
-            r.error("listen", f"{show(text)} is not a valid address: {exc}")
-        else:
-            if not _has_port(text):
-                listen = Endpoint(address=listen.address, port=RADIUS_DAE_PORT)
-    elif not r.has("listen"):
+    listen = _read_endpoint(r, "listen", resolver, RADIUS_DAE_PORT)
+    if listen is None and not r.has("listen"):
         r.error("listen", 'missing (the address to listen on, e.g. "192.0.2.1" for port 3799)')
     clients = _read_clients(r, listen)
     if not r.has("clients"):
