@@ -6,7 +6,8 @@ under /etc touched) and runs ``freeradius -f -l stdout -d DIR`` in the foregroun
 * one client, 127.0.0.1, with :data:`SECRET`;
 * authentication and accounting listeners on ports picked free on 127.0.0.1
   (:attr:`FreeRadius.auth_port`, :attr:`FreeRadius.acct_port`), in the test's
-  namespace or (``netns``) in a kernel test's fresh one, where any port is free;
+  namespace or (``netns``) in a kernel test's fresh one, where any port is free; or on
+  fixed ports (``auth_port=1812`` for l2tpns, which has no setting for the port);
 * the ``files`` module reading a ``users`` file (the test's, or :data:`USERS`: PAP,
   CHAP-MD5 and MS-CHAPv2 users with reply attributes), and the ``pap``, ``chap`` and
   ``mschap`` modules to check each method;
@@ -14,11 +15,15 @@ under /etc touched) and runs ``freeradius -f -l stdout -d DIR`` in the foregroun
   which tests read (:meth:`FreeRadius.detail_records`).
 
 The configuration is the least FreeRADIUS 3.2 runs with (no EAP, SQL or certificates,
-which the packaged configuration loads), the same shape as tests/kernel/test_l2tpns.py.
+which the packaged configuration loads: slow in the emulated VM, and nothing here needs
+them); the loopback tier and the kernel tier (tests/kernel/test_radius.py,
+tests/kernel/test_l2tpns.py) share it.
 It must run as root (FreeRADIUS's own rule for reading its configuration is not the
 problem; the packaged binary wants to open its log and pid paths): the loopback tier
 does. :meth:`FreeRadius.start` waits for "Ready to process requests";
-:meth:`FreeRadius.stop` sends SIGTERM and waits.
+:meth:`FreeRadius.stop` sends SIGTERM and waits. ``start(wait=False)`` then
+:meth:`FreeRadius.wait_ready` lets a test start other processes meanwhile. Unlike l2tpns,
+FreeRADIUS does not signal its process group on exit, so it needs no ``setsid``.
 """
 
 from __future__ import annotations
@@ -152,10 +157,19 @@ class FreeRadius:
     """One FreeRADIUS process with a private configuration in ``workdir`` (module doc)."""
 
     def __init__(
-        self, workdir: Path, users: str = USERS, secret: str = SECRET, *, netns: str | None = None
+        self,
+        workdir: Path,
+        users: str = USERS,
+        secret: str = SECRET,
+        *,
+        netns: str | None = None,
+        auth_port: int = 0,
+        acct_port: int = 0,
     ) -> None:
         self.netns = netns
         """Run inside this network namespace (``ip netns exec``; the kernel tier's LNS)."""
+        self.fixed_ports = (auth_port, acct_port)
+        """Ports to listen on (0: one picked free at each start)."""
         self.dir = workdir / "raddb"
         self.log = workdir / "freeradius.log"
         self.users = users
@@ -174,15 +188,17 @@ class FreeRadius:
         except FileNotFoundError:
             return ""
 
-    def start(self, timeout: float = 30.0, *, keep_ports: bool = False) -> None:
+    def start(self, timeout: float = 30.0, *, keep_ports: bool = False, wait: bool = True) -> None:
         """Start (``keep_ports``: again on the ports of the last start, as a server that
-        was restarted; its ``detail`` file is kept either way)."""
+        was restarted; its ``detail`` file is kept either way) and, with ``wait``, wait
+        until it is ready (else call :meth:`wait_ready`)."""
         freeradius = require_tool("freeradius")
         self.dir.mkdir(parents=True, exist_ok=True)
         if not (keep_ports and self.auth_port and self.acct_port):
-            self.auth_port = free_udp_port()
-            self.acct_port = free_udp_port()
-            while self.acct_port == self.auth_port:
+            fixed_auth, fixed_acct = self.fixed_ports
+            self.auth_port = fixed_auth or free_udp_port()
+            self.acct_port = fixed_acct or free_udp_port()
+            while self.acct_port == self.auth_port and not fixed_acct:
                 self.acct_port = free_udp_port()
         (self.dir / "users").write_text(self.users)
         conf = radiusd_conf(self.dir, self.auth_port, self.acct_port, self.secret)
@@ -194,6 +210,12 @@ class FreeRadius:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        if wait:
+            self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        """Wait for "Ready to process requests"; AssertionError with the log (the
+        process stopped) if it exits or is late."""
 
         def ready() -> bool:
             assert self.proc is not None

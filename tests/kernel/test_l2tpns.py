@@ -6,9 +6,10 @@ through a tun device; it authenticates every PPP session against RADIUS, so Free
 files under the test's temporary directory, never the machine's /etc ones (the facts this
 needs are in docs/testing.md, "l2tpns and FreeRADIUS"):
 
-* FreeRADIUS from a minimal ``radiusd.conf`` (``-d DIR``): one client (127.0.0.1), the
-  ``files``, ``pap`` and ``chap`` modules, a ``users`` file with the test user and the
-  Framed-IP-Address l2tpns must hand our side in IPCP;
+* FreeRADIUS from tests/freeradius.py (:class:`~tests.freeradius.FreeRadius`, its
+  minimal ``radiusd.conf``) inside the LNS's namespace, its authentication listener on
+  the fixed port 1812 (l2tpns's ``primary_radius`` has no port), with a ``users`` file
+  holding the test user and the Framed-IP-Address l2tpns must hand our side in IPCP;
 * l2tpns with ``-c CONFIG``, and its address pool, which it reads only from the fixed
   path /etc/l2tpns/ip_pool, bind-mounted from the temporary directory inside the mount
   namespace ``ip netns exec`` gives it.
@@ -31,6 +32,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.freeradius import SECRET as RADIUS_SECRET
+from tests.freeradius import FreeRadius
 from tests.helpers import require_tool
 from tests.kernel.conftest import VethPair, wait_until
 from tests.kernel.daemons import DaemonProcess, ManagedProcess
@@ -40,7 +43,6 @@ from tests.kernel.xl2tpd_harness import save_artifact
 
 pytestmark = pytest.mark.kernel
 
-RADIUS_SECRET = "radius-s3cret"
 USER, PASSWORD = "lnsuser", "l2tpns-pass"
 TUN_ADDRESS = "10.74.0.1"
 """l2tpns's tun address, also what it gives our side as the peer's address in IPCP."""
@@ -48,6 +50,11 @@ POOL = "10.74.0.16/28"
 FRAMED_ADDRESS = "10.74.0.20"
 """From RADIUS (Framed-IP-Address), inside the pool: l2tpns must take it over the pool's
 first free address."""
+RADIUS_USERS = (
+    f'{USER} Cleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED_ADDRESS}\n'
+)
+RADIUS_PORT = 1812
+"""l2tpns asks only 127.0.0.1:1812 (``primary_radius`` takes an address, no port)."""
 
 
 LCP_UP_BOUND = 1.5
@@ -63,94 +70,6 @@ LCP_UP = re.compile(r"LCP up after (\d+\.\d+) s")
 class Kl2tpd(DaemonProcess):
     MODULE = "l2tp.daemons.kl2tpd"
     VERBOSITY = "-vv"
-
-
-class Radius(ManagedProcess):
-    """FreeRADIUS in the foreground (``-f``) logging to stdout, from a private config."""
-
-    def __init__(self, ns: str, workdir: Path) -> None:
-        super().__init__("freeradius", workdir / "freeradius.log")
-        self.ns = ns
-        self.dir = workdir / "raddb"
-
-    def is_ready(self) -> bool:
-        return "Ready to process requests" in self.output()
-
-    def start(self) -> None:
-        freeradius = require_tool("freeradius")
-        self.dir.mkdir()
-        (self.dir / "radiusd.conf").write_text(radiusd_conf(self.dir))
-        (self.dir / "users").write_text(
-            f'{USER} Cleartext-Password := "{PASSWORD}"\n\tFramed-IP-Address = {FRAMED_ADDRESS}\n'
-        )
-        argv = ["ip", "netns", "exec", self.ns, freeradius, "-f", "-l", "stdout"]
-        self.spawn([*argv, "-d", str(self.dir)])
-
-
-def radiusd_conf(raddb: Path) -> str:
-    """The least FreeRADIUS 3.2 runs with: no EAP, SQL or certificates, which the packaged
-    configuration loads (slow in the emulated VM, and nothing here needs them)."""
-    return f"""\
-prefix = /usr
-exec_prefix = /usr
-sysconfdir = /etc
-localstatedir = /var
-sbindir = /usr/sbin
-libdir = /usr/lib/freeradius
-raddbdir = {raddb}
-confdir = {raddb}
-logdir = {raddb}
-run_dir = {raddb}
-db_dir = {raddb}
-pidfile = {raddb}/radiusd.pid
-name = freeradius
-max_request_time = 10
-cleanup_delay = 1
-max_requests = 256
-hostname_lookups = no
-log {{
-    destination = stdout
-    auth = yes
-}}
-security {{
-    allow_core_dumps = no
-}}
-client localhost {{
-    ipaddr = 127.0.0.1
-    secret = {RADIUS_SECRET}
-}}
-modules {{
-    files {{
-        filename = {raddb}/users
-    }}
-    pap {{
-    }}
-    chap {{
-    }}
-}}
-server default {{
-    listen {{
-        type = auth
-        ipaddr = 127.0.0.1
-        port = 1812
-    }}
-    authorize {{
-        chap
-        files
-        pap
-    }}
-    authenticate {{
-        Auth-Type PAP {{
-            pap
-        }}
-        Auth-Type CHAP {{
-            chap
-        }}
-    }}
-    post-auth {{
-    }}
-}}
-"""
 
 
 class L2tpns(ManagedProcess):
@@ -226,13 +145,23 @@ def procs() -> Iterator[list[ManagedProcess]]:
         save_artifact(proc.log, f"l2tpns-test-{proc.log.name}")
 
 
+@pytest.fixture
+def radius(veth_pair: VethPair, tmp_path: Path) -> Iterator[FreeRadius]:
+    """FreeRADIUS in the LNS's namespace (not started: the test starts it beside the
+    others), stopped and its log kept afterwards: after the daemons of ``procs`` (the
+    test asks for this fixture first), so that the LNS never outlives its server."""
+    require_tool("freeradius")
+    server = FreeRadius(tmp_path, RADIUS_USERS, netns=veth_pair.ns_a, auth_port=RADIUS_PORT)
+    yield server
+    server.stop()
+    save_artifact(server.log, f"l2tpns-test-{server.log.name}")
+
+
 def test_kl2tpd_builtin_ppp_to_l2tpns_with_freeradius(
-    veth_pair: VethPair, procs: list[ManagedProcess], tmp_path: Path
+    veth_pair: VethPair, radius: FreeRadius, procs: list[ManagedProcess], tmp_path: Path
 ) -> None:
     require_tool("l2tpns")
-    require_tool("freeradius")
     pair = veth_pair
-    radius = Radius(pair.ns_a, tmp_path)
     lns = L2tpns(pair.ns_a, tmp_path, pair.a4, "va")
     lac = Kl2tpd(
         pair.ns_b,
@@ -255,13 +184,13 @@ password = "{PASSWORD}"
     with ppp_capture(pair.ns_a, "va", tmp_path / "l2tpns.pcap") as pcap:
         # All three start at once: kl2tpd's start (~10 s in the VM) outlasts l2tpns's
         # election (~2 s), and an SCCRQ sent before that would be retransmitted.
-        for proc in (radius, lns):
-            procs.append(proc)
-            proc.start()
+        radius.start(wait=False)
+        procs.append(lns)
+        lns.start()
         procs.append(lac)
         lac.start(wait_ready=False)
-        for proc in (radius, lns):
-            proc.wait_ready(20)
+        radius.wait_ready(20)
+        lns.wait_ready(20)
         lac.wait_ready(60)
 
         def up() -> bool:
@@ -270,7 +199,8 @@ password = "{PASSWORD}"
         try:
             wait_until(up, 30, "the PPP session to l2tpns up")
         except AssertionError as exc:
-            logs = "\n".join(f"--- {p.label}\n{p.output()}" for p in (lac, lns, radius))
+            logs = "\n".join(f"--- {p.label}\n{p.output()}" for p in (lac, lns))
+            logs += f"\n--- freeradius\n{radius.output()}"
             raise AssertionError(f"{exc}\n{logs}") from None
         local, peer = ppp_links(pair.ns_b)["to-l2tpns"]["inet"]
         assert (local, peer) == (FRAMED_ADDRESS, TUN_ADDRESS)

@@ -24,6 +24,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
 from l2tp import config as cfg
 from l2tp.daemons import common
@@ -45,27 +46,30 @@ from l2tp.runtime.ppp import PppdExitStatus, login_failed
 log = logging.getLogger("l2tp.kl2tpd")
 
 
-class TunnelRunner:
+@dataclass(eq=False, repr=False)
+class _RunnerBase:
+    """What :class:`Kl2tpd` reads of every runner of a ``[tunnel.T]``, whichever kind:
+    its table (a reload compares it), whether it is being stopped (its end is then no
+    failure) and its task, whose end without a stop means the tunnel has nothing left to
+    do (the daemon's liveness, :meth:`Kl2tpd._check_alive`). A dataclass so that each
+    kind adds its own fields without repeating the constructor."""
+
+    ctx: L2tpContext
+    config: cfg.TunnelSection
+    stop_timeout: float
+    log: logging.Logger = field(default=log, kw_only=True)
+    stopping: bool = field(default=False, init=False)
+    task: asyncio.Task[None] | None = field(default=None, init=False)
+
+
+@dataclass(eq=False, repr=False)
+class TunnelRunner(_RunnerBase):
     """One ``[tunnel.T]``: open, place the calls, redial per the config."""
 
-    def __init__(
-        self,
-        ctx: L2tpContext,
-        config: cfg.TunnelSection,
-        stop_timeout: float,
-        *,
-        log: logging.Logger = log,
-    ) -> None:
-        self.ctx = ctx
-        self.config = config
-        self.log = log
-        self.stop_timeout = stop_timeout
-        self.handle: TunnelHandle | None = None
-        self.stopping = False
-        self.task: asyncio.Task[None] | None = None
-        self.on_session_end: Callable[[bool], None] | None = None
-        """Told, when each established session ends, whether our PPP failed to log in."""
-        self.watchers: set[asyncio.Task[None]] = set()
+    handle: TunnelHandle | None = field(default=None, init=False)
+    on_session_end: Callable[[bool], None] | None = field(default=None, init=False)
+    """Told, when each established session ends, whether our PPP failed to log in."""
+    watchers: set[asyncio.Task[None]] = field(default_factory=set, init=False)
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.run(), name=f"tunnel-{self.config.name}")
@@ -188,25 +192,17 @@ class TunnelRunner:
         await asyncio.gather(*(t for t in (self.task, *self.watchers) if t), return_exceptions=True)
 
 
-class PoolRunner:
+@dataclass(eq=False, repr=False)
+class PoolRunner(_RunnerBase):
     """One ``[tunnel.T]`` whose ``peer`` is a list: an :class:`LnsPool` keeps its
     sessions placed over the LNSes (docs/daemons.md, "LNS selection and failover")."""
 
-    def __init__(
-        self,
-        ctx: L2tpContext,
-        config: cfg.TunnelSection,
-        stop_timeout: float,
-        *,
-        log: logging.Logger = log,
-    ) -> None:
-        self.config = config
-        self.log = log
-        self.stopping = False
-        self.task: asyncio.Task[None] | None = None
-        t = config
+    pool: LnsPool = field(init=False)
+
+    def __post_init__(self) -> None:
+        t = self.config
         self.pool = LnsPool(
-            ctx,
+            self.ctx,
             lns_endpoints(t),
             [
                 PoolCall(name=s.name, params=session_call(s), options=session_options(s))
@@ -218,8 +214,8 @@ class PoolRunner:
             local=(str(t.local.address), t.local.port) if t.local is not None else None,
             encap=encap(t.encap),
             name=t.name,
-            stop_timeout=stop_timeout,
-            logger=log,
+            stop_timeout=self.stop_timeout,
+            logger=self.log,
         )
 
     def start(self) -> None:

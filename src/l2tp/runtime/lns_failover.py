@@ -37,29 +37,40 @@ endpoint is left to try.
 One task (the *pump*) does every placement, woken by outcomes and by the next
 deadline (a retry, or a denial's end); a task per tunnel and per call awaits that
 object's outcome and reports to the pool. Nothing here blocks.
+
+What the pool keeps of each call and tunnel, the retry rules and the ``peers`` records
+are in :mod:`l2tp.runtime.lns_pool_state` (:class:`PoolCall` and :class:`RetryPolicy`
+are defined there and importable from here too).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import logging
 import random
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from l2tp.kernel.constants import EncapType
 from l2tp.protocol.constants import CdnResult, StopCcnResult
-from l2tp.protocol.events import CallParams, SessionClosed, TunnelClosed
+from l2tp.protocol.events import SessionClosed, TunnelClosed
 from l2tp.protocol.tunnel import TunnelConfig
 
-from .backend import Address, SessionOptions
+from .backend import Address
 from .context import L2tpContext
 from .errors import SessionFailed, TunnelFailed
 from .handles import TunnelHandle
+from .lns_pool_state import (
+    CallSlot,
+    PoolCall,
+    PoolTunnel,
+    RetryPolicy,
+    endpoint_config,
+    log_value,
+    peer_records,
+    wall_clock,
+)
 from .lns_selection import (
     DenyReason,
     LnsEndpoint,
@@ -68,7 +79,6 @@ from .lns_selection import (
     PeerRestored,
     PeerState,
     SelectionPolicy,
-    backoff_delay,
     call_outcome,
     tunnel_outcome,
 )
@@ -77,74 +87,6 @@ from .session_handle import SessionHandle
 __all__ = ["LnsPool", "PoolCall", "RetryPolicy"]
 
 log = logging.getLogger("l2tp.runtime.lns")
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class PoolCall:
-    """One call the pool keeps placed; ``name`` is unique in the pool."""
-
-    name: str
-    params: CallParams | None = None
-    options: SessionOptions | None = None
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class RetryPolicy:
-    """When a call that lost its place is placed again.
-
-    A call whose endpoint was denylisted is placed again at once (on the next choice).
-    Any other failure waits ``first`` seconds, doubling per consecutive failure up to
-    ``cap``; with ``redial`` off such a call is given up instead, as is a call for
-    which no endpoint is available. ``max_attempts`` (0: no limit) gives a call up
-    after that many consecutive failures. A call that comes up starts counting anew.
-    """
-
-    redial: bool = True
-    first: float = 5.0
-    cap: float = 60.0
-    max_attempts: int = 0
-
-
-class _Slot:
-    __slots__ = ("call", "failures", "gave_up", "handle", "index", "moving", "retry_at")
-
-    def __init__(self, call: PoolCall) -> None:
-        self.call = call
-        self.index: int | None = None
-        self.handle: SessionHandle | None = None
-        self.failures = 0
-        self.retry_at = 0.0
-        self.gave_up = False
-        self.moving = False
-
-
-class _Tunnel:
-    __slots__ = ("denied", "ended", "established", "handle", "index", "requested", "task")
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-        self.handle: TunnelHandle | None = None
-        self.task: asyncio.Task[None] | None = None
-        self.established = False
-        self.requested = False
-        """We close it on purpose (idle, stopping): its end denylists nothing."""
-        self.ended = False
-        """Its control connection is closed; its clean-up (backends, kernel) may still
-        be running, and its calls are placed again only once that is done."""
-        self.denied = False
-        """Its end denylisted the endpoint (its calls fail over at once)."""
-
-    @property
-    def usable(self) -> bool:
-        """Up and staying up: calls may be placed on it. Not while we close it (the
-        sans-IO tunnel refuses new sessions from StopCCN on) nor once it ended."""
-        return self.established and not self.requested and not self.ended and bool(self.handle)
-
-
-def wall_clock(loop_time: float, now: float) -> str:
-    """A loop time as UTC ISO 8601 (seconds): when a denial ends, for people."""
-    stamp = time.time() + (loop_time - now)
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(stamp))
 
 
 class LnsPool:
@@ -180,8 +122,8 @@ class LnsPool:
         self.selector = LnsSelector(
             endpoints, policy, rng=rng if rng is not None else random.Random()
         )
-        self.slots = {c.name: _Slot(c) for c in calls}
-        self.tunnels: dict[int, _Tunnel] = {}
+        self.slots = {c.name: CallSlot(c) for c in calls}
+        self.tunnels: dict[int, PoolTunnel] = {}
         """By endpoint index: the one tunnel of each endpoint in use."""
         self.done = asyncio.Event()
         """Set once every call was given up (nothing left to keep placed)."""
@@ -247,37 +189,7 @@ class LnsPool:
     def peers(self, now: float | None = None) -> list[dict[str, Any]]:
         """One record per endpoint: what ``l2tp ctl peers`` prints and the metrics read."""
         now = self.ctx.loop.time() if now is None else now
-        up: dict[int, int] = {}
-        for slot in self.slots.values():
-            if slot.index is not None and slot.handle is not None and slot.handle.established:
-                up[slot.index] = up.get(slot.index, 0) + 1
-        records = []
-        for st in self.selector.snapshot(now):
-            ep = st.endpoint
-            t = self.tunnels.get(st.index)
-            until = st.denylisted_until
-            records.append(
-                {
-                    "name": self.name,
-                    "peer": ep.label,
-                    "address": ep.address,
-                    "port": ep.port,
-                    "assignment_id": ep.assignment_id,
-                    "preference": ep.preference,
-                    "weight": ep.weight,
-                    "max_sessions": ep.max_sessions,
-                    "state": st.state.value,
-                    "tunnel_id": t.handle.tunnel_id if t is not None and t.handle else None,
-                    "sessions": st.sessions,
-                    "established": up.get(st.index, 0),
-                    "denylisted_until": None if until is None else wall_clock(until, now),
-                    "denylisted_for": None if until is None else round(until - now, 3),
-                    "reason": None if st.reason is None else st.reason.value,
-                    "result": st.result,
-                    "denylisted_total": {r.value: n for r, n in st.denylisted_total.items()},
-                }
-            )
-        return records
+        return peer_records(self.name, self.selector, self.slots, self.tunnels, now)
 
     # ------------------------------------------------------------ the pump
 
@@ -294,11 +206,7 @@ class LnsPool:
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     def _deadline(self) -> float | None:
-        times = [
-            s.retry_at
-            for s in self.slots.values()
-            if s.index is None and s.handle is None and not s.gave_up
-        ]
+        times = [s.retry_at for s in self.slots.values() if s.waiting]
         timer = self.selector.get_timer()
         if timer is not None:
             times.append(timer)
@@ -308,9 +216,7 @@ class LnsPool:
         self.selector.expire(now)
         self._report()
         for slot in self.slots.values():
-            if slot.gave_up or slot.index is not None or slot.handle is not None:
-                continue
-            if slot.retry_at > now:
+            if not slot.waiting or slot.retry_at > now:
                 continue
             index = self.selector.place(slot.call.name, now)
             if index is None:
@@ -328,18 +234,12 @@ class LnsPool:
             self.log.error("lns pool %s: every session was given up", self.name)
             self.done.set()
 
-    def _unplaceable(self, slot: _Slot, now: float) -> None:
-        if not self.retry.redial:
-            self._give_up(slot, "no LNS available")
-            return
-        timer = self.selector.get_timer()
-        if timer is not None and timer > now:
-            slot.retry_at = timer  # the next endpoint let off the denylist
-        else:  # every endpoint full: try again later (or when a place frees up)
-            r = self.retry
-            slot.retry_at = now + backoff_delay(max(slot.failures, 1), r.first, r.cap)
+    def _unplaceable(self, slot: CallSlot, now: float) -> None:
+        why = self.retry.when_unplaceable(slot, now, self.selector.get_timer())
+        if why is not None:
+            self._give_up(slot, why)
 
-    def _give_up(self, slot: _Slot, why: str) -> None:
+    def _give_up(self, slot: CallSlot, why: str) -> None:
         slot.gave_up = True
         self.log.error(
             "session given up: pool=%s session=%s failures=%d why=%s",
@@ -349,18 +249,11 @@ class LnsPool:
             why.replace(" ", "-"),
         )
 
-    def _failed(self, slot: _Slot, now: float, denied: bool) -> None:
+    def _failed(self, slot: CallSlot, now: float, denied: bool) -> None:
         """``slot`` lost its place after a failure; when to place it again."""
-        slot.failures += 1
-        r = self.retry
-        if r.max_attempts and slot.failures > r.max_attempts:
-            self._give_up(slot, f"{r.max_attempts} redials")
-        elif denied:
-            slot.retry_at = now  # fail over at once: the next choice is another endpoint
-        elif not r.redial:
-            self._give_up(slot, "failed and redial is off")
-        else:
-            slot.retry_at = now + backoff_delay(slot.failures, r.first, r.cap)
+        why = self.retry.after_failure(slot, now, denied)
+        if why is not None:
+            self._give_up(slot, why)
 
     def _report(self) -> None:
         """Log the selector's events as key=value lines."""
@@ -386,7 +279,7 @@ class LnsPool:
     def _ensure_tunnel(self, index: int) -> None:
         if index in self.tunnels:
             return
-        t = _Tunnel(index)
+        t = PoolTunnel(index)
         self.tunnels[index] = t
         self.selector.set_tunnel(index, PeerState.CONNECTING)
         t.task = self._spawn(self._run_tunnel(t))
@@ -402,17 +295,7 @@ class LnsPool:
         if not task.cancelled() and task.exception() is not None:
             self.log.error("lns pool %s: internal error", self.name, exc_info=task.exception())
 
-    def _tunnel_config(self, ep: LnsEndpoint) -> TunnelConfig:
-        """The pool's tunnel config with the endpoint's secret (RFC 2868 3.5), if any."""
-        if ep.secret is None:
-            return self.config
-        secret = ep.secret.encode()
-        if self.config.version == 3:
-            digest = self.config.digest_type if self.config.digest_type is not None else 0
-            return dataclasses.replace(self.config, secret=secret, digest_type=digest)
-        return dataclasses.replace(self.config, secret=secret, challenge=True)
-
-    async def _run_tunnel(self, t: _Tunnel) -> None:
+    async def _run_tunnel(self, t: PoolTunnel) -> None:
         ep = self.endpoints[t.index]
         closed: TunnelClosed | None = None
         error: str | None = None
@@ -420,7 +303,7 @@ class LnsPool:
             th = await self.ctx.open_tunnel(
                 (ep.address, ep.port),
                 self.local,
-                config=self._tunnel_config(ep),
+                config=endpoint_config(self.config, ep),
                 encap=self.encap,
                 wait=False,
             )
@@ -450,7 +333,7 @@ class LnsPool:
                 await th.wait_closed()  # its sessions' backends and kernel objects are gone
         self._tunnel_gone(t)
 
-    def _tunnel_up(self, t: _Tunnel, th: TunnelHandle) -> None:
+    def _tunnel_up(self, t: PoolTunnel, th: TunnelHandle) -> None:
         t.established = True
         self.selector.set_tunnel(t.index, PeerState.UP)
         ep = self.endpoints[t.index]
@@ -468,7 +351,7 @@ class LnsPool:
             self._close_idle(t)
         self._wake.set()
 
-    def _tunnel_ended(self, t: _Tunnel, closed: TunnelClosed | None, error: str | None) -> None:
+    def _tunnel_ended(self, t: PoolTunnel, closed: TunnelClosed | None, error: str | None) -> None:
         """The tunnel's control connection ended: judge why (denylisting the endpoint
         if it failed) and log it. Its calls stay placed until :meth:`_tunnel_gone`."""
         t.ended = True
@@ -507,12 +390,12 @@ class LnsPool:
             "-" if result is None else result,
             "ok" if reason is None else reason.value,
             len(self.selector.sessions_on(t.index)),
-            _quote(detail),
+            log_value(detail),
         )
         self._report()
         self._wake.set()
 
-    def _tunnel_gone(self, t: _Tunnel) -> None:
+    def _tunnel_gone(self, t: PoolTunnel) -> None:
         """The ended tunnel's clean-up is done (its sessions' backends stopped, its
         kernel objects deleted): place its calls again."""
         if self.tunnels.get(t.index) is t:
@@ -532,7 +415,7 @@ class LnsPool:
                 self._failed(slot, now, t.denied)
         self._wake.set()
 
-    def _close_idle(self, t: _Tunnel) -> None:
+    def _close_idle(self, t: PoolTunnel) -> None:
         """A tunnel no call uses any more: StopCCN 1 (it denylists nothing)."""
         if t.handle is None or t.requested or t.ended or self.stopping:
             return
@@ -541,7 +424,7 @@ class LnsPool:
 
     # ------------------------------------------------------------ calls
 
-    def _call(self, slot: _Slot, th: TunnelHandle) -> None:
+    def _call(self, slot: CallSlot, th: TunnelHandle) -> None:
         try:
             sh = th.place_call(slot.call.params, options=slot.call.options)
         except Exception:  # e.g. no session ID left: this call fails, the pool goes on
@@ -555,7 +438,7 @@ class LnsPool:
         slot.handle = sh
         self._spawn(self._run_call(slot, th, sh))
 
-    async def _run_call(self, slot: _Slot, th: TunnelHandle, sh: SessionHandle) -> None:
+    async def _run_call(self, slot: CallSlot, th: TunnelHandle, sh: SessionHandle) -> None:
         established = False
         closed: SessionClosed
         try:
@@ -667,10 +550,3 @@ async def _closed_event(th: TunnelHandle) -> TunnelClosed:
     finally:
         sub.close()
     return await th.wait_closed()  # the context closed its subscriptions
-
-
-def _quote(text: str) -> str:
-    """A free-text log value: quoted when it has spaces, ``-`` when empty."""
-    if not text:
-        return "-"
-    return f'"{text}"' if any(c.isspace() for c in text) else text
