@@ -101,6 +101,7 @@ def test_listener_table_loads_and_maps() -> None:
         lcp_echo_failure=3,
         ipv6=True,
         interface_name="l2tp%d",
+        listener="main",  # picks the listener's RADIUS, when it has its own
     )
 
 

@@ -323,6 +323,11 @@ def status_text(result: dict[str, Any]) -> str:
         if any(granted.values()):
             text = ", ".join(f"{v} {k.replace('_', ' ')}" for k, v in granted.items() if v)
             lines.append(("radius", f"granted: {text}"))
+        for listener, own in (radius.get("listeners") or {}).items():  # [listener.L.radius]
+            for name, c in own.get("servers", {}).items():
+                lines.append((f"radius {listener}", f"{name}: {_radius_counts(c)}"))
+            if isinstance(own.get("accounting"), dict):
+                lines.append((f"accounting {listener}", _accounting_counts(own["accounting"])))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

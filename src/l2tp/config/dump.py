@@ -35,6 +35,7 @@ from l2tp.config.model import (
     Version,
 )
 from l2tp.config.radius import dae_items, radius_items
+from l2tp.config.radius_listener import listener_radius_items
 
 Items = list[tuple[str, object]]
 
@@ -296,6 +297,8 @@ def dump_toml(config: Config) -> str:
         path = table_path("listener", listener.name)
         out += ["", *_toml_table(path, listener_items(listener, full=False))]
         out += _builtin_table(path, listener.builtin_ppp)
+        if listener.radius is not None:  # the effective table: inherited keys written out
+            out += ["", *_toml_table(f"{path}.radius", listener_radius_items(listener.radius))]
         for session in listener.sessions:
             spath = f"{path}.{table_path('session', session.name)}"
             out += ["", *_toml_table(spath, listener_session_items(session, full=False))]
@@ -333,6 +336,9 @@ def to_dict(config: Config) -> dict[str, object]:
         entry = {"name": listener.name}
         entry.update(_json_items(listener_items(listener, full=True)))
         entry["builtin_ppp"] = _builtin_json(listener.builtin_ppp)
+        entry["radius"] = (
+            None if listener.radius is None else _json_items(listener_radius_items(listener.radius))
+        )
         entry["sessions"] = [
             {
                 "name": s.name,

@@ -48,6 +48,7 @@ from l2tp.config.model import (
     FramingCap,
     ListenerSection,
     PeerEntry,
+    RadiusSection,
     SessionSection,
     TunnelMode,
     TunnelSection,
@@ -55,6 +56,7 @@ from l2tp.config.model import (
 )
 from l2tp.config.profiles import Profile, default_mode, profile_for
 from l2tp.config.radius import read_radius
+from l2tp.config.radius_listener import read_listener_radius, unique_spools
 from l2tp.config.sessions import (
     Inherited,
     TunnelFacts,
@@ -148,6 +150,7 @@ LISTENER_KEYS = frozenset(
         "ppp",
         "builtin_ppp",
         "session",
+        "radius",
     )
 )
 TOP_KEYS = frozenset(("tunnel", "listener", "hooks", "radius", *METRICS_KEYS))
@@ -175,6 +178,8 @@ class _Loader:
     """Accepted but without effect (go-l2tp keys we ignore): printed, never fatal."""
     radius_auth: bool = False
     """``[radius]`` names authentication servers (read before the listeners)."""
+    radius: RadiusSection | None = None
+    """The daemon's ``[radius]``, under each ``[listener.L.radius]`` (read before them)."""
 
     def error(self, path: str, key: str | None, reason: str) -> None:
         self.errors.append(ConfigError(self.file, path, key, reason))
@@ -584,13 +589,18 @@ class _Loader:
             control["hello_timeout"] = DEFAULT_HELLO_TIMEOUT
         limits = self.listener_limits(r, version)
         peers = r.networks("allowed_peers") or ()
+        raw_radius = table.get("radius")
+        radius = read_listener_radius(
+            self.file, path, raw_radius, self.radius, self.resolver, self.errors
+        )
+        own_auth = isinstance(raw_radius, dict) and "auth_servers" in raw_radius
         facts = TunnelFacts(
             path=path,
             version=version,
             mode=TunnelMode.DYNAMIC,
             profile=self.profile,
             listener=True,
-            radius=self.radius_auth,
+            radius=self.radius_auth or own_auth,
         )
         pw = read_pseudowire_keys(r, facts)
         sessions = self.listener_sessions(r, facts, pw)
@@ -603,6 +613,7 @@ class _Loader:
             encap=encap,
             allowed_peers=peers,
             sessions=sessions,
+            radius=radius,
             **limits,
             **control,  # type: ignore[arg-type]
             **pw,  # type: ignore[arg-type]
@@ -702,6 +713,7 @@ class _Loader:
     def config(self, doc: dict[str, object]) -> Config:
         TableReader(self.file, "", doc, TOP_KEYS, self.errors)
         radius = read_radius(self.file, doc.get("radius"), self.profile, self.resolver, self.errors)
+        self.radius = radius
         raw_radius = doc.get("radius")
         # A [radius] with errors still counts: one mistake there should not add a
         # "secrets missing" error to every listener.
@@ -721,6 +733,7 @@ class _Loader:
             ]
             self.error("", None, f"no {' or '.join(kinds)} tables: nothing to do")
         self.cross_checks(tunnels, listeners)
+        unique_spools(self.file, radius, listeners, self.errors)
         hooks = read_hooks(self.file, doc.get("hooks"), self.errors)
         metrics, per_tunnel = read_metrics(self.file, doc, self.resolver, self.errors)
         if self.errors:

@@ -320,6 +320,9 @@ class ListenerSection:
     ppp: PppImplementation = PppImplementation.PPPD
     builtin_ppp: BuiltinPppSection | None = None
     sessions: tuple[SessionSection, ...] = ()
+    radius: RadiusSection | None = None
+    """``[listener.L.radius]`` laid over the daemon's ``[radius]`` (config/radius_listener.py):
+    the RADIUS of this listener's built-in PPP sessions; None: the daemon's."""
 
     def session(self, name: str) -> SessionSection:
         """The session table called ``name``; KeyError when there is none."""

@@ -18,7 +18,9 @@ listeners need no ``secrets`` then. Only daemons with listeners accept the table
 address without a port uses 1812 (RFC 2865 3). Each server has exactly one of
 ``secret`` and ``secret_file``; the file is read when the daemon starts (not by the
 loader, which does no I/O), so it may be readable by root only. Secrets are never
-printed by ``--check`` (shown as ``"(hidden)"``).
+printed by ``--check`` (shown as ``"(hidden)"``). The table is the daemon's; a listener
+overrides it for its own sessions with ``[listener.L.radius]``
+(:mod:`l2tp.config.radius_listener`).
 
 The Dynamic Authorization server (RFC 5176) is the sub-table ``[radius.dae]``::
 

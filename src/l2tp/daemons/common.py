@@ -50,6 +50,7 @@ from l2tp.daemons.logformat import setup as setup_logging
 from l2tp.daemons.metrics_http import add_metrics_arguments, exporter_from, reload_settings
 from l2tp.daemons.preflight import KernelNeeds, StartError
 from l2tp.daemons.radius_accounting import AccountingService
+from l2tp.daemons.radius_listeners import ListenerRadius, combined
 from l2tp.daemons.radius_setup import RadiusService
 from l2tp.kernel.async_dataplane import AsyncDataPlane, AsyncLinuxDataPlane
 from l2tp.kernel.async_null import AsyncNullDataPlane
@@ -269,6 +270,11 @@ async def serve(
                         await accounting.configure(new.radius)
                     except StartError as exc:  # the engine and its client stay
                         problems.append(str(exc))
+                if listeners is not None:
+                    try:
+                        await listeners.configure(new)  # [listener.L.radius]
+                    except StartError as exc:
+                        problems.append(str(exc))
                 try:
                     await daemon.reload(new)
                 except (StartError, KernelError, OSError) as exc:
@@ -293,8 +299,9 @@ async def serve(
     reload_task = asyncio.create_task(reloader())
     radius = _radius_service(backend, ctx)
     accounting = _accounting_service(backend)
-    if accounting is not None and radius.dae is not None:
-        radius.dae.accounting = accounting  # Acct-Session-Id lookups, Disconnect causes
+    listeners = ListenerRadius(accounting.backend, accounting) if accounting is not None else None
+    if listeners is not None and radius.dae is not None:
+        radius.dae.accounting = listeners  # Acct-Session-Id lookups, Disconnect causes
     target = ContextTarget(
         ctx,
         DaemonInfo(name=prog, config_file=str(Path(path).resolve()), started_at=loop.time()),
@@ -302,8 +309,8 @@ async def serve(
         reload=reload_config,
         names=getattr(daemon, "tunnel_name", None),
         peers=getattr(daemon, "peers", None),
-        radius=_radius_status(radius, accounting),
-        closing=accounting.operator_close if accounting is not None else None,
+        radius=_radius_status(radius, accounting, listeners),
+        closing=listeners.operator_close if listeners is not None else None,
     )
     control = None
     metrics = None
@@ -333,6 +340,9 @@ async def serve(
             if accounting is not None:
                 await accounting.configure(config.radius)  # the spool replayed, sending
                 accounting.watch(ctx)
+            if listeners is not None:
+                await listeners.configure(config)  # [listener.L.radius], as [radius]
+                listeners.watch(ctx)
             await ctx.start()  # the data plane: netlink sockets, the kernel's tunnel IDs
             await daemon.start()
         except (StartError, KernelError, OSError, ControlSocketError) as exc:
@@ -363,8 +373,8 @@ async def serve(
             await control.close()
         await radius.stop_serving()  # no Disconnect-Request races the shutdown
         closing_at = loop.time()
-        if accounting is not None:
-            accounting.note_all(SessionEnd.SHUTDOWN)  # before the PPP sessions stop
+        if listeners is not None:  # every engine, the daemon's and the listeners'
+            listeners.note_all(SessionEnd.SHUTDOWN)  # before the PPP sessions stop
         await ctx.close(ack_timeout=args.stop_timeout)
         if stop_signal_at:
             log.debug("tunnels closed %.3f s after the signal", loop.time() - stop_signal_at[0])
@@ -377,8 +387,11 @@ async def serve(
         if accounting is not None:
             # What the shutdown's budget leaves to send the Stops; the rest stays
             # in the spool for the next start (RFC 2866 5.2: nothing is lost).
-            left = args.stop_timeout - (loop.time() - closing_at)
-            await accounting.close(drain=max(0.0, left))
+            left = max(0.0, args.stop_timeout - (loop.time() - closing_at))
+            await asyncio.gather(
+                accounting.close(drain=left),
+                *([listeners.close(drain=left)] if listeners is not None else []),
+            )
         radius.close()
         await dataplane.close()
         if started:
@@ -413,21 +426,20 @@ def _accounting_service(backend: SessionBackend | None) -> AccountingService | N
 
 
 def _radius_status(
-    radius: RadiusService, accounting: AccountingService | None
+    radius: RadiusService,
+    accounting: AccountingService | None,
+    listeners: ListenerRadius | None = None,
 ) -> Callable[[], dict[str, Any] | None]:
     """``status``'s ``radius``: the authentication client's and the DAE server's
     counters, with the accounting servers among ``servers`` and the engine's counters
-    as ``accounting``."""
+    as ``accounting``; ``listeners``: the same for each listener with RADIUS of its own
+    (``[listener.L.radius]``), by name."""
 
     def status() -> dict[str, Any] | None:
-        auth = radius.snapshot()
-        acct = accounting.snapshot() if accounting is not None else None
-        if acct is None:
-            return auth
-        out: dict[str, Any] = dict(auth) if auth is not None else {"servers": {}}
-        out["servers"] = {**out.get("servers", {}), **acct.pop("servers")}
-        out["outstanding"] = out.get("outstanding", 0) + acct.pop("outstanding")
-        out["accounting"] = acct
+        out = combined(radius.snapshot(), accounting.snapshot() if accounting else None)
+        own = listeners.snapshot() if listeners is not None else {}
+        if own:
+            out = {**(out or {}), "listeners": own}
         return out
 
     return status

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import socket
+from dataclasses import replace
 from typing import Any
 
 from l2tp import config as cfg
@@ -299,12 +300,20 @@ def listener_config(lc: cfg.ListenerSection) -> ListenerConfig:
     )
 
 
+def _of_listener(options: SessionOptions, listener: str) -> SessionOptions:
+    """``options`` with the built-in PPP told its listener (which picks that listener's
+    RADIUS, ``[listener.L.radius]``, in :class:`~l2tp.runtime.builtin_ppp.BuiltinPppBackend`)."""
+    if options.builtin_ppp is None:
+        return options
+    return replace(options, builtin_ppp=replace(options.builtin_ppp, listener=listener))
+
+
 def listen_options(lc: cfg.ListenerSection) -> ListenOptions:
     offers = tuple(
         PseudowireOffer(
             remote_end_id=s.remote_end_id or s.name,
             params=_v3_params(s),
-            options=session_options(s),
+            options=_of_listener(session_options(s), lc.name),
         )
         for s in lc.sessions
     )
@@ -314,13 +323,16 @@ def listen_options(lc: cfg.ListenerSection) -> ListenOptions:
         max_sessions_per_tunnel=lc.max_sessions_per_tunnel,
         allowed_peers=lc.allowed_peers,
         seqnum=lc.seqnum,
-        ppp=SessionOptions(
-            name=lc.name,
-            pppd_args=lc.pppd_args,
-            pppd_options=lc.pppd_options,
-            mtu=lc.mtu,
-            bridge=lc.bridge,
-            builtin_ppp=_builtin(lc.ppp, lc.builtin_ppp, lc.mtu, None),
+        ppp=_of_listener(
+            SessionOptions(
+                name=lc.name,
+                pppd_args=lc.pppd_args,
+                pppd_options=lc.pppd_options,
+                mtu=lc.mtu,
+                bridge=lc.bridge,
+                builtin_ppp=_builtin(lc.ppp, lc.builtin_ppp, lc.mtu, None),
+            ),
+            lc.name,
         ),
         pseudowires=offers,
     )

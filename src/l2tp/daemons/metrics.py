@@ -50,7 +50,6 @@ from l2tp.protocol.events import (
     TunnelClosed,
     TunnelEstablished,
 )
-from l2tp.radius.dae_model import DROP_COUNTERS
 from l2tp.runtime.context import L2tpContext
 from l2tp.runtime.handles import TunnelHandle
 from l2tp.runtime.lns_selection import DenyReason
@@ -58,6 +57,7 @@ from l2tp.runtime.subscription import Subscription
 
 from . import inventory
 from .hooks import HookCounters
+from .metrics_radius import radius_metrics
 
 __all__ = ["SETUP_BUCKETS", "ControlTotals", "EventTally", "Histogram", "L2tpCollector"]
 
@@ -265,129 +265,6 @@ class MetricsSource(Protocol):
     def tunnels(self) -> list[dict[str, Any]]: ...
 
 
-def _radius(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
-    """``l2tp_radius_*`` per server, from ``status``'s ``radius`` (RADIUS configured),
-    and ``l2tp_radius_dae_*`` from its ``dae`` (a Dynamic Authorization server)."""
-    if not snapshot:
-        return
-    yield from _radius_dae(snapshot.get("dae"))
-    if "servers" not in snapshot:
-        return  # Dynamic Authorization only: no client
-    servers: Mapping[str, Mapping[str, int]] = snapshot.get("servers", {})
-    requests = CounterMetricFamily(
-        "l2tp_radius_requests", "RADIUS requests sent (first transmissions).", labels=["server"]
-    )
-    retransmissions = CounterMetricFamily(
-        "l2tp_radius_retransmissions", "RADIUS requests sent again.", labels=["server"]
-    )
-    timeouts = CounterMetricFamily(
-        "l2tp_radius_timeouts",
-        "RADIUS requests given up on a server after every retransmission.",
-        labels=["server"],
-    )
-    replies = CounterMetricFamily(
-        "l2tp_radius_replies", "Verified RADIUS replies by kind.", labels=["server", "kind"]
-    )
-    dropped = CounterMetricFamily(
-        "l2tp_radius_dropped_replies",
-        "RADIUS replies dropped: bad authenticator, malformed, or for no outstanding request.",
-        labels=["server", "reason"],
-    )
-    for name, c in servers.items():
-        requests.add_metric([name], c.get("requests", 0))
-        retransmissions.add_metric([name], c.get("retransmissions", 0))
-        timeouts.add_metric([name], c.get("timeouts", 0))
-        for kind in ("accepts", "rejects", "challenges", "acct_responses"):
-            replies.add_metric([name, kind.rstrip("s")], c.get(kind, 0))
-        for reason in ("bad_authenticators", "malformed", "unmatched"):
-            dropped.add_metric([name, reason.rstrip("s")], c.get(reason, 0))
-    yield from (requests, retransmissions, timeouts, replies, dropped)
-    yield GaugeMetricFamily(
-        "l2tp_radius_outstanding",
-        "RADIUS requests in flight now.",
-        value=snapshot.get("outstanding", 0),
-    )
-
-
-def _radius_dae(c: Mapping[str, Any] | None) -> Iterator[Any]:
-    """``l2tp_radius_dae_*``: the Dynamic Authorization server (RFC 5176) counters."""
-    if not c:
-        return
-    requests = CounterMetricFamily(
-        "l2tp_radius_dae_requests",
-        "Verified Dynamic Authorization requests by kind.",
-        labels=["kind"],
-    )
-    requests.add_metric(["disconnect"], c.get("disconnect_requests", 0))
-    requests.add_metric(["coa"], c.get("coa_requests", 0))
-    replies = CounterMetricFamily(
-        "l2tp_radius_dae_replies",
-        "Dynamic Authorization replies sent, by kind (ack, nak).",
-        labels=["kind", "reply"],
-    )
-    for kind in ("disconnect", "coa"):
-        for reply in ("ack", "nak"):
-            replies.add_metric([kind, reply], c.get(f"{kind}_{reply}s", 0))
-    naks = CounterMetricFamily(
-        "l2tp_radius_dae_naks", "NAKs by Error-Cause (RFC 5176 3.5).", labels=["cause"]
-    )
-    for cause, n in sorted((c.get("naks_by_cause") or {}).items()):
-        naks.add_metric([str(cause)], n)
-    dropped = CounterMetricFamily(
-        "l2tp_radius_dae_dropped",
-        "Dynamic Authorization datagrams dropped unanswered, by reason.",
-        labels=["reason"],
-    )
-    for reason in DROP_COUNTERS:
-        dropped.add_metric([reason], c.get(reason, 0))
-    yield from (requests, replies, naks, dropped)
-    yield CounterMetricFamily(
-        "l2tp_radius_dae_duplicates",
-        "Retransmitted Dynamic Authorization requests (answered from the cache, or dropped).",
-        value=c.get("duplicates", 0),
-    )
-    yield CounterMetricFamily(
-        "l2tp_radius_dae_sessions_disconnected",
-        "Sessions closed by a Disconnect-Request.",
-        value=c.get("sessions_disconnected", 0),
-    )
-    yield CounterMetricFamily(
-        "l2tp_radius_dae_session_timeouts",
-        "Session-Timeouts set by a CoA-Request.",
-        value=c.get("session_timeouts_set", 0),
-    )
-
-
-_ACCT_GAUGES = frozenset(
-    (
-        "accounting_sessions",
-        "accounting_in_flight",
-        "accounting_spool_pending",
-        "accounting_spool_bytes",
-    )
-)
-"""The accounting values that are levels now; the others only grow."""
-
-
-def _radius_accounting(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
-    """``l2tp_radius_acct_*``, from ``status``'s ``radius.accounting`` (the engine's
-    and its spool's counters, :meth:`~l2tp.radius.accounting.AccountingEngine.snapshot`;
-    accounting configured). ``accounting_starts`` becomes ``l2tp_radius_acct_starts``,
-    ``accounting_spool_pending`` ``l2tp_radius_acct_spool_pending``."""
-    accounting = snapshot.get("accounting") if snapshot else None
-    if not isinstance(accounting, Mapping):
-        return
-    for key, value in accounting.items():
-        if not key.startswith("accounting_") or not isinstance(value, int):
-            continue
-        name = "l2tp_radius_acct_" + key.removeprefix("accounting_")
-        what = key.removeprefix("accounting_").replace("_", " ")
-        if key in _ACCT_GAUGES:
-            yield GaugeMetricFamily(name, f"RADIUS accounting: {what} now.", value=value)
-        else:
-            yield CounterMetricFamily(name, f"RADIUS accounting: {what}.", value=value)
-
-
 class L2tpCollector(Collector):
     """Every ``l2tp_*`` metric of one daemon, built at scrape time (see the module doc).
 
@@ -435,8 +312,7 @@ class L2tpCollector(Collector):
         if self.tally is not None:
             yield from _events(self.tally)
         yield from self._hooks()
-        yield from _radius(status.get("radius"))
-        yield from _radius_accounting(status.get("radius"))
+        yield from radius_metrics(status.get("radius"))
         yield from self._clients()
         yield from _peers(self.source)
         if self.per_tunnel:

@@ -10,6 +10,10 @@ requests already in flight have had their full time (``timeout`` x (``retries`` 
 server), so a reload never denies a peer that was being checked. Removing ``[radius]``
 puts the listeners back on their ``secrets`` files.
 
+A listener with a ``[listener.L.radius]`` of its own gets a :class:`RadiusService` of
+its own too (:mod:`l2tp.daemons.radius_listeners`), installed as the backend's
+``authenticators[L]`` instead of ``authenticator``; this one is the daemon's.
+
 It also owns the Dynamic Authorization server of ``[radius.dae]``
 (:class:`~l2tp.daemons.dae_setup.DaeService`), which runs with or without the built-in
 PPP (with ``--null-dataplane`` too): a ``[radius]`` with only ``[radius.dae]`` leaves
@@ -74,7 +78,7 @@ def read_servers(section: RadiusSection) -> tuple[RadiusServer, ...]:
     )
 
 
-def _auth_part(section: RadiusSection | None) -> RadiusSection | None:
+def auth_part(section: RadiusSection | None) -> RadiusSection | None:
     """What authentication uses of ``section``: None without ``auth_servers`` (a
     ``[radius]`` for accounting only: the listeners keep their secrets files); the
     accounting keys and ``[radius.dae]`` left out, so that changing only them rebuilds
@@ -122,7 +126,7 @@ class RadiusService:
     async def _configure_auth(self, section: RadiusSection | None) -> bool:
         """The authentication client and hook: only with ``auth_servers`` and a
         built-in PPP backend to install the hook on."""
-        section = _auth_part(section)
+        section = auth_part(section)
         if section is None or self.backend is None:
             if self.client is None:
                 return False

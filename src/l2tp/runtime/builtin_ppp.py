@@ -12,8 +12,10 @@ Terminate-Request, waits at most ``terminate_wait`` seconds and releases every f
 
 Roles (RFC 1661 3.5): on the LNS (``session.role is Role.LNS``) we are the authenticator
 and check the peer with the session's secrets file or with the backend's ``authenticator``
-hook (:class:`~l2tp.runtime.ppp_hooks.PppAuthenticator`, where RADIUS will plug in); on the
-LAC we are the peer and authenticate with the configured ``user`` and ``password``.
+hook (:class:`~l2tp.runtime.ppp_hooks.PppAuthenticator`, where RADIUS plugs in: the
+session's listener's own hook in ``authenticators`` if it has one,
+:meth:`BuiltinPppBackend.authenticator_for`); on the LAC we are the peer and authenticate
+with the configured ``user`` and ``password``.
 
 :class:`DispatchingBackend` lets one daemon serve both kinds of session: each session's
 :attr:`~l2tp.runtime.backend.SessionOptions.builtin_ppp` (from ``ppp = "builtin"`` in the
@@ -106,6 +108,11 @@ class BuiltinPppBackend:
         self.netns = netns
         self.authenticator = authenticator
         self.observer = observer
+        self.authenticators: dict[str, PppAuthenticator] = {}
+        """Hooks of listeners with RADIUS of their own, by listener name
+        (:attr:`BuiltinPppOptions.listener`); the others' sessions use ``authenticator``."""
+        self.observers: dict[str, SessionObserver] = {}
+        """Observers of listeners with accounting of their own, as ``authenticators``."""
         self.kernel: PppKernel = kernel if kernel is not None else LinuxPppKernel()
         self.terminate_wait = terminate_wait
         self.hostname = hostname or socket.gethostname() or "python-l2tp"
@@ -145,13 +152,26 @@ class BuiltinPppBackend:
     ) -> PppAuthenticator | None:
         if session.role is not Role.LNS or not options.auth:
             return None
-        if self.authenticator is not None:
-            return self.authenticator
+        hook = self.authenticator_for(options)
+        if hook is not None:
+            return hook
         if options.secrets is None:
             raise ValueError(
                 "the built-in PPP authenticator needs a secrets file (or an authenticator hook)"
             )
         return await self._secrets_file(options.secrets)
+
+    def authenticator_for(self, options: BuiltinPppOptions) -> PppAuthenticator | None:
+        """The hook checking a session of ``options.listener``: that listener's own, or
+        the daemon-wide ``authenticator`` (None: the session's secrets file)."""
+        own = self.authenticators.get(options.listener) if options.listener else None
+        return own if own is not None else self.authenticator
+
+    def observer_for(self, options: BuiltinPppOptions) -> SessionObserver | None:
+        """The observer (accounting) of a session of ``options.listener``: that
+        listener's own, or the daemon-wide ``observer``."""
+        own = self.observers.get(options.listener) if options.listener else None
+        return own if own is not None else self.observer
 
     async def _secrets_file(self, path: str) -> SecretsFileAuthenticator:
         """The (shared, cached) secrets file at ``path``, re-read if it changed."""
@@ -205,7 +225,7 @@ class BuiltinPppBackend:
             terminate_wait=self.terminate_wait,
             random_bytes=self.random_bytes,
             read_buffer=self._read_buffer,
-            observer=self.observer,
+            observer=self.observer_for(options),
         )
         link = PppLink(session, options, settings)
         link.start()

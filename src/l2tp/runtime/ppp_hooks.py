@@ -99,6 +99,11 @@ class BuiltinPppOptions:
     resolv_file: str | None = None
     """Peer: a file to write the DNS servers learned in IPCP to (RFC 1877), in
     resolv.conf form (pppd's ``usepeerdns`` writes ``/etc/ppp/resolv.conf``)."""
+    listener: str | None = None
+    """Authenticator: the listener whose session this is. Its RADIUS hook and accounting
+    observer, when it has its own (``[listener.L.radius]``), are the backend's
+    ``authenticators[listener]`` and ``observers[listener]``; None, or a listener without:
+    the backend's ``authenticator`` and ``observer``."""
 
     def __post_init__(self) -> None:
         if len(self.dns) > 2:

@@ -1,0 +1,186 @@
+"""Per-listener RADIUS against two real FreeRADIUS servers (tests/freeradius.py).
+
+Two servers with different shared secrets and users: the daemon's ``[radius]`` names
+server D, ``[listener.a.radius]`` server A (authentication and accounting, with its own
+spool and NAS-Identifier). The configuration is loaded from TOML and mapped as the
+daemons map it (:func:`~l2tp.daemons.configmap.listen_options`: each session's built-in
+PPP options name its listener), the services are the daemons'
+(:class:`~l2tp.daemons.radius_setup.RadiusService`,
+:class:`~l2tp.daemons.radius_accounting.AccountingService`,
+:class:`~l2tp.daemons.radius_listeners.ListenerRadius`), and whole built-in PPP sessions
+run over socket pairs (tests/unit/builtin_ppp_fakes.py). A session of listener ``a``
+is answered by A (its address, its Start record with ``lns-a``), one of listener ``b``
+by D; A's user on listener ``b`` is rejected, because D does not know it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from l2tp.config import Config, loads
+from l2tp.daemons.configmap import listen_options
+from l2tp.daemons.radius_accounting import AccountingService
+from l2tp.daemons.radius_listeners import ListenerRadius
+from l2tp.daemons.radius_setup import RadiusService
+from l2tp.ppp import AuthMethod
+from l2tp.radius.records import Counters
+from l2tp.runtime.builtin_ppp import BuiltinPppBackend, BuiltinPppOptions
+from tests.freeradius import FreeRadius
+from tests.helpers import until
+from tests.unit.builtin_ppp_fakes import FakePppKernel, Reported, backend_session, socket_pair
+from tests.unit.test_builtin_ppp_backend import LNS_IP, ipcp_up, lac_options
+
+pytestmark = pytest.mark.loopback
+
+D_USERS = """\
+d-user Cleartext-Password := "d-pass"
+\tFramed-IP-Address = 10.88.0.5
+"""
+
+
+@pytest.fixture(scope="module")
+def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FreeRadius, FreeRadius]]:
+    a = FreeRadius(tmp_path_factory.mktemp("radius-a"), secret="a-secret")
+    d = FreeRadius(tmp_path_factory.mktemp("radius-d"), users=D_USERS, secret="d-secret")
+    a.start()
+    try:
+        d.start()
+        try:
+            yield a, d
+        finally:
+            d.stop()
+    finally:
+        a.stop()
+
+
+def config_for(a: FreeRadius, d: FreeRadius, tmp_path: Path) -> Config:
+    def server(r: FreeRadius, port: int) -> str:
+        return f'[ {{ address = "127.0.0.1:{port}", secret = "{r.secret}" }} ]'
+
+    text = f"""
+[radius]
+auth_servers = {server(d, d.auth_port)}
+acct_servers = {server(d, d.acct_port)}
+spool = "{tmp_path / "daemon.spool"}"
+nas_identifier = "lns-d"
+timeout = 1000
+retries = 1
+"""
+    for name, port in (("a", 1701), ("b", 1702)):
+        text += f"""
+[listener.{name}]
+listen = "192.0.2.1:{port}"
+ppp = "builtin"
+
+[listener.{name}.builtin_ppp]
+auth = ["pap"]
+local_address = "{LNS_IP}"
+address_pool = "10.0.0.0/29"
+lcp_echo_interval = 0
+"""
+    text += f"""
+[listener.a.radius]
+auth_servers = {server(a, a.auth_port)}
+acct_servers = {server(a, a.acct_port)}
+spool = "{tmp_path / "a.spool"}"
+nas_identifier = "lns-a"
+"""
+    return loads(text, file="t.toml", daemon="lns", hostname="h", resolver=None)
+
+
+async def stats(netns: str | None, ifindex: int) -> Counters:
+    return Counters(input_octets=100, output_octets=200)
+
+
+def test_each_listeners_sessions_are_answered_by_its_own_server(
+    servers: tuple[FreeRadius, FreeRadius], tmp_path: Path
+) -> None:
+    a, d = servers
+    config = config_for(a, d, tmp_path)
+    options: dict[str, BuiltinPppOptions] = {}
+    for lc in config.listeners:
+        built = listen_options(lc).ppp.builtin_ppp
+        assert built is not None
+        options[lc.name] = built
+
+    async def scenario() -> None:
+        lns_kernel, lac_kernel = FakePppKernel(), FakePppKernel()
+        lns = BuiltinPppBackend(
+            kernel=lns_kernel, hostname="lns", terminate_wait=0.5, raise_fd_limit=False
+        )
+        lac = BuiltinPppBackend(kernel=lac_kernel, hostname="lac", terminate_wait=0.5)
+        radius = RadiusService(lns)
+        accounting = AccountingService(lns, stats=stats)
+        listeners = ListenerRadius(lns, accounting, stats=stats)
+        reported: dict[int, Reported] = {}
+
+        async def start(sid: int, listener: str, user: str, password: str) -> tuple[int, int]:
+            x, y = socket_pair()
+            reported[sid] = Reported()
+            lns_session, _ = backend_session(
+                x, lns=True, options=options[listener], sid=sid, psid=sid, reported=reported[sid]
+            )
+            lac_session, _ = backend_session(
+                y,
+                lns=False,
+                options=lac_options(auth=(AuthMethod.PAP,), user=user, password=password),
+                sid=sid,
+                psid=sid,
+            )
+            await lns.start(lns_session)
+            await lac.start(lac_session)
+            return lns_session.key
+
+        try:
+            await radius.configure(config.radius)
+            await accounting.configure(config.radius)
+            await listeners.configure(config)
+            key_a = await start(1, "a", "pap-user", "pap-pass")
+            await until(lambda: ipcp_up(lns_kernel), "IPCP on listener a")
+            await until(lambda: listeners.acct_session_id(key_a) is not None, "a's Start")
+            acct_a = listeners.acct_session_id(key_a)
+            assert accounting.acct_session_id(key_a) is None  # not the daemon's engine
+            key_b = await start(2, "b", "d-user", "d-pass")
+            await until(lambda: accounting.acct_session_id(key_b) is not None, "b's Start")
+            acct_b = accounting.acct_session_id(key_b)
+            await start(3, "b", "pap-user", "pap-pass")  # A's user, D's listener
+            await until(lambda: reported[3].downs, "the rejected session's CDN")
+            assert reported[3].downs[0][2] == "PPP authentication failed"
+            ops = lns_kernel.interfaces_.calls
+            assert [c[3] for c in ops if c[0] == "add_address"] == [
+                IPv4Address("10.77.0.10"),  # A's Framed-IP-Address for listener a's session
+                IPv4Address("10.88.0.5"),  # D's for listener b's
+            ]
+
+            def start_in(server: FreeRadius, acct_id: str | None) -> list[dict[str, str]]:
+                return [
+                    r
+                    for r in server.detail_records()
+                    if r.get("Acct-Session-Id") == acct_id and r["Acct-Status-Type"] == "Start"
+                ]
+
+            await until(lambda: start_in(a, acct_a), "the Start in A's detail file")
+            await until(lambda: start_in(d, acct_b), "the Start in D's detail file")
+            (record_a,) = start_in(a, acct_a)
+            (record_b,) = start_in(d, acct_b)
+            assert (record_a["User-Name"], record_a["NAS-Identifier"]) == ("pap-user", "lns-a")
+            assert (record_b["User-Name"], record_b["NAS-Identifier"]) == ("d-user", "lns-d")
+            assert record_a["Acct-Authentic"] == record_b["Acct-Authentic"] == "RADIUS"
+            assert not start_in(d, acct_a) and not start_in(a, acct_b)
+            status = listeners.snapshot()["a"]
+            assert status["auth"]["accepts"] == 1
+            assert status["accounting"]["accounting_starts"] == 1
+        finally:
+            await asyncio.gather(lns.close(), lac.close())
+            await asyncio.gather(accounting.close(drain=2.0), listeners.close(drain=2.0))
+            radius.close()
+        assert "Login OK: [pap-user]" in a.output()
+        assert "Login OK: [d-user]" in d.output()
+        assert "Login OK: [pap-user]" not in d.output()
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
