@@ -398,6 +398,27 @@ def test_nas_identity_not_configured_is_not_checked() -> None:
     assert reply_of(pkt, handle(processor, data)).code == rpacket.DisconnectACK
 
 
+def test_a_listener_nas_identity_is_ours_too() -> None:
+    """[listener.L.radius] with its own nas_identifier / nas_ip_address: its sessions'
+    records carry that identity, so a Disconnect-Request naming it is addressed to us;
+    the identity must match as a whole (name of one, address of another: 403)."""
+    listener = NasIdentity(identifier="edge", ipv4=IPv4Address("198.51.100.1"))
+    nas = NasIdentity(identifier="lns1", ipv4=IPv4Address("192.0.2.1"), alternates=(listener,))
+    cases = [
+        ({"NAS_Identifier": "edge", "NAS_IP_Address": "198.51.100.1"}, rpacket.DisconnectACK),
+        ({"NAS_Identifier": "lns1"}, rpacket.DisconnectACK),
+        ({"NAS_Identifier": "edge", "NAS_IP_Address": "192.0.2.1"}, rpacket.DisconnectNAK),
+        ({"NAS_Identifier": "other"}, rpacket.DisconnectNAK),
+    ]
+    for ident, (attributes, expected) in enumerate(cases):
+        processor, _, _, _ = make(nas=nas)
+        pkt, data = request(ident=ident, User_Name="bob", **attributes)
+        reply = reply_of(pkt, handle(processor, data))
+        assert reply.code == expected, attributes
+        if expected == rpacket.DisconnectNAK:
+            assert cause(reply) == 403
+
+
 def test_session_that_does_not_close_is_not_removable() -> None:
     processor, directory, _, _ = make()
     directory.disconnect_ok = False

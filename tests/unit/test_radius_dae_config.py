@@ -5,6 +5,7 @@ the Prometheus families."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
@@ -64,6 +65,11 @@ def test_defaults_an_explicit_port_and_the_nas_identity_of_radius() -> None:
     assert (section.dae.window, section.dae.require_event_timestamp) == (300.0, False)
     assert nas_identity(section) == NasIdentity(identifier="lns-1", ipv6=IPv6Address("2001:db8::1"))
     assert nas_identity(RadiusSection()) == NasIdentity()  # nothing to check against
+    edge = replace(section, nas_identifier="edge")
+    listeners = (section, edge, edge)  # the daemon's own and a duplicate: listed once
+    assert nas_identity(section, listeners).alternates == (
+        NasIdentity(identifier="edge", ipv6=IPv6Address("2001:db8::1")),
+    )
 
 
 def test_dae_beside_auth_servers() -> None:

@@ -262,7 +262,7 @@ async def serve(
                 reload_settings(metrics, args, new)
                 problems: list[str] = []
                 try:
-                    await radius.configure(new.radius)
+                    await radius.configure(new.radius, _listener_radius(new))
                 except StartError as exc:  # a secret file, a DAE address: the old stays
                     problems.append(str(exc))
                 if accounting is not None:
@@ -336,7 +336,7 @@ async def serve(
                 await metrics.start()  # subscribed before the first tunnel can come up
                 target.metrics_address = metrics.address
             hooks.start()  # subscribed before the first tunnel can come up
-            await radius.configure(config.radius)  # before the first session
+            await radius.configure(config.radius, _listener_radius(config))  # before any session
             if accounting is not None:
                 await accounting.configure(config.radius)  # the spool replayed, sending
                 accounting.watch(ctx)
@@ -402,6 +402,12 @@ async def serve(
             watchdog.cancel()
         notify.close()
     return status
+
+
+def _listener_radius(config: cfg.Config) -> tuple[cfg.RadiusSection, ...]:
+    """The listeners' effective ``radius`` tables (the DAE server answers to their NAS
+    identities too)."""
+    return tuple(lc.radius for lc in config.listeners if lc.radius is not None)
 
 
 def _radius_service(backend: SessionBackend | None, ctx: L2tpContext) -> RadiusService:

@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
+from collections.abc import Sequence
+from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
@@ -49,11 +50,19 @@ def read_clients(section: DaeSection) -> tuple[DaeClient, ...]:
     return tuple(clients)
 
 
-def nas_identity(section: RadiusSection) -> NasIdentity:
+def nas_identity(section: RadiusSection, listeners: Sequence[RadiusSection] = ()) -> NasIdentity:
     """Who we are for Error-Cause 403: ``nas_identifier`` and ``nas_ip_address``, the
     values our Access-Requests carry. Without ``nas_identifier`` the Access-Requests
     carry each listener's PPP name, which can differ between listeners, so a
-    NAS-Identifier in a request is not checked then."""
+    NAS-Identifier in a request is not checked then. ``listeners``: the effective
+    ``[listener.L.radius]`` tables, whose own identities are accepted too (the one
+    server answers for every listener's sessions)."""
+    own = _identity(section)
+    alternates = tuple(dict.fromkeys(i for i in map(_identity, listeners) if i != own))
+    return replace(own, alternates=alternates)
+
+
+def _identity(section: RadiusSection) -> NasIdentity:
     address = section.nas_ip_address
     return NasIdentity(
         identifier=section.nas_identifier,
@@ -96,9 +105,12 @@ class DaeService:
             key, SessionEnd.DISCONNECT_REQUEST
         )
 
-    async def configure(self, section: RadiusSection | None) -> bool:
-        """Apply ``section`` (its ``dae``); True when something changed. Raises
-        StartError (a secret file, a listen address), leaving the current server."""
+    async def configure(
+        self, section: RadiusSection | None, listeners: Sequence[RadiusSection] = ()
+    ) -> bool:
+        """Apply ``section`` (its ``dae``; ``listeners``: the effective listener tables,
+        for their NAS identities); True when something changed. Raises StartError (a
+        secret file, a listen address), leaving the current server."""
         dae = section.dae if section is not None else None
         if section is None or dae is None:
             if self.server is None:
@@ -107,7 +119,7 @@ class DaeService:
             log.info("dynamic authorization: off")
             return True
         clients = await asyncio.to_thread(read_clients, dae)
-        settings = (dae, nas_identity(section), clients)
+        settings = (dae, nas_identity(section, listeners), clients)
         if settings == self._settings:
             return False
         old = self._settings

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -104,7 +105,9 @@ class RadiusService:
         self.dae = DaeService(ctx, backend) if ctx is not None else None
         """``[radius.dae]``, over the sessions of ``ctx`` (None: no server possible)."""
 
-    async def configure(self, section: RadiusSection | None) -> bool:
+    async def configure(
+        self, section: RadiusSection | None, listeners: Sequence[RadiusSection] = ()
+    ) -> bool:
         """Apply ``section``; True when something changed. Raises StartError (a secret
         file that cannot be read, a DAE address that cannot be bound), leaving the
         current client, or server, in place; the other part is applied all the same."""
@@ -116,7 +119,7 @@ class RadiusService:
             problems.append(str(exc))
         if self.dae is not None:
             try:
-                changed = await self.dae.configure(section) or changed
+                changed = await self.dae.configure(section, listeners) or changed
             except StartError as exc:
                 problems.append(str(exc))
         if problems:

@@ -496,18 +496,14 @@ class DaeProcessor:
         return _Decision(nak, ErrorCause.RESOURCES_UNAVAILABLE)
 
     def _check_nas(self, attrs: dict[object, list[bytes]]) -> None:
-        nas = self.nas
-        mismatch = False
+        identifier = ipv4 = ipv6 = None
         if NAS_IDENTIFIER in attrs:
-            value = _text(_one(attrs[NAS_IDENTIFIER], NAS_IDENTIFIER), NAS_IDENTIFIER)
-            mismatch |= nas.identifier is not None and value != nas.identifier
+            identifier = _text(_one(attrs[NAS_IDENTIFIER], NAS_IDENTIFIER), NAS_IDENTIFIER)
         if NAS_IP_ADDRESS in attrs:
-            v4 = _ipv4(_one(attrs[NAS_IP_ADDRESS], NAS_IP_ADDRESS), NAS_IP_ADDRESS)
-            mismatch |= nas.ipv4 is not None and v4 != nas.ipv4
+            ipv4 = _ipv4(_one(attrs[NAS_IP_ADDRESS], NAS_IP_ADDRESS), NAS_IP_ADDRESS)
         if NAS_IPV6_ADDRESS in attrs:
-            v6 = _ipv6(_one(attrs[NAS_IPV6_ADDRESS], NAS_IPV6_ADDRESS), NAS_IPV6_ADDRESS)
-            mismatch |= nas.ipv6 is not None and v6 != nas.ipv6
-        if mismatch:
+            ipv6 = _ipv6(_one(attrs[NAS_IPV6_ADDRESS], NAS_IPV6_ADDRESS), NAS_IPV6_ADDRESS)
+        if not self.nas.matches(identifier, ipv4, ipv6):
             raise _Invalid(ErrorCause.NAS_IDENTIFICATION_MISMATCH, "addressed to another NAS")
 
     @staticmethod

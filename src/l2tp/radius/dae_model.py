@@ -188,6 +188,26 @@ class NasIdentity:
     identifier: str | None = None
     ipv4: IPv4Address | None = None
     ipv6: IPv6Address | None = None
+    alternates: tuple[NasIdentity, ...] = ()
+    """Other names the NAS answers to: the identities of listeners with a RADIUS table
+    of their own (``[listener.L.radius]`` with another ``nas_identifier`` or
+    ``nas_ip_address``), whose Access-Requests and accounting records carry them. A
+    request matching any one of the identities is addressed to us."""
+
+    def matches(
+        self, identifier: str | None, ipv4: IPv4Address | None, ipv6: IPv6Address | None
+    ) -> bool:
+        """Whether the request's NAS attributes (None: absent) name this identity or one
+        of its alternates, each attribute checked only where we have a value for it."""
+        for nas in (self, *self.alternates):
+            if identifier is not None and nas.identifier not in (None, identifier):
+                continue
+            if ipv4 is not None and nas.ipv4 is not None and ipv4 != nas.ipv4:
+                continue
+            if ipv6 is not None and nas.ipv6 is not None and ipv6 != nas.ipv6:
+                continue
+            return True
+        return False
 
 
 @dataclass(slots=True)
