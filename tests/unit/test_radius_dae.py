@@ -404,7 +404,7 @@ def test_a_listener_nas_identity_is_ours_too() -> None:
     the identity must match as a whole (name of one, address of another: 403)."""
     listener = NasIdentity(identifier="edge", ipv4=IPv4Address("198.51.100.1"))
     nas = NasIdentity(identifier="lns1", ipv4=IPv4Address("192.0.2.1"), alternates=(listener,))
-    cases = [
+    cases: list[tuple[dict[str, Any], int]] = [
         ({"NAS_Identifier": "edge", "NAS_IP_Address": "198.51.100.1"}, rpacket.DisconnectACK),
         ({"NAS_Identifier": "lns1"}, rpacket.DisconnectACK),
         ({"NAS_Identifier": "edge", "NAS_IP_Address": "192.0.2.1"}, rpacket.DisconnectNAK),
