@@ -222,28 +222,12 @@ class SessionSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class TunnelSection:
-    """One ``[tunnel.T]`` table: a static tunnel or one we initiate.
+class ControlSection:
+    """The control-connection keys that ``[tunnel.T]`` and ``[listener.L]`` share, and
+    their defaults (those of a dynamic tunnel: HELLO after 60 s idle, 10
+    retransmissions). ``router_id`` (L2TPv3 Router ID AVP, RFC 3931 5.4.3) is ``None``
+    when the daemon derives it."""
 
-    ``router_id`` (L2TPv3 Router ID AVP, RFC 3931 5.4.3) is ``None`` when the
-    daemon derives it. A redialling tunnel waits ``redial_timeout`` after the
-    first failure and doubles the wait per consecutive failure, up to
-    ``max_redial_timeout`` (L2TPv3; kl2tpd redials at a fixed interval).
-
-    The timer defaults are those of a dynamic tunnel (HELLO after 60 s idle,
-    10 retransmissions); a static tunnel built by hand must pass
-    ``hello_timeout=0.0``, as the loader does, since a HELLO interval is what
-    makes a tunnel quiescent.
-    """
-
-    name: str
-    version: Version
-    encap: Encap = Encap.UDP
-    mode: TunnelMode = TunnelMode.DYNAMIC
-    local: Endpoint | None = None
-    peer: Endpoint
-    tid: int | None = None
-    ptid: int | None = None
     window_size: int = 4
     hello_timeout: float = 60.0
     retry_timeout: float = 1.0
@@ -254,6 +238,29 @@ class TunnelSection:
     hide_avps: bool = False
     digest: Digest = Digest.NONE
     router_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TunnelSection(ControlSection):
+    """One ``[tunnel.T]`` table: a static tunnel or one we initiate.
+
+    A redialling tunnel waits ``redial_timeout`` after the first failure and
+    doubles the wait per consecutive failure, up to ``max_redial_timeout``
+    (L2TPv3; kl2tpd redials at a fixed interval).
+
+    The timer defaults (:class:`ControlSection`) are those of a dynamic tunnel; a
+    static tunnel built by hand must pass ``hello_timeout=0.0``, as the loader
+    does, since a HELLO interval is what makes a tunnel quiescent.
+    """
+
+    name: str
+    version: Version
+    encap: Encap = Encap.UDP
+    mode: TunnelMode = TunnelMode.DYNAMIC
+    local: Endpoint | None = None
+    peer: Endpoint
+    tid: int | None = None
+    ptid: int | None = None
     redial: bool = False
     redial_timeout: float = 5.0
     max_redial_timeout: float = 60.0
@@ -276,7 +283,7 @@ class TunnelSection:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class ListenerSection:
+class ListenerSection(ControlSection):
     """One ``[listener.L]`` table: where we accept tunnels (LNS or v3 responder).
 
     ``max_tunnels`` and the session limits use ``0`` for "unlimited"; the
@@ -293,16 +300,6 @@ class ListenerSection:
     listen: Endpoint
     version: Version
     encap: Encap = Encap.UDP
-    window_size: int = 4
-    hello_timeout: float = 60.0
-    retry_timeout: float = 1.0
-    max_retries: int = 10
-    host_name: str = ""
-    framing_caps: tuple[FramingCap, ...] = (FramingCap.SYNC, FramingCap.ASYNC)
-    secret: str | None = None
-    hide_avps: bool = False
-    digest: Digest = Digest.NONE
-    router_id: int | None = None
     max_tunnels: int = 0
     max_pending_tunnels: int = 4096
     max_pending_per_peer: int = 64

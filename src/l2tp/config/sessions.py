@@ -25,7 +25,7 @@ from l2tp.config.ppp import read_ppp_keys
 from l2tp.config.profiles import Profile
 from l2tp.protocol.constants import AvpType
 
-_PSEUDOWIRE_KEYS = (
+PSEUDOWIRE_KEYS = (
     "pseudowire",
     "seqnum",
     "cookie_len",
@@ -37,9 +37,11 @@ _PSEUDOWIRE_KEYS = (
     "ppp",
     "builtin_ppp",
 )
+"""The pseudowire keys: those of every session table, and of a listener, where they
+are its sessions' defaults (which its session tables inherit)."""
 SESSION_KEYS = frozenset(
     (
-        *_PSEUDOWIRE_KEYS,
+        *PSEUDOWIRE_KEYS,
         "sid",
         "psid",
         "reorder_timeout",
@@ -61,7 +63,7 @@ LISTENER_SESSION_REJECTED = {
     "peer_cookie": f"{_ASSIGNED} (the peer chooses its own cookie)",
 }
 LISTENER_SESSION_KEYS = frozenset(
-    (*_PSEUDOWIRE_KEYS, "remote_end_id", "interface_name", *LISTENER_SESSION_REJECTED)
+    (*PSEUDOWIRE_KEYS, "remote_end_id", "interface_name", *LISTENER_SESSION_REJECTED)
 )
 _PPP_LIKE = (Pseudowire.PPP, Pseudowire.PPPAC)
 T = TypeVar("T")

@@ -19,7 +19,6 @@ docs/daemons.md.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import sys
@@ -37,6 +36,7 @@ from l2tp.daemons.configmap import (
     session_options,
     tunnel_config,
 )
+from l2tp.daemons.roles import RoleBase
 from l2tp.protocol.constants import StopCcnResult
 from l2tp.runtime.control import L2tpContext, SessionFailed, TunnelFailed, TunnelHandle
 from l2tp.runtime.handles import SessionHandle
@@ -240,26 +240,15 @@ class PoolRunner(_RunnerBase):
 Runner = TunnelRunner | PoolRunner
 
 
-class Kl2tpd:
+@dataclass(eq=False, repr=False)
+class Kl2tpd(RoleBase):
     """The ``[tunnel.*]`` tables of one file; ``log`` is the daemon's logger (l2tpd's
     when l2tpd runs its initiator tunnels through this class)."""
 
-    def __init__(
-        self,
-        config: cfg.Config,
-        ctx: L2tpContext,
-        args: argparse.Namespace,
-        *,
-        log: logging.Logger = log,
-    ) -> None:
-        self.config = config
-        self.ctx = ctx
-        self.log = log
-        self.stop_timeout: float = args.stop_timeout
-        self.runners: dict[str, Runner] = {}
-        self.failed = asyncio.Event()
-        self.exit_status = 1
-        """The status when :attr:`failed` ends the daemon: 1, or 2 after a login failure."""
+    log: logging.Logger = field(default=log, kw_only=True)
+    runners: dict[str, Runner] = field(init=False, default_factory=dict)
+    exit_status: int = field(init=False, default=1)
+    """The status when :attr:`failed` ends the daemon: 1, or 2 after a login failure."""
 
     async def start(self) -> None:
         for t in self.config.tunnels:

@@ -17,43 +17,34 @@ docs/daemons.md.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 import errno
 import logging
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from l2tp import config as cfg
 from l2tp.config.errors import table_path, toml_string
 from l2tp.daemons import common
 from l2tp.daemons.configmap import encap, listen_options, listener_config
 from l2tp.daemons.preflight import StartError, describe_os_error
-from l2tp.runtime.control import L2tpContext, Listener
+from l2tp.daemons.roles import RoleBase
+from l2tp.runtime.control import Listener
 from l2tp.runtime.portowner import udp_port_owners
 
 log = logging.getLogger("l2tp.lns")
 
 
-class Lns:
+@dataclass(eq=False, repr=False)
+class Lns(RoleBase):
     """The ``[listener.*]`` tables of one file; ``log`` is the daemon's logger (l2tpd's
     when l2tpd runs its listeners through this class)."""
 
-    def __init__(
-        self,
-        config: cfg.Config,
-        ctx: L2tpContext,
-        args: argparse.Namespace,
-        *,
-        log: logging.Logger = log,
-    ) -> None:
-        self.config = config
-        self.ctx = ctx
-        self.log = log
-        self.stop_timeout: float = args.stop_timeout
-        self.listeners: dict[str, tuple[cfg.ListenerSection, Listener]] = {}
-        self.failed = asyncio.Event()
+    log: logging.Logger = field(default=log, kw_only=True)
+    listeners: dict[str, tuple[cfg.ListenerSection, Listener]] = field(
+        init=False, default_factory=dict
+    )
 
     async def start(self) -> None:
         for lc in self.config.listeners:

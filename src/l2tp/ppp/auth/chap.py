@@ -28,10 +28,11 @@ import hashlib
 import hmac
 from collections.abc import Callable
 
-from ..codec import Packet, serialize_packet
+from ..codec import Packet
 from ..constants import AuthMethod, ChapCode, Protocol, RandomSource
 from . import mschapv2
-from .base import AuthCounters, AuthDecision, AuthObserver, ChapMd5Request, MsChapV2Request
+from .base import AuthDecision, AuthObserver, ChapMd5Request, MsChapV2Request
+from .exchange import AuthExchange
 
 MD5_CHALLENGE_LEN = 16
 """Octets of random challenge for CHAP-MD5, as long as the digest (RFC 1994 2.3)."""
@@ -61,11 +62,32 @@ def parse_value_packet(data: bytes) -> tuple[bytes, str] | None:
     return bytes(data[1 : 1 + size]), data[1 + size :].decode("utf-8", "replace")
 
 
-def _send(send: Callable[[int, bytes], None], code: int, identifier: int, data: bytes) -> None:
-    send(Protocol.CHAP, serialize_packet(Packet(code=code, identifier=identifier, data=data)))
+class _ChapRole(AuthExchange):
+    """What both CHAP roles keep: the algorithm, the random source and whether an
+    exchange succeeded."""
+
+    def __init__(
+        self,
+        method: AuthMethod,
+        send: Callable[[int, bytes], None],
+        observer: AuthObserver,
+        random_bytes: RandomSource,
+        restart: float,
+        max_transmits: int,
+    ) -> None:
+        if method is AuthMethod.PAP:
+            raise ValueError("PAP is not a CHAP algorithm")
+        super().__init__(
+            Protocol.CHAP, send, observer, restart=restart, max_transmits=max_transmits
+        )
+        self.method = method
+        self._random = random_bytes
+        self.succeeded = False
+        """At least one exchange succeeded (for the authenticator, later ones are
+        re-challenges)."""
 
 
-class ChapAuthenticator:
+class ChapAuthenticator(_ChapRole):
     """The authenticator role: Challenge, then ask for a decision on the Response."""
 
     def __init__(
@@ -80,24 +102,12 @@ class ChapAuthenticator:
         max_challenges: int = 10,
         rechallenge: float | None = None,
     ) -> None:
-        if method is AuthMethod.PAP:
-            raise ValueError("PAP is not a CHAP algorithm")
-        self.method = method
-        self._send = send
-        self._observer = observer
-        self._random = random_bytes
+        super().__init__(method, send, observer, random_bytes, restart, max_challenges)
         self._name = name
-        self._restart = restart
-        self._max_challenges = max_challenges
         self._rechallenge = rechallenge
-        self.counters = AuthCounters()
         self.user: str | None = None
-        self.succeeded = False
-        """At least one exchange succeeded (later ones are re-challenges)."""
         self._identifier = 0
         self._challenge = b""
-        self._sent = 0
-        self._deadline: float | None = None
         self._pending = False
         self._reply: tuple[int, bytes] | None = None
 
@@ -115,22 +125,15 @@ class ChapAuthenticator:
     def pending(self) -> bool:
         return self._pending
 
-    def get_timer(self) -> float | None:
-        return self._deadline
-
     def handle_timer(self, now: float) -> None:
-        if self._deadline is None or now < self._deadline:
+        if not self._timer_due(now):
             return
-        self._deadline = None
         if self._reply is not None:
             self.start(now)  # the re-challenge interval elapsed
         elif self._pending:
             return  # waiting for the verifier: the connection's auth timeout bounds this
-        elif self._sent >= self._max_challenges:
+        elif not self._retransmit(now):
             self._finish(False, "no Response to Challenge", now)
-        else:
-            self.counters.retransmissions += 1
-            self._transmit(now)
 
     def receive(self, packet: Packet, now: float) -> None:
         if packet.code != ChapCode.RESPONSE:
@@ -140,7 +143,7 @@ class ChapAuthenticator:
             self.counters.stale += 1
             return
         if self._reply is not None:
-            _send(self._send, *self._reply_packet())
+            self._send_packet(*self._reply_packet())
             return
         if self._pending:
             return
@@ -199,7 +202,7 @@ class ChapAuthenticator:
                 self._reply = (ChapCode.FAILURE, mschapv2.format_failure(self._challenge, text))
             else:
                 self._reply = (ChapCode.FAILURE, text.encode("utf-8"))
-        _send(self._send, *self._reply_packet())
+        self._send_packet(*self._reply_packet())
         first = not self.succeeded
         if decision.success:
             self.succeeded = True
@@ -216,17 +219,15 @@ class ChapAuthenticator:
         return self._reply[0], self._identifier, self._reply[1]
 
     def _transmit(self, now: float) -> None:
-        self._sent += 1
-        self._deadline = now + self._restart
         data = build_value_packet(self._challenge, self._name)
-        _send(self._send, ChapCode.CHALLENGE, self._identifier, data)
+        self._send_repeated(ChapCode.CHALLENGE, self._identifier, data, now)
 
     def _finish(self, success: bool, reason: str, now: float) -> None:
         self._deadline = None
         self._observer.auth_done(self.method, success, self.user, reason, now)
 
 
-class ChapPeer:
+class ChapPeer(_ChapRole):
     """The peer role: answer each Challenge, repeat the Response until Success or Failure."""
 
     def __init__(
@@ -241,41 +242,21 @@ class ChapPeer:
         restart: float = 3.0,
         max_responses: int = 10,
     ) -> None:
-        if method is AuthMethod.PAP:
-            raise ValueError("PAP is not a CHAP algorithm")
-        self.method = method
-        self._send = send
-        self._observer = observer
-        self._random = random_bytes
+        super().__init__(method, send, observer, random_bytes, restart, max_responses)
         self.user = user
         self._password = password
-        self._restart = restart
-        self._max_responses = max_responses
-        self.counters = AuthCounters()
-        self.succeeded = False
         self._identifier: int | None = None
         self._response = b""
         self._expected_auth: bytes | None = None
-        self._sent = 0
-        self._deadline: float | None = None
         self._answered = False
 
     def start(self, now: float) -> None:
         """Nothing to send: the authenticator speaks first (RFC 1994 2.1)."""
 
-    def get_timer(self) -> float | None:
-        return self._deadline
-
     def handle_timer(self, now: float) -> None:
-        if self._deadline is None or now < self._deadline:
-            return
-        self._deadline = None
-        if self._sent >= self._max_responses:
+        if self._timer_due(now) and not self._retransmit(now):
             self._answered = True
             self._observer.auth_done(self.method, False, self.user, "no Success or Failure", now)
-            return
-        self.counters.retransmissions += 1
-        self._transmit(now)
 
     def receive(self, packet: Packet, now: float) -> None:
         if packet.code == ChapCode.CHALLENGE:
@@ -341,6 +322,4 @@ class ChapPeer:
 
     def _transmit(self, now: float) -> None:
         assert self._identifier is not None
-        self._sent += 1
-        self._deadline = now + self._restart
-        _send(self._send, ChapCode.RESPONSE, self._identifier, self._response)
+        self._send_repeated(ChapCode.RESPONSE, self._identifier, self._response, now)

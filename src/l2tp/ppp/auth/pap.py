@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ..codec import Packet, serialize_packet
+from ..codec import Packet
 from ..constants import AuthMethod, PapCode, Protocol
-from .base import AuthCounters, AuthDecision, AuthObserver, PapRequest
+from .base import AuthDecision, AuthObserver, PapRequest
+from .exchange import AuthExchange
 
 
 def build_request(user: str, password: bytes) -> bytes:
@@ -56,19 +57,13 @@ def parse_reply(data: bytes) -> str:
     return data[1 : 1 + data[0]].decode("utf-8", "replace")
 
 
-def _send(send: Callable[[int, bytes], None], code: int, identifier: int, data: bytes) -> None:
-    send(Protocol.PAP, serialize_packet(Packet(code=code, identifier=identifier, data=data)))
-
-
-class PapAuthenticator:
+class PapAuthenticator(AuthExchange):
     """The authenticator role: wait for an Authenticate-Request, then ask for a decision."""
 
     method = AuthMethod.PAP
 
     def __init__(self, send: Callable[[int, bytes], None], observer: AuthObserver) -> None:
-        self._send = send
-        self._observer = observer
-        self.counters = AuthCounters()
+        super().__init__(Protocol.PAP, send, observer)
         self.user: str | None = None
         self._pending_id: int | None = None
         self._decision: AuthDecision | None = None
@@ -76,11 +71,8 @@ class PapAuthenticator:
     def start(self, now: float) -> None:
         """Nothing to send: the peer speaks first (RFC 1334 2.1)."""
 
-    def get_timer(self) -> float | None:
-        return None
-
     def handle_timer(self, now: float) -> None:
-        return None
+        """Nothing to repeat: the peer repeats its request (RFC 1334 2.2.1)."""
 
     def receive(self, packet: Packet, now: float) -> None:
         if packet.code != PapCode.AUTHENTICATE_REQUEST:
@@ -116,10 +108,10 @@ class PapAuthenticator:
     def _reply(self, identifier: int, decision: AuthDecision) -> None:
         code = PapCode.AUTHENTICATE_ACK if decision.success else PapCode.AUTHENTICATE_NAK
         message = decision.message or ("Login ok" if decision.success else "Login incorrect")
-        _send(self._send, code, identifier, build_reply(message))
+        self._send_packet(code, identifier, build_reply(message))
 
 
-class PapPeer:
+class PapPeer(AuthExchange):
     """The peer role: send the Authenticate-Request until Ack or Nak (RFC 1334 2.2.1)."""
 
     method = AuthMethod.PAP
@@ -134,33 +126,18 @@ class PapPeer:
         restart: float = 3.0,
         max_requests: int = 10,
     ) -> None:
-        self._send = send
-        self._observer = observer
+        super().__init__(Protocol.PAP, send, observer, restart=restart, max_transmits=max_requests)
         self.user = user
         self._data = build_request(user, password.encode("utf-8"))
-        self._restart = restart
-        self._max_requests = max_requests
-        self.counters = AuthCounters()
         self._identifier = 0
-        self._sent = 0
-        self._deadline: float | None = None
         self._done = False
 
     def start(self, now: float) -> None:
         self._transmit(now)
 
-    def get_timer(self) -> float | None:
-        return self._deadline
-
     def handle_timer(self, now: float) -> None:
-        if self._deadline is None or now < self._deadline:
-            return
-        self._deadline = None
-        if self._sent >= self._max_requests:
+        if self._timer_due(now) and not self._retransmit(now):
             self._finish(False, "no reply to Authenticate-Request", now)
-            return
-        self.counters.retransmissions += 1
-        self._transmit(now)
 
     def receive(self, packet: Packet, now: float) -> None:
         if packet.code not in (PapCode.AUTHENTICATE_ACK, PapCode.AUTHENTICATE_NAK):
@@ -179,9 +156,7 @@ class PapPeer:
         # RFC 1334 2.2.1: "The Identifier field MUST be changed each time an
         # Authenticate-Request packet is issued."
         self._identifier = (self._identifier + 1) & 0xFF
-        self._sent += 1
-        self._deadline = now + self._restart
-        _send(self._send, PapCode.AUTHENTICATE_REQUEST, self._identifier, self._data)
+        self._send_repeated(PapCode.AUTHENTICATE_REQUEST, self._identifier, self._data, now)
 
     def _finish(self, success: bool, reason: str, now: float) -> None:
         self._done = True
