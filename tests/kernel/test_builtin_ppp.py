@@ -225,6 +225,29 @@ def assert_lcp_up_soon(side: Side, count: int, *, from_peer: bool = False) -> No
     assert max(took.values()) < (LCP_AFTER_PEER_BOUND if from_peer else LCP_UP_BOUND), took
 
 
+def assert_first_request_kept(lac: Side, session: str) -> None:
+    """The LAC session ``session`` (``connect_delay = 0``: its first Configure-Request
+    leaves right after its ICCN, as Windows, routers and go-l2tp send theirs) opened LCP
+    within :data:`LCP_UP_BOUND` of its start: our LNS made the kernel session and the PPP
+    channel before its ICRP, so that request waited in the channel's queue (issue 17).
+    Before, the LNS's kernel dropped it and LCP waited for the LAC's 3 s restart timer."""
+    (link,) = [k for k in lac.builtin.links.values() if f"{session} (" in k.label]
+    logging.getLogger("l2tp.test").info(
+        "%s: LCP up after %s s (connect_delay 0)", session, link.lcp_up_after
+    )
+    assert link.lcp_up_after is not None and link.lcp_up_after < LCP_UP_BOUND, link.label
+
+
+def held_answers(side: Side) -> int:
+    """How many of ``side``'s live calls it answered with its ICRP held until the kernel
+    session and PPP channel existed (``CallParams.wait_data_plane``, issue 17)."""
+    return sum(
+        handle.params.wait_data_plane
+        for tunnel in side.ctx.tunnels.values()
+        for handle in tunnel.sessions.values()
+    )
+
+
 @pytest.fixture
 def logs(caplog: pytest.LogCaptureFixture) -> Iterator[pytest.LogCaptureFixture]:
     caplog.set_level(logging.INFO, logger="l2tp")
@@ -348,6 +371,15 @@ ppp = "builtin"
 auth = ["mschap-v2"]
 user = "alice"
 password = "Wr0ng-Pa55"
+
+[tunnel.t1.session.s4]
+ppp = "builtin"
+interface_name = "up4"
+[tunnel.t1.session.s4.builtin_ppp]
+auth = ["chap-md5"]
+user = "bob"
+password = "hunter2"
+connect_delay = 0
 """
     lns = Side(pair.ns_a, lns_text, cfg.Daemon.LNS)
     lac = Side(pair.ns_b, lac_text, cfg.Daemon.KL2TPD)
@@ -358,16 +390,19 @@ password = "Wr0ng-Pa55"
 
             def lac_up() -> bool:
                 links = ppp_links(pair.ns_b)
-                return all(len(links.get(n, {})) == 2 for n in ("up1", "up2"))
+                both = all(len(links.get(n, {})) == 2 for n in ("up1", "up2"))
+                return both and "inet" in links.get("up4", {})
 
-            await until(lac_up, 60, "up1 and up2 with IPv4 and IPv6")
-            assert_lcp_up_soon(lac, 2)
+            await until(lac_up, 60, "up1 and up2 with IPv4 and IPv6, up4 with IPv4")
+            assert_lcp_up_soon(lac, 3)
+            assert_first_request_kept(lac, "s4")
+            assert held_answers(lns) >= 3  # s1, s2, s4 (s3 may be gone): ICRPs held
             links = ppp_links(pair.ns_b)
-            clients = sorted(links[n]["inet"][0] for n in ("up1", "up2"))
-            assert clients == ["10.70.0.2", "10.70.0.3"]
-            assert {links[n]["inet"][1] for n in ("up1", "up2")} == {"10.70.0.1"}
+            clients = sorted(links[n]["inet"][0] for n in ("up1", "up2", "up4"))
+            assert clients == ["10.70.0.2", "10.70.0.3", "10.70.0.4"]
+            assert {links[n]["inet"][1] for n in ("up1", "up2", "up4")} == {"10.70.0.1"}
             lns_links = ppp_links(pair.ns_a)
-            assert sorted(lns_links) == ["lns0", "lns1"], lns_links
+            assert sorted(lns_links) == ["lns0", "lns1", "lns2"], lns_links
             for address in clients:
                 await asyncio.to_thread(ping, pair.ns_a, address)
             peer6 = links["up1"]["inet6"][1]
@@ -377,7 +412,7 @@ password = "Wr0ng-Pa55"
             await until(lambda: lns.closed_by_us(), 30, "the CDN for the wrong password")
             assert lns.closed_by_us() == [(2, 6, "PPP authentication failed")]
             assert Ending.AUTH_FAILED in lns.builtin.endings.values()
-            assert lns.builtin.counters.network_up == 4  # IPCP + IPv6CP, two sessions
+            assert lns.builtin.counters.network_up == 5  # IPCP + IPv6CP twice, IPCP
             # Shutdown of the LAC: StopCCN; both sides stop their PPP within the bound.
             took = await lac.close()
             assert took < 3.0, took
@@ -693,6 +728,7 @@ password = "hunter2"
             local, peer = ppp_links(pair.ns_b)["pw-up"]["inet"]
             assert (local, peer) == ("10.73.0.2", "10.73.0.1")
             assert list(ppp_links(pair.ns_a)) == ["pw0"]
+            assert held_answers(responder) == 1  # RFC 3931 7.3.2: ICRP after the channel
             await asyncio.to_thread(ping, pair.ns_b, peer)
             await initiator.close()
             await until(lambda: not _links(pair.ns_a), 10, "responder interface gone")

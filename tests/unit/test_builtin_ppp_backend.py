@@ -572,3 +572,79 @@ def test_a_bug_ends_only_its_session_with_a_general_error(tmp_path: Path) -> Non
             await pair.close()
 
     run(scenario)
+
+
+def test_a_prepared_lns_link_keeps_the_lacs_first_frame_until_it_starts(tmp_path: Path) -> None:
+    """Issue 17, the LNS side: ``prepare`` attaches the channel without reading it or
+    sending anything; the LAC's first Configure-Request (sent at once, no connect delay)
+    waits in the channel's queue, and once ``start`` (at the ICCN) reads it, LCP opens
+    without the LAC's 3 s restart timer (RFC 1661 4.6) having to resend it."""
+
+    async def scenario() -> None:
+        pair = make_pair()
+        try:
+            a, b = socket_pair()
+            lns_session, _ = backend_session(a, lns=True, options=lns_options(tmp_path))
+            lac_session, _ = backend_session(b, lns=False, options=lac_options(connect_delay=0))
+            await pair.lns.prepare(lns_session)
+            (link,) = pair.lns.links.values()
+            assert link.channel is not None and link.started_at is None
+            await pair.lac.start(lac_session)
+            await until(lambda: pair.lac.counters.frames_out >= 1, "the LAC's first frame")
+            assert pair.lns.counters.frames_out == pair.lns.counters.frames_in == 0
+            assert pair.lns.counters.started == 0
+            established = replace(lns_session, info=replace(lns_session.info, tx_connect_speed=9))
+            await pair.lns.start(established)
+            assert pair.lns.links[lns_session.key] is link and link.session is established
+            await until(lambda: ipcp_up(pair.lns_kernel) and ipcp_up(pair.lac_kernel), "IPCP")
+            lac_link = pair.lac.links[lac_session.key]
+            assert lac_link.lcp_up_after is not None and lac_link.lcp_up_after < 2.0
+            assert link.heard_after is not None and link.heard_after < 0.5  # it was waiting
+            assert pair.lac.counters.frames_out >= 1 and pair.lns.counters.started == 1
+        finally:
+            await pair.close()
+
+    run(scenario)
+
+
+def test_stopping_a_prepared_link_releases_it_at_once(tmp_path: Path) -> None:
+    """A call that ends before its ICCN (the LAC's CDN): no LCP to terminate, so no wait
+    (terminate_wait is an hour here) and no frame; every fd is closed."""
+
+    async def scenario() -> None:
+        kernel = FakePppKernel()
+        backend = BuiltinPppBackend(kernel=kernel, hostname="lns", terminate_wait=3600)
+        a, b = socket_pair()
+        session, dataplane = backend_session(a, lns=True, options=lns_options(tmp_path))
+        await backend.prepare(session)
+        assert dataplane.opened == 1 and kernel.open_fds
+        await backend.stop(session)
+        assert not kernel.open_fds and not backend.links
+        assert backend.counters.started == backend.counters.stopped == 0
+        assert backend.counters.frames_out == 0
+        assert b.recv(100) == b""  # the socket's end, and no frame before it
+        b.close()
+        await backend.close()
+
+    run(scenario)
+
+
+def test_dispatching_backend_prepares_only_the_builtin(tmp_path: Path) -> None:
+    async def scenario() -> None:
+        kernel = FakePppKernel()
+        builtin = BuiltinPppBackend(kernel=kernel, hostname="lns")
+        pppd = NullSessionBackend()
+        dispatch = DispatchingBackend(pppd=pppd, builtin=builtin)
+        a, b = socket_pair()
+        session, _ = backend_session(a, lns=True, options=lns_options(tmp_path))
+        await dispatch.prepare(session)
+        assert session.key in builtin.links
+        plain, _ = backend_session(b, lns=True, options=None, sid=5)
+        await dispatch.prepare(plain)  # pppd has nothing to prepare
+        assert pppd.started == {}
+        await dispatch.stop(session)
+        assert not builtin.links and not kernel.open_fds
+        b.close()
+        await builtin.close()
+
+    run(scenario)

@@ -113,8 +113,9 @@ PATHS: dict[CallKind, dict[SessionState, list[SessionInput]]] = {
     },
     CallKind.LNS_INCOMING: {
         S.WAIT_ACCEPT: [I.RECV_ICRQ],
-        S.WAIT_CONNECT: [I.RECV_ICRQ, I.ACCEPT],
-        S.ESTABLISHED: [I.RECV_ICRQ, I.ACCEPT, I.RECV_ICCN],
+        S.WAIT_DATA_PLANE: [I.RECV_ICRQ, I.ACCEPT],
+        S.WAIT_CONNECT: [I.RECV_ICRQ, I.ACCEPT, I.DATA_PLANE_READY],
+        S.ESTABLISHED: [I.RECV_ICRQ, I.ACCEPT, I.DATA_PLANE_READY, I.RECV_ICCN],
     },
     CallKind.LAC_OUTGOING: {
         S.WAIT_ACCEPT: [I.RECV_OCRQ],

@@ -8,17 +8,19 @@ have no way in from outside a tunnel: OPEN makes a new session (every walk start
 it) and ANSWER is part of a LAC's ``accept_call`` (so LAC outgoing is never seen in
 wait-cs-answer); ``test_session.py`` feeds those to a lone :class:`Session`. A LAC's
 call is seen in wait-data-plane only when placed with ``CallParams.wait_data_plane``
-(issue 17); any other leaves it at once with its ICCN.
+(issue 17); any other leaves it at once with its ICCN. The same for an LNS's call accepted
+with ``wait_data_plane`` (its ICRP is held); any other sends its ICRP at once.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import pytest
 
 from l2tp.protocol.avps import ResultCode
-from l2tp.protocol.constants import CdnResult, MessageType
+from l2tp.protocol.constants import CdnResult, MessageType, StopCcnResult
 from l2tp.protocol.errors import LocalProtocolError
 from l2tp.protocol.events import (
     CallKind,
@@ -46,6 +48,10 @@ ROLE = {
 }
 
 
+def _waiting(params: CallParams) -> CallParams:
+    return dataclasses.replace(params, wait_data_plane=True)
+
+
 def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
     peer = ScriptedPeer(walk_config(ROLE[kind], auto_accept=False))
     tunnel = peer.tunnel
@@ -66,6 +72,7 @@ def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
     path = {
         (K.LAC_INCOMING, S.WAIT_DATA_PLANE): ["ICRP"],
         (K.LAC_INCOMING, S.ESTABLISHED): ["ICRP"],
+        (K.LNS_INCOMING, S.WAIT_DATA_PLANE): ["accept, waiting"],
         (K.LNS_INCOMING, S.WAIT_CONNECT): ["accept"],
         (K.LNS_INCOMING, S.ESTABLISHED): ["accept", "ICCN"],
         (K.LAC_OUTGOING, S.ESTABLISHED): ["accept"],
@@ -75,6 +82,9 @@ def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
     for step in path:
         if step == "accept":
             tunnel.accept_call(sid, peer.now)
+            peer.collect()
+        elif step == "accept, waiting":
+            tunnel.accept_call(sid, peer.now, _waiting(tunnel.config.call_params))
             peer.collect()
         else:
             peer.send(MESSAGES[step], session_id=sid)
@@ -86,7 +96,7 @@ def reach(kind: CallKind, state: SessionState) -> tuple[ScriptedPeer, Session]:
 
 STATES = {
     K.LAC_INCOMING: (S.WAIT_TUNNEL, S.WAIT_REPLY, S.WAIT_DATA_PLANE, S.ESTABLISHED),
-    K.LNS_INCOMING: (S.WAIT_ACCEPT, S.WAIT_CONNECT, S.ESTABLISHED),
+    K.LNS_INCOMING: (S.WAIT_ACCEPT, S.WAIT_DATA_PLANE, S.WAIT_CONNECT, S.ESTABLISHED),
     K.LAC_OUTGOING: (S.WAIT_ACCEPT, S.ESTABLISHED),
     K.LNS_OUTGOING: (S.WAIT_TUNNEL, S.WAIT_REPLY, S.WAIT_CONNECT, S.ESTABLISHED),
 }
@@ -177,7 +187,10 @@ OVERRIDES: dict[tuple[CallKind, SessionState, SessionInput], Outcome | str] = {
     (K.LAC_INCOMING, S.WAIT_REPLY, I.RECV_OCRQ): new_call(S.WAIT_REPLY, refused=False),
     (K.LAC_INCOMING, S.ESTABLISHED, I.RECV_SLI): stays(S.ESTABLISHED, "LinkInfoSet"),
     # 7.4.2, LNS incoming call (accepted by hand: wait-accept is seen).
-    (K.LNS_INCOMING, S.WAIT_ACCEPT, I.ACCEPT): stays(S.WAIT_CONNECT, sent=("ICRP",)),
+    # (A call not waiting for its data plane is given DATA_PLANE_READY at once; one that
+    # waits is seen in wait-data-plane, where an ICCN is out of sequence: CDN 2.)
+    (K.LNS_INCOMING, S.WAIT_ACCEPT, I.ACCEPT): Outcome(S.WAIT_CONNECT, ("ICRP",), (), table=False),
+    (K.LNS_INCOMING, S.WAIT_DATA_PLANE, I.DATA_PLANE_READY): stays(S.WAIT_CONNECT, sent=("ICRP",)),
     (K.LNS_INCOMING, S.WAIT_CONNECT, I.RECV_ICCN): stays(S.ESTABLISHED, "SessionEstablished"),
     (K.LNS_INCOMING, S.ESTABLISHED, I.RECV_WEN): stays(S.ESTABLISHED, "WanErrorNotified"),
     # 7.5.1, LAC outgoing call: accepting answers at once.
@@ -348,3 +361,116 @@ def test_calls_waiting_behind_a_busy_data_plane_are_slow_not_stalled() -> None:
         peer.acknowledge_all()
     sent, events = peer.take()
     assert sent == ("ICCN",) * 4 and events == ("SessionEstablished",) * 4
+
+
+# ------------------------------------------- the LNS's ICRP waits for the data plane
+
+
+def _held_answer() -> tuple[ScriptedPeer, int]:
+    """An LNS call accepted with ``wait_data_plane`` (its ICRP held)."""
+    peer = ScriptedPeer(walk_config(Role.LNS, auto_accept=False))
+    peer.establish()
+    peer.take()
+    peer.send(MESSAGES["ICRQ"])
+    (request,) = [e for e in peer.events if isinstance(e, CallRequested)]
+    sid = request.info.session_id
+    peer.tunnel.accept_call(sid, peer.now, _waiting(peer.tunnel.config.call_params))
+    peer.collect()
+    peer.acknowledge_all()
+    return peer, sid
+
+
+def test_icrp_leaves_only_once_the_data_plane_is_ready() -> None:
+    """Issue 17, the LNS side: accepting gives DataPlaneWanted with both session IDs (the
+    ICRQ named the LAC's) and no ICRP; the ICRP follows data_plane_ready, however long the
+    data plane took, and the LAC's ICCN then establishes the call as before."""
+    peer, sid = _held_answer()
+    peer_sid = MESSAGES["ICRQ"].assigned_session_id
+    wanted = [e for e in peer.events if isinstance(e, DataPlaneWanted)]
+    assert len(wanted) == 1
+    assert wanted[0].info.session_id == sid and wanted[0].info.peer_session_id == peer_sid
+    assert wanted[0].info.kind is K.LNS_INCOMING
+    assert [m.name for _, m in peer.sent] == []
+    peer.take()
+    peer.run_timers(peer.now + 5.0, acknowledge=True)
+    assert peer.take() == ((), ())
+    peer.tunnel.data_plane_ready(sid, peer.now)
+    peer.collect()
+    icrp_sid, icrp = peer.last_sent("ICRP")
+    assert icrp_sid == peer_sid and icrp.assigned_session_id == sid
+    assert peer.tunnel.sessions.require(sid).state is S.WAIT_CONNECT
+    peer.send(MESSAGES["ICCN"], session_id=sid)
+    peer.acknowledge_all()
+    (established,) = [e for e in peer.events if isinstance(e, SessionEstablished)]
+    assert established.info.session_id == sid
+
+
+def test_an_iccn_before_the_held_icrp_is_out_of_sequence() -> None:
+    """The LAC cannot have our ICRP yet: its ICCN gets CDN 2 (FSM error), RFC 2661 7.1."""
+    peer, sid = _held_answer()
+    peer.take()
+    peer.send(MESSAGES["ICCN"], session_id=sid)
+    peer.acknowledge_all()
+    peer.collect()
+    _, cdn = peer.last_sent("CDN")
+    assert cdn.result_code is not None
+    want = "FSM error: receive ICCN in lns-incoming state wait-data-plane"
+    assert cdn.result_code.message == want
+    assert peer.take() == (("CDN/2",), ("SessionClosed/2",))
+    assert sid not in peer.tunnel.sessions
+
+
+def test_a_held_answer_has_no_set_up_deadline_of_ours_and_ends_on_the_peers_cdn() -> None:
+    """As for the LAC's held ICCN: no CDN 10 from us while the data plane is made; the
+    LAC's set-up timer bounds the wait (its CDN ends the call); a StopCCN ends it too."""
+    peer, sid = _held_answer()
+    peer.take()
+    peer.run_timers(peer.now + 3 * peer.tunnel.config.setup_timeout, acknowledge=True)
+    assert peer.take() == ((), ())
+    assert peer.tunnel.sessions.require(sid).state is S.WAIT_DATA_PLANE
+    peer_sid = MESSAGES["ICRQ"].assigned_session_id
+    cdn = ControlMessage.of(
+        MessageType.CDN, result_code=ResultCode(result=10), assigned_session_id=peer_sid
+    )
+    peer.send(cdn, session_id=sid)
+    peer.acknowledge_all()
+    assert peer.take() == ((), ("SessionClosed/10/peer",))
+    with pytest.raises(LocalProtocolError):
+        peer.tunnel.data_plane_ready(sid, peer.now)
+
+
+def test_a_data_plane_failure_on_the_lns_gives_a_cdn_and_no_icrp() -> None:
+    peer, sid = _held_answer()
+    peer.take()
+    peer.tunnel.close_session(sid, peer.now, result=CdnResult.GENERAL_ERROR, message="x")
+    assert peer.take() == (("CDN/2",), ("SessionClosed/2",))  # no ICRP
+
+
+def test_an_auto_accepted_call_with_wait_data_plane_defaults_is_held_too() -> None:
+    """``auto_accept`` feeds ACCEPT at once; a tunnel whose default call parameters wait
+    for the data plane holds the ICRP all the same (no CallRequested in between)."""
+    config = walk_config(Role.LNS, auto_accept=True)
+    config = dataclasses.replace(config, call_params=_waiting(config.call_params))
+    peer = ScriptedPeer(config)
+    peer.establish()
+    peer.take()
+    peer.send(MESSAGES["ICRQ"])
+    peer.acknowledge_all()
+    (wanted,) = [e for e in peer.events if isinstance(e, DataPlaneWanted)]
+    assert "ICRP" not in [m.name for _, m in peer.sent]
+    peer.tunnel.data_plane_ready(wanted.info.session_id, peer.now)
+    peer.collect()
+    peer.last_sent("ICRP")
+
+
+def test_a_peer_stopccn_ends_a_held_answer_without_a_cdn() -> None:
+    """RFC 2661 5.7: the LAC's StopCCN takes the held call down with the tunnel; no CDN
+    and no ICRP for it (the runtime's data_plane_ready then finds no call)."""
+    peer, sid = _held_answer()
+    peer.take()
+    peer.send(ScriptedPeer.stopccn(StopCcnResult.GENERAL_REQUEST))
+    peer.acknowledge_all()
+    sent, events = peer.take()
+    assert "CDN/2" not in sent and "ICRP" not in sent
+    assert events == ("SessionClosed/-", "TunnelClosed/1/peer")
+    assert sid not in peer.tunnel.sessions

@@ -25,6 +25,7 @@ from l2tp.protocol.events import (
     CallParams,
     CallRequested,
     CircuitStatusChanged,
+    DataPlaneWanted,
     Role,
     SessionClosed,
     SessionEstablished,
@@ -476,3 +477,28 @@ def test_wen_before_established_is_ignored() -> None:
     )
     _inject(p, p.a.tunnel, wen)
     assert not p.b.of(WanErrorNotified) and "CDN" not in p.names()
+
+
+def test_held_icrp_the_data_plane_knows_both_cookies_first() -> None:
+    """Issue 17 on L2TPv3 (RFC 3931 7.3.2, ICRQ recipient): a call answered with
+    ``wait_data_plane`` reports DataPlaneWanted with the peer's cookie (from the ICRQ) and
+    ours, drawn before the ICRP, which then carries the same cookie; the ICCN follows."""
+    p = _established(b=config3(Role.LNS, auto_accept=False))
+    p.a.tunnel.open_session(p.now, CallParams(cookie_length=4))
+    p.pump()
+    (req,) = p.b.of(CallRequested)
+    sid = req.info.session_id
+    p.b.tunnel.accept_call(sid, p.now, CallParams(cookie_length=8, wait_data_plane=True))
+    p.pump()
+    (wanted,) = p.b.of(DataPlaneWanted)
+    assert wanted.info.peer_cookie is not None and len(wanted.info.peer_cookie) == 4
+    assert wanted.info.cookie is not None and len(wanted.info.cookie) == 8
+    assert not _sent(p, "ICRP")
+    assert p.b.tunnel.sessions.require(sid).state is SessionState.WAIT_DATA_PLANE
+    p.b.tunnel.data_plane_ready(sid, p.now)
+    p.pump()
+    (icrp,) = _sent(p, "ICRP")
+    assert _msg(icrp).get(AvpType.ASSIGNED_COOKIE) == wanted.info.cookie
+    (ours,) = p.b.of(SessionEstablished)
+    assert ours.info.cookie == wanted.info.cookie
+    assert p.a.of(SessionEstablished)[0].info.peer_cookie == wanted.info.cookie

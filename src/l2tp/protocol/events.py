@@ -83,11 +83,12 @@ class SessionEstablished:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DataPlaneWanted:
-    """ICRP received for a call placed with ``CallParams.wait_data_plane``: the IDs (and,
-    on L2TPv3, the cookies) are agreed, and the ICCN waits for the local data plane.
+    """A call with ``CallParams.wait_data_plane`` is agreed but held: a call we placed has
+    its ICRP (our ICCN waits), a call we answer has been accepted (our ICRP waits). The
+    IDs (and, on L2TPv3, the cookies) are known.
 
     Create the kernel session and whatever reads its frames, then call
-    :meth:`~.tunnel.Tunnel.data_plane_ready` (which sends the ICCN), or
+    :meth:`~.tunnel.Tunnel.data_plane_ready` (which sends the ICCN or ICRP), or
     :meth:`~.tunnel.Tunnel.close_session` if that failed (CDN). The wait has no set-up
     deadline of ours (it is local; see ``session_table._SETUP_STATES``): whoever asked
     for the data plane must end it; the peer's own set-up timer bounds it from its side.

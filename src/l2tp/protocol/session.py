@@ -240,6 +240,9 @@ class Session:
         elif action is A.CHECK_REQUEST:
             assert message is not None
             self._check_request(message)
+        elif action is A.ACCEPT_CALL:
+            if self.params.wait_data_plane:
+                self._want_data_plane()
         elif action is A.SEND_ICRP:
             self._send(self._icrp(), now)
         elif action is A.SEND_OCRP:
@@ -250,7 +253,7 @@ class Session:
             assert message is not None
             self._take_peer_session_id(message)
             if self.params.wait_data_plane:
-                self.host.emit(DataPlaneWanted(tunnel_id=self.host.tunnel_id, info=self.info))
+                self._want_data_plane()
         elif action is A.SEND_ICCN:
             self._send(self._connected(MessageType.ICCN), now)
         elif action is A.ACCEPT_OCRP:
@@ -287,6 +290,11 @@ class Session:
         elif action is A.EMIT_SLI:
             assert message is not None
             self._on_sli(message)
+
+    def _want_data_plane(self) -> None:
+        """Hold our ICCN (a call we placed) or ICRP (a call we answer) and ask the runtime
+        for the data plane (:mod:`.session_fsm`, wait-data-plane)."""
+        self.host.emit(DataPlaneWanted(tunnel_id=self.host.tunnel_id, info=self.info))
 
     def _on_sli(self, message: ControlMessage) -> None:
         """SLI on an established session (RFC 2661 6.13): report the PPP ACCM."""

@@ -36,6 +36,18 @@ Deviations, and why:
   :class:`~.events.DataPlaneWanted`; ``DATA_PLANE_READY`` sends the ICCN. Any
   other call is given ``DATA_PLANE_READY`` at once by its session table, so
   the ICCN leaves with the ICRP's acknowledgement as before.
+* The same state splits 7.4.2 "wait-request (our wait-accept), Receive ICRQ,
+  acceptable: Send ICRP" on the LNS, the mirror image: a LAC starts its PPP as
+  soon as it has sent its ICCN, and its first LCP Configure-Request, reaching an
+  LNS kernel without the session or its PPP channel, was lost the same way. The
+  ICRQ carries the LAC's session ID (and on L2TPv3 its cookie), so an LNS can
+  create the kernel session and attach the channel before its ICRP leaves. RFC
+  2661 puts no bound on the LNS's time between ICRQ and ICRP either (the LAC's
+  own set-up timer covers it). ``ACCEPT`` of a call whose
+  :attr:`~.values.CallParams.wait_data_plane` is set stops here and reports
+  :class:`~.events.DataPlaneWanted`; ``DATA_PLANE_READY`` sends the ICRP. An
+  ICCN here is out of sequence (the LAC has no ICRP yet): CDN, as in
+  wait-accept.
 * WEN (6.12) and SLI (6.13) are only meaningful once established; earlier
   they are ignored rather than fatal, since neither changes call state.
 
@@ -71,7 +83,8 @@ class SessionState(enum.Enum):
     WAIT_CS_ANSWER = "wait-cs-answer"
     """OCRP sent, bearer being connected (LAC outgoing)."""
     WAIT_DATA_PLANE = "wait-data-plane"
-    """ICRP received, our ICCN held until the local data plane is ready (LAC incoming)."""
+    """Our ICCN (LAC incoming: ICRP received) or ICRP (LNS incoming: ICRQ accepted) held
+    until the local data plane is ready."""
     ESTABLISHED = "established"
     CLOSED = "closed"
 
@@ -115,6 +128,7 @@ class SessionAction(enum.Enum):
     SEND_ICRQ = "send ICRQ"
     SEND_OCRQ = "send OCRQ"
     CHECK_REQUEST = "check ICRQ/OCRQ, record the call"
+    ACCEPT_CALL = "accept the call, ask for the data plane if the call waits for it"
     SEND_ICRP = "send ICRP"
     SEND_OCRP = "send OCRP"
     SEND_OCCN = "send OCCN, established"
@@ -180,11 +194,12 @@ def _lns_incoming() -> dict[tuple[SessionState, SessionInput], Transition]:
     """RFC 2661 7.4.2."""
     t = {
         (S.IDLE, I.RECV_ICRQ): T(A.CHECK_REQUEST, S.WAIT_ACCEPT),
-        (S.WAIT_ACCEPT, I.ACCEPT): T(A.SEND_ICRP, S.WAIT_CONNECT),
+        (S.WAIT_ACCEPT, I.ACCEPT): T(A.ACCEPT_CALL, S.WAIT_DATA_PLANE),
+        (S.WAIT_DATA_PLANE, I.DATA_PLANE_READY): T(A.SEND_ICRP, S.WAIT_CONNECT),
         (S.WAIT_CONNECT, I.RECV_ICCN): T(A.ACCEPT_CONNECTED, S.ESTABLISHED),
         (S.ESTABLISHED, I.RECV_WEN): T(A.EMIT_WEN, S.ESTABLISHED),
     }
-    _common(t, (S.WAIT_ACCEPT, S.WAIT_CONNECT, S.ESTABLISHED))
+    _common(t, (S.WAIT_ACCEPT, S.WAIT_DATA_PLANE, S.WAIT_CONNECT, S.ESTABLISHED))
     return t
 
 

@@ -53,8 +53,8 @@ _SETUP_STATES = frozenset(
 tunnel's own setup deadline covers it, and the call's clock starts once its request leaves).
 
 Nor is wait-data-plane: that wait is ours, not the peer's, and the layer that asked for it
-ends it (the ICCN, or a CDN when the data plane fails). A deadline there cut calls that were
-only queued behind a busy data plane: 782 of 5,000 calls placed at once in the test VM,
+ends it (the ICCN or ICRP, or a CDN when the data plane fails). A deadline there cut calls
+that were only queued behind a busy data plane: 782 of 5,000 calls placed at once in the test VM,
 whose tunnels' kernel sessions were all waiting behind other tunnels' on the one netlink
 socket (no progress in their own tunnel for a whole ``setup_timeout``). The peer's own
 set-up timer still bounds the call from its side (its CDN ends ours)."""
@@ -177,13 +177,20 @@ class SessionTable:
 
     def accept(self, session: Session, now: float) -> None:
         session.handle(SessionInput.ACCEPT, now)
+        self._unless_waiting(session, now)
         if session.kind is CallKind.LAC_OUTGOING and session.state is SessionState.WAIT_CS_ANSWER:
             # No bearer to wait for on a software LAC: the call is answered at once.
             session.handle(SessionInput.ANSWER, now)
 
+    def _unless_waiting(self, session: Session, now: float) -> None:
+        """A call in wait-data-plane that does not wait for its data plane leaves it at
+        once: its ICCN (LAC) or ICRP (LNS) goes out as before (see :mod:`.session_fsm`)."""
+        if session.state is SessionState.WAIT_DATA_PLANE and not session.params.wait_data_plane:
+            session.handle(SessionInput.DATA_PLANE_READY, now)
+
     def data_plane_ready(self, session: Session, now: float) -> None:
-        """Send a held ICCN (see :mod:`.session_fsm`). Counted as progress of the tunnel's
-        call set-ups, as a peer's call message is (:meth:`handle_timer`)."""
+        """Send a held ICCN or ICRP (see :mod:`.session_fsm`). Counted as progress of the
+        tunnel's call set-ups, as a peer's call message is (:meth:`handle_timer`)."""
         self._call_messages += 1
         session.handle(SessionInput.DATA_PLANE_READY, now)
 
@@ -281,9 +288,7 @@ class SessionTable:
         session.handle(inp, now, message)
         if not had_peer and session.peer_session_id and session.state is not SessionState.CLOSED:
             self._by_peer[session.peer_session_id] = session
-        if session.state is SessionState.WAIT_DATA_PLANE and not session.params.wait_data_plane:
-            # No data plane to wait for: the ICCN leaves at once (see session_fsm).
-            session.handle(SessionInput.DATA_PLANE_READY, now)
+        self._unless_waiting(session, now)
 
     def _new_call(self, message: ControlMessage, peer_sid: int, now: float) -> None:
         """ICRQ or OCRQ for a new call; v2 refuses the one its role does not answer."""

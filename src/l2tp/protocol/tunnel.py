@@ -360,7 +360,8 @@ class Tunnel:
 
         ``params`` replace the tunnel's default call parameters for the answer,
         e.g. the cookie length and sublayer of the L2TPv3 pseudowire the call's
-        Remote End ID was bound to.
+        Remote End ID was bound to. With ``params.wait_data_plane`` an incoming call's
+        ICRP is held until :meth:`data_plane_ready` (:class:`~.events.DataPlaneWanted`).
         """
         session = self.sessions.require(session_id)
         if params is not None:
@@ -368,12 +369,16 @@ class Tunnel:
         self.sessions.accept(session, now)
 
     def data_plane_ready(self, session_id: int, now: float) -> None:
-        """Send the ICCN of a call waiting for its data plane (:class:`~.events.DataPlaneWanted`).
+        """Send the ICCN (LAC) or ICRP (LNS) of a call waiting for its data plane
+        (:class:`~.events.DataPlaneWanted`).
 
         RFC 2661 7.4.1: the LAC answers the ICRP with its ICCN once its side of the call
         is connected; here that includes the kernel session and the PPP channel, so the
-        LNS's first PPP frame finds them. A no-op once the call has closed; API misuse
-        (a call in any other state) raises :class:`~.errors.LocalProtocolError`.
+        LNS's first PPP frame finds them. 7.4.2, the mirror image: the LNS answers an
+        accepted ICRQ with its ICRP once its kernel session and PPP channel exist, so the
+        LAC's first PPP frame after its ICCN finds them. A no-op once the call has
+        closed; API misuse (a call in any other state) raises
+        :class:`~.errors.LocalProtocolError`.
         """
         self.sessions.data_plane_ready(self.sessions.require(session_id), now)
 

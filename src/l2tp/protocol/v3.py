@@ -65,6 +65,12 @@ class Session3(Session):
             self.info_fields["cookie"] = self.cookie
         return self.cookie
 
+    def _want_data_plane(self) -> None:
+        """Our cookie is drawn first: a call we answer has not sent its ICRP yet, and the
+        kernel session made now must require the cookie that ICRP will carry."""
+        self._our_cookie()
+        super()._want_data_plane()
+
     # ------------------------------------------------------------ builders
 
     def _status(self) -> CircuitStatus:

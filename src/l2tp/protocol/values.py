@@ -115,10 +115,11 @@ class CallParams:
     tunnel's role decides (a LAC sends ICRQ, an LNS OCRQ, RFC 2661 7.4-7.5) and a
     contrary True/False is refused with :class:`~.errors.LocalProtocolError`."""
     wait_data_plane: bool = False
-    """An incoming call we place (ICRQ) holds its ICCN until the local data plane is
-    ready: after the ICRP the session reports :class:`~.events.DataPlaneWanted` and waits
+    """An incoming call holds its next message until the local data plane is ready: one
+    we place (ICRQ) its ICCN, after the ICRP; one we answer (``accept_call`` with these
+    parameters) its ICRP. The session reports :class:`~.events.DataPlaneWanted` and waits
     in wait-data-plane for :meth:`~.tunnel.Tunnel.data_plane_ready` (see
-    :mod:`.session_fsm`). Never sent to the peer; other kinds of call ignore it."""
+    :mod:`.session_fsm`). Never sent to the peer; outgoing calls ignore it."""
     circuit_active: bool = True
     """L2TPv3 Circuit Status we advertise in the ICRQ/ICRP/OCRQ/OCRP (RFC 3931 5.4.5):
     False creates the session with the circuit not yet ready to pass traffic."""

@@ -23,6 +23,14 @@ PPPoL2TP socket (:mod:`l2tp.runtime.ppp`). The contract, in order:
    ``reports_interface`` attribute (:func:`reports_interface`): then
    ``SessionHandle.wait_interface`` (and so the ``session_up`` hooks) waits for the
    name; otherwise nothing waits for one.
+   Optional, for a call the runtime answers with its data plane made first (a built-in
+   PPP call at an LNS, ``CallParams.wait_data_plane``): a backend with an ``async def
+   prepare(session)`` has it awaited after step 2 but *before* the call is established
+   (before our ICRP), to open what must exist when the peer's first frame comes (the
+   PPPoL2TP socket and PPP channel) without starting the payload; ``start`` follows
+   once the call is established (the ICCN), with the established call's
+   :class:`BackendSession`. A ``prepare`` that raises refuses the call as ``start``
+   does; a call that ends in between gets ``stop`` as usual.
 4. While running, when the payload side ends by itself (pppd exits, LCP
    terminated, echo failure), the backend calls
    ``session.report_down(result, error=None, message="")`` **from the event

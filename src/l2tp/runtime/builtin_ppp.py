@@ -200,12 +200,42 @@ class BuiltinPppBackend:
             )
         return dataclasses.replace(options, password=entry.secret)
 
+    async def prepare(self, session: BackendSession) -> None:
+        """Open the PPPoL2TP socket and attach the channel of a call not yet established,
+        without starting PPP (:meth:`PppLink.attach`): an LNS does this before its ICRP,
+        so the LAC's first LCP frame, sent right after its ICCN, waits in the channel's
+        queue instead of reaching a kernel without the session's socket (issue 17).
+        :meth:`start` then starts LCP; :meth:`stop` releases a link never started.
+
+        Raises as :meth:`start` does, with nothing left open.
+        """
+        link = await self._new_link(session)
+        link.attach()
+        self.links[session.key] = link
+
     async def start(self, session: BackendSession) -> None:
         """Start the session's PPP (backend.py step 3): returns once LCP is under way.
+        A link :meth:`prepare` attached starts on its channel, with ``session`` (the
+        established call) as its description.
 
         Raises ValueError (unusable options or secrets file), KernelError or OSError (the
         socket or channel); nothing is left open then.
         """
+        key = session.key
+        link = self.links.get(key)
+        if link is not None and link.started_at is None and not link.released:
+            try:
+                link.start(session)
+            except BaseException:
+                del self.links[key]  # start() closed its fds; stop() is not called now
+                raise
+            return
+        link = await self._new_link(session)
+        link.start()
+        self.links[key] = link
+
+    async def _new_link(self, session: BackendSession) -> PppLink:
+        """The link of a session not yet running (secrets read; nothing opened yet)."""
         key = session.key
         if key in self.links:
             raise RuntimeError(f"built-in PPP already running for session {key}")
@@ -227,9 +257,7 @@ class BuiltinPppBackend:
             read_buffer=self._read_buffer,
             observer=self.observer_for(options),
         )
-        link = PppLink(session, options, settings)
-        link.start()
-        self.links[key] = link
+        return PppLink(session, options, settings)
 
     async def stop(self, session: BackendSession) -> None:
         """End the session's PPP (backend.py step 5); idempotent, bounded by
@@ -284,6 +312,20 @@ class DispatchingBackend:
 
     def backend_for(self, session: BackendSession) -> SessionBackend:
         return self.builtin if uses_builtin(session.options) else self.pppd
+
+    async def prepare(self, session: BackendSession) -> None:
+        """The chosen backend's ``prepare`` (before the call is established), if it has one."""
+        backend = self.backend_for(session)
+        prepare = getattr(backend, "prepare", None)
+        if prepare is None:
+            return
+        self._chosen[session.key] = backend
+        try:
+            await prepare(session)
+        except BaseException:
+            if self._chosen.get(session.key) is backend:
+                del self._chosen[session.key]
+            raise
 
     async def start(self, session: BackendSession) -> None:
         backend = self.backend_for(session)

@@ -152,10 +152,11 @@ class TunnelHandle(KernelSideEffects):
         return handle
 
     def _call_params(self, params: CallParams | None, options: SessionOptions) -> CallParams | None:
-        """A built-in PPP call holds its ICCN until its kernel session and PPP channel
-        exist (``wait_data_plane``; :meth:`_data_plane_wanted` says why). pppd calls do
-        not: the LNS's first frame would still find no pppd on a channel, and holding the
-        ICCN for pppd's start would slow every call (docs/builtin-ppp.md)."""
+        """A built-in PPP call holds its ICCN (a call we place) or ICRP (one we answer)
+        until its kernel session and PPP channel exist (``wait_data_plane``;
+        :meth:`_data_plane_wanted` says why). pppd calls do not: the other end's first
+        frame would still find no pppd on a channel, and holding the message for pppd's
+        start would slow every call (docs/builtin-ppp.md)."""
         if options.builtin_ppp is None or self.ctx.backend is None:
             return params
         base = params if params is not None else self.tunnel.config.call_params
@@ -448,8 +449,9 @@ class TunnelHandle(KernelSideEffects):
         answer = self.endpoint.admit_call(self, event.info)
         now = self.ctx.loop.time()
         if isinstance(answer, Admission):
-            self.new_session(sid, answer.options, answer.params, answer.circuit)
-            self.tunnel.accept_call(sid, now, answer.params)
+            params = self._call_params(answer.params, answer.options)
+            self.new_session(sid, answer.options, params, answer.circuit)
+            self.tunnel.accept_call(sid, now, params)
         else:
             log.info(
                 "tunnel %d: call %d refused: %s",

@@ -5,7 +5,9 @@ Kernel objects follow the control plane (RFC 2661 has no data-plane messages):
 tunnel established -> managed kernel tunnel on the tunnel's socket; session
 established -> kernel session (PPP, LNS mode on the LNS; or the negotiated L2TPv3
 pseudowire), then the :class:`~l2tp.runtime.backend.SessionBackend` (a call we place
-with built-in PPP does both before its ICCN leaves: ``DataPlaneWanted``); session
+with built-in PPP does both before its ICCN leaves, a call we answer with it creates
+the kernel session and attaches the PPP channel before its ICRP leaves and starts its
+PPP at the ICCN: ``DataPlaneWanted``); session
 closed -> backend stopped, kernel session deleted; tunnel closed -> every session
 as above, kernel tunnel deleted. Kernel failures close the session (CDN 2) or the
 tunnel (StopCCN 2) with the generic :data:`~l2tp.runtime.errors.LOCAL_FAILURE`
@@ -45,6 +47,7 @@ tear-down is done, so "closed" means the kernel objects are gone too.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import socket
 from collections.abc import Coroutine
@@ -55,6 +58,7 @@ from l2tp.kernel.errors import KernelError, SessionNotFound, TunnelNotFound
 from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
 from l2tp.protocol.constants import CdnResult, StopCcnResult
 from l2tp.protocol.events import (
+    CallKind,
     DataPlaneWanted,
     Role,
     SessionClosed,
@@ -273,23 +277,31 @@ class KernelSideEffects:
             handle = self.new_session(info.session_id, self.endpoint.ppp_options)
         handle.peer_session_id = info.peer_session_id
         handle.established_at = self.ctx.loop.time()
-        if handle.params.wait_data_plane and handle.kernel:
-            # Brought up before our ICCN left (:meth:`_data_plane_wanted`): complete.
-            self._session_up(handle, info)
+        early, handle.kernel_spec = handle.kernel_spec, None
+        if handle.params.wait_data_plane and handle.kernel and early is not None:
+            # Brought up before our ICCN or ICRP left (:meth:`_data_plane_wanted`).
+            if info.kind is CallKind.LNS_INCOMING:
+                self._answer_connected(handle, info, early)
+            else:
+                self._session_up(handle, info)
             return
         self._queue_bring_up(handle, info)
 
     def _data_plane_wanted(self, event: DataPlaneWanted) -> None:
-        """A call we placed with ``CallParams.wait_data_plane`` has its ICRP: bring up
-        its kernel session and backend now, as for an established call, and send the
-        ICCN once they are ready (:meth:`_data_plane_up`); a failure ends the call with
-        CDN 2 instead (:meth:`_bring_up_failed`).
+        """A call with ``CallParams.wait_data_plane`` holds its next message: bring up its
+        kernel session and backend now, as for an established call, and send the ICCN (a
+        call we placed, after the ICRP) or the ICRP (a call we answer, once accepted)
+        when they are ready (:meth:`_data_plane_up`); a failure ends the call with CDN 2
+        instead (:meth:`_bring_up_failed`). A call we answer only *prepares* its backend
+        here (the built-in PPP's socket and channel, without LCP): its PPP starts at the
+        ICCN (:meth:`_answer_connected`), since before that the LAC may not be listening.
 
-        Why (issue 17): an LNS starts its PPP as soon as it has our ICCN. With the
-        kernel session and the built-in PPP's channel made only after the ICCN, the
-        LNS's first LCP Configure-Request reached our kernel before either existed and
-        was lost, and LCP waited for the LNS's restart timer (3 s). Made first, the
-        frame waits in the channel's queue until the link reads it."""
+        Why (issue 17): each end starts its PPP as soon as the call is established for
+        it: an LNS when it has the ICCN, a LAC when it has sent it. With the kernel
+        session and the built-in PPP's channel made only after that, the other end's
+        first LCP Configure-Request reached our kernel before either existed and was
+        lost, and LCP waited for its restart timer (3 s). Made first, the frame waits in
+        the channel's queue until the link reads it."""
         info = event.info
         handle = self.sessions.get(info.session_id)
         if handle is None:  # a call placed around the handle API: nothing of ours to make
@@ -306,11 +318,47 @@ class KernelSideEffects:
 
     def _data_plane_up(self, handle: SessionHandle, info: SessionInfo) -> None:
         """The kernel session (and backend, bridge port) of a call are ready: an
-        established call is complete; a call holding its ICCN sends it now."""
+        established call is complete; a call holding its ICCN or ICRP sends it now."""
         if handle.established_at is None:
             self.data_plane_ready(handle.session_id)
         else:
             self._session_up(handle, info)
+
+    def _answer_connected(
+        self, handle: SessionHandle, info: SessionInfo, early: KernelSessionSpec
+    ) -> None:
+        """The ICCN of a call we answered with its kernel session made first: start its
+        PPP now (:meth:`_complete_answer`), in a task the tear-down waits for."""
+        handle.bringup = self.ctx.loop.create_future()
+        self._spawn(self._complete_answer(handle, info, early))
+
+    async def _complete_answer(
+        self, handle: SessionHandle, info: SessionInfo, early: KernelSessionSpec
+    ) -> None:
+        """Bring the early kernel session in line with the ICCN, then start the backend
+        prepared before our ICRP (RFC 2661 7.4.2: the call is established; the LAC has
+        sent its ICCN, so its PPP is listening). The ICCN may ask for sequencing
+        (Sequencing Required, RFC 2661 5.4; L2TPv3 Data Sequencing, RFC 3931 5.4.4),
+        which the kernel session takes in place; anything else it cannot take (an
+        L2-Specific Sublayer first named in an L2TPv3 ICCN) ends the call with CDN 2."""
+        try:
+            spec = self._kernel_session(info, handle)
+            send, recv = spec.send_seq, spec.recv_seq
+            if dataclasses.replace(early, send_seq=send, recv_seq=recv) != spec:
+                raise ValueError(f"the ICCN changed the kernel session ({early} -> {spec})")
+            if (early.send_seq, early.recv_seq) != (send, recv):
+                await self.ctx.dataplane.modify_session(
+                    self.tunnel_id, info.session_id, send_seq=send, recv_seq=recv
+                )
+        except (KernelError, OSError, ValueError) as exc:
+            self._bring_up_failed(handle, info, exc)
+            return
+        try:
+            ppp = spec.pw_type == PseudowireType.PPP and self.ctx.backend is not None
+            if (not ppp or await self._start_backend(handle, info)) and handle.closed is None:
+                self._session_up(handle, info)
+        finally:
+            _bringup_done(handle)
 
     async def _bring_up_sessions(self) -> None:
         """The tunnel's one bring-up worker: every call established while it works is
@@ -363,6 +411,8 @@ class KernelSideEffects:
                 self._bring_up_failed(handle, info, error)
                 continue
             handle.kernel = True
+            if handle.established_at is None:
+                handle.kernel_spec = spec  # made before our ICCN or ICRP left
             if spec.ifname is not None:
                 handle.interface = spec.ifname
             if handle.closed is not None:
@@ -427,10 +477,29 @@ class KernelSideEffects:
             if handle.closed is None:
                 self._data_plane_up(handle, info)
             return
+        # A call we answer, before our ICRP: only the channel now, its PPP at the ICCN.
+        prepare = handle.established_at is None and info.kind is CallKind.LNS_INCOMING
+        if await self._start_backend(handle, info, prepare=prepare) and handle.closed is None:
+            self._data_plane_up(handle, info)
+        # else: closed while starting; the tear-down (waiting for us) stops it.
+
+    async def _start_backend(
+        self, handle: SessionHandle, info: SessionInfo, *, prepare: bool = False
+    ) -> bool:
+        """``backend.start`` (backend.py step 3), or with ``prepare`` its optional
+        ``prepare`` (what can be made before the call is established); False if the
+        tunnel or call is going, or the backend failed, which closes the call with CDN 2
+        "local failure" (the details go to our log only)."""
         backend = self.ctx.backend
         kernel = self.kernel
         if backend is None or kernel is None or handle.closed is not None:
-            return
+            return False
+        step = backend.start
+        if prepare:
+            ahead = getattr(backend, "prepare", None)
+            if ahead is None:
+                return True  # nothing to make ahead: all of it at the ICCN
+            step = ahead
         session = BackendSession(
             info=info,
             role=self.role,
@@ -446,7 +515,7 @@ class KernelSideEffects:
         )
         handle.backend_session = session
         try:
-            await backend.start(session)
+            await step(session)
         except Exception as exc:  # a backend refusing the session: CDN 2 (backend.py step 3)
             log.error(
                 "session %d/%d: backend: %s",
@@ -459,10 +528,8 @@ class KernelSideEffects:
             self.close_session(
                 info.session_id, result=CdnResult.GENERAL_ERROR, message=LOCAL_FAILURE
             )
-            return
-        if handle.closed is None:
-            self._data_plane_up(handle, info)
-        # else: closed while starting; the tear-down (waiting for us) stops it.
+            return False
+        return True
 
     def _follow_circuit(self, handle: SessionHandle, active: bool) -> None:
         """RFC 3931 5.4.5: while the peer's circuit is inactive, data "MUST cease" towards

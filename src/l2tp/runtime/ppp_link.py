@@ -194,12 +194,14 @@ class PppLink(PppGrants, PppNetwork):
 
     # ------------------------------------------------------------------ start and stop
 
-    def start(self) -> None:
-        """Open the session's PPPoL2TP socket and channel and send the first LCP request.
-
-        Synchronous: nothing here waits. Raises (KernelError, OSError, ValueError) with
-        every fd closed again; the control plane then refuses the call (CDN 2).
+    def attach(self) -> None:
+        """Open the session's PPPoL2TP socket and attach its ``/dev/ppp`` channel, without
+        reading from it or starting LCP: an LNS does this before its ICRP, so that frames
+        the LAC sends after its ICCN wait in the channel's queue (issue 17). No-op once
+        attached. Raises (KernelError, OSError, ValueError) with every fd closed again.
         """
+        if self.channel is not None:
+            return
         info = self.session.info
         sock = self.session.dataplane.open_ppp_socket(
             self.session.kernel_tunnel, info.session_id, info.peer_session_id
@@ -209,6 +211,18 @@ class PppLink(PppGrants, PppNetwork):
         except BaseException:
             sock.close()
             raise
+
+    def start(self, session: BackendSession | None = None) -> None:
+        """Attach (unless :meth:`attach` did), read the channel and send the first LCP
+        request; ``session``: the established call, where it was attached before.
+
+        Synchronous: nothing here waits. Raises (KernelError, OSError, ValueError) with
+        every fd closed again; the control plane then refuses the call (CDN 2).
+        """
+        if session is not None:
+            self.session = session
+        self.attach()
+        assert self.channel is not None
         try:
             self._watch(self.channel.fd)
             self.started_at = self.loop.time()
@@ -235,13 +249,14 @@ class PppLink(PppGrants, PppNetwork):
         """
         if not self.released and not self.stopping:
             self.stopping = True
-            self.counters.stopped += 1
-            if not self.conn.terminated and not self.hung_up:
-                self.conn.close(self.loop.time(), "administrative close")
-                self._transmit()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(self.settings.terminate_wait):
-                        await self._finished.wait()
+            if self.started_at is not None:  # else only attached: no PPP to end
+                self.counters.stopped += 1
+                if not self.conn.terminated and not self.hung_up:
+                    self.conn.close(self.loop.time(), "administrative close")
+                    self._transmit()
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(self.settings.terminate_wait):
+                            await self._finished.wait()
         await self._release()
 
     @property

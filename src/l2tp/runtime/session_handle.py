@@ -6,6 +6,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from l2tp.kernel.model import KernelSessionSpec
 from l2tp.protocol.constants import CdnResult
 from l2tp.protocol.events import CallParams, SessionClosed, SessionInfo
 
@@ -64,6 +65,7 @@ class SessionHandle:
         "info",
         "interface",
         "kernel",
+        "kernel_spec",
         "options",
         "params",
         "peer_session_id",
@@ -99,6 +101,9 @@ class SessionHandle:
         """Loop time the call was established by the protocol (uptime for ``l2tp ctl``)."""
         self.kernel = False
         """A kernel session exists for it."""
+        self.kernel_spec: KernelSessionSpec | None = None
+        """The kernel session made before the call was established (``wait_data_plane``:
+        before our ICCN or ICRP left), until it is; runtime internal."""
         self.interface: str | None = None
         """The network interface carrying its payload, once known: an Ethernet
         pseudowire's (its configured name, or the kernel's ``l2tpethN`` once looked up),
