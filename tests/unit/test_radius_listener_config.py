@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from ipaddress import IPv4Address, ip_address
+from pathlib import Path
 
 import pytest
 
@@ -164,6 +165,22 @@ def test_a_spool_used_twice_names_both_key_paths() -> None:
         "t.toml: listener.b.radius: key 'spool': \"/var/lib/l2tp/branch.spool\" is already"
         " used by listener.a.radius.spool (each accounting engine needs a spool file of its own)"
     ]
+
+
+def test_a_relative_spool_is_the_same_file_as_its_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The daemon opens a relative spool from its working directory (it does not
+    change it): ``acct.spool`` there and its absolute path are one file."""
+    monkeypatch.chdir(tmp_path)
+    daemon = DAEMON.replace("/var/lib/l2tp/acct.spool", "acct.spool")
+    servers = 'acct_servers = [ { address = "192.0.2.20", secret = "b" } ]\n'
+    absolute = f'{servers}spool = "{tmp_path}/acct.spool"\n'
+    (line,) = errors(daemon + listener("a", 1701, absolute))
+    assert line.startswith("t.toml: listener.a.radius: key 'spool': ")
+    assert line.endswith(
+        " is already used by radius.spool (each accounting engine needs a spool file of its own)"
+    )
 
 
 def test_key_errors_name_the_listeners_table() -> None:

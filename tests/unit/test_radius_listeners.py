@@ -6,6 +6,7 @@ show their counters by listener."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 from l2tp.config import Config, loads
 from l2tp.daemons.preflight import StartError
 from l2tp.daemons.radius_accounting import AccountingService
-from l2tp.daemons.radius_listeners import ListenerRadius
-from l2tp.ppp import AuthMethod
+from l2tp.daemons.radius_listeners import ListenerRadius, Refuse
+from l2tp.ppp import AuthDecision, AuthMethod, PapRequest
 from l2tp.radius.auth import RadiusAuthenticator
 from l2tp.radius.client import RadiusClient
 from l2tp.radius.records import SessionEnd
@@ -219,7 +220,8 @@ def test_a_secret_file_that_cannot_be_read_names_the_listeners_table(tmp_path: P
             assert str(info.value).startswith(
                 f'[listener.a.radius] auth_servers[0] secret_file = "{missing}": '
             )
-            assert backend.authenticators.keys() == {"b"}  # the others applied
+            assert backend.authenticators.keys() == {"a", "b"}  # the others applied
+            assert isinstance(backend.authenticators["a"], Refuse)  # not the daemon's
         finally:
             await listeners.close()
 
@@ -288,3 +290,182 @@ def test_metrics_and_ctl_show_each_listeners_clients() -> None:
         for line in lines
     )
     assert any(line.startswith("accounting b") and "2 starts" in line for line in lines)
+
+
+def listeners_file(tables: dict[str, str]) -> str:
+    """A daemon with the listeners ``tables`` (name: ``[listener.NAME.radius]`` body)."""
+    text = '[radius]\nauth_servers = [ { address = "127.0.0.1:18120", secret = "d" } ]\n'
+    for port, (name, table) in enumerate(sorted(tables.items()), start=1701):
+        text += f'\n[listener.{name}]\nlisten = "192.0.2.1:{port}"\nppp = "builtin"\n'
+        text += f'\n[listener.{name}.builtin_ppp]\nlocal_address = "10.0.0.1"\n'
+        text += f"\n[listener.{name}.radius]\n{table}"
+    return text
+
+
+def test_a_removed_listeners_engine_stays_until_its_tunnels_are_closed(tmp_path: Path) -> None:
+    """The daemon's reload closes a removed listener's tunnels after the RADIUS reload:
+    their Stops need the engine until :meth:`ListenerRadius.drop_gone`."""
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            await listeners.configure(config(listeners_file({"b": OWN_A + acct_only(tmp_path)})))
+            observer, hook = backend.observers["b"], backend.authenticators["b"]
+            assert isinstance(observer, PppAccounting) and isinstance(hook, RadiusAuthenticator)
+            without_b = config(listeners_file({"a": OWN_A}))
+            await listeners.configure(without_b)
+            assert backend.observers["b"] is observer  # b's sessions are still up
+            assert backend.authenticators["b"] is hook
+            assert listeners.listeners["b"].accounting.engine is not None
+            assert await listeners.drop_gone(without_b)
+            assert "b" not in backend.observers and "b" not in listeners.listeners
+            assert backend.authenticators.keys() == {"a"}
+            assert isinstance(hook.client, RadiusClient) and hook.client.closed
+            assert not await listeners.drop_gone(without_b)
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_renamed_listener_takes_its_spool_over_once_the_old_name_is_gone(
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            await listeners.configure(config(listeners_file({"b": acct_only(tmp_path)})))
+            old = listeners.listeners["b"].accounting.engine
+            # c's problem is reported once, by the reload's configure (not by drop_gone).
+            missing = tmp_path / "none.secret"
+            bad = f'auth_servers = [ {{ address = "127.0.0.1", secret_file = "{missing}" }} ]\n'
+            renamed = config(listeners_file({"a": acct_only(tmp_path), "c": bad}))
+            with pytest.raises(StartError) as info:
+                await listeners.configure(renamed)  # a's spool is free after drop_gone
+            assert str(info.value).startswith("[listener.c.radius] auth_servers[0]")
+            assert "a" not in backend.observers  # not two engines on one spool
+            assert listeners.listeners["b"].accounting.engine is old
+            assert await listeners.drop_gone(renamed)
+            engine = listeners.listeners["a"].accounting.engine
+            assert engine is not None and engine is not old
+            assert engine.spool.path == str(tmp_path / "b.spool")
+            assert isinstance(backend.observers["a"], PppAccounting)
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_no_engine_opens_a_spool_that_a_running_engine_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The loader sees one file; the daemon's engine keeps its spool until a restart, so a
+    reload that moves [radius] spool away and gives the old path to a listener would
+    make two engines on one file. A relative path names the same file as the absolute
+    one."""
+    monkeypatch.chdir(tmp_path)
+    spool = tmp_path / "daemon.spool"
+    table = acct_only(tmp_path).replace(str(tmp_path / "b.spool"), str(spool))
+    loaded = config(listeners_file({"b": table}))
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        daemon_accounting = AccountingService(backend)
+        listeners = ListenerRadius(backend, daemon_accounting)
+        try:
+            own = loaded.listeners[0].radius
+            assert own is not None and own.accounting is not None and loaded.radius is not None
+            relative = dataclasses.replace(own.accounting, spool="daemon.spool")
+            await daemon_accounting.configure(
+                dataclasses.replace(loaded.radius, accounting=relative)
+            )
+            with pytest.raises(StartError) as info:
+                await listeners.configure(loaded)
+            assert str(info.value) == (
+                f'[listener.b.radius] spool = "{spool}": in use by [radius] (its spool'
+                " changes at the next start) (each accounting engine needs a spool file of"
+                " its own)"
+            )
+            assert "b" not in backend.observers  # b's sessions on the daemon's engine
+        finally:
+            await listeners.close()
+            await daemon_accounting.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_listener_whose_own_servers_cannot_be_used_refuses_its_peers(tmp_path: Path) -> None:
+    """Its file says the daemon's servers do not judge its peers: a secret that cannot be
+    read (a reload goes on with the rest) must not hand them to the daemon's hook. The
+    refusal says nothing of why to the peer; a later reload that works replaces it."""
+    missing = tmp_path / "none.secret"
+    table = f'auth_servers = [ {{ address = "127.0.0.1", secret_file = "{missing}" }} ]\n'
+    context: Any = None
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        daemon_hook = AsyncHook()
+        backend.authenticator = daemon_hook
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            with pytest.raises(StartError):
+                await listeners.configure(config(daemon_file(tmp_path, a=table)))
+            hook = backend.authenticator_for(BuiltinPppOptions(listener="a"))
+            assert hook is not None and hook is not daemon_hook
+            request = PapRequest(user="alice", password=b"pw")
+            decision = hook.authenticate(request, context)
+            assert isinstance(decision, AuthDecision)
+            assert not decision.success and decision.message == ""
+            # Fixed: its own client; gone: the daemon's again.
+            assert await listeners.configure(config(daemon_file(tmp_path, a=OWN_A)))
+            assert isinstance(backend.authenticators["a"], RadiusAuthenticator)
+            with pytest.raises(StartError):
+                await listeners.configure(config(daemon_file(tmp_path, a=table)))
+            assert isinstance(backend.authenticators["a"], RadiusAuthenticator)  # the old stays
+            await listeners.configure(config(daemon_file(tmp_path)))
+            assert backend.authenticator_for(BuiltinPppOptions(listener="a")) is daemon_hook
+            with pytest.raises(StartError):
+                await listeners.configure(config(daemon_file(tmp_path, a=table)))
+            await listeners.configure(config(daemon_file(tmp_path)))
+            assert backend.authenticator_for(BuiltinPppOptions(listener="a")) is daemon_hook
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_drop_gone_ends_the_gone_listeners_ppp_before_closing_its_engine(
+    tmp_path: Path,
+) -> None:
+    """The tunnels are closed, but a link's release (which writes the Stop) may still be
+    under way: it ends first, with the engine there to take the Stop."""
+
+    class Link:
+        def __init__(self, listener: str) -> None:
+            self.options = BuiltinPppOptions(listener=listener)
+            self.session = listener
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        stopped: list[tuple[object, bool]] = []
+
+        async def stop(session: Any) -> None:
+            stopped.append((session, isinstance(backend.observers.get("b"), PppAccounting)))
+
+        backend.stop = stop  # type: ignore[method-assign]
+        backend.links.update({(1, 1): Link("b"), (1, 2): Link("a")})  # type: ignore[dict-item]
+        try:
+            await listeners.configure(config(listeners_file({"b": acct_only(tmp_path)})))
+            without_b = config(listeners_file({"a": OWN_A}))
+            await listeners.configure(without_b)
+            await listeners.drop_gone(without_b)
+            assert stopped == [("b", True)]  # b's only, its engine still open then
+            assert "b" not in backend.observers
+        finally:
+            backend.links.clear()
+            await listeners.close()
+
+    asyncio.run(scenario())

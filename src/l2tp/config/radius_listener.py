@@ -148,16 +148,18 @@ def unique_spools(
 ) -> None:
     """Every accounting engine has a spool of its own: two appending to one file would
     replay (send again) each other's records at the next start. Paths are compared
-    normalised, without I/O (the loader reads no file system): ``a//b`` is ``a/b``."""
+    absolute and normalised, without I/O (the loader reads no file system): ``a//b`` is
+    ``a/b``, and a relative path is taken from the working directory, as the daemon
+    (which does not change it) opens it; a symbolic link is not followed."""
     seen: dict[str, str] = {}
     if radius is not None and radius.accounting is not None:
-        seen[os.path.normpath(radius.accounting.spool)] = "radius.spool"
+        seen[os.path.abspath(radius.accounting.spool)] = "radius.spool"
     for listener in listeners:
         accounting = listener.radius.accounting if listener.radius is not None else None
         if accounting is None:
             continue
         path = f"{table_path('listener', listener.name)}.radius"
-        key = os.path.normpath(accounting.spool)
+        key = os.path.abspath(accounting.spool)
         if key in seen:
             reason = (
                 f"{show(accounting.spool)} is already used by {seen[key]} (each accounting"

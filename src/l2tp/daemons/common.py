@@ -281,6 +281,11 @@ async def serve(
                     # E.g. a new listener whose address cannot be bound: the rest of
                     # the new file is applied, and the daemon keeps running.
                     problems.append(str(exc))
+                if listeners is not None:
+                    try:  # after the reload: the tunnels of the listeners gone are closed
+                        await listeners.drop_gone(new)
+                    except StartError as exc:
+                        problems.append(str(exc))
                 if problems:
                     text = "; ".join(problems)
                     log.error("reload: %s", text)
