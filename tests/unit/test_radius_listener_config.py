@@ -263,3 +263,19 @@ secrets = "/etc/ppp/chap-secrets"
     config = loads(v3, file=F, daemon="l2tpd", hostname="h", resolver=None)
     (offer,) = listen_options(config.listener("v3")).pseudowires
     assert offer.options.builtin_ppp is not None and offer.options.builtin_ppp.listener == "v3"
+
+
+def test_a_listener_running_pppd_refuses_a_radius_table() -> None:
+    """A table that would change nothing (pppd authenticates and accounts by itself)
+    is an error naming the key, not silently accepted."""
+    text = DAEMON + listener("branch", 1701, OWN_AUTH).replace('ppp = "builtin"', 'ppp = "pppd"')
+    text = "\n".join(
+        line
+        for line in text.splitlines()
+        if not line.startswith(("[listener.branch.builtin_ppp]", "local_address", "address_pool"))
+    )
+    assert errors(text) == [
+        "t.toml: listener.branch: key 'radius': has no effect: this listener's sessions run"
+        ' pppd; [listener.L.radius] applies to sessions with ppp = "builtin"'
+    ]
+    assert load(DAEMON + listener("branch", 1701, OWN_AUTH)) is not None  # built-in: accepted

@@ -11,6 +11,7 @@ from l2tp.config.fields import TableReader
 from l2tp.config.model import (
     Encap,
     ListenerSection,
+    PppImplementation,
     SessionSection,
     TunnelMode,
     Version,
@@ -88,6 +89,14 @@ class ListenerTables(LoaderBase):
         )
         pw = read_pseudowire_keys(r, facts)
         sessions = self.listener_sessions(r, facts, pw)
+        if radius is not None and not _runs_builtin_ppp(pw, sessions):
+            # pppd checks and accounts its users itself (its radius plugin): a table
+            # that would silently do nothing is most likely a mistake.
+            r.error(
+                "radius",
+                "has no effect: this listener's sessions run pppd; [listener.L.radius]"
+                ' applies to sessions with ppp = "builtin"',
+            )
         if version is None or listen is None:
             return None
         return ListenerSection(
@@ -165,3 +174,10 @@ class ListenerTables(LoaderBase):
             self.unique_remote_end_id(session, spath, "remote_end_id" in table, by_remote_end)
             sessions.append(session)
         return tuple(sessions)
+
+
+def _runs_builtin_ppp(pseudowire: dict[str, object], sessions: tuple[SessionSection, ...]) -> bool:
+    """Whether the listener or any of its session tables selects the built-in PPP."""
+    if pseudowire.get("ppp") is PppImplementation.BUILTIN:
+        return True
+    return any(s.ppp is PppImplementation.BUILTIN for s in sessions)
