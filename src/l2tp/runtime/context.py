@@ -15,7 +15,8 @@ Design (aioquic-style driver over the sans-IO core of :mod:`l2tp.protocol`):
   tunnel ID); each :class:`~l2tp.runtime.handles.TunnelHandle` holds its sessions.
   Sockets and routing: :mod:`l2tp.runtime.endpoints`; per-tunnel driving and loud
   failures: :mod:`l2tp.runtime.handles`; kernel objects and backends:
-  :mod:`l2tp.runtime.kernel_side`.
+  :mod:`l2tp.runtime.kernel_side` (call set-up: :mod:`l2tp.runtime.call_setup`;
+  tear-down: :mod:`l2tp.runtime.teardown`).
 * **Timers.** One ``loop.call_at`` per tunnel, armed from ``tunnel.get_timer()``
   after each service: nothing scans all tunnels per wake-up.
   ``TunnelListener.reap`` runs only after a ``TunnelReleased`` (from a datagram or a
@@ -61,7 +62,6 @@ from .driver import ContextCounters, Serviced
 from .endpoints import Endpoint, Initiator, Listener, ListenOptions, listener_config
 from .errors import INTERNAL_ERROR
 from .handles import TunnelHandle
-from .kernel_side import HANGUP_AFTER
 from .memory import HeapTrimmer
 from .randomness import random_bytes as default_random_bytes
 from .sockets import (
@@ -72,6 +72,7 @@ from .sockets import (
     udp_socket,
 )
 from .subscription import Subscription
+from .teardown import HANGUP_AFTER
 
 __all__ = ["ContextCounters", "L2tpContext"]
 
@@ -147,7 +148,7 @@ class L2tpContext:
 
         ``hangup_after``: seconds a session's backend has to stop (pppd's LCP
         Terminate exchange) before its kernel session is deleted, which hangs up
-        the PPP channel under it (:mod:`l2tp.runtime.kernel_side`).
+        the PPP channel under it (:mod:`l2tp.runtime.teardown`).
         """
         if dataplane is not None and not inspect.iscoroutinefunction(
             getattr(dataplane, "create_tunnel", None)

@@ -4,7 +4,8 @@ The implementation is split by responsibility (see :mod:`l2tp.runtime.context` f
 design): :mod:`~l2tp.runtime.context` (the context and its registry),
 :mod:`~l2tp.runtime.endpoints` (sockets, listeners, routing),
 :mod:`~l2tp.runtime.handles` and :mod:`~l2tp.runtime.session_handle` (per tunnel and per
-session), :mod:`~l2tp.runtime.kernel_side` (kernel objects and backends),
+session), :mod:`~l2tp.runtime.kernel_side` with :mod:`~l2tp.runtime.call_setup` and
+:mod:`~l2tp.runtime.teardown` (kernel objects and backends),
 :mod:`~l2tp.runtime.sockets` (opening sockets). This module only re-exports.
 """
 

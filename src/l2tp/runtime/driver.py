@@ -3,7 +3,8 @@ and from the endpoint (socket) that carries them, as narrow protocols.
 
 The handles and endpoints depend on these protocols, not on the context and endpoint
 classes, so the runtime's modules import each other in one direction only:
-``context -> endpoints -> handles -> kernel_side -> session_handle -> driver``.
+``context -> endpoints -> handles -> kernel_side -> call_setup, teardown -> handle_state
+-> session_handle -> driver``.
 """
 
 from __future__ import annotations

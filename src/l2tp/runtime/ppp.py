@@ -49,7 +49,7 @@ The control plane does not leave pppd to its LCP timers when a session ends:
 :meth:`PppdBackend.stop` sends SIGTERM and, if pppd has not exited within the
 context's ``hangup_after`` (0.2 s), the kernel session is deleted under it (which
 on Linux 4.16 and later frees the kernel objects but does not hang pppd up: see
-:mod:`l2tp.runtime.kernel_side`); a daemon shutting down stops every pppd before
+:mod:`l2tp.runtime.teardown`); a daemon shutting down stops every pppd before
 its StopCCN, so that the peer still answers the LCP Terminate-Requests (issue 16).
 ``stop_timeout`` (10 s) is then only for a pppd that ignores SIGTERM, or whose
 exit is held up: its
