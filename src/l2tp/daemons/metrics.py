@@ -307,6 +307,28 @@ def _radius(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
         "RADIUS requests in flight now.",
         value=snapshot.get("outstanding", 0),
     )
+    yield from _radius_granted(snapshot.get("granted"))
+
+
+_GRANTED_HELP = {
+    "routes_added": "Framed-Routes of Access-Accepts installed.",
+    "route_errors": "Framed-Routes of Access-Accepts the kernel refused.",
+    "session_timeouts": "Sessions ended by their Access-Accept's Session-Timeout.",
+    "idle_timeouts": "Sessions ended by their Access-Accept's Idle-Timeout.",
+}
+"""``status``'s ``radius.granted`` (what the built-in PPP did with what Access-Accepts
+granted, :data:`~l2tp.daemons.radius_setup.GRANTED`): ``l2tp_radius_granted_<name>``."""
+
+
+def _radius_granted(granted: Mapping[str, Any] | None) -> Iterator[Any]:
+    """``l2tp_radius_granted_*``: the built-in PPP's counters of the Access-Accepts'
+    grants, the same numbers ``l2tp ctl status`` shows on its ``radius granted`` line."""
+    if not isinstance(granted, Mapping):
+        return
+    for name, what in _GRANTED_HELP.items():
+        value = granted.get(name)
+        if isinstance(value, int):
+            yield CounterMetricFamily(f"l2tp_radius_granted_{name}", what, value=value)
 
 
 def _radius_dae(c: Mapping[str, Any] | None) -> Iterator[Any]:
