@@ -1,7 +1,8 @@
 """Accounting of a real built-in PPP session: our kl2tpd (peer role) -> our l2tp-lns with
 built-in PPP and the accounting observer (in-memory accounting client); ping across; the
 Stop's octet counts are the LNS interface's counters (read over rtnetlink before the
-interface goes), the Start names the user and the address IPCP gave it."""
+interface goes) and its Acct-Tunnel-Packets-Lost the kernel session's, the Start names
+the user and the address IPCP gave it."""
 
 from __future__ import annotations
 
@@ -97,5 +98,10 @@ password = "correct horse"
             # close, and nothing it did not carry (no traffic but the pings goes there).
             assert before[side]["bytes"] <= octets <= before[side]["bytes"] + 1500
         assert value(stop, "Acct-Input-Packets") >= before["rx"]["packets"]
+        # Acct-Tunnel-Packets-Lost (RFC 2867 4.2): the kernel L2TP session's
+        # rx_seq_discards, read when the StopCCN's tear-down began stopping the PPP
+        # (before the kernel tunnel, and its sessions, are deleted): present, and 0.
+        assert value(stop, "Acct-Tunnel-Packets-Lost") == 0
+        assert engine.counters.lost_errors == 0
 
     asyncio.run(asyncio.wait_for(scenario(), 120))

@@ -60,9 +60,12 @@ def test_service_accounts_a_builtin_ppp_session_into_the_detail_file(
     async def stats(netns: str | None, ifindex: int) -> Counters:
         return Counters(input_octets=5 * 2**32 + 7, output_octets=4321, input_packets=9)
 
+    async def lost(view: object) -> int:
+        return 3  # the kernel session's rx_seq_discards (a kernel-tier test reads them)
+
     async def scenario() -> None:
         pair = make_pair()
-        service = AccountingService(pair.lns, stats=stats)
+        service = AccountingService(pair.lns, stats=stats, lost=lost)
         server = RadiusServerEntry(
             address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
             secret=radius.secret,
@@ -101,6 +104,8 @@ def test_service_accounts_a_builtin_ppp_session_into_the_detail_file(
         assert stop["Acct-Input-Gigawords"] == "5"
         assert stop["Acct-Output-Octets"] == "4321"
         assert stop["Acct-Input-Packets"] == "9"
+        assert stop["Acct-Tunnel-Packets-Lost"] == "3"  # RFC 2867 4.2
+        assert "Acct-Tunnel-Packets-Lost" not in start
         assert start["Framed-IP-Address"] == stop["Framed-IP-Address"]
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
@@ -213,5 +218,104 @@ def test_start_interim_updates_and_stop_in_order(radius: FreeRadius, tmp_path: P
         assert all(int(r["Acct-Session-Time"]) >= 0 for r in interims)
         stop = records_of(radius, acct_id)[-1]
         assert (stop["Acct-Input-Octets"], stop["Acct-Terminate-Cause"]) == ("999", "Admin-Reset")
+
+    asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_rejected_tunnels_and_sessions_in_the_detail_file(
+    radius: FreeRadius, tmp_path: Path
+) -> None:
+    """With ``tunnel_accounting``: a LAC with the wrong tunnel secret (our StopCCN 4 after
+    its SCCCN) is one Tunnel-Reject with User-Error, its Host Name and endpoints; a
+    tunnel refused at the tunnel limit (stateless, no tunnel) is none; a PPP session
+    whose password is wrong is one Tunnel-Link-Reject with User-Error and the user's
+    name. Over real UDP on 127.0.0.1 (null data plane), FreeRADIUS's ``detail`` file."""
+    from l2tp.kernel.async_null import AsyncNullDataPlane
+    from l2tp.protocol.constants import StopCcnResult
+    from l2tp.protocol.events import Role
+    from l2tp.protocol.listener import ListenerConfig
+    from l2tp.protocol.tunnel import TunnelConfig
+    from l2tp.runtime.control import L2tpContext, TunnelFailed
+
+    def of_status(status: str) -> list[dict[str, str]]:
+        return [r for r in radius.detail_records() if r.get("Acct-Status-Type") == status]
+
+    async def scenario() -> None:
+        pair = make_pair()
+        service = AccountingService(pair.lns)
+        server = RadiusServerEntry(
+            address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
+            secret=radius.secret,
+        )
+        section = RadiusSection(
+            nas_identifier="lns-test",
+            accounting=RadiusAccounting(
+                servers=(server,), spool=str(tmp_path / "acct.spool"), tunnel_accounting=True
+            ),
+        )
+        lns_tunnel = TunnelConfig(role=Role.LNS, host_name="lns", secret=b"right")
+        try:
+            assert await service.configure(section)
+            engine = service.engine
+            assert engine is not None
+            async with (
+                L2tpContext(dataplane=AsyncNullDataPlane()) as lns,
+                L2tpContext(dataplane=AsyncNullDataPlane()) as lac,
+            ):
+                service.watch(lns)
+                listener = await lns.listen(
+                    ("127.0.0.1", 0), config=ListenerConfig(tunnel=lns_tunnel, max_tunnels=1)
+                )
+                # The LAC finds our Challenge Response wrong (its StopCCN 4) ...
+                wrong = TunnelConfig(role=Role.LAC, host_name="lac-w1", secret=b"wrong")
+                with pytest.raises(TunnelFailed) as failed:
+                    await lac.open_tunnel(listener.address, config=wrong)
+                reason = failed.value.event.reason
+                assert reason is not None and reason.result == StopCcnResult.NOT_AUTHORIZED
+                # ... and one that does not challenge gets ours wrong: its SCCCN (after
+                # which it thinks the tunnel up) draws our StopCCN 4.
+                wrong = TunnelConfig(
+                    role=Role.LAC, host_name="lac-w2", secret=b"wrong", challenge=False
+                )
+                refused = await lac.open_tunnel(listener.address, config=wrong)
+                closed = await refused.wait_closed()
+                assert closed.by_peer and closed.reason is not None
+                assert closed.reason.result == StopCcnResult.NOT_AUTHORIZED
+                await until(
+                    lambda: len(of_status("Tunnel-Reject")) == 2, "the Tunnel-Rejects", timeout=10
+                )
+                # One tunnel up fills the limit; the next SCCRQ is refused statelessly.
+                right = TunnelConfig(role=Role.LAC, host_name="lac-r", secret=b"right")
+                up = await lac.open_tunnel(listener.address, config=right)
+                with pytest.raises(TunnelFailed):
+                    await lac.open_tunnel(listener.address, config=right)
+                assert listener.listener.counters.rejected == 1
+                await up.close()
+                await until(lambda: of_status("Tunnel-Stop"), "the Tunnel-Stop", timeout=10)
+            await pair.start(lns_options(tmp_path), lac_options(password="wrong horse"))
+            await until(lambda: of_status("Tunnel-Link-Reject"), "the Link-Reject", timeout=10)
+            await pair.lns.stop(pair.sessions["lns"])
+            await until(lambda: not engine.spool.pending, "acknowledged")
+            # Two wrong secrets, Tunnel-Start and -Stop, the Link-Reject: nothing for
+            # the tunnel refused at the limit.
+            assert engine.counters.tunnel_records == 5
+        finally:
+            await pair.close()
+            await service.close(drain=2.0)
+        rejects = {r["Tunnel-Client-Auth-Id:0"]: r for r in of_status("Tunnel-Reject")}
+        assert sorted(rejects) == ["lac-w1", "lac-w2"]
+        for tunnel_reject in rejects.values():
+            assert tunnel_reject["Acct-Terminate-Cause"] == "User-Error"
+            assert tunnel_reject["Tunnel-Client-Endpoint:0"] == "127.0.0.1"
+            assert tunnel_reject["Tunnel-Server-Endpoint:0"] == "127.0.0.1"
+            assert tunnel_reject["Tunnel-Type:0"] == "L2TP"
+            assert tunnel_reject["NAS-Identifier"] == "lns-test"
+            assert "Acct-Session-Id" in tunnel_reject and "User-Name" not in tunnel_reject
+        (link_reject,) = of_status("Tunnel-Link-Reject")
+        assert link_reject["User-Name"] == "alice"
+        assert link_reject["Acct-Terminate-Cause"] == "User-Error"
+        assert link_reject["Acct-Tunnel-Connection"] == "10/1"
+        assert link_reject["Tunnel-Client-Endpoint:0"] == "192.0.2.2"
+        assert not of_status("Start") and not of_status("Stop")  # no session came up
 
     asyncio.run(asyncio.wait_for(scenario(), 60))

@@ -5,11 +5,12 @@ restart exactly once, tunnel records, counter read failures."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from l2tp.radius.accounting import AccountingEngine
+from l2tp.radius.interface import Attribute
 from l2tp.radius.records import (
     Counters,
     SessionDescription,
@@ -369,5 +370,80 @@ def test_accounting_on_at_start_and_off_at_close_and_a_flat_snapshot() -> None:
             await settle(lambda: len(client.acked) == 2)
             await closing
         assert status(client.acked[1]) == 8
+
+    run(scenario)
+
+
+def lost_of(record: Sequence[Attribute]) -> object | None:
+    """Acct-Tunnel-Packets-Lost of a record, None when it has none."""
+    found = [v for k, v in record if k == "Acct-Tunnel-Packets-Lost"]
+    assert len(found) <= 1
+    return found[0] if found else None
+
+
+def test_packets_lost_is_read_at_the_stop_and_a_failed_read_loses_only_the_attribute() -> None:
+    """Acct-Tunnel-Packets-Lost (RFC 2867 4.2) from the session's ``read_lost``, in the
+    Stop and the Tunnel-Link-Stop; a read that fails, times out or is cut short by the
+    caller is counted and the Stop goes out without the attribute; None (unknown: no
+    kernel statistics) is no attribute and no error."""
+
+    async def scenario() -> None:
+        clock, client = FakeClock(), MemoryClient()
+        lost: dict[str, object] = {"s1": 7, "s2": OSError("no such session"), "s3": None}
+        hang = asyncio.Event()
+
+        def reader(key: str) -> Callable[[], Awaitable[int | None]]:
+            async def read() -> int | None:
+                result = lost[key]
+                if result == "hang":
+                    await hang.wait()
+                if isinstance(result, Exception):
+                    raise result
+                assert result is None or isinstance(result, int)
+                return result
+
+            return read
+
+        async with engine_with(client, clock, tunnel_accounting=True) as engine:
+            engine.counter_timeout = 0.05
+            for n in (1, 2, 3, 4, 5):
+                engine.session_started(describe(n), read_lost=reader(f"s{n}"))
+            await settle(lambda: len(client.acked) == 10)  # Start + Tunnel-Link-Start each
+            await engine.session_stopped("s1", SessionEnd.HANGUP)
+            await settle(lambda: len(client.acked) == 12)
+            stop, link_stop = client.acked[10:]
+            assert (status(stop), status(link_stop)) == (2, 13)
+            assert value(stop, "Acct-Tunnel-Packets-Lost") == 7
+            assert value(link_stop, "Acct-Tunnel-Packets-Lost") == 7
+            assert engine.counters.lost_errors == 0
+            await engine.session_stopped("s2", SessionEnd.HANGUP)  # the read fails
+            await settle(lambda: len(client.acked) == 14)
+            assert all(lost_of(r) is None for r in client.acked[12:])
+            assert engine.counters.lost_errors == 1
+            await engine.session_stopped("s3", SessionEnd.HANGUP)  # not known here
+            await settle(lambda: len(client.acked) == 16)
+            assert lost_of(client.acked[14]) is None
+            assert engine.counters.lost_errors == 1
+            lost["s4"] = "hang"  # slower than counter_timeout: the Stop does not wait
+            await engine.session_stopped("s4", SessionEnd.HANGUP)
+            await settle(lambda: len(client.acked) == 18)
+            assert value(client.acked[16], "Acct-Terminate-Cause") == 2
+            assert lost_of(client.acked[16]) is None
+            assert engine.counters.lost_errors == 2
+            lost["s5"] = "hang"  # the caller gives up (the link's release is bounded)
+            stopping = asyncio.ensure_future(engine.session_stopped("s5", SessionEnd.HANGUP))
+            await run_ready()
+            stopping.cancel()
+            await settle(lambda: len(client.acked) == 20)
+            assert status(client.acked[18]) == 2 and stopping.cancelled()
+            assert lost_of(client.acked[18]) is None
+            assert engine.counters.lost_errors == 3
+            assert engine.snapshot()["accounting_lost_errors"] == 3
+            # An explicit value wins over the reader (which is not called).
+            engine.session_started(describe(6), read_lost=reader("s2"))
+            await engine.session_stopped("s6", SessionEnd.HANGUP, packets_lost=2**32 + 3)
+            await settle(lambda: len(client.acked) == 24)
+            assert value(client.acked[22], "Acct-Tunnel-Packets-Lost") == 3  # 32 bits
+            assert engine.counters.lost_errors == 3
 
     run(scenario)

@@ -225,6 +225,11 @@ def test_the_first_reason_noted_wins(tmp_path: Path) -> None:
         observer = service.observer
         assert observer is not None
         observer.active.update({(1, 1): "a", (1, 2): "b", (2, 1): "c"})
+        from types import SimpleNamespace
+
+        # Sessions whose PPP is not up yet: noted if their link reports to the observer.
+        backend.links[(2, 5)] = SimpleNamespace(settings=SimpleNamespace(observer=observer))
+        backend.links[(2, 6)] = SimpleNamespace(settings=SimpleNamespace(observer=None))
         assert service.acct_session_id((1, 2)) == "b"
         assert service.acct_session_id((9, 9)) is None
         service.operator_close(1, 1)  # l2tp ctl close session 1 1
@@ -235,6 +240,7 @@ def test_the_first_reason_noted_wins(tmp_path: Path) -> None:
         assert observer._ends == {
             (1, 1): SessionEnd.ADMIN_CLOSE,
             (2, 1): SessionEnd.ADMIN_CLOSE,
+            (2, 5): SessionEnd.ADMIN_CLOSE,  # its Tunnel-Link-Reject's cause
             (1, 2): SessionEnd.SHUTDOWN,
         }
         observer.active.clear()
@@ -416,3 +422,79 @@ def test_tunnel_records_for_lns_tunnels_with_the_first_reason(tmp_path: Path) ->
         await service.close()
 
     asyncio.run(scenario())
+
+
+def test_tunnel_reject_counts_only_lns_set_ups_the_lac_answered(tmp_path: Path) -> None:
+    """Tunnel-Reject (RFC 2867 3.3) for an LNS tunnel closed before it was established,
+    once the LAC answered our SCCRP (more than its SCCRQ handed up): its cause by the
+    StopCCN; nothing for a set-up that heard only an SCCRQ (source unproven), a tunnel
+    that was established (it has its Tunnel-Stop), a LAC-side tunnel, one replaced by a
+    tie breaker, or without ``tunnel_accounting``."""
+    import socket
+    from types import SimpleNamespace
+
+    from l2tp.daemons.radius_accounting import rejected_end
+    from l2tp.protocol.constants import StopCcnResult
+    from l2tp.protocol.events import Role, TunnelClosed
+    from l2tp.protocol.tunnel_config import TunnelCounters
+    from l2tp.protocol.values import PeerInfo
+    from tests.unit.radius_fakes import value
+
+    def th(messages: int, *, role: Role = Role.LNS, established: bool = False) -> Any:
+        tunnel = SimpleNamespace(
+            counters=TunnelCounters(messages=messages),
+            peer=PeerInfo(tunnel_id=70, host_name="lac1"),
+            peer_tunnel_id=70,
+        )
+        return SimpleNamespace(
+            role=role,
+            tunnel=tunnel,
+            established_at=1.0 if established else None,
+            peer=("192.0.2.2", 1701),
+            sock=sock,
+        )
+
+    def stopccn(result: int | None, *, by_peer: bool, **kw: Any) -> TunnelClosed:
+        reason = None if result is None else Reason(result=result)
+        return TunnelClosed(tunnel_id=7, reason=reason, by_peer=by_peer, **kw)
+
+    N = StopCcnResult
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        cases = [
+            (th(2), stopccn(N.NOT_AUTHORIZED, by_peer=False), SessionEnd.AUTH_FAILED),
+            (th(2), stopccn(N.NOT_AUTHORIZED, by_peer=True), SessionEnd.AUTH_FAILED),
+            (th(2), stopccn(N.GENERAL_REQUEST, by_peer=True), SessionEnd.PEER_CDN),
+            (th(3), stopccn(None, by_peer=False), SessionEnd.TUNNEL_LOST),
+            (th(2), stopccn(N.FSM_ERROR, by_peer=False), SessionEnd.NAS_REQUEST),
+            (th(1), stopccn(N.GENERAL_ERROR, by_peer=False), None),  # only its SCCRQ
+            (th(0), stopccn(None, by_peer=False), None),
+            (th(2), stopccn(N.GENERAL_REQUEST, by_peer=False, replaced_by=9), None),
+        ]
+        for handle, event, expected in cases:
+            assert rejected_end(handle, event) is expected, (handle, event)
+
+        async def scenario() -> None:
+            service = AccountingService(Backend())  # type: ignore[arg-type]
+            await service.configure(acct_section(tmp_path / "s", tunnel_accounting=True))
+            engine = service.engine
+            assert engine is not None
+            refused = stopccn(N.NOT_AUTHORIZED, by_peer=False)
+            for handle in (th(2, established=True), th(2, role=Role.LAC), th(1)):
+                service._tunnel_rejected(_Ctx({7: handle}), refused)  # type: ignore[arg-type]
+            service._tunnel_rejected(_Ctx({}), refused)  # type: ignore[arg-type]  # gone
+            assert not engine.spool.pending
+            service._tunnel_rejected(_Ctx({7: th(2)}), refused)  # type: ignore[arg-type]
+            (record,) = [e.attributes for e in engine.spool.pending.values()]
+            assert value(record, "Acct-Status-Type") == 11  # Tunnel-Reject
+            assert value(record, "Acct-Terminate-Cause") == 17  # User-Error
+            assert value(record, "Acct-Tunnel-Connection") == "7"
+            assert value(record, "Tunnel-Client-Endpoint") == (0, "192.0.2.2")
+            assert value(record, "Tunnel-Server-Endpoint") == (0, "127.0.0.1")
+            assert value(record, "Tunnel-Client-Auth-Id") == (0, "lac1")
+            engine.tunnel_accounting = False  # a reload turned it off
+            service._tunnel_rejected(_Ctx({7: th(2)}), refused)  # type: ignore[arg-type]
+            assert len(engine.spool.pending) == 1
+            await service.close()
+
+        asyncio.run(scenario())

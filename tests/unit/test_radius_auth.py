@@ -21,6 +21,7 @@ from l2tp.ppp.auth.chap import md5_verify
 from l2tp.ppp.auth.mschapv2 import format_success, verify_nt_response
 from l2tp.protocol.constants import CdnResult
 from l2tp.radius.auth import (
+    NoVerdict,
     RadiusAuthenticator,
     RadiusAuthorization,
     decision_from_reply,
@@ -298,11 +299,16 @@ def test_reject_timeout_overload_and_bad_accept_all_deny(caplog: pytest.LogCaptu
         RadiusReply(code=ACCEPT, attributes=()),
     )
     authenticator = RadiusAuthenticator(client)
+    verdicts = []
     for _ in range(4):
         decision = _decide(authenticator, mschap)
         assert not decision.success and decision.message == "Access denied"
+        verdicts.append(decision.authorization)
+    # Only the denials no server decided say so (accounting's cause: not the user's error).
+    assert verdicts == [None, NoVerdict("timeout"), NoVerdict("overload"), None]
     pap = PapRequest(user="dave", password=b"x" * 200)
-    assert not _decide(authenticator, pap).success  # never sent
+    refused = _decide(authenticator, pap)  # never sent: the user's input is in error
+    assert not refused.success and refused.authorization is None
     counters = authenticator.counters
     assert (counters.requests, counters.rejects, counters.timeouts) == (4, 1, 1)
     assert (counters.overloads, counters.errors, counters.accepts) == (1, 2, 0)

@@ -290,6 +290,12 @@ def test_prometheus_families_from_the_status_radius_object() -> None:
                         }
                     },
                     "outstanding": 2,
+                    "granted": {
+                        "routes_added": 3,
+                        "route_errors": 1,
+                        "session_timeouts": 0,
+                        "idle_timeouts": 2,
+                    },
                 },
             }
 
@@ -310,6 +316,16 @@ def test_prometheus_families_from_the_status_radius_object() -> None:
     assert samples["l2tp_radius_dropped_replies_total", (("reason", "bad_authenticator"), server)]
     assert samples["l2tp_radius_timeouts_total", (server,)] == 1
     assert samples["l2tp_radius_outstanding", ()] == 2
+    # What the built-in PPP did with the Accepts' grants (``radius.granted``, also on
+    # ``l2tp ctl status``'s "radius granted" line): one counter each, every name shown.
+    assert samples["l2tp_radius_granted_routes_added_total", ()] == 3
+    assert samples["l2tp_radius_granted_route_errors_total", ()] == 1
+    assert samples["l2tp_radius_granted_session_timeouts_total", ()] == 0
+    assert samples["l2tp_radius_granted_idle_timeouts_total", ()] == 2
+    from l2tp.daemons.metrics_radius import _GRANTED_HELP
+    from l2tp.daemons.radius_setup import GRANTED
+
+    assert tuple(_GRANTED_HELP) == GRANTED  # a new grant counter needs its metric
 
 
 def test_daemons_attach_radius_to_the_built_in_ppp_backend_only() -> None:

@@ -30,12 +30,35 @@ def radius_metrics(snapshot: Mapping[str, Any] | None) -> Iterator[Any]:
     yield from _radius_dae(snapshot.get("dae"))
     if "servers" in snapshot:  # not with Dynamic Authorization only: no client
         yield from _clients("l2tp_radius", [((), snapshot)])
+        yield from _radius_granted(snapshot.get("granted"))
     yield from _radius_accounting("l2tp_radius_acct_", [((), snapshot)])
     listeners: Mapping[str, Mapping[str, Any]] = snapshot.get("listeners") or {}
     if listeners:
         own = [((name,), status) for name, status in sorted(listeners.items())]
         yield from _clients("l2tp_radius_listener", own)
         yield from _radius_accounting("l2tp_radius_listener_acct_", own)
+
+
+_GRANTED_HELP = {
+    "routes_added": "Framed-Routes of Access-Accepts installed.",
+    "route_errors": "Framed-Routes of Access-Accepts the kernel refused.",
+    "session_timeouts": "Sessions ended by their Access-Accept's Session-Timeout.",
+    "idle_timeouts": "Sessions ended by their Access-Accept's Idle-Timeout.",
+}
+"""``status``'s ``radius.granted`` (what the built-in PPP did with what Access-Accepts
+granted, :data:`~l2tp.daemons.radius_setup.GRANTED`): ``l2tp_radius_granted_<name>``."""
+
+
+def _radius_granted(granted: Mapping[str, Any] | None) -> Iterator[Any]:
+    """``l2tp_radius_granted_*``: the built-in PPP's counters of the Access-Accepts'
+    grants (every listener's sessions), the numbers ``l2tp ctl status`` shows on its
+    ``radius granted`` line."""
+    if not isinstance(granted, Mapping):
+        return
+    for name, what in _GRANTED_HELP.items():
+        value = granted.get(name)
+        if isinstance(value, int):
+            yield CounterMetricFamily(f"l2tp_radius_granted_{name}", what, value=value)
 
 
 def _clients(

@@ -25,6 +25,14 @@ CDN by its Result Code (:func:`~l2tp.radius.records.end_from_cdn`), and a sessio
 closed because its tunnel went (Lost-Service). The events reach the watcher in the loop
 turn after the control plane handled them, while the link's release (which reads the
 note) is still awaiting its own tear-down.
+
+Tunnel records (``tunnel_accounting``, RFC 2867 3.1-3.3), from the same events, for
+tunnels a LAC sets up with us: Tunnel-Start at ``TunnelEstablished``, Tunnel-Stop at
+its ``TunnelClosed``, and Tunnel-Reject at the ``TunnelClosed`` of one that was never
+established, if the LAC had answered our SCCRP (:func:`rejected_end` says why only
+those). A built-in PPP session that never came up gets its Tunnel-Link-Reject from the
+observer (:meth:`PppAccounting.session_failed`); a note taken while its PPP was
+starting (``note_end`` for a key in ``backend.links``) is its cause.
 """
 
 from __future__ import annotations
@@ -40,17 +48,24 @@ from l2tp.config.errors import toml_string
 from l2tp.config.model import RadiusAccounting, RadiusSection
 from l2tp.daemons.preflight import StartError, describe_os_error
 from l2tp.daemons.radius_setup import _read_secret
+from l2tp.protocol.constants import StopCcnResult
 from l2tp.protocol.events import Role, SessionClosed, TunnelClosed, TunnelEstablished
 from l2tp.radius.accounting import AccountingEngine
 from l2tp.radius.auth import RadiusAuthorization
 from l2tp.radius.client import RadiusClient, RadiusServer
 from l2tp.radius.records import NasIdentity, SessionEnd, TunnelDescription, end_from_cdn
-from l2tp.radius.session_accounting import AcceptInfo, PppAccounting, StatsReader
+from l2tp.radius.session_accounting import (
+    AcceptInfo,
+    LostReader,
+    PppAccounting,
+    StatsReader,
+)
 from l2tp.radius.spool import Spool
 from l2tp.runtime.context import L2tpContext
 
 if TYPE_CHECKING:
     from l2tp.runtime.builtin_ppp import BuiltinPppBackend
+    from l2tp.runtime.handles import TunnelHandle
 
 __all__ = ["AccountingService", "read_acct_servers"]
 
@@ -88,12 +103,20 @@ class AccountingService:
 
     ``backend``: the built-in PPP backend whose ``observer`` this sets and whose links
     say what each session's Access-Accept granted. ``stats``: the counter reader
-    (default: the kernel's interface counters).
+    (default: the kernel's interface counters); ``lost``: the Acct-Tunnel-Packets-Lost
+    reader (default: the kernel L2TP session's statistics, :class:`KernelPacketsLost`).
     """
 
-    def __init__(self, backend: BuiltinPppBackend, *, stats: StatsReader | None = None) -> None:
+    def __init__(
+        self,
+        backend: BuiltinPppBackend,
+        *,
+        stats: StatsReader | None = None,
+        lost: LostReader | None = None,
+    ) -> None:
         self.backend = backend
         self.stats = stats
+        self.lost = lost
         self.engine: AccountingEngine | None = None
         self.observer: PppAccounting | None = None
         self.client: RadiusClient | None = None
@@ -160,7 +183,9 @@ class AccountingService:
                 where = f"[radius] spool = {toml_string(accounting.spool)}"
                 raise StartError(f"{where}: {describe_os_error(exc)}") from exc
             self.engine, self._spool_settings = engine, spool_settings
-            self.observer = PppAccounting(engine, accepted=self.accepted, stats=self.stats)
+            self.observer = PppAccounting(
+                engine, accepted=self.accepted, stats=self.stats, lost=self.lost, denied=self.denied
+            )
             self.backend.observer = self.observer
         else:
             self._retire()
@@ -212,6 +237,13 @@ class AccountingService:
             interim_interval=authorization.acct_interim_interval,
         )
 
+    def denied(self, key: SessionKey) -> object | None:
+        """What the verifier's last denial of session ``key`` said (``authorization``:
+        :class:`~l2tp.radius.auth.NoVerdict` when no RADIUS server decided), or None."""
+        link = self.backend.links.get(key)
+        denial = link.denied if link is not None else None
+        return denial.authorization if denial is not None else None
+
     def acct_session_id(self, key: SessionKey) -> str | None:
         """The Acct-Session-Id of session ``key`` (None: not accounted). The lookup the
         Disconnect-Request server's session directory takes
@@ -219,18 +251,30 @@ class AccountingService:
         return self.observer.active.get(key) if self.observer is not None else None
 
     def note_end(self, key: SessionKey, end: SessionEnd) -> None:
-        """Why session ``key`` is about to end, if nothing said so before."""
+        """Why session ``key`` is about to end, if nothing said so before (a session
+        whose PPP is not up yet too: the cause of its Tunnel-Link-Reject)."""
+        observer = self.observer
+        if observer is not None:
+            # A link that reports to this observer ends with session_down or
+            # session_failed, which take the note; one started before it would not.
+            link = self.backend.links.get(key)
+            starting = link is not None and link.settings.observer is observer
+            observer.note_end(key, end, starting=starting)
+
+    def _keys(self) -> set[SessionKey]:
+        """The accounted sessions and the built-in PPP links not up yet."""
+        keys = set(self.backend.links)
         if self.observer is not None:
-            self.observer.note_end(key, end)
+            keys.update(self.observer.active)
+        return keys
 
     def note_tunnel(self, tunnel_id: int, end: SessionEnd) -> None:
         """Why tunnel ``tunnel_id`` and every accounted session in it is about to end."""
         if tunnel_id in self._tunnels:
             self._tunnel_ends.setdefault(tunnel_id, end)
-        if self.observer is not None:
-            for key in list(self.observer.active):
-                if key[0] == tunnel_id:
-                    self.note_end(key, end)
+        for key in self._keys():
+            if key[0] == tunnel_id:
+                self.note_end(key, end)
 
     def operator_close(self, tunnel_id: int, session_id: int | None) -> None:
         """``l2tp ctl close``: the session (or every session of the tunnel) ends by the
@@ -244,9 +288,8 @@ class AccountingService:
         """Why every accounted session and tunnel is about to end (the daemon stopping)."""
         for tunnel_id in self._tunnels:
             self._tunnel_ends.setdefault(tunnel_id, end)
-        if self.observer is not None:
-            for key in list(self.observer.active):
-                self.note_end(key, end)
+        for key in self._keys():
+            self.note_end(key, end)
 
     def watch(self, ctx: L2tpContext) -> None:
         """Note the reasons the runtime's events give (module doc); until :meth:`close`."""
@@ -261,31 +304,42 @@ class AccountingService:
             elif isinstance(event, TunnelEstablished):
                 self._tunnel_up(ctx, event)
             elif isinstance(event, TunnelClosed):
-                self._tunnel_down(event)
+                if event.tunnel_id in self._tunnels:
+                    self._tunnel_down(event)
+                else:
+                    self._tunnel_rejected(ctx, event)
 
     def _tunnel_up(self, ctx: L2tpContext, event: TunnelEstablished) -> None:
         """Tunnel-Start (RFC 2867 3.1) for a tunnel a LAC set up with us."""
         engine, th = self.engine, ctx.tunnel(event.tunnel_id)
         if engine is None or not engine.tunnel_accounting or th is None or th.role is not Role.LNS:
             return
-        peer_host = str(th.peer[0])
-        try:
-            local_host = str(th.sock.getsockname()[0])
-        except OSError:
-            local_host = ""
-        if local_host in ("", "0.0.0.0", "::") and engine.nas.ip_address:
-            local_host = engine.nas.ip_address
-        description = TunnelDescription(
-            tunnel_id=event.tunnel_id,
-            peer_tunnel_id=event.peer.tunnel_id,
-            client_endpoint=peer_host,
-            server_endpoint=local_host,
-            ipv6=_is_ipv6(peer_host),
-            acct_session_id=engine.new_session_id(),
-            client_auth_id=event.peer.host_name or None,
+        description = _describe_tunnel(
+            engine, th, event.tunnel_id, event.peer.tunnel_id, event.peer.host_name or None
         )
         self._tunnels[event.tunnel_id] = (description, engine.clock.time())
         engine.tunnel_started(description)
+
+    def _tunnel_rejected(self, ctx: L2tpContext, event: TunnelClosed) -> None:
+        """Tunnel-Reject (RFC 2867 3.3) for a tunnel a LAC tried to set up with us that
+        ended before it was established (:func:`rejected_end` says which count)."""
+        engine, th = self.engine, ctx.tunnel(event.tunnel_id)
+        if engine is None or not engine.tunnel_accounting or th is None:
+            return
+        if th.role is not Role.LNS or th.established_at is not None:
+            return
+        end = rejected_end(th, event)
+        if end is None:
+            return
+        peer = th.tunnel.peer
+        description = _describe_tunnel(
+            engine,
+            th,
+            event.tunnel_id,
+            peer.tunnel_id if peer is not None else th.tunnel.peer_tunnel_id,
+            peer.host_name or None if peer is not None else None,
+        )
+        engine.tunnel_rejected(description, end)
 
     def _tunnel_down(self, event: TunnelClosed) -> None:
         """Tunnel-Stop (RFC 2867 3.2) for a tunnel that had a Tunnel-Start."""
@@ -349,6 +403,67 @@ class AccountingService:
             self.client.close()
         self.client = None
         self._settings = self._spool_settings = None
+
+
+def _describe_tunnel(
+    engine: AccountingEngine,
+    th: TunnelHandle,
+    tunnel_id: int,
+    peer_tunnel_id: int,
+    host_name: str | None,
+) -> TunnelDescription:
+    """A tunnel as RFC 2867 describes it, with a fresh Acct-Session-Id; our endpoint is
+    the socket's address, or ``nas_ip_address`` for a wildcard socket."""
+    peer_host = str(th.peer[0])
+    try:
+        local_host = str(th.sock.getsockname()[0])
+    except OSError:
+        local_host = ""
+    if local_host in ("", "0.0.0.0", "::") and engine.nas.ip_address:
+        local_host = engine.nas.ip_address
+    return TunnelDescription(
+        tunnel_id=tunnel_id,
+        peer_tunnel_id=peer_tunnel_id,
+        client_endpoint=peer_host,
+        server_endpoint=local_host,
+        ipv6=_is_ipv6(peer_host),
+        acct_session_id=engine.new_session_id(),
+        client_auth_id=host_name,
+    )
+
+
+def rejected_end(th: TunnelHandle, event: TunnelClosed) -> SessionEnd | None:
+    """Why an LNS tunnel that was never established was rejected (Tunnel-Reject's
+    Acct-Terminate-Cause), or None when it does not count as a LAC's attempt.
+
+    It counts once the LAC has shown that it is at its address: it answered our SCCRP
+    with a message of its own (an SCCCN, or a StopCCN), so the tunnel handed up more
+    than the SCCRQ. That covers a failed tunnel authentication (RFC 2661 5.1.1: the
+    SCCCN's Challenge Response is wrong, or the LAC found ours wrong) and a LAC's
+    StopCCN during set-up. Not counted: half-open tunnels that heard nothing but an
+    SCCRQ (set-up timed out, evicted by the pending limit, refused from the SCCRQ alone)
+    and SCCRQs refused at the tunnel limit, which have no tunnel at all (a stateless
+    StopCCN, so that a refusal stays cheap). Their source address is unproven: a flood
+    of spoofed SCCRQs must not fill the accounting spool, whose bound would then drop
+    the records of real sessions. The protocol listener counts them
+    (:class:`~l2tp.protocol.listener.ListenerCounters`).
+
+    The cause: tunnel authentication failed (StopCCN 4, RFC 2661 4.4.2, whichever side
+    found the other's Challenge Response wrong: the shared secrets differ, and which
+    one is wrong cannot be told): User-Error; any other StopCCN of the LAC:
+    User-Request; the peer went silent: Lost-Service; anything else we ended it for:
+    NAS-Request.
+    """
+    if event.replaced_by is not None or th.tunnel.counters.messages < 2:
+        return None
+    reason = event.reason
+    if reason is not None and reason.result == StopCcnResult.NOT_AUTHORIZED:
+        return SessionEnd.AUTH_FAILED
+    if event.by_peer:
+        return SessionEnd.PEER_CDN
+    if reason is None:
+        return SessionEnd.TUNNEL_LOST
+    return SessionEnd.NAS_REQUEST
 
 
 def _is_ipv6(host: str) -> bool:

@@ -32,6 +32,11 @@ Acct-Interim-Interval overrides the configured one; RFC 2869 5.16 "SHOULD NOT be
 smaller than 60", so less is raised to ``min_interim``), with the counters read through
 the session's ``read_counters`` coroutine (the kernel's interface statistics over
 rtnetlink); all sessions share the engine's one timer.
+
+Acct-Tunnel-Packets-Lost (RFC 2867 4.2): a session started with ``read_lost`` has it
+read at its Stop, at the same time as the counters and bounded by the same
+``counter_timeout``; a read that fails or is late is counted (``lost_errors``) and the
+Stop goes out without the attribute: never later, never lost.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ __all__ = [
     "AccountingEngine",
     "Clock",
     "CounterReader",
+    "LossReader",
     "SystemClock",
 ]
 
@@ -84,6 +90,10 @@ log = logging.getLogger(__name__)
 
 CounterReader = Callable[[], Awaitable[Counters]]
 """Reads one session's counters now (the kernel's, over netlink)."""
+
+LossReader = Callable[[], Awaitable[int | None]]
+"""Reads one session's lost data packets now (Acct-Tunnel-Packets-Lost); None: not
+known here (no kernel statistics), so the Stop has no such attribute."""
 
 
 class Clock(Protocol):
@@ -131,6 +141,8 @@ class AccountingCounters:
     """Sends that raised something unexpected (a bug; logged with its traceback)."""
     counter_errors: int = 0
     """Counter reads that failed or timed out (the last known counters were used)."""
+    lost_errors: int = 0
+    """Reads of Acct-Tunnel-Packets-Lost that failed or timed out (the Stop went without)."""
     in_flight: int = 0
 
 
@@ -143,6 +155,7 @@ class _Live:
     session: SessionDescription
     reader: CounterReader | None
     interval: float | None
+    lost_reader: LossReader | None = None
     last: Counters = field(default_factory=Counters)
     due: float | None = None
     reading: bool = False
@@ -280,10 +293,15 @@ class AccountingEngine:
         return self.ids.next()
 
     def session_started(
-        self, session: SessionDescription, *, read_counters: CounterReader | None = None
+        self,
+        session: SessionDescription,
+        *,
+        read_counters: CounterReader | None = None,
+        read_lost: LossReader | None = None,
     ) -> None:
         """Send the Start (and a Tunnel-Link-Start) and begin the Interim-Updates (only
         with ``read_counters``: an Interim-Update without counters says nothing).
+        ``read_lost``: read at the Stop for its Acct-Tunnel-Packets-Lost.
 
         Synchronous: the record is in the spool when this returns; nothing waits.
         Raises ValueError for an Acct-Session-Id already being accounted."""
@@ -294,7 +312,7 @@ class AccountingEngine:
         interval = session.interim_interval or self.interim_interval
         if interval is not None:
             interval = max(float(interval), self.min_interim)
-        live = _Live(session, read_counters, interval)
+        live = _Live(session, read_counters, interval, read_lost)
         self.sessions[key] = live
         self.counters.sessions = len(self.sessions)
         self.counters.starts += 1
@@ -315,21 +333,35 @@ class AccountingEngine:
         packets_lost: int | None = None,
     ) -> None:
         """Send the Stop (and a Tunnel-Link-Stop), with ``counters`` or, if None, the
-        session's reader's (the last known ones if that fails). Unknown ids are ignored
-        (a session that never had a Start: authentication failed, say)."""
+        session's reader's (the last known ones if that fails), and ``packets_lost`` or,
+        if None, the session's ``read_lost``'s (read at the same time; none if that
+        fails). Unknown ids are ignored (a session that never had a Start:
+        authentication failed, say)."""
         live = self.sessions.pop(acct_session_id, None)
         if live is None:
             return
         self.counters.sessions = len(self.sessions)
         live.due = None
-        if counters is None:
-            try:
+        losing: asyncio.Future[int | None] | None = None
+        if packets_lost is None and live.lost_reader is not None:
+            losing = asyncio.ensure_future(self._read_lost(live, live.lost_reader))
+        try:
+            if counters is None:
                 counters = await self._read(live)
-            except asyncio.CancelledError:
-                # The caller gave up waiting (a link's release is bounded): the Stop
-                # goes out anyway, with the last known counters. Nothing is lost.
-                self._stop(live, end, live.last, packets_lost)
-                raise
+            if losing is not None:
+                packets_lost = await losing
+        except asyncio.CancelledError:
+            # The caller gave up waiting (a link's release is bounded): the Stop goes
+            # out anyway, with the last known counters and the loss if it is known
+            # already. Nothing is lost.
+            if losing is not None:
+                if losing.done() and not losing.cancelled():
+                    packets_lost = losing.result()  # _read_lost raises nothing else
+                else:
+                    losing.cancel()
+                    self.counters.lost_errors += 1
+            self._stop(live, end, counters if counters is not None else live.last, packets_lost)
+            raise
         self._stop(live, end, counters, packets_lost)
 
     def _stop(
@@ -438,6 +470,25 @@ class AccountingEngine:
                 exc or type(exc).__name__,
             )
         return live.last
+
+    async def _read_lost(self, live: _Live, reader: LossReader) -> int | None:
+        """The session's lost packets now; None when unknown, or when the read failed
+        or took over ``counter_timeout`` (counted: the Stop goes without the attribute)."""
+        try:
+            async with asyncio.timeout(self.counter_timeout):
+                lost = await reader()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.counters.lost_errors += 1
+            log.warning(
+                "accounting %s: reading the lost packets: %s; the Stop goes without"
+                " Acct-Tunnel-Packets-Lost",
+                live.session.acct_session_id,
+                exc or type(exc).__name__,
+            )
+            return None
+        return None if lost is None else max(0, int(lost))
 
     async def _interim(self, live: _Live) -> None:
         live.reading = True

@@ -56,6 +56,7 @@ from l2tp.radius.interface import (
 from l2tp.runtime.ppp_hooks import AuthContext
 
 __all__ = [
+    "NoVerdict",
     "RadiusAuthCounters",
     "RadiusAuthenticator",
     "RadiusAuthorization",
@@ -76,6 +77,17 @@ MIN_MTU = 68
 NAS_CHOOSES = (IPv4Address("255.255.255.254"), IPv4Address("255.255.255.255"))
 """RFC 2865 5.8: Framed-IP-Address values that leave the address to the NAS (the pool)."""
 DENIED = "Access denied"
+
+
+@dataclass(frozen=True, slots=True)
+class NoVerdict:
+    """``AuthDecision.authorization`` of a denial that RADIUS did not decide: no server
+    answered (``"timeout"``), our own queue was full (``"overload"``) or the transport
+    failed (``"error"``). The user is denied all the same (PPP has no "try later"), but
+    accounting tells it from an Access-Reject: the Tunnel-Link-Reject's cause is then
+    Service-Unavailable, not User-Error (RFC 2866 5.10)."""
+
+    why: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -369,15 +381,15 @@ class RadiusAuthenticator:
         except RadiusTimeout as exc:
             self.counters.timeouts += 1
             log.warning("%s: %s; denied", who, exc)
-            return AuthDecision(success=False, message=DENIED)
+            return AuthDecision(success=False, message=DENIED, authorization=NoVerdict("timeout"))
         except RadiusOverload as exc:
             self.counters.overloads += 1
             log.warning("%s: RADIUS overloaded (%s); denied", who, exc)
-            return AuthDecision(success=False, message=DENIED)
+            return AuthDecision(success=False, message=DENIED, authorization=NoVerdict("overload"))
         except RadiusError as exc:
             self.counters.errors += 1
             log.warning("%s: RADIUS: %s; denied", who, exc)
-            return AuthDecision(success=False, message=DENIED)
+            return AuthDecision(success=False, message=DENIED, authorization=NoVerdict("error"))
         try:
             decision = decision_from_reply(request, reply)
         except ValueError as exc:

@@ -120,6 +120,7 @@ class SessionEnd(enum.Enum):
     HANGUP = "the PPP channel hung up under the link"
     NEGOTIATION_FAILED = "LCP or an NCP could not agree"
     AUTH_FAILED = "authentication of the user failed"
+    AUTH_UNANSWERED = "no RADIUS server decided the user's authentication"
     AUTH_TO_PEER_FAILED = "authentication to the peer failed"
     LOCAL_FAILURE = "the kernel refused what the link needs"
     INTERNAL_ERROR = "a bug in this process"
@@ -144,9 +145,12 @@ TERMINATE_CAUSES: dict[SessionEnd, TerminateCause] = {
     E.HANGUP: C.LOST_CARRIER,
     # The NAS could not provide the PPP service asked for (options, NCPs).
     E.NEGOTIATION_FAILED: C.SERVICE_UNAVAILABLE,
-    # "Input from user is in error": wrong credentials (Tunnel-Link-Reject only: a
-    # session that failed authentication never had a Start).
+    # "Input from user is in error": wrong credentials (Tunnel-Link-Reject and
+    # Tunnel-Reject only: a session or tunnel that failed authentication had no Start).
     E.AUTH_FAILED: C.USER_ERROR,
+    # Denied because no RADIUS server answered: not the user's error; the NAS "was
+    # unable to provide requested service" (Tunnel-Link-Reject only).
+    E.AUTH_UNANSWERED: C.SERVICE_UNAVAILABLE,
     E.AUTH_TO_PEER_FAILED: C.SERVICE_UNAVAILABLE,
     E.LOCAL_FAILURE: C.NAS_ERROR,
     E.INTERNAL_ERROR: C.NAS_ERROR,

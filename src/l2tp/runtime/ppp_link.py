@@ -153,8 +153,14 @@ class PppLink(PppGrants, PppNetwork):
         self.granted: AuthDecision | None = None
         """The verifier's last successful decision (RADIUS: its ``authorization`` holds
         what the Access-Accept granted, e.g. Class for accounting)."""
+        self.denied: AuthDecision | None = None
+        """The verifier's last denial (RADIUS: its ``authorization`` says when no server
+        decided, :class:`~l2tp.radius.auth.NoVerdict`, for accounting's cause)."""
         self.user: str | None = None
         """The peer's authenticated name (authenticator role; None before or without)."""
+        self.claimed_user: str | None = None
+        """The name the peer gave in its last authentication request, authenticated or
+        not (authenticator role): the User-Name of a Tunnel-Link-Reject."""
         self.session_deadline: float | None = None
         """Loop time at which :meth:`set_session_timeout` ends the session (None: never)."""
         self._session_timer: asyncio.TimerHandle | None = None
@@ -251,6 +257,7 @@ class PppLink(PppGrants, PppNetwork):
             self.stopping = True
             if self.started_at is not None:  # else only attached: no PPP to end
                 self.counters.stopped += 1
+                self._tell_stopping()
                 if not self.conn.terminated and not self.hung_up:
                     self.conn.close(self.loop.time(), "administrative close")
                     self._transmit()
@@ -433,6 +440,7 @@ class PppLink(PppGrants, PppNetwork):
     def _auth_failed(self, event: AuthFailed) -> None:
         method = event.method.value if event.method else "no method"
         if self.role is PppRole.AUTHENTICATOR:
+            self.claimed_user = event.user or self.claimed_user
             log.warning(
                 "%s: %s authentication of user %s failed: %s",
                 self.label,
@@ -491,6 +499,20 @@ class PppLink(PppGrants, PppNetwork):
         except Exception:
             log.exception("%s: session observer failed (peer terminated)", self.label)
 
+    def _tell_stopping(self) -> None:
+        """Tell the observer (accounting) that the control plane is stopping this up
+        session, now: the control plane deletes the kernel session if the stop takes
+        longer than its ``hangup_after`` (0.2 s), and the session's L2TP statistics go
+        with it (Acct-Tunnel-Packets-Lost), while the PPP interface's counters stay
+        until the release."""
+        hook = getattr(self.settings.observer, "session_stopping", None)
+        if hook is None or self.observed is None:
+            return
+        try:
+            hook(self.observed)
+        except Exception:
+            log.exception("%s: session observer failed (stopping)", self.label)
+
     def _report(self, ending: Ending) -> None:
         """``report_down`` once, with the CDN of ``ending`` (not while being stopped).
 
@@ -542,8 +564,10 @@ class PppLink(PppGrants, PppNetwork):
 
     def _decided(self, decision: AuthDecision) -> None:
         """Keep a granting decision; start its Session-Timeout (from the first grant: a
-        CHAP re-challenge does not extend the session)."""
+        CHAP re-challenge does not extend the session). Keep a denial too (why it was
+        denied: accounting)."""
         if not decision.success:
+            self.denied = decision
             return
         self.granted = decision
         timeout = decision.session_timeout
@@ -706,9 +730,13 @@ class PppLink(PppGrants, PppNetwork):
 
     async def _observe_down(self) -> None:
         """Tell the observer the session ended, while its interface still exists (its
-        counters go with it); bounded by OBSERVER_WAIT, failures logged."""
+        counters go with it); bounded by OBSERVER_WAIT, failures logged. A session it
+        was never told was up is a failed one (:meth:`_observe_failed`)."""
         observer, view = self.settings.observer, self.observed
-        if observer is None or view is None:
+        if observer is None:
+            return
+        if view is None:
+            self._observe_failed(observer)
             return
         try:
             async with asyncio.timeout(OBSERVER_WAIT):
@@ -717,6 +745,30 @@ class PppLink(PppGrants, PppNetwork):
             log.warning("%s: session observer took over %.1f s (down)", self.label, OBSERVER_WAIT)
         except Exception:
             log.exception("%s: session observer failed (down)", self.label)
+
+    def _observe_failed(self, observer: object) -> None:
+        """Tell an observer that has ``session_failed`` that this link ended without ever
+        coming up (authentication refused, negotiation failed, stopped before IPCP):
+        RADIUS accounting's Tunnel-Link-Reject (RFC 2867 3.6). Called once, from the
+        link's one release; failures logged."""
+        hook = getattr(observer, "session_failed", None)
+        if hook is None:
+            return
+        view = PppSessionView(
+            session=self.session,
+            user=self.user or self.claimed_user,
+            method=self.auth_method,
+            local_address=None,
+            peer_address=None,
+            ifindex=self.ifindex,
+            ifname=self.ifname,
+            netns=self.settings.netns,
+            label=self.label,
+        )
+        try:
+            hook(view, self.ending)
+        except Exception:
+            log.exception("%s: session observer failed (never up)", self.label)
 
 
 class _HookAdapter:
@@ -732,6 +784,7 @@ class _HookAdapter:
 
     def authenticate(self, request: AuthRequest) -> AuthDecision | None:
         link = self._link
+        link.claimed_user = request.user
         hook = link.settings.hook
         if hook is None:
             return AuthDecision(success=False, message="Access denied")

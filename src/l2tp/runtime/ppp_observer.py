@@ -73,3 +73,20 @@ class SessionObserver(Protocol):
 # that moment. Its LAC's CDN usually follows before LCP's Stopping state is over, and the
 # link then ends with no ending of its own: whichever of the two the observer hears of
 # first is why the session ended (PppAccounting: User-Request, or the CDN's cause).
+#
+# And ``session_failed(view, ending)``: called once (on the loop, synchronously, from the
+# link's release) for a session whose link ended without ``session_up`` ever being called:
+# authentication refused (a RADIUS Access-Reject or no answer, a wrong secret in the
+# secrets file), LCP or IPCP never agreeing, or the control plane stopping it before IPCP
+# was up. ``ending`` as for ``session_down`` (None: the control plane stopped it);
+# ``view.user`` is the name the peer gave, authenticated or not, and the addresses are
+# None. Links whose start failed (no channel) are not sessions and are not reported.
+# PppAccounting turns it into a Tunnel-Link-Reject (RFC 2867 3.6).
+#
+# And ``session_stopping(view)``: called once (on the loop, synchronously) when the control
+# plane starts stopping an up session (a CDN, a StopCCN, the operator, a shutdown), before
+# LCP's Terminate-Request: the control plane deletes the kernel L2TP session if the stop
+# takes longer than its ``hangup_after`` (0.2 s), long before ``session_down``, and the
+# session's L2TP statistics go with it (PppAccounting starts its Acct-Tunnel-Packets-Lost
+# read here). The hooks are optional so that an observer that does not care need not
+# define them.
