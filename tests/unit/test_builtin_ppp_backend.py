@@ -614,12 +614,26 @@ def test_stopping_a_prepared_link_releases_it_at_once(tmp_path: Path) -> None:
     async def scenario() -> None:
         kernel = FakePppKernel()
         backend = BuiltinPppBackend(kernel=kernel, hostname="lns", terminate_wait=3600)
+        told: list[str] = []
+
+        class Observer:  # a call the LAC abandoned is no Tunnel-Link-Reject of ours
+            def session_up(self, view: object) -> None:
+                told.append("up")
+
+            async def session_down(self, view: object, ending: object) -> None:
+                told.append("down")
+
+            def session_failed(self, view: object, ending: object) -> None:
+                told.append("failed")
+
+        backend.observer = Observer()
         a, b = socket_pair()
         session, dataplane = backend_session(a, lns=True, options=lns_options(tmp_path))
         await backend.prepare(session)
         assert dataplane.opened == 1 and kernel.open_fds
         await backend.stop(session)
         assert not kernel.open_fds and not backend.links
+        assert told == []
         assert backend.counters.started == backend.counters.stopped == 0
         assert backend.counters.frames_out == 0
         assert b.recv(100) == b""  # the socket's end, and no frame before it

@@ -736,7 +736,8 @@ class PppLink(PppGrants, PppNetwork):
         if observer is None:
             return
         if view is None:
-            self._observe_failed(observer)
+            if self.started_at is not None:  # a link only attached (call ended before
+                self._observe_failed(observer)  # its ICCN) was never ours to reject
             return
         try:
             async with asyncio.timeout(OBSERVER_WAIT):
