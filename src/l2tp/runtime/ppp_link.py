@@ -194,21 +194,25 @@ class PppLink(PppGrants, PppNetwork):
 
     # ------------------------------------------------------------------ start and stop
 
-    def start(self) -> None:
+    def start(self, channel: PppChannel | None = None) -> None:
         """Open the session's PPPoL2TP socket and channel and send the first LCP request.
 
-        Synchronous: nothing here waits. Raises (KernelError, OSError, ValueError) with
-        every fd closed again; the control plane then refuses the call (CDN 2).
+        ``channel``: opened already (off the loop, by the backend), and this link's from
+        now on. Synchronous: nothing here waits. Raises (KernelError, OSError,
+        ValueError) with every fd closed again; the control plane then refuses the
+        call (CDN 2).
         """
-        info = self.session.info
-        sock = self.session.dataplane.open_ppp_socket(
-            self.session.kernel_tunnel, info.session_id, info.peer_session_id
-        )
-        try:
-            self.channel = self.settings.kernel.open_channel(sock, netns=self.settings.netns)
-        except BaseException:
-            sock.close()
-            raise
+        if channel is None:
+            info = self.session.info
+            sock = self.session.dataplane.open_ppp_socket(
+                self.session.kernel_tunnel, info.session_id, info.peer_session_id
+            )
+            try:
+                channel = self.settings.kernel.open_channel(sock, netns=self.settings.netns)
+            except BaseException:
+                sock.close()
+                raise
+        self.channel = channel
         try:
             self._watch(self.channel.fd)
             self.started_at = self.loop.time()
