@@ -43,13 +43,16 @@ Measured per run (LNS kind):
   session up, each divided by N: PSS (``/proc/PID/smaps_rollup``) growth of the LNS and
   every process it started (the pppds and their scripts) and of this process (the LAC);
   ``kernel``: growth of the kernel's live objects (``/proc/slabinfo`` active objects x
-  size, plus per-CPU, kernel stacks, page tables and vmalloc from ``/proc/meminfo``), both
+  size, plus per-CPU, page tables and vmalloc (kernel stacks included) from ``/proc/meminfo``), both
   sides' (tunnels, sessions, sockets, channels, units, interfaces, and with pppd its
   processes' kernel side). ``end_to_end`` = all of it; ``lns_side`` = the LNS processes'
   PSS growth + half the kernel's (the two ends hold the same kernel objects per session
   whichever PPP runs them). The drop of ``MemAvailable`` is recorded too, but only the
   first run of a boot sees the kernel's slab caches grow: later runs reuse the objects
   earlier ones freed (it gave 91 and then 4 KiB per session for the same built-in run).
+* **qdiscs**: the root qdisc kinds of both namespaces' ppp interfaces (``tc``), because
+  a unit that came up with the default ``fq_codel`` would hold a 64 KiB flow table that
+  ``/proc/slabinfo`` does not show (in the test VM our units come up with ``noqueue``).
 * **shutdown**: SIGTERM to the LNS until no ppp interface is left in its namespace (from
   the same rtnetlink socket), and until the LNS process exited.
 * LNS CPU seconds (its processes' user + system time, reaped children included) over the
@@ -243,8 +246,11 @@ def tree_cpu_seconds(pids: list[int]) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
-KERNEL_METERS = ("Percpu", "KernelStack", "PageTables", "VmallocUsed")
-"""``/proc/meminfo`` lines that count kernel memory outside the slab caches."""
+KERNEL_METERS = ("Percpu", "PageTables", "VmallocUsed")
+"""``/proc/meminfo`` lines that count kernel memory outside the slab caches. Not
+``KernelStack``: with ``CONFIG_VMAP_STACK`` (Debian's kernels) the stacks are vmalloc
+memory and already in ``VmallocUsed`` (both grew by the same 32-34 KiB per pppd session,
+and counted twice before 2026-12-04's profiling run)."""
 
 
 def kernel_objects() -> dict[str, int]:
@@ -304,6 +310,22 @@ def ppp_addresses(netns: str) -> int:
         if link.get("link_type") == "ppp"
         and any(a.get("family") == "inet" and "address" in a for a in link.get("addr_info", []))
     )
+
+
+def ppp_qdiscs(netns: str) -> dict[str, int]:
+    """Root qdiscs of the ppp interfaces of ``netns`` by kind (one ``tc`` dump).
+
+    Why: a ppp unit gets the default qdisc when it goes up (``net.core.default_qdisc``;
+    Debian's systemd makes it ``fq_codel``), and fq_codel's table of 1,024 flows
+    (64 KiB) comes from the page allocator, which ``/proc/slabinfo`` does not show.
+    """
+    done = subprocess.run(["tc", "-n", netns, "-j", "qdisc", "show"], capture_output=True)
+    found: dict[str, int] = {}
+    for qdisc in json.loads(done.stdout or b"[]"):
+        if str(qdisc.get("dev", "")).startswith("ppp") and qdisc.get("root"):
+            kind = str(qdisc.get("kind"))
+            found[kind] = found.get(kind, 0) + 1
+    return found
 
 
 def ppp_links(netns: str) -> int:
@@ -392,8 +414,10 @@ class LnsProcess:
         argv = ["ip", "netns", "exec", ns.lns, "sh", "-c", script, "sh", str(secrets)]
         argv.append(sys.executable)
         if profile is not None:
-            argv += ["-m", "cProfile", "-o", str(profile / f"lns-{kind}.prof")]
-        argv += ["-m", "l2tp.daemons.lns", str(conf), "--ready-file", str(ready)]
+            argv += ["-c", PROFILED_LNS, str(profile / f"lns-{kind}.prof")]
+        else:
+            argv += ["-m", "l2tp.daemons.lns"]
+        argv += [str(conf), "--ready-file", str(ready)]
         argv += ["--control", "none"]  # no shared /run/l2tp socket between runs
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
@@ -417,6 +441,27 @@ class LnsProcess:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         self.proc.wait(30)
+
+
+PROFILED_LNS = """
+import cProfile, os, runpy, sys
+out, profiler, real_exit = sys.argv.pop(1), cProfile.Profile(), os._exit
+def dump():
+    profiler.disable()
+    profiler.dump_stats(out)
+def _exit(status):
+    dump()
+    real_exit(status)
+os._exit = _exit
+profiler.enable()
+try:
+    runpy.run_module("l2tp.daemons.lns", run_name="__main__", alter_sys=True)
+finally:
+    dump()
+"""
+"""``python -c`` bootstrap of a profiled LNS: the daemon ends with ``os._exit``
+(:func:`l2tp.daemons.common.exit_now`), which ``python -m cProfile -o`` never sees, so
+the profile is written from a wrapped ``os._exit``."""
 
 
 # ------------------------------------------------------------------ one run
@@ -566,6 +611,9 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
         result["lns_cpu_s"] = round(after.lns_cpu_s - before.lns_cpu_s, 2)
         result["lns_cpu_ms_per_session"] = round(1000 * result["lns_cpu_s"] / n, 1)
         result["lns_processes"] = after.lns_processes
+        result["lns_ppp_qdiscs"] = await asyncio.to_thread(ppp_qdiscs, ns.lns)
+        result["lac_ppp_qdiscs"] = await asyncio.to_thread(ppp_qdiscs, ns.lac)
+        result["default_qdisc"] = Path("/proc/sys/net/core/default_qdisc").read_text().strip()
         # Shutdown: SIGTERM to the LNS until no ppp interface is left on its side.
         t_term = time.monotonic()
         os.kill(lns.pid, signal.SIGTERM)

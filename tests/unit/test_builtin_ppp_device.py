@@ -7,6 +7,7 @@ import asyncio
 import os
 import socket
 import struct
+import threading
 from ipaddress import IPv4Address, IPv4Network, IPv6Address
 
 import pytest
@@ -247,3 +248,96 @@ def test_reaper_batches_units_released_together() -> None:
                 os.fstat(unit.fd)
 
     asyncio.run(scenario())
+
+
+class FakeChannelCalls:
+    """Stands in for ``channel_index`` and ``attach_channel``: the first blocks (as the
+    kernel's ``PPPIOCGCHAN`` waits for an RCU grace period) until ``release`` is set."""
+
+    def __init__(self, parties: int = 1) -> None:
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.release = threading.Event()
+        self.threads: set[int] = set()
+        self.attached: list[int] = []
+        self.fds: list[int] = []
+
+    def channel_index(self, sock: socket.socket | int) -> int:
+        self.threads.add(threading.get_ident())
+        self.barrier.wait()  # every caller is in here at once, or this raises
+        assert self.release.wait(10)
+        return 40 + len(self.threads)
+
+    def attach_channel(self, index: int, *, netns: str | None = None) -> int:
+        r, w = socket.socketpair()
+        w.close()
+        self.attached.append(index)
+        self.fds.append(r.detach())
+        return self.fds[-1]
+
+
+def test_channels_are_opened_off_the_loop_and_together(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls = FakeChannelCalls(parties=3)
+    calls.release.set()
+    monkeypatch.setattr(dev, "channel_index", calls.channel_index)
+    monkeypatch.setattr(dev, "attach_channel", calls.attach_channel)
+    sockets: list[socket.socket] = []
+
+    def open_socket() -> socket.socket:
+        sock, other = socket.socketpair()
+        other.close()
+        sockets.append(sock)
+        return sock
+
+    async def scenario() -> list[dev.PppChannel]:
+        kernel = dev.LinuxPppKernel()
+        try:
+            return await asyncio.gather(
+                *(kernel.open_channel_async(open_socket, netns=None) for _ in range(3))
+            )
+        finally:
+            await kernel.aclose()
+
+    channels = asyncio.run(scenario())
+    # Three waits at once (the barrier), none of them on the loop's thread.
+    assert threading.get_ident() not in calls.threads and len(calls.threads) == 3
+    assert sorted(c.index for c in channels) == sorted(calls.attached)
+    assert {id(c.sock) for c in channels} == {id(s) for s in sockets}
+    for channel in channels:
+        dev.close_channel(channel)
+        assert channel.sock.fileno() == -1
+        with pytest.raises(OSError):
+            os.fstat(channel.fd)
+
+
+def test_a_cancelled_open_closes_the_channel_it_opened_anyway(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    calls = FakeChannelCalls()
+    monkeypatch.setattr(dev, "channel_index", calls.channel_index)
+    monkeypatch.setattr(dev, "attach_channel", calls.attach_channel)
+    sockets: list[socket.socket] = []
+
+    def open_socket() -> socket.socket:
+        sock, other = socket.socketpair()
+        other.close()
+        sockets.append(sock)
+        return sock
+
+    async def scenario() -> dev.LinuxPppKernel:
+        kernel = dev.LinuxPppKernel()
+        task = asyncio.create_task(kernel.open_channel_async(open_socket, netns=None))
+        while not calls.threads:  # the worker is in the (fake) kernel wait
+            await asyncio.sleep(0)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return kernel
+
+    kernel = asyncio.run(scenario())
+    calls.release.set()  # the wait ends after the caller gave up
+    assert kernel._opener is not None
+    kernel._opener.shutdown(wait=True)
+    assert len(sockets) == 1 and sockets[0].fileno() == -1
+    assert len(calls.fds) == 1
+    with pytest.raises(OSError):
+        os.fstat(calls.fds[0])

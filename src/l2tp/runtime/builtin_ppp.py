@@ -31,7 +31,8 @@ import socket
 from collections.abc import Callable
 from ipaddress import IPv4Network
 
-from l2tp.kernel.ppp_device import MAX_FRAME, LinuxPppKernel
+from l2tp.kernel.ppp_device import MAX_FRAME, LinuxPppKernel, PppChannel
+from l2tp.kernel.ppp_device import close_channel as _close_channel
 from l2tp.kernel.ppp_device import raise_fd_limit as _raise_fd_limit
 from l2tp.ppp.secrets import WILDCARD, find_secret
 from l2tp.protocol.events import Role
@@ -209,9 +210,7 @@ class BuiltinPppBackend:
 
         Raises as :meth:`start` does, with nothing left open.
         """
-        link = await self._new_link(session)
-        link.attach()
-        self.links[session.key] = link
+        self.links[session.key] = await self._new_link(session)
 
     async def start(self, session: BackendSession) -> None:
         """Start the session's PPP (backend.py step 3): returns once LCP is under way.
@@ -235,7 +234,9 @@ class BuiltinPppBackend:
         self.links[key] = link
 
     async def _new_link(self, session: BackendSession) -> PppLink:
-        """The link of a session not yet running (secrets read; nothing opened yet)."""
+        """The link of a session not yet running: secrets read, its PPPoL2TP socket and
+        channel opened (off the loop where the kernel layer can) and attached, LCP not
+        started. Raises with nothing left open."""
         key = session.key
         if key in self.links:
             raise RuntimeError(f"built-in PPP already running for session {key}")
@@ -245,9 +246,15 @@ class BuiltinPppBackend:
             options = await self._peer_password(options)
         if key in self.links:  # started twice while the secrets were being read
             raise RuntimeError(f"built-in PPP already running for session {key}")
+        netns = self._netns_for(session)
+        channel = await self._open_channel(session, netns)
+        if key in self.links:  # started twice while the channel was being opened
+            if channel is not None:
+                _close_channel(channel)
+            raise RuntimeError(f"built-in PPP already running for session {key}")
         settings = LinkSettings(
             kernel=self.kernel,
-            netns=self._netns_for(session),
+            netns=netns,
             server=options.name or self.hostname,
             hook=hook,
             pool=self.pool(options) if session.role is Role.LNS else None,
@@ -257,7 +264,30 @@ class BuiltinPppBackend:
             read_buffer=self._read_buffer,
             observer=self.observer_for(options),
         )
-        return PppLink(session, options, settings)
+        try:
+            link = PppLink(session, options, settings)
+        except BaseException:
+            if channel is not None:
+                _close_channel(channel)
+            raise
+        link.attach(channel)
+        return link
+
+    async def _open_channel(self, session: BackendSession, netns: str | None) -> PppChannel | None:
+        """The session's PPPoL2TP socket and channel, opened off the event loop when the
+        kernel layer can (:meth:`LinuxPppKernel.open_channel_async`: ``PPPIOCGCHAN`` waits
+        for an RCU grace period); None: :meth:`PppLink.start` opens them (other kernels,
+        e.g. the tests' fakes)."""
+        if not isinstance(self.kernel, LinuxPppKernel):
+            return None
+        info, dataplane = session.info, session.dataplane
+
+        def open_socket() -> socket.socket:
+            return dataplane.open_ppp_socket(
+                session.kernel_tunnel, info.session_id, info.peer_session_id
+            )
+
+        return await self.kernel.open_channel_async(open_socket, netns=netns)
 
     async def stop(self, session: BackendSession) -> None:
         """End the session's PPP (backend.py step 5); idempotent, bounded by

@@ -200,23 +200,27 @@ class PppLink(PppGrants, PppNetwork):
 
     # ------------------------------------------------------------------ start and stop
 
-    def attach(self) -> None:
+    def attach(self, channel: PppChannel | None = None) -> None:
         """Open the session's PPPoL2TP socket and attach its ``/dev/ppp`` channel, without
         reading from it or starting LCP: an LNS does this before its ICRP, so that frames
-        the LAC sends after its ICCN wait in the channel's queue (issue 17). No-op once
-        attached. Raises (KernelError, OSError, ValueError) with every fd closed again.
+        the LAC sends after its ICCN wait in the channel's queue (issue 17). ``channel``:
+        opened already (off the loop, by the backend: ``PPPIOCGCHAN`` waits for an RCU
+        grace period), and this link's from now on. No-op once attached. Raises
+        (KernelError, OSError, ValueError) with every fd closed again.
         """
         if self.channel is not None:
             return
-        info = self.session.info
-        sock = self.session.dataplane.open_ppp_socket(
-            self.session.kernel_tunnel, info.session_id, info.peer_session_id
-        )
-        try:
-            self.channel = self.settings.kernel.open_channel(sock, netns=self.settings.netns)
-        except BaseException:
-            sock.close()
-            raise
+        if channel is None:
+            info = self.session.info
+            sock = self.session.dataplane.open_ppp_socket(
+                self.session.kernel_tunnel, info.session_id, info.peer_session_id
+            )
+            try:
+                channel = self.settings.kernel.open_channel(sock, netns=self.settings.netns)
+            except BaseException:
+                sock.close()
+                raise
+        self.channel = channel
 
     def start(self, session: BackendSession | None = None) -> None:
         """Attach (unless :meth:`attach` did), read the channel and send the first LCP
