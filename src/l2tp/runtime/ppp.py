@@ -99,6 +99,8 @@ from l2tp.runtime.ppp_options import (
     parse_args_text,
     pppd_words,
     read_args_file,
+    redact,
+    user_options,
 )
 
 __all__ = [
@@ -291,19 +293,6 @@ def inherited_env(environ: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
-def user_options(session: BackendSession) -> list[str]:
-    """The session's configured pppd arguments: ``file PATH`` for its ``pppd_args`` file
-    (read by pppd with pppd's own quoting and comment rules; checked here first by
-    :func:`read_args_file`), then its ``pppd_options``."""
-    options = session.options
-    args: list[str] = []
-    if options.pppd_args is not None:
-        read_args_file(options.pppd_args)
-        args += ["file", os.path.abspath(options.pppd_args)]
-    args += check_user_options(options.pppd_options)
-    return args
-
-
 def build_argv(
     session: BackendSession, fd: int, *, pppd: str, plugin: str = PLUGIN, extra: Sequence[str] = ()
 ) -> list[str]:
@@ -326,18 +315,6 @@ def build_argv(
         argv += ["mtu", str(session.options.mtu), "mru", str(session.options.mtu)]
     argv += check_user_options(extra)
     return argv
-
-
-_SECRET_VALUED = frozenset({"password"})
-
-
-def redact(argv: Sequence[str]) -> list[str]:
-    """``argv`` for logs: the value of ``password`` replaced by ``***``."""
-    out = list(argv)
-    for i in range(1, len(out)):
-        if out[i - 1] in _SECRET_VALUED:
-            out[i] = "***"
-    return out
 
 
 def find_pppd() -> str:

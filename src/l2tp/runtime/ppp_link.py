@@ -26,6 +26,13 @@ What each event does to the kernel (docs/builtin-ppp.md has the table):
 The interface requests of one link run in order in one background task (an address is
 added before the interface goes up, and both before traffic passes); a failed request is
 logged and counted, and the link carries on.
+
+This module keeps the link's life (attach, start, stop, release), its frame I/O, timer
+and event dispatch, and the CDN report; the rest is in mixins of :class:`PppLink`, one
+responsibility each: the network phase (:mod:`l2tp.runtime.ppp_network`), the granted
+routes and idle limit (:mod:`l2tp.runtime.ppp_grants`), the authentication hook glue
+(:mod:`l2tp.runtime.ppp_auth_glue`) and the observer calls
+(:mod:`l2tp.runtime.ppp_link_observer`).
 """
 
 from __future__ import annotations
@@ -39,10 +46,7 @@ from collections.abc import Awaitable, Callable
 from ipaddress import IPv4Address
 
 from l2tp.kernel.errors import KernelError
-from l2tp.kernel.ppp_device import (
-    PppChannel,
-    PppUnit,
-)
+from l2tp.kernel.ppp_device import PppChannel, PppUnit
 from l2tp.peer_text import quoted
 from l2tp.ppp import (
     AuthDecision,
@@ -68,8 +72,10 @@ from l2tp.ppp.events import Role as PppRole
 from l2tp.protocol.events import Role
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.errors import INTERNAL_ERROR
+from l2tp.runtime.ppp_auth_glue import PppAuthGlue, _HookAdapter
 from l2tp.runtime.ppp_grants import PppGrants
-from l2tp.runtime.ppp_hooks import PEER_CONNECT_DELAY, AuthContext, BuiltinPppOptions
+from l2tp.runtime.ppp_hooks import PEER_CONNECT_DELAY, BuiltinPppOptions
+from l2tp.runtime.ppp_link_observer import PppLinkObserver
 from l2tp.runtime.ppp_network import (
     InterfaceOps,
     IPAddress,
@@ -78,7 +84,7 @@ from l2tp.runtime.ppp_network import (
     PppNetwork,
     remove_file,
 )
-from l2tp.runtime.ppp_observer import OBSERVER_WAIT, PppSessionView
+from l2tp.runtime.ppp_observer import PppSessionView
 from l2tp.runtime.ppp_outcome import ENDING_COUNTER, Ending, map_ending
 
 __all__ = [
@@ -96,8 +102,11 @@ READS_PER_WAKEUP = 32
 # --- one link ----------------------------------------------------------------------------
 
 
-class PppLink(PppGrants, PppNetwork):
-    """The built-in PPP of one established L2TP session (see the module documentation)."""
+class PppLink(PppAuthGlue, PppLinkObserver, PppGrants, PppNetwork):
+    """The built-in PPP of one established L2TP session (see the module documentation).
+
+    The order of the bases matters: a mixin that defines a method precedes any that only
+    declares it (``raise NotImplementedError``)."""
 
     def __init__(
         self, session: BackendSession, options: BuiltinPppOptions, settings: LinkSettings
@@ -441,28 +450,6 @@ class PppLink(PppGrants, PppNetwork):
         elif isinstance(event, Terminated):
             self._terminated(event)
 
-    def _auth_failed(self, event: AuthFailed) -> None:
-        method = event.method.value if event.method else "no method"
-        if self.role is PppRole.AUTHENTICATOR:
-            self.claimed_user = event.user or self.claimed_user
-            log.warning(
-                "%s: %s authentication of user %s failed: %s",
-                self.label,
-                method,
-                quoted(event.user),
-                event.reason,
-            )
-            self._report(Ending.AUTH_FAILED)
-        else:
-            log.warning(
-                "%s: %s authentication as user %s to the peer failed: %s",
-                self.label,
-                method,
-                quoted(event.user or self.options.user),
-                event.reason,
-            )
-            self._report(Ending.AUTH_TO_PEER_FAILED)
-
     def _terminated(self, event: Terminated) -> None:
         log.info(
             "%s: PPP link ended (%s): %s",
@@ -488,35 +475,6 @@ class PppLink(PppGrants, PppNetwork):
         self._start_release()
         self._report(self.ending)
 
-    def _tell_peer_terminated(self) -> None:
-        """Tell the observer (accounting) now that the peer's Terminate-Request took the
-        link down: the LAC's CDN usually clears the session before LCP's Stopping state
-        is over, so the link then ends with no ending of its own, and whichever the
-        observer heard of first, this or the CDN, is why the session ended
-        (Acct-Terminate-Cause User-Request, or the CDN's cause)."""
-        observer = self.settings.observer
-        hook = getattr(observer, "peer_terminated", None)
-        if hook is None or self.observed is None:
-            return
-        try:
-            hook(self.observed)
-        except Exception:
-            log.exception("%s: session observer failed (peer terminated)", self.label)
-
-    def _tell_stopping(self) -> None:
-        """Tell the observer (accounting) that the control plane is stopping this up
-        session, now: the control plane deletes the kernel session if the stop takes
-        longer than its ``hangup_after`` (0.2 s), and the session's L2TP statistics go
-        with it (Acct-Tunnel-Packets-Lost), while the PPP interface's counters stay
-        until the release."""
-        hook = getattr(self.settings.observer, "session_stopping", None)
-        if hook is None or self.observed is None:
-            return
-        try:
-            hook(self.observed)
-        except Exception:
-            log.exception("%s: session observer failed (stopping)", self.label)
-
     def _report(self, ending: Ending) -> None:
         """``report_down`` once, with the CDN of ``ending`` (not while being stopped).
 
@@ -537,46 +495,7 @@ class PppLink(PppGrants, PppNetwork):
         except Exception:
             log.exception("%s: report_down failed", self.label, extra={INTERNAL_ERROR: True})
 
-    # ------------------------------------------------------------------ authentication
-
-    def _auth_requested(self, event: AuthRequested) -> None:
-        pending, self._pending_auth = self._pending_auth, None
-        if pending is None or pending[0] is not event.request:
-            return  # cannot happen: the adapter parks the awaitable just before the event
-        request, awaitable = pending
-
-        async def wait_for_verdict() -> None:
-            try:
-                decision = await awaitable
-                if not isinstance(decision, AuthDecision):
-                    raise TypeError(f"the authentication hook returned {decision!r}")
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.counters.auth_hook_errors += 1
-                log.exception(
-                    "%s: authentication hook failed; denying %s", self.label, quoted(request.user)
-                )
-                decision = AuthDecision(success=False, message="Access denied")
-            if self.released:
-                return
-            self._decided(decision)
-            self.conn.auth_result(request, decision, self.loop.time())
-            self._transmit()
-
-        self._auth_task = self.loop.create_task(wait_for_verdict())
-
-    def _decided(self, decision: AuthDecision) -> None:
-        """Keep a granting decision; start its Session-Timeout (from the first grant: a
-        CHAP re-challenge does not extend the session). Keep a denial too (why it was
-        denied: accounting)."""
-        if not decision.success:
-            self.denied = decision
-            return
-        self.granted = decision
-        timeout = decision.session_timeout
-        if timeout is not None and self._session_timer is None:
-            self.set_session_timeout(timeout)
+    # ------------------------------------------------------------------ verifier's limits
 
     def _session_timeout(self) -> None:
         self._session_timer = None
@@ -597,36 +516,6 @@ class PppLink(PppGrants, PppNetwork):
                 self._transmit()
         except Exception:
             self._internal_error(f"ending the session ({why})")
-
-    def _context(self) -> AuthContext:
-        info = self.session.info
-        return AuthContext(
-            tunnel_id=info.tunnel_id,
-            session_id=info.session_id,
-            peer=self.session.peer,
-            local=self.session.local,
-            server=self.settings.server,
-            calling_number=info.calling_number,
-            called_number=info.called_number,
-            label=self.label,
-        )
-
-    # ------------------------------------------------------------------ addresses
-
-    def _allocate(self, user: str | None) -> IPv4Address | None:
-        """The IPv4 pool callback of the core: one address per session, kept until it ends."""
-        pool = self.settings.pool
-        if self.pool_address is None and pool is not None:
-            self.pool_address = pool.allocate()
-            if self.pool_address is None:
-                self.counters.pool_exhausted += 1
-                log.warning(
-                    "%s: address pool %s exhausted: no IPv4 address for %s",
-                    self.label,
-                    pool.network,
-                    quoted(user),
-                )
-        return self.pool_address
 
     # ------------------------------------------------------------------ interface requests
 
@@ -707,102 +596,3 @@ class PppLink(PppGrants, PppNetwork):
             except OSError as exc:
                 log.warning("%s: removing %s: %s", self.label, written, exc)
         log.debug("%s: released", self.label)
-
-    # ------------------------------------------------------------------ observer
-
-    def _observe_up(self) -> None:
-        """IPCP is up with its address on the interface: tell the observer, once."""
-        observer = self.settings.observer
-        if observer is None or self.observed is not None or self.released:
-            return
-        local, peer, _ = self._addresses.get(PppProtocol.IPCP, (None, None, 0))
-        self.observed = PppSessionView(
-            session=self.session,
-            user=self.user,
-            method=self.auth_method,
-            local_address=local if isinstance(local, IPv4Address) else None,
-            peer_address=peer if isinstance(peer, IPv4Address) else None,
-            ifindex=self.ifindex,
-            ifname=self.ifname,
-            netns=self.settings.netns,
-            label=self.label,
-        )
-        try:
-            observer.session_up(self.observed)
-        except Exception:
-            log.exception("%s: session observer failed (up)", self.label)
-
-    async def _observe_down(self) -> None:
-        """Tell the observer the session ended, while its interface still exists (its
-        counters go with it); bounded by OBSERVER_WAIT, failures logged. A session it
-        was never told was up is a failed one (:meth:`_observe_failed`)."""
-        observer, view = self.settings.observer, self.observed
-        if observer is None:
-            return
-        if view is None:
-            if self.started_at is not None:  # a link only attached (call ended before
-                self._observe_failed(observer)  # its ICCN) was never ours to reject
-            return
-        try:
-            async with asyncio.timeout(OBSERVER_WAIT):
-                await observer.session_down(view, self.ending)
-        except TimeoutError:
-            log.warning("%s: session observer took over %.1f s (down)", self.label, OBSERVER_WAIT)
-        except Exception:
-            log.exception("%s: session observer failed (down)", self.label)
-
-    def _observe_failed(self, observer: object) -> None:
-        """Tell an observer that has ``session_failed`` that this link ended without ever
-        coming up (authentication refused, negotiation failed, stopped before IPCP):
-        RADIUS accounting's Tunnel-Link-Reject (RFC 2867 3.6). Called once, from the
-        link's one release; failures logged."""
-        hook = getattr(observer, "session_failed", None)
-        if hook is None:
-            return
-        view = PppSessionView(
-            session=self.session,
-            user=self.user or self.claimed_user,
-            method=self.auth_method,
-            local_address=None,
-            peer_address=None,
-            ifindex=self.ifindex,
-            ifname=self.ifname,
-            netns=self.settings.netns,
-            label=self.label,
-        )
-        try:
-            hook(view, self.ending)
-        except Exception:
-            log.exception("%s: session observer failed (never up)", self.label)
-
-
-class _HookAdapter:
-    """The core's synchronous :class:`~l2tp.ppp.Authenticator`, in front of the link's hook.
-
-    A decision returned at once goes straight back to the core; an awaitable is parked on
-    the link and the core reports :class:`~l2tp.ppp.AuthRequested`, which the link
-    answers once the awaitable resolves.
-    """
-
-    def __init__(self, link: PppLink) -> None:
-        self._link = link
-
-    def authenticate(self, request: AuthRequest) -> AuthDecision | None:
-        link = self._link
-        link.claimed_user = request.user
-        hook = link.settings.hook
-        if hook is None:
-            return AuthDecision(success=False, message="Access denied")
-        try:
-            verdict = hook.authenticate(request, link._context())
-        except Exception:
-            link.counters.auth_hook_errors += 1
-            log.exception(
-                "%s: authentication hook failed; denying %s", link.label, quoted(request.user)
-            )
-            return AuthDecision(success=False, message="Access denied")
-        if isinstance(verdict, AuthDecision):
-            link._decided(verdict)
-            return verdict
-        link._pending_auth = (request, verdict)
-        return None

@@ -18,12 +18,18 @@ Two sources, both from the configuration, never from the peer:
 
 The check is by word, so a forbidden word cannot be the value of another option
 either (``user persist`` is refused): simple, and on the safe side.
+
+:func:`user_options` gives a session's checked options as pppd arguments (after the
+backend's own, :func:`l2tp.runtime.ppp.build_argv`); :func:`redact` hides the value of
+``password`` in an argv that is logged.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
+
+from l2tp.runtime.backend import BackendSession
 
 MAX_ARGS_FILE = 64 * 1024
 """A ``pppd_args`` file larger than this is refused (it is an argument list, not data)."""
@@ -199,3 +205,28 @@ def read_args_file(path: str | os.PathLike[str], *, depth: int = 0) -> list[str]
                 )
             read_args_file(words[index + 1], depth=depth + 1)  # pppd's cwd is ours
     return words
+
+
+def user_options(session: BackendSession) -> list[str]:
+    """The session's configured pppd arguments: ``file PATH`` for its ``pppd_args`` file
+    (read by pppd with pppd's own quoting and comment rules; checked here first by
+    :func:`read_args_file`), then its ``pppd_options``."""
+    options = session.options
+    args: list[str] = []
+    if options.pppd_args is not None:
+        read_args_file(options.pppd_args)
+        args += ["file", os.path.abspath(options.pppd_args)]
+    args += check_user_options(options.pppd_options)
+    return args
+
+
+_SECRET_VALUED = frozenset({"password"})
+
+
+def redact(argv: Sequence[str]) -> list[str]:
+    """``argv`` for logs: the value of ``password`` replaced by ``***``."""
+    out = list(argv)
+    for i in range(1, len(out)):
+        if out[i - 1] in _SECRET_VALUED:
+            out[i] = "***"
+    return out
