@@ -129,10 +129,10 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 PLUGIN = "pppol2tp.so"
+"""Found by pppd in its plugin directory (``/usr/lib/pppd/<version>/``)."""
 
 USING_INTERFACE = re.compile(r"Using interface (\S{1,15})$")
 """pppd's log line naming its interface (pppd's ``set_ifunit``); IFNAMSIZ bounds it."""
-"""Found by pppd in its plugin directory (``/usr/lib/pppd/<version>/``)."""
 
 PPPD_CANDIDATES = ("/usr/sbin/pppd", "/sbin/pppd", "/usr/local/sbin/pppd")
 
