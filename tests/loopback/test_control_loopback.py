@@ -193,6 +193,9 @@ def test_allowed_peers_drops_others() -> None:
                 await lac.open_tunnel(listener.address, config=lac_config(transport=FAST))
             assert tf.value.event.reason is None  # no answer: retransmissions exhausted
             assert lns.counters.not_allowed >= 1 and not listener.tunnels
+            # Counted per listener too (l2tp ctl status, l2tp_listener_sccrq_refused_total):
+            assert listener.not_allowed == lns.counters.not_allowed
+            assert listener.listener.counters.accepted == 0
 
     run(scenario)
 

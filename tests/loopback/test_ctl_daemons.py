@@ -163,7 +163,9 @@ def test_ctl_lns_every_command(tmp_path: Path) -> None:
             assert status["config_file"] == str(conf.resolve())
             assert status["tunnels"] == {"established": 1}
             assert status["sessions"] == {"established": 2}
-            assert status["listeners"] == [{"name": "edge", "address": f"127.0.0.1:{port}"}]
+            (listener,) = status["listeners"]
+            assert (listener["name"], listener["address"]) == ("edge", f"127.0.0.1:{port}")
+            assert (listener["counters"]["accepted"], listener["counters"]["rejected"]) == (1, 0)
             rc, out, _ = await cli(sock, "status")
             assert rc == 0 and "l2tp-lns" in out and "sessions  2 (2 established)" in out
 

@@ -16,6 +16,10 @@ from typing import Any
 
 import pytest
 
+from l2tp.protocol.events import Role
+from l2tp.protocol.tunnel import TunnelConfig
+from l2tp.runtime.control import L2tpContext
+from l2tp.runtime.errors import TunnelFailed
 from tests.loopback.daemon import Daemon
 from tests.loopback.scrape import Samples, by_label, get, messages, scrape
 from tests.loopback.test_ctl_daemons import _free_port, _run, cli, result
@@ -182,3 +186,50 @@ def test_a_metrics_address_in_use_is_a_start_error(tmp_path: Path) -> None:
     assert line.startswith(f"l2tp-lns: cannot start: metrics 127.0.0.1:{port}: Address already")
     assert "started" not in proc.stdout
     assert not control.exists()  # the control socket opened before it is removed again
+
+
+def test_a_listener_at_its_tunnel_limit_counts_the_refusal(tmp_path: Path) -> None:
+    """``max_tunnels = 1``: a second LAC's SCCRQ is refused statelessly (StopCCN 2, no
+    tunnel, no event), and the refusal shows in ``status`` (JSON and text) and in
+    ``l2tp_listener_sccrq_refused_total{listener, reason}``, for that listener only."""
+    port, other = _free_port(), _free_port()
+    conf = tmp_path / "lns.toml"
+    conf.write_text(
+        f'metrics = "127.0.0.1:0"\n[listener.edge]\nlisten = "127.0.0.1:{port}"\n'
+        f'max_tunnels = 1\n[listener.core]\nlisten = "127.0.0.1:{other}"\n'
+    )
+
+    async def scenario() -> None:
+        lns = Daemon("l2tp.daemons.lns", conf)
+        daemons.append(lns)
+        await lns.wait_ready()
+        async with L2tpContext() as lac:
+            lac_config = TunnelConfig(role=Role.LAC)
+            first = await lac.open_tunnel(("127.0.0.1", port), config=lac_config)
+            with pytest.raises(TunnelFailed) as refused:
+                await lac.open_tunnel(("127.0.0.1", port), config=lac_config)
+            assert "result 2" in str(refused.value)  # StopCCN 2, insufficient resources
+            status, _, got = await snapshot(lns.control)
+            await first.close()
+        listeners = {r["name"]: r for r in status["listeners"]}
+        assert listeners["edge"]["address"] == f"127.0.0.1:{port}"
+        edge, core = listeners["edge"]["counters"], listeners["core"]["counters"]
+        assert (edge["accepted"], edge["rejected"], edge["rejects_unsent"]) == (1, 1, 0)
+        assert (core["accepted"], core["rejected"]) == (0, 0)
+        assert status["tunnels"] == {"established": 1}  # the refusal made no tunnel
+        refusals = {
+            (dict(labels)["listener"], dict(labels)["reason"]): value
+            for (name, labels), value in got.items()
+            if name == "l2tp_listener_sccrq_refused_total"
+        }
+        assert refusals["edge", "tunnel_limit"] == 1
+        assert sum(refusals.values()) == 1  # every reason exported, the others 0
+        assert refusals["core", "tunnel_limit"] == 0
+        assert got["l2tp_listener_sccrq_accepted_total", (("listener", "edge"),)] == 1
+        assert got["l2tp_listener_pending_evicted_total", (("listener", "edge"),)] == 0
+        rc, out, _ = await cli(lns.control, "status")
+        assert rc == 0
+        assert f"edge on 127.0.0.1:{port}: 1 SCCRQs accepted, 1 refused (1 tunnel limit)" in out
+
+    daemons: list[Daemon] = []
+    _run(scenario(), daemons)

@@ -262,6 +262,7 @@ def test_radclient_ends_a_builtin_ppp_session_through_the_runtime(tmp_path: Path
                 (ref,) = directory.refs()
                 assert ref.user_name == "alice" and ref.framed_ip == IPv4Address("10.0.0.2")
                 assert ref.calling_station_id == "5551"
+                assert ref.listener == "listener"  # ListenOptions.name: its NAS scope
                 rc, out = await radclient(port, "disconnect", "Acct-Session-Id = acct-0001")
                 assert rc == 0 and "Received Disconnect-ACK" in out, out
                 closed = await asyncio.wait_for(call.wait_closed(), 10)

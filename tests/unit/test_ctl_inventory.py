@@ -216,13 +216,33 @@ def test_status_and_event_lines() -> None:
             "summary": "s",
             "tunnels": {"established": 2, "closing": 1},
             "sessions": {},
-            "listeners": [{"name": "edge", "address": "0.0.0.0:1701"}],
+            "listeners": [
+                {"name": "edge", "address": "0.0.0.0:1701"},
+                {
+                    "name": "core",
+                    "address": "0.0.0.0:1702",
+                    "counters": {
+                        "accepted": 4,
+                        "rejected": 3,
+                        "rejects_unsent": 1,
+                        "not_allowed": 2,
+                        "pending_limit": 0,
+                        "pending_evicted": 5,
+                    },
+                },
+                {"name": "quiet", "address": "0.0.0.0:1703", "counters": {"accepted": 1}},
+            ],
         }
     )
     assert "daemon    l2tp-lns 0.1.0 (pid 42)\n" in text
     assert "tunnels   3 (2 established, 1 closing)\n" in text
     assert "sessions  0\n" in text
     assert "listener  edge on 0.0.0.0:1701\n" in text
+    assert (
+        "listener  core on 0.0.0.0:1702: 4 SCCRQs accepted, 5 refused"
+        " (3 tunnel limit (1 unanswered), 2 not allowed), 5 half-open evicted\n"
+    ) in text
+    assert "quiet on 0.0.0.0:1703: 1 SCCRQs accepted, 0 refused, 0 half-open evicted\n" in text
     line = ctl.event_line(
         {
             "type": "tunnel-down",

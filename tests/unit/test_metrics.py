@@ -6,6 +6,7 @@ records, the HTTP request handling, and the ``metrics`` keys of the file."""
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -15,10 +16,18 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from l2tp import config as cfg
 from l2tp.daemons import inventory
-from l2tp.daemons.metrics import EventTally, Histogram, L2tpCollector, samples
+from l2tp.daemons.metrics import (
+    LISTENER_REFUSALS,
+    EventTally,
+    Histogram,
+    L2tpCollector,
+    listener_metrics,
+    samples,
+)
 from l2tp.daemons.metrics_http import MetricsServer, add_metrics_arguments, metrics_settings
 from l2tp.protocol.constants import CdnResult, StopCcnResult
 from l2tp.protocol.events import SessionClosed, TunnelClosed
+from l2tp.protocol.listener import ListenerCounters
 from tests.unit.pair import Pair
 
 pytestmark = pytest.mark.unit
@@ -207,6 +216,89 @@ def test_exposition_parses_and_names_every_required_family() -> None:
         "l2tp_malformed_datagrams",
     }
     assert required <= families
+
+
+def test_listener_families_export_every_refusal_reason_per_listener() -> None:
+    """``l2tp_listener_*{listener}`` from status's ``listeners``: each refusal counter
+    under its reason (0 where none), the StopCCNs left unsent and the evictions apart;
+    nothing for a daemon without listeners, or whose records carry no counters (ql2tpd)."""
+    edge = {
+        **asdict(
+            ListenerCounters(
+                accepted=7,
+                rejected=5,
+                rejects_unsent=2,
+                pending_limit=1,
+                pending_evicted=4,
+                peer_pending_limit=3,
+                bad_sccrq=6,
+                bad_digest=8,
+                malformed=9,
+            )
+        ),
+        "not_allowed": 10,
+    }
+    core = {**asdict(ListenerCounters()), "not_allowed": 0}
+    records = [
+        {"name": "edge", "address": "0.0.0.0:1701", "counters": edge},
+        {"name": "core", "address": "0.0.0.0:1702", "counters": core},
+    ]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Families(records))
+    text = generate_latest(registry).decode()
+    got = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+    def refused(listener: str, reason: str) -> float:
+        key = (("listener", listener), ("reason", reason))
+        return got["l2tp_listener_sccrq_refused_total", key]
+
+    expected = {
+        "tunnel_limit": 5,
+        "pending_limit": 1,
+        "peer_pending_limit": 3,
+        "not_allowed": 10,
+        "bad_sccrq": 6,
+        "bad_digest": 8,
+        "malformed": 9,
+    }
+    assert {reason: refused("edge", reason) for reason in expected} == expected
+    assert all(refused("core", reason) == 0 for reason in expected)
+    assert got["l2tp_listener_sccrq_accepted_total", (("listener", "edge"),)] == 7
+    assert got["l2tp_listener_refusals_unsent_total", (("listener", "edge"),)] == 2
+    assert got["l2tp_listener_pending_evicted_total", (("listener", "edge"),)] == 4
+    # Every reason reads a counter the listener has (a renamed field must fail here):
+    fields = set(asdict(ListenerCounters())) | {"not_allowed"}
+    assert {key for _, key in LISTENER_REFUSALS} <= fields
+    assert list(listener_metrics([])) == []
+    assert list(listener_metrics([{"name": "q", "address": "x"}])) == []
+
+
+def test_the_collector_exports_the_status_listeners() -> None:
+    """The collector reads ``status``'s listener records: the LNS side of the pair
+    accepted the one SCCRQ, so its series say 1 accepted, nothing refused."""
+    w = World()
+    counters = {**asdict(w.pair.lns.listener.counters), "not_allowed": 0}
+    plain = w.status
+    w.status = lambda: {**plain(), "listeners": [{"name": "lns", "counters": counters}]}  # type: ignore[method-assign]
+    got = w.samples()
+    assert got["l2tp_listener_sccrq_accepted_total", (("listener", "lns"),)] == 1
+    key = (("listener", "lns"), ("reason", "tunnel_limit"))
+    assert got["l2tp_listener_sccrq_refused_total", key] == 0
+    assert not any(name.startswith("l2tp_listener_") for name, _ in World().samples())
+
+
+class _Families:
+    """A collector of :func:`listener_metrics` alone (for the exposition test)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        self.records = records
+
+    def collect(self) -> Any:
+        return listener_metrics(self.records)
 
 
 # ------------------------------------------------------------------ HTTP

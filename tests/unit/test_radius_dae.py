@@ -398,25 +398,91 @@ def test_nas_identity_not_configured_is_not_checked() -> None:
     assert reply_of(pkt, handle(processor, data)).code == rpacket.DisconnectACK
 
 
+EDGE = NasIdentity(identifier="edge", ipv4=IPv4Address("198.51.100.1"), listeners=("e1", "e2"))
+SHARED = NasIdentity(identifier="core", ipv4=IPv4Address("192.0.2.1"), listeners=("c1",))
+"""Listener identities: ``edge`` (its own address) for e1 and e2; ``core`` for c1, with
+the daemon's address (a table that sets nas_identifier only)."""
+SCOPED = NasIdentity(identifier="lns1", ipv4=IPv4Address("192.0.2.1"), alternates=(EDGE, SHARED))
+BOBS = {
+    listener: SessionRef(key=(10 + n, 1), user_name="bob", listener=listener)
+    for n, listener in enumerate((None, "plain", "e1", "e2", "c1"))
+}
+"""A bob on each: no listener (a LAC's call), a listener with the daemon's identity
+(``plain``: no table of its own, or one with the daemon's identity), e1, e2, c1."""
+
+
+def disconnected_by(attributes: dict[str, Any], nas: NasIdentity = SCOPED) -> set[str | None]:
+    """The listeners whose bob a Disconnect-Request for User-Name bob with ``attributes``
+    closed (None: the LAC's); raises when it is NAKed."""
+    processor, directory, _, _ = make(Directory(list(BOBS.values())), nas=nas)
+    pkt, data = request(User_Name="bob", **attributes)
+    reply = reply_of(pkt, handle(processor, data))
+    if reply.code != rpacket.DisconnectACK:
+        raise LookupError(cause(reply))
+    return {ref.listener for ref in directory.disconnected}
+
+
 def test_a_listener_nas_identity_is_ours_too() -> None:
     """[listener.L.radius] with its own nas_identifier / nas_ip_address: its sessions'
     records carry that identity, so a Disconnect-Request naming it is addressed to us;
     the identity must match as a whole (name of one, address of another: 403)."""
-    listener = NasIdentity(identifier="edge", ipv4=IPv4Address("198.51.100.1"))
-    nas = NasIdentity(identifier="lns1", ipv4=IPv4Address("192.0.2.1"), alternates=(listener,))
-    cases: list[tuple[dict[str, Any], int]] = [
-        ({"NAS_Identifier": "edge", "NAS_IP_Address": "198.51.100.1"}, rpacket.DisconnectACK),
-        ({"NAS_Identifier": "lns1"}, rpacket.DisconnectACK),
-        ({"NAS_Identifier": "edge", "NAS_IP_Address": "192.0.2.1"}, rpacket.DisconnectNAK),
-        ({"NAS_Identifier": "other"}, rpacket.DisconnectNAK),
-    ]
-    for ident, (attributes, expected) in enumerate(cases):
-        processor, _, _, _ = make(nas=nas)
-        pkt, data = request(ident=ident, User_Name="bob", **attributes)
-        reply = reply_of(pkt, handle(processor, data))
-        assert reply.code == expected, attributes
-        if expected == rpacket.DisconnectNAK:
-            assert cause(reply) == 403
+    edge = {"NAS_Identifier": "edge", "NAS_IP_Address": "198.51.100.1"}
+    assert disconnected_by(edge) == {"e1", "e2"}
+    assert disconnected_by({"NAS_Identifier": "lns1"}) == {None, "plain"}
+    for wrong in (
+        {"NAS_Identifier": "edge", "NAS_IP_Address": "192.0.2.1"},
+        {"NAS_Identifier": "other"},
+    ):
+        with pytest.raises(LookupError, match="403"):
+            disconnected_by(wrong)
+
+
+def test_nas_attributes_scope_the_sessions_to_the_listeners_named() -> None:
+    """A request naming listener A's NAS identity must not close listener B's sessions:
+    the identities that compare the most of its attributes win, each covering its
+    listeners' sessions (the daemon's: the sessions of every other listener and of no
+    listener); without NAS attributes every session matches, as before."""
+    everyone = set(BOBS)
+    assert disconnected_by({}) == everyone
+    assert disconnected_by({"NAS_Identifier": "edge"}) == {"e1", "e2"}
+    assert disconnected_by({"NAS_IP_Address": "198.51.100.1"}) == {"e1", "e2"}
+    assert disconnected_by({"NAS_Identifier": "core"}) == {"c1"}
+    # The address the daemon and c1 share names both, more specifically than by name:
+    assert disconnected_by({"NAS_IP_Address": "192.0.2.1"}) == {None, "plain", "c1"}
+    assert disconnected_by({"NAS_Identifier": "core", "NAS_IP_Address": "192.0.2.1"}) == {"c1"}
+    assert disconnected_by({"NAS_Identifier": "lns1", "NAS_IP_Address": "192.0.2.1"}) == {
+        None,
+        "plain",
+    }
+    # An identity naming nothing we hold (no identifier or address of ours to compare):
+    # every identity matches equally, so every session.
+    assert disconnected_by({"NAS_IPv6_Address": "2001:db8::1"}) == everyone
+
+
+def test_a_daemon_identity_without_a_name_does_not_take_a_listener_request() -> None:
+    """Without ``nas_identifier`` the daemon's NAS-Identifier is not checked (its
+    Access-Requests carry each listener's PPP name): a request naming ``edge`` matches it
+    only vacuously, and goes to the listener that names it."""
+    nas = NasIdentity(alternates=(EDGE,))
+    assert disconnected_by({"NAS_Identifier": "edge"}, nas) == {"e1", "e2"}
+    assert disconnected_by({"NAS_Identifier": "ppp-name"}, nas) == {None, "plain", "c1"}
+
+
+def test_no_session_of_the_named_nas_is_503() -> None:
+    """A request naming a listener none of whose sessions matches: the NAK of any
+    unknown session (503), and nobody else's session is touched."""
+    only_daemon = [BOBS[None], SessionRef(key=(20, 1), user_name="alice", listener="e1")]
+    processor, directory, _, _ = make(Directory(only_daemon), nas=SCOPED)
+    pkt, data = request(User_Name="bob", NAS_Identifier="edge")
+    reply = reply_of(pkt, handle(processor, data))
+    assert (reply.code, cause(reply)) == (rpacket.DisconnectNAK, 503)
+    assert directory.disconnected == []
+    coa, coa_data = request(
+        rpacket.CoARequest, ident=8, User_Name="bob", NAS_Identifier="edge", Session_Timeout=60
+    )
+    reply = reply_of(coa, handle(processor, coa_data))
+    assert (reply.code, cause(reply)) == (rpacket.CoANAK, 503)
+    assert directory.timeouts == []
 
 
 def test_session_that_does_not_close_is_not_removable() -> None:

@@ -66,10 +66,43 @@ def test_defaults_an_explicit_port_and_the_nas_identity_of_radius() -> None:
     assert nas_identity(section) == NasIdentity(identifier="lns-1", ipv6=IPv6Address("2001:db8::1"))
     assert nas_identity(RadiusSection()) == NasIdentity()  # nothing to check against
     edge = replace(section, nas_identifier="edge")
-    listeners = (section, edge, edge)  # the daemon's own and a duplicate: listed once
+    # The daemon's own identity (goes by it) and one shared by two listeners (listed once):
+    listeners = {"a": section, "b": edge, "c": edge}
     assert nas_identity(section, listeners).alternates == (
-        NasIdentity(identifier="edge", ipv6=IPv6Address("2001:db8::1")),
+        NasIdentity(identifier="edge", ipv6=IPv6Address("2001:db8::1"), listeners=("b", "c")),
     )
+
+
+def test_the_daemons_hand_each_listener_identity_its_listener_names() -> None:
+    """From the file to the server: ``[listener.L.radius]`` tables by name (the daemons'
+    ``_listener_radius``), each identity scoped to its listeners; a listener whose table
+    keeps the daemon's identity goes by the daemon's."""
+    from l2tp.daemons.common import _listener_radius
+
+    text = (
+        '[radius]\nnas_identifier = "lns-1"\nnas_ip_address = "192.0.2.1"\n'
+        'auth_servers = [{ address = "127.0.0.1:18120", secret = "d" }]\n' + DAE
+    )
+    for port, name, table in ((1701, "main", ""), (1702, "branch", "-branch"), (1703, "same", "")):
+        text += (
+            f'[listener.{name}]\nlisten = "192.0.2.1:{port}"\nppp = "builtin"\n'
+            f'[listener.{name}.builtin_ppp]\nlocal_address = "10.0.0.1"\n'
+        )
+        if name != "main":  # same: a table of its own, with the daemon's identity
+            text += f'[listener.{name}.radius]\nnas_identifier = "lns-1{table}"\n'
+    config = load(text)
+    nas = nas_identity(config.radius, _listener_radius(config))
+    assert nas.alternates == (
+        NasIdentity(
+            identifier="lns-1-branch", ipv4=IPv4Address("192.0.2.1"), listeners=("branch",)
+        ),
+    )
+    names = ("branch", "main", "same", None)
+    scope = nas.scope("lns-1-branch", None, None)
+    assert scope is not None and [scope.covers(n) for n in names] == [True, False, False, False]
+    scope = nas.scope("lns-1", IPv4Address("192.0.2.1"), None)
+    assert scope is not None and [scope.covers(n) for n in names] == [False, True, True, True]
+    assert nas.scope(None, None, None) is None  # no NAS attribute: every session
 
 
 def test_dae_beside_auth_servers() -> None:

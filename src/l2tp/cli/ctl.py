@@ -291,6 +291,33 @@ def _accounting_counts(c: dict[str, int]) -> str:
     return ", ".join(f"{c.get(key, 0)} {label}" for label, key in shown)
 
 
+_REFUSALS = (
+    ("tunnel limit", "rejected"),
+    ("pending limit", "pending_limit"),
+    ("peer pending limit", "peer_pending_limit"),
+    ("not allowed", "not_allowed"),
+    ("bad SCCRQ", "bad_sccrq"),
+    ("bad digest", "bad_digest"),
+    ("malformed", "malformed"),
+)
+"""A listener's SCCRQ refusals as ``status`` shows them (the metric's reasons)."""
+
+
+def _listener_counts(c: dict[str, Any]) -> str:
+    """SCCRQs accepted and refused (by reason, those that happened), and half-open
+    tunnels evicted: the listener's stateless refusals, which leave no other trace."""
+    reasons = [(label, c.get(key, 0)) for label, key in _REFUSALS]
+    refused = sum(n for _, n in reasons)
+    text = f"{c.get('accepted', 0)} SCCRQs accepted, {refused} refused"
+    parts = [f"{n} {label}" for label, n in reasons if n]
+    if c.get("rejects_unsent") and parts:  # the tunnel limit's StopCCNs over reject_rate
+        parts[0] += f" ({c['rejects_unsent']} unanswered)"
+    detail = ", ".join(parts)
+    if detail:
+        text += f" ({detail})"
+    return text + f", {c.get('pending_evicted', 0)} half-open evicted"
+
+
 def status_text(result: dict[str, Any]) -> str:
     def by_state(counts: dict[str, int]) -> str:
         total = sum(counts.values())
@@ -306,7 +333,10 @@ def status_text(result: dict[str, Any]) -> str:
         ("sessions", by_state(result["sessions"])),
     ]
     for listener in result.get("listeners", []):
-        lines.append(("listener", f"{listener['name']} on {listener['address']}"))
+        text = f"{listener['name']} on {listener['address']}"
+        if isinstance(listener.get("counters"), dict):
+            text += f": {_listener_counts(listener['counters'])}"
+        lines.append(("listener", text))
     if result.get("metrics"):
         lines.append(("metrics", f"http://{result['metrics']}/metrics"))
     radius = result.get("radius")

@@ -409,10 +409,10 @@ async def serve(
     return status
 
 
-def _listener_radius(config: cfg.Config) -> tuple[cfg.RadiusSection, ...]:
-    """The listeners' effective ``radius`` tables (the DAE server answers to their NAS
-    identities too)."""
-    return tuple(lc.radius for lc in config.listeners if lc.radius is not None)
+def _listener_radius(config: cfg.Config) -> dict[str, cfg.RadiusSection]:
+    """The listeners' effective ``radius`` tables by name (the DAE server answers to
+    their NAS identities too, each for its listeners' sessions)."""
+    return {lc.name: lc.radius for lc in config.listeners if lc.radius is not None}
 
 
 def _radius_service(backend: SessionBackend | None, ctx: L2tpContext) -> RadiusService:

@@ -112,7 +112,11 @@ class ContextTarget:
             "tunnels": counts["tunnels"],
             "sessions": counts["sessions"],
             "listeners": [
-                {"name": lst.options.name, "address": inventory._address(lst.address)}
+                {
+                    "name": lst.options.name,
+                    "address": inventory._address(lst.address),
+                    "counters": listener_counters(lst),
+                }
                 for lst in self.ctx.listeners
             ],
             "counters": asdict(self.ctx.counters),
@@ -260,6 +264,13 @@ class EventRecords:
 
     async def aclose(self) -> None:
         self._sub.close()
+
+
+def listener_counters(listener: Listener) -> dict[str, int]:
+    """What a listener did with the SCCRQs it got (the sans-IO core's
+    :class:`~l2tp.protocol.listener.ListenerCounters`, and the runtime's ``allowed_peers``
+    drops): the refusals that leave no tunnel behind, and so no other trace."""
+    return {**asdict(listener.listener.counters), "not_allowed": listener.not_allowed}
 
 
 def _wall_clock() -> str:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
@@ -50,15 +50,24 @@ def read_clients(section: DaeSection) -> tuple[DaeClient, ...]:
     return tuple(clients)
 
 
-def nas_identity(section: RadiusSection, listeners: Sequence[RadiusSection] = ()) -> NasIdentity:
+def nas_identity(
+    section: RadiusSection, listeners: Mapping[str, RadiusSection] | None = None
+) -> NasIdentity:
     """Who we are for Error-Cause 403: ``nas_identifier`` and ``nas_ip_address``, the
     values our Access-Requests carry. Without ``nas_identifier`` the Access-Requests
     carry each listener's PPP name, which can differ between listeners, so a
     NAS-Identifier in a request is not checked then. ``listeners``: the effective
-    ``[listener.L.radius]`` tables, whose own identities are accepted too (the one
-    server answers for every listener's sessions)."""
+    ``[listener.L.radius]`` tables by listener name, whose own identities are accepted
+    too (the one server answers for every listener's sessions), each knowing its
+    listeners, so that a request naming it reaches their sessions only. A listener
+    whose table has the daemon's identity goes by the daemon's."""
     own = _identity(section)
-    alternates = tuple(dict.fromkeys(i for i in map(_identity, listeners) if i != own))
+    groups: dict[NasIdentity, list[str]] = {}
+    for name, table in (listeners or {}).items():
+        identity = _identity(table)
+        if identity != own:
+            groups.setdefault(identity, []).append(name)
+    alternates = tuple(replace(i, listeners=tuple(names)) for i, names in groups.items())
     return replace(own, alternates=alternates)
 
 
@@ -106,7 +115,7 @@ class DaeService:
         )
 
     async def configure(
-        self, section: RadiusSection | None, listeners: Sequence[RadiusSection] = ()
+        self, section: RadiusSection | None, listeners: Mapping[str, RadiusSection] | None = None
     ) -> bool:
         """Apply ``section`` (its ``dae``; ``listeners``: the effective listener tables,
         for their NAS identities); True when something changed. Raises StartError (a

@@ -59,7 +59,14 @@ from . import inventory
 from .hooks import HookCounters
 from .metrics_radius import radius_metrics
 
-__all__ = ["SETUP_BUCKETS", "ControlTotals", "EventTally", "Histogram", "L2tpCollector"]
+__all__ = [
+    "SETUP_BUCKETS",
+    "ControlTotals",
+    "EventTally",
+    "Histogram",
+    "L2tpCollector",
+    "listener_metrics",
+]
 
 log = logging.getLogger("l2tp.metrics")
 
@@ -309,6 +316,7 @@ class L2tpCollector(Collector):
         totals = live.plus(self.tally.retired) if self.tally is not None else live
         yield from _control(totals)
         yield from _context(status.get("counters"), totals)
+        yield from listener_metrics(status.get("listeners") or [])
         if self.tally is not None:
             yield from _events(self.tally)
         yield from self._hooks()
@@ -461,6 +469,63 @@ def _context(counters: Mapping[str, int] | None, t: ControlTotals) -> Iterator[A
         "Unexpected exceptions (bugs) caught in a tunnel's handling; each closed it.",
         counters["internal_errors"],
     )
+
+
+LISTENER_REFUSALS = (
+    ("tunnel_limit", "rejected"),
+    ("pending_limit", "pending_limit"),
+    ("peer_pending_limit", "peer_pending_limit"),
+    ("not_allowed", "not_allowed"),
+    ("bad_sccrq", "bad_sccrq"),
+    ("bad_digest", "bad_digest"),
+    ("malformed", "malformed"),
+)
+"""``l2tp_listener_sccrq_refused_total``'s ``reason`` label and the status counter of
+each (:func:`~.ctl_target.listener_counters`)."""
+
+
+def listener_metrics(listeners: Iterable[Mapping[str, Any]]) -> Iterator[Any]:
+    """``l2tp_listener_*{listener}``: what each listener did with the SCCRQs it got, from
+    ``status``'s ``listeners``. The refusals a listener makes statelessly (before any
+    tunnel exists, so that a flood stays cheap) leave no tunnel, no event and no
+    accounting record behind: these counters are their only trace. Every reason is
+    exported, 0 where none, so that a rate can be taken from the start; the cardinality
+    is the configuration's (listeners times reasons)."""
+    records = [r for r in listeners if isinstance(r.get("counters"), Mapping)]
+    if not records:
+        return
+    accepted = CounterMetricFamily(
+        "l2tp_listener_sccrq_accepted",
+        "SCCRQs that got a tunnel (answered with an SCCRP).",
+        labels=["listener"],
+    )
+    refused = CounterMetricFamily(
+        "l2tp_listener_sccrq_refused",
+        "SCCRQs refused without a tunnel, by reason: tunnel_limit (max_tunnels reached or no"
+        " free Tunnel ID: StopCCN 2), pending_limit and peer_pending_limit (set-ups full:"
+        " dropped), not_allowed (allowed_peers), bad_sccrq (Ns/Nr not 0), bad_digest"
+        " (L2TPv3 Message Digest), malformed (tunnel 0 message that did not decode).",
+        labels=["listener", "reason"],
+    )
+    unsent = CounterMetricFamily(
+        "l2tp_listener_refusals_unsent",
+        "Of the tunnel_limit refusals, those whose StopCCN was not sent (over the rate limit).",
+        labels=["listener"],
+    )
+    evicted = CounterMetricFamily(
+        "l2tp_listener_pending_evicted",
+        "Half-open tunnels dropped to make room for a new SCCRQ (max_pending_tunnels).",
+        labels=["listener"],
+    )
+    for record in records:
+        name = str(record["name"])
+        counters: Mapping[str, int] = record["counters"]
+        accepted.add_metric([name], counters.get("accepted", 0))
+        for reason, key in LISTENER_REFUSALS:
+            refused.add_metric([name, reason], counters.get(key, 0))
+        unsent.add_metric([name], counters.get("rejects_unsent", 0))
+        evicted.add_metric([name], counters.get("pending_evicted", 0))
+    yield from (accepted, refused, unsent, evicted)
 
 
 def _events(tally: EventTally) -> Iterator[Any]:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -106,7 +106,7 @@ class RadiusService:
         """``[radius.dae]``, over the sessions of ``ctx`` (None: no server possible)."""
 
     async def configure(
-        self, section: RadiusSection | None, listeners: Sequence[RadiusSection] = ()
+        self, section: RadiusSection | None, listeners: Mapping[str, RadiusSection] | None = None
     ) -> bool:
         """Apply ``section``; True when something changed. Raises StartError (a secret
         file that cannot be read, a DAE address that cannot be bound), leaving the

@@ -72,6 +72,7 @@ from l2tp.radius.dae_model import (
     DaeCounters,
     ErrorCause,
     NasIdentity,
+    NasScope,
     SessionDirectory,
     SessionQuery,
     SessionRef,
@@ -86,6 +87,7 @@ __all__ = [
     "DynamicAuthorizationServer",
     "ErrorCause",
     "NasIdentity",
+    "NasScope",
     "SessionDirectory",
     "SessionQuery",
     "SessionRef",
@@ -429,8 +431,7 @@ class DaeProcessor:
         if unsupported:
             names = ", ".join(self._name(code) for code in unsupported)
             raise _Invalid(ErrorCause.UNSUPPORTED_ATTRIBUTE, f"unsupported attributes {names}")
-        self._check_nas(attrs)
-        query = self._query(attrs)
+        query = self._query(attrs, self._check_nas(attrs))
         timeout: int | None = None
         if SESSION_TIMEOUT in attrs:
             timeout = _integer(_one(attrs[SESSION_TIMEOUT], SESSION_TIMEOUT), SESSION_TIMEOUT)
@@ -495,7 +496,10 @@ class DaeProcessor:
         nak = rpacket.DisconnectNAK if disconnect else rpacket.CoANAK
         return _Decision(nak, ErrorCause.RESOURCES_UNAVAILABLE)
 
-    def _check_nas(self, attrs: dict[object, list[bytes]]) -> None:
+    def _check_nas(self, attrs: dict[object, list[bytes]]) -> NasScope | None:
+        """403 unless the NAS attributes name one of our identities; else whose sessions
+        they address (None: anyone's, no NAS attribute): a request naming a listener's
+        own identity finds that listener's sessions only (:meth:`NasIdentity.scope`)."""
         identifier = ipv4 = ipv6 = None
         if NAS_IDENTIFIER in attrs:
             identifier = _text(_one(attrs[NAS_IDENTIFIER], NAS_IDENTIFIER), NAS_IDENTIFIER)
@@ -505,9 +509,10 @@ class DaeProcessor:
             ipv6 = _ipv6(_one(attrs[NAS_IPV6_ADDRESS], NAS_IPV6_ADDRESS), NAS_IPV6_ADDRESS)
         if not self.nas.matches(identifier, ipv4, ipv6):
             raise _Invalid(ErrorCause.NAS_IDENTIFICATION_MISMATCH, "addressed to another NAS")
+        return self.nas.scope(identifier, ipv4, ipv6)
 
     @staticmethod
-    def _query(attrs: dict[object, list[bytes]]) -> SessionQuery:
+    def _query(attrs: dict[object, list[bytes]], nas: NasScope | None) -> SessionQuery:
         def text(code: int) -> str | None:
             return _text(_one(attrs[code], code), code) if code in attrs else None
 
@@ -519,6 +524,7 @@ class DaeProcessor:
             user_name=text(USER_NAME),
             framed_ip=framed,
             calling_station_id=text(CALLING_STATION_ID),
+            nas=nas,
         )
 
     def _name(self, code: object) -> str:

@@ -102,6 +102,10 @@ class SessionQuery:
     user_name: str | None = None
     framed_ip: IPv4Address | None = None
     calling_station_id: str | None = None
+    nas: NasScope | None = None
+    """Whose sessions the request's NAS identification attributes address
+    (:meth:`NasIdentity.scope`); None: anyone's (it carries none). Not an identification
+    attribute: a request with only these is still missing one (Error-Cause 402)."""
 
     @property
     def empty(self) -> bool:
@@ -128,16 +132,22 @@ class SessionRef:
     user_name: str | None = None
     framed_ip: IPv4Address | None = None
     calling_station_id: str | None = None
+    listener: str | None = None
+    """The ``[listener.NAME]`` whose call it is (its NAS identity may be its own); None:
+    a session of no listener (a LAC's call), which goes by the daemon's identity."""
 
     def matches(self, query: SessionQuery) -> bool:
-        """Whether every identification attribute of ``query`` matches (RFC 5176 3)."""
+        """Whether every identification attribute of ``query`` matches (RFC 5176 3), and
+        the session is one of the NAS the request names (:attr:`SessionQuery.nas`)."""
         pairs = (
             (query.acct_session_id, self.acct_session_id),
             (query.user_name, self.user_name),
             (query.framed_ip, self.framed_ip),
             (query.calling_station_id, self.calling_station_id),
         )
-        return all(wanted is None or wanted == have for wanted, have in pairs)
+        if not all(wanted is None or wanted == have for wanted, have in pairs):
+            return False
+        return query.nas is None or query.nas.covers(self.listener)
 
 
 class SessionDirectory(Protocol):
@@ -193,6 +203,10 @@ class NasIdentity:
     of their own (``[listener.L.radius]`` with another ``nas_identifier`` or
     ``nas_ip_address``), whose Access-Requests and accounting records carry them. A
     request matching any one of the identities is addressed to us."""
+    listeners: tuple[str, ...] = ()
+    """An alternate's: the listeners whose sessions go by it (those with this identity
+    in their effective ``[listener.L.radius]``). The daemon's own identity covers every
+    session of a listener that no alternate lists (and the sessions of no listener)."""
 
     def matches(
         self, identifier: str | None, ipv4: IPv4Address | None, ipv6: IPv6Address | None
@@ -208,6 +222,67 @@ class NasIdentity:
                 continue
             return True
         return False
+
+    def _compared(
+        self, identifier: str | None, ipv4: IPv4Address | None, ipv6: IPv6Address | None
+    ) -> int | None:
+        """How many of the request's NAS attributes this identity alone (not its
+        alternates) has a value for and matched; None when one of them differs."""
+        compared = 0
+        for wanted, have in ((identifier, self.identifier), (ipv4, self.ipv4), (ipv6, self.ipv6)):
+            if wanted is None or have is None:
+                continue
+            if wanted != have:
+                return None
+            compared += 1
+        return compared
+
+    def scope(
+        self, identifier: str | None, ipv4: IPv4Address | None, ipv6: IPv6Address | None
+    ) -> NasScope | None:
+        """Whose sessions a request with these NAS attributes (None: absent) addresses;
+        None: everyone's (it carries none). Call it once :meth:`matches` said yes.
+
+        With per-listener identities a request naming listener A's must not reach
+        listener B's sessions. The identities it matches most specifically win: those
+        that compared the most of its attributes. A NAS-Identifier ``edge`` with an
+        address that every identity shares names the ``edge`` listeners only, and the
+        daemon's identity without a ``nas_identifier`` (not compared: its
+        Access-Requests carry each listener's PPP name) does not take every request
+        naming a listener's. Equally specific matches all count: an address alone,
+        shared by the daemon and a listener, names both.
+        """
+        if identifier is None and ipv4 is None and ipv6 is None:
+            return None
+        found: list[tuple[int, NasIdentity]] = []
+        for identity in (self, *self.alternates):
+            n = identity._compared(identifier, ipv4, ipv6)
+            if n is not None:
+                found.append((n, identity))
+        best = max((n for n, _ in found), default=0)
+        chosen = [i for n, i in found if n == best]
+        return NasScope(
+            listeners=frozenset(name for i in chosen if i is not self for name in i.listeners),
+            daemon=any(i is self for i in chosen),
+            claimed=frozenset(name for i in self.alternates for name in i.listeners),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NasScope:
+    """The sessions a request's NAS attributes address (:meth:`NasIdentity.scope`):
+    those of ``listeners`` and, with ``daemon``, those that go by the daemon's own
+    identity (of a listener no alternate lists in ``claimed``, or of no listener)."""
+
+    listeners: frozenset[str] = frozenset()
+    daemon: bool = False
+    claimed: frozenset[str] = frozenset()
+
+    def covers(self, listener: str | None) -> bool:
+        """Whether a session of ``listener`` (None: of no listener) is addressed."""
+        if listener is not None and listener in self.listeners:
+            return True
+        return self.daemon and (listener is None or listener not in self.claimed)
 
 
 @dataclass(slots=True)

@@ -3,9 +3,14 @@
 
 A session is described by its runtime key, its Calling-Station-Id (the Calling Number AVP
 of its call, RFC 2661 4.4.5) and, for a built-in PPP session, the user its PPP
-authenticated and the peer's IPCP address (Framed-IP-Address). Its Acct-Session-Id is
-the accounting engine's (RFC 2866 5.5): the engine hands the directory a lookup
-``acct_session_id(key)``; without one, sessions are found by the other attributes only.
+authenticated and the peer's IPCP address (Framed-IP-Address), and its listener (the
+built-in PPP's :attr:`~l2tp.runtime.ppp_options.BuiltinPppOptions.listener`, which picks
+that listener's RADIUS and so its NAS identity; for a pppd session, the listener that
+accepted its tunnel), so that a request naming one listener's NAS identity reaches
+that listener's sessions only (:meth:`~l2tp.radius.dae_model.NasIdentity.scope`). Its
+Acct-Session-Id is the accounting engine's (RFC 2866 5.5): the engine hands the directory
+a lookup ``acct_session_id(key)``; without one, sessions are found by the other
+attributes only.
 
 A Disconnect closes the session the way ``l2tp ctl close session`` does
 (:meth:`~l2tp.runtime.session_handle.SessionHandle.close`: a CDN with Result Code 3,
@@ -25,9 +30,12 @@ from typing import TYPE_CHECKING
 from l2tp.protocol.constants import CdnResult
 from l2tp.radius.dae import SessionQuery, SessionRef
 from l2tp.runtime.context import L2tpContext
+from l2tp.runtime.endpoints import Listener
 
 if TYPE_CHECKING:  # the PPP core is imported only where PPP runs in-process
     from l2tp.runtime.builtin_ppp import BuiltinPppBackend
+    from l2tp.runtime.handles import TunnelHandle
+    from l2tp.runtime.ppp_link import PppLink
 
 __all__ = ["DISCONNECT_MESSAGE", "ContextSessionDirectory"]
 
@@ -86,6 +94,7 @@ class ContextSessionDirectory:
                         user_name=link.user if link is not None else None,
                         framed_ip=link.peer_ipv4 if link is not None else None,
                         calling_station_id=sh.info.calling_number,
+                        listener=_listener(th, link),
                     )
                 )
         return refs
@@ -129,3 +138,12 @@ class ContextSessionDirectory:
             f"{seconds} s from now" if seconds is not None else "removed",
         )
         return True
+
+
+def _listener(th: TunnelHandle, link: PppLink | None) -> str | None:
+    """The listener a session goes by: its built-in PPP's (whose RADIUS, and so NAS
+    identity, that listener's table chose), else the listener that accepted its tunnel;
+    None for a LAC's session."""
+    if link is not None and link.options.listener is not None:
+        return link.options.listener
+    return th.endpoint.options.name if isinstance(th.endpoint, Listener) else None

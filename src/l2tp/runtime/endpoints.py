@@ -255,6 +255,10 @@ class Listener(Endpoint):
         self._close_task: asyncio.Task[None] | None = None
         self.bound: dict[str, SessionHandle] = {}
         """Offered pseudowires (by Remote End ID) and the live session bound to each."""
+        self.not_allowed = 0
+        """Tunnel-0 messages (SCCRQs, in practice) dropped here for coming from outside
+        ``allowed_peers``: this listener's share of the context's ``not_allowed``, for
+        ``l2tp ctl status`` and the metrics (``reason="not_allowed"``)."""
 
     @property
     def config(self) -> ListenerConfig:
@@ -310,6 +314,7 @@ class Listener(Endpoint):
         allowed = self.options.allowed_peers
         if allowed and not address_allowed(addr[0], allowed):
             counters.not_allowed += 1
+            self.not_allowed += 1
             return
         listener = self.listener
         tunnel = listener.receive(data, addr, now, header)
