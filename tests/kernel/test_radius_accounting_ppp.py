@@ -2,13 +2,16 @@
 built-in PPP and the accounting observer (in-memory accounting client); ping across; the
 Stop's octet counts are the LNS interface's counters (read over rtnetlink before the
 interface goes) and its Acct-Tunnel-Packets-Lost the kernel session's, the Start names
-the user and the address IPCP gave it."""
+the user and what the first NCP gave it. Dual-stack (IPCP and IPv6CP, ping and ping6):
+one Start, at the first NCP, with the address IPCP gave or the peer's IPv6CP
+Interface-Identifier (Framed-Interface-Id, RFC 3162 2.2); the Stop counts both families."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import subprocess
+from ipaddress import IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +53,7 @@ secrets = "{secrets}"
 local_address = "10.72.0.1"
 address_pool = "10.72.0.0/29"
 interface_name = "acct%d"
+ipv6 = true
 """,
         cfg.Daemon.LNS,
     )
@@ -64,6 +68,7 @@ ppp = "builtin"
 auth = ["chap-md5"]
 user = "alice"
 password = "correct horse"
+ipv6 = true
 """,
         cfg.Daemon.KL2TPD,
     )
@@ -75,21 +80,32 @@ password = "correct horse"
         lns.builtin.observer = PppAccounting(engine)
         try:
             async with sides(lns, lac):
-                await until(lambda: "acct0" in ppp_links(pair.ns_a), 60, "the LNS interface")
+                await until(
+                    lambda: len(ppp_links(pair.ns_a).get("acct0", {})) == 2,
+                    60,
+                    "the LNS interface with both families",
+                )
                 await until(lambda: client.acked, 10, "the Start")
                 start = client.acked[0]
                 peer = ppp_links(pair.ns_a)["acct0"]["inet"][1]
+                peer6 = ppp_links(pair.ns_a)["acct0"]["inet6"][1]
                 assert value(start, "User-Name") == "alice"
-                assert value(start, "Framed-IP-Address") == peer
+                described = dict(start)
+                assert "Framed-IP-Address" in described or "Framed-Interface-Id" in described
+                if "Framed-IP-Address" in described:
+                    assert described["Framed-IP-Address"] == peer
+                if "Framed-Interface-Id" in described:
+                    assert described["Framed-Interface-Id"] == IPv6Address(peer6).packed[8:]
                 await asyncio.to_thread(ping, pair.ns_a, peer, count=3)
+                await asyncio.to_thread(ping, pair.ns_a, f"{peer6}%acct0", interface="acct0")
                 before = ip_stats(pair.ns_a, "acct0")
                 assert before["tx"]["bytes"] > 0 and before["rx"]["bytes"] > 0
                 await lac.close()  # StopCCN: the LNS stops the session
                 await until(lambda: len(client.acked) == 2, 20, "the Stop")
         finally:
             await engine.close()
+        assert [value(record, "Acct-Status-Type") for record in client.acked] == [1, 2]
         stop = client.acked[1]
-        assert value(stop, "Acct-Status-Type") == 2
         assert value(stop, "Acct-Input-Gigawords") == 0
         for attribute, side in (("Acct-Input-Octets", "rx"), ("Acct-Output-Octets", "tx")):
             octets = value(stop, attribute)

@@ -10,13 +10,15 @@
    and a spool file; FreeRADIUS stopped during a session, the Stop spooled, the engine
    (the daemon) restarted from the same spool file, FreeRADIUS restarted: the Stop is in
    the ``detail`` file exactly once.
+3. An IPv6-only session (the user's PPP runs IPv6CP only): its Start and Stop, with
+   Framed-Interface-Id (RFC 3162 2.2) and no Framed-IP-Address.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from ipaddress import ip_address
+from ipaddress import IPv6Address, ip_address
 from pathlib import Path
 
 import pytest
@@ -36,6 +38,7 @@ from l2tp.radius.spool import Spool
 from tests.freeradius import FreeRadius
 from tests.helpers import until
 from tests.unit.test_builtin_ppp_backend import lac_options, lns_options, make_pair
+from tests.unit.test_radius_accounting_ipv6 import lns_v6_address, peer_runs_ipv6_only
 
 pytestmark = pytest.mark.loopback
 
@@ -109,6 +112,52 @@ def test_service_accounts_a_builtin_ppp_session_into_the_detail_file(
         assert start["Framed-IP-Address"] == stop["Framed-IP-Address"]
 
     asyncio.run(asyncio.wait_for(scenario(), 60))
+
+
+def test_an_ipv6_only_session_is_accounted_with_framed_interface_id(
+    radius: FreeRadius, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    peer_runs_ipv6_only(monkeypatch)
+
+    async def stats(netns: str | None, ifindex: int) -> Counters:
+        return Counters(input_octets=600, output_octets=800)
+
+    async def scenario() -> tuple[str, bytes]:
+        pair = make_pair()
+        service = AccountingService(pair.lns, stats=stats)
+        server = RadiusServerEntry(
+            address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
+            secret=radius.secret,
+        )
+        section = RadiusSection(
+            nas_identifier="lns-test",
+            accounting=RadiusAccounting(servers=(server,), spool=str(tmp_path / "acct.spool")),
+        )
+        try:
+            assert await service.configure(section)
+            await pair.start(lns_options(tmp_path, ipv6=True), lac_options(ipv6=True))
+            key = pair.sessions["lns"].key
+            await until(lambda: service.acct_session_id(key) is not None, "accounting Start")
+            acct_id = service.acct_session_id(key)
+            assert acct_id is not None
+            peer = lns_v6_address(pair)[3]
+            assert isinstance(peer, IPv6Address)
+            await until(lambda: records_of(radius, acct_id), "the Start in the detail file")
+            await pair.lns.stop(pair.sessions["lns"])
+            await until(lambda: len(records_of(radius, acct_id)) == 2, "the Stop", timeout=10)
+        finally:
+            await pair.close()
+            await service.close(drain=2.0)
+        return acct_id, peer.packed[8:]
+
+    acct_id, interface_id = asyncio.run(asyncio.wait_for(scenario(), 60))
+    start, stop = records_of(radius, acct_id)
+    assert (start["Acct-Status-Type"], stop["Acct-Status-Type"]) == ("Start", "Stop")
+    for record in (start, stop):
+        groups = record["Framed-Interface-Id"].split(":")  # as FreeRADIUS prints an ifid
+        assert b"".join(int(g, 16).to_bytes(2, "big") for g in groups) == interface_id
+        assert "Framed-IP-Address" not in record
+    assert (stop["Acct-Input-Octets"], stop["Acct-Output-Octets"]) == ("600", "800")
 
 
 def session(acct_session_id: str) -> SessionDescription:

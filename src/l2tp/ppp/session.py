@@ -470,7 +470,11 @@ class PppConnection:
                 now,
             )
         if cfg.ipv6:
-            v6 = Ipv6cpOptions(random_bytes=self._random, interface_id=cfg.interface_id)
+            v6 = Ipv6cpOptions(
+                random_bytes=self._random,
+                interface_id=cfg.interface_id,
+                peer_interface_id=self._decision.peer_interface_id if self._decision else None,
+            )
             self._start_ncp(
                 ControlProtocol(
                     Protocol.IPV6CP, "IPv6CP", v6, self._adapter, self._send, cfg.restart

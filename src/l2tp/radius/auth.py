@@ -20,15 +20,17 @@ Each PAP request or CHAP/MS-CHAPv2 response of a peer becomes one Access-Request
   (tag 0: one tunnel per request).
 
 The reply (:func:`decision_from_reply`): an Access-Accept grants the session, with
-Framed-IP-Address as the peer's address (overriding the pool; 255.255.255.254 and
-.255 mean "the NAS chooses", RFC 2865 5.8), MS-Primary/Secondary-DNS-Server as the
-DNS servers offered in IPCP (RFC 2548 2.7), Framed-MTU as a cap on the interface
-MTU, Session-Timeout as the session's lifetime, Idle-Timeout as the longest time without
-data (RFC 2865 5.28) and each Framed-Route (:func:`parse_framed_route`) as a route
-through the peer; these and Acct-Interim-Interval and Class are kept in a
-:class:`RadiusAuthorization` on the decision for the rest of the session (accounting
-echoes Class, RFC 2865 5.25). A Framed-Route that does not parse is logged and counted
-and the session goes on without it: the route is the server's data, not the peer's.
+Framed-IP-Address as the peer's address (overriding the pool; 255.255.255.254 and .255
+mean "the NAS chooses", RFC 2865 5.8), Framed-Interface-Id as the IPv6CP
+Interface-Identifier suggested to the peer (RFC 3162 2.2, RFC 5072 4.1),
+MS-Primary/Secondary-DNS-Server as the DNS servers offered in IPCP (RFC 2548 2.7),
+Framed-MTU as a cap on the interface MTU, Session-Timeout as the session's lifetime,
+Idle-Timeout as the longest time without data (RFC 2865 5.28) and each Framed-Route
+(:func:`parse_framed_route`) as a route through the peer; these and
+Acct-Interim-Interval and Class are kept in a :class:`RadiusAuthorization` on the
+decision for the rest of the session (accounting echoes Class, RFC 2865 5.25). A
+Framed-Route that does not parse is logged and counted and the session goes on without
+it: the route is the server's data, not the peer's.
 Access-Reject, Access-Challenge (PPP cannot carry one), no answer from any server or a
 full request queue deny the peer a plain authentication failure; the reason is logged
 and counted here, never sent to the peer. Passwords and secrets are never logged.
@@ -94,7 +96,8 @@ class NoVerdict:
 class RadiusAuthorization:
     """What an Access-Accept granted, kept with the session (``AuthDecision.authorization``).
 
-    The built-in PPP applies ``framed_ip_address``, ``dns``, ``framed_mtu``,
+    The built-in PPP applies ``framed_ip_address``, ``framed_interface_id``, ``dns``,
+    ``framed_mtu``,
     ``session_timeout``, ``idle_timeout`` and ``routes`` (through the decision's fields);
     the others are for the parts that use them (accounting: ``classes``,
     ``acct_interim_interval``, ``user_name``).
@@ -104,6 +107,9 @@ class RadiusAuthorization:
     """The name to account under: the Accept's User-Name if it sent one (RFC 2865 5.1),
     else the one the peer authenticated with."""
     framed_ip_address: IPv4Address | None = None
+    framed_interface_id: bytes | None = None
+    """Framed-Interface-Id (RFC 3162 2.2), 8 octets, not zero: the peer's IPv6CP
+    Interface-Identifier to suggest (RFC 5072 4.1)."""
     framed_routes: tuple[str, ...] = ()
     """Framed-Route values as sent (RFC 2865 5.22)."""
     routes: tuple[PeerRoute, ...] = ()
@@ -216,6 +222,22 @@ def _ipv4(value: object) -> IPv4Address | None:
         return None
 
 
+def _interface_id(value: object) -> bytes | None:
+    """A Framed-Interface-Id value (decoded as FreeRADIUS prints it, four groups of hex
+    digits, ``"211:22ff:fe33:4455"``; or its 8 raw octets) as 8 octets; None for zero
+    (RFC 5072 4.1: not an identifier) or a value that does not parse."""
+    raw: bytes | None = None
+    if isinstance(value, bytes) and len(value) == 8:
+        raw = value
+    elif isinstance(value, str):
+        groups = value.split(":")
+        if len(groups) == 4 and all(
+            0 < len(g) <= 4 and all(c in "0123456789abcdefABCDEF" for c in g) for g in groups
+        ):
+            raw = b"".join(int(g, 16).to_bytes(2, "big") for g in groups)
+    return raw if raw is not None and any(raw) else None
+
+
 def _ints(reply: RadiusReply, name: str) -> int | None:
     value = reply.first(name)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -294,6 +316,7 @@ def authorization_from_reply(user: str, reply: RadiusReply) -> RadiusAuthorizati
     return RadiusAuthorization(
         user_name=name if isinstance(name, str) and name else user,
         framed_ip_address=framed,
+        framed_interface_id=_interface_id(reply.first("Framed-Interface-Id")),
         framed_routes=tuple(v for v in reply.get("Framed-Route") if isinstance(v, str)),
         routes=routes,
         bad_routes=bad_routes,
@@ -330,6 +353,7 @@ def decision_from_reply(request: AuthRequest, reply: RadiusReply) -> AuthDecisio
         success=True,
         authenticator_response=authenticator_response,
         peer_address=None if address is None or address in NAS_CHOOSES else address,
+        peer_interface_id=grant.framed_interface_id,
         dns=grant.dns or None,
         mtu=mtu,
         session_timeout=float(grant.session_timeout) if grant.session_timeout else None,

@@ -300,11 +300,16 @@ class SessionDescription:
     acct_session_id: str
     user_name: str
     started_at: float
-    """UNIX time the session came up (IPCP opened): Acct-Session-Time counts from here."""
+    """UNIX time the session came up (its first NCP opened): Acct-Session-Time counts
+    from here."""
     tunnel: TunnelDescription
     session_id: int
     """Our L2TP Session ID (in Acct-Tunnel-Connection with the Tunnel ID)."""
     framed_address: str | None = None
+    """The user's IPv4 address (Framed-IP-Address) if IPCP was up at the Start."""
+    framed_interface_id: bytes | None = None
+    """The user's IPv6CP Interface-Identifier (8 octets; Framed-Interface-Id, RFC 3162
+    2.2) if IPv6CP was up at the Start and the user negotiated one."""
     classes: tuple[bytes, ...] = ()
     """Class values of the Access-Accept, echoed unchanged in every record (RFC 2865 5.25)."""
     calling_station_id: str | None = None
@@ -369,6 +374,8 @@ def _session_head(status: StatusType, session: SessionDescription, now: float) -
     attrs.append(("Event-Timestamp", int(now)))
     if session.framed_address:
         attrs.append(("Framed-IP-Address", session.framed_address))
+    if session.framed_interface_id is not None:
+        attrs.append(("Framed-Interface-Id", session.framed_interface_id))
     if session.calling_station_id:
         attrs.append(("Calling-Station-Id", session.calling_station_id))
     if session.called_station_id:

@@ -20,7 +20,12 @@ know why, so whoever stops it (``l2tp ctl``, the Disconnect-Request server, the 
 StopCCN handlers, the daemon's shutdown) tells :meth:`PppAccounting.note_end` first;
 without a note the Stop says NAS-Request.
 
-A session that never came up (its link ended before IPCP: authentication refused,
+A session is up, and gets its Start, when its first NCP is (IPCP or IPv6CP: an
+IPv6-only session is billed as any other); the Start describes what was known then
+(Framed-IP-Address with IPCP, Framed-Interface-Id with IPv6CP, RFC 3162 2.2), and its
+Stop counts all the interface's octets (both address families).
+
+A session that never came up (its link ended before any NCP: authentication refused,
 negotiation failed, stopped by the control plane) had no Start: with
 ``tunnel_accounting`` it gets one Tunnel-Link-Reject (RFC 2867 3.6) from the observer's
 ``session_failed`` hook, its cause from the link's ending or, for a link the control
@@ -216,6 +221,7 @@ class PppAccounting:
             tunnel=tunnel,
             session_id=session.info.session_id,
             framed_address=str(view.peer_address) if view.peer_address else None,
+            framed_interface_id=view.peer_interface_id,
             classes=info.classes if info else (),
             calling_station_id=session.info.calling_number,
             called_station_id=session.info.called_number,

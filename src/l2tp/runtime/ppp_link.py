@@ -141,6 +141,8 @@ class PppLink(PppAuthGlue, PppLinkObserver, PppGrants, PppNetwork):
         self._auth_task: asyncio.Task[None] | None = None
         self._pending_auth: tuple[AuthRequest, Awaitable[AuthDecision]] | None = None
         self._addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]] = {}
+        self._interface_ids: tuple[bytes | None, bytes | None] = (None, None)
+        """IPv6CP's local and peer Interface-Identifiers while it is up (RFC 5072 4.1)."""
         self._mtu = DEFAULT_MRU
         self._is_up = False
         self.auth_method: str | None = None

@@ -2,7 +2,9 @@
 :class:`~l2tp.runtime.ppp_link.PppLink`): RADIUS accounting plugs in there
 (:class:`~l2tp.runtime.ppp_observer.SessionObserver`).
 
-``session_up`` once IPCP is up with its address on the interface; ``session_down`` from
+``session_up`` once the first NCP (IPCP or IPv6CP) is up with its address on the
+interface, once per session even when both come up (RFC 2866 5.1: one Start per
+session; the interface's counters cover both address families); ``session_down`` from
 the link's one release, while the interface (and its counters) still exists, bounded by
 :data:`~l2tp.runtime.ppp_observer.OBSERVER_WAIT`; ``session_failed`` instead for a link
 that never came up (RFC 2867 3.6 Tunnel-Link-Reject); and, when the observer has them,
@@ -47,19 +49,25 @@ class PppLinkObserver:
     claimed_user: str | None
     observed: PppSessionView | None
     _addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]]
+    _interface_ids: tuple[bytes | None, bytes | None]
 
     def _observe_up(self) -> None:
-        """IPCP is up with its address on the interface: tell the observer, once."""
+        """An NCP is up with its address on the interface: tell the observer, once (at
+        the first NCP: an IPv6-only session is as billable as an IPv4 one), with what
+        is known then."""
         observer = self.settings.observer
         if observer is None or self.observed is not None or self.released:
             return
         local, peer, _ = self._addresses.get(PppProtocol.IPCP, (None, None, 0))
+        local_id, peer_id = self._interface_ids  # (None, None) unless IPv6CP is up
         self.observed = PppSessionView(
             session=self.session,
             user=self.user,
             method=self.auth_method,
             local_address=local if isinstance(local, IPv4Address) else None,
             peer_address=peer if isinstance(peer, IPv4Address) else None,
+            local_interface_id=local_id,
+            peer_interface_id=peer_id,
             ifindex=self.ifindex,
             ifname=self.ifname,
             netns=self.settings.netns,
@@ -91,7 +99,7 @@ class PppLinkObserver:
 
     def _observe_failed(self, observer: object) -> None:
         """Tell an observer that has ``session_failed`` that this link ended without ever
-        coming up (authentication refused, negotiation failed, stopped before IPCP):
+        coming up (authentication refused, negotiation failed, stopped before an NCP was up):
         RADIUS accounting's Tunnel-Link-Reject (RFC 2867 3.6). Called once, from the
         link's one release; failures logged."""
         hook = getattr(observer, "session_failed", None)

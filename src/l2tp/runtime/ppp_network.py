@@ -126,7 +126,8 @@ class LinkSettings:
     random_bytes: Callable[[int], bytes]
     read_buffer: bytearray
     observer: SessionObserver | None = None
-    """Told when the session is up (IPCP) and down (accounting); see :mod:`.ppp_observer`."""
+    """Told when the session is up (its first NCP) and down (accounting); see
+    :mod:`.ppp_observer`."""
 
 
 def write_atomically(path: str, text: str) -> None:
@@ -167,6 +168,7 @@ class PppNetwork:
     _mtu: int
     _is_up: bool
     _addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]]
+    _interface_ids: tuple[bytes | None, bytes | None]
     peer_dns: tuple[ipaddress.IPv4Address, ...]
     resolv_written: str | None
     granted: AuthDecision | None
@@ -285,6 +287,7 @@ class PppNetwork:
                 else None
             )
             address = (local, peer, 128 if peer is not None else 64)
+            self._interface_ids = (event.local_interface_id, event.peer_interface_id)
             log.info("%s: IPv6CP up: local %s, peer %s", self.label, local, peer)
         self._addresses[event.protocol] = address
         data_protocol = PPP_IP if event.data_protocol is PppProtocol.IPV4 else PPP_IPV6
@@ -302,8 +305,7 @@ class PppNetwork:
             await ops.add_address(self.ifindex, *address)
             if self._addresses.get(event.protocol) is address and self.unit is not None:
                 self.settings.kernel.set_np_mode(self.unit, data_protocol, NpMode.PASS)
-                if event.protocol is PppProtocol.IPCP:
-                    self._observe_up()
+                self._observe_up()  # the first NCP up: accounting's Start (once)
 
         self._queue(f"{event.protocol.name} up", bring_up)
         self._granted_up(event.protocol, address[1])
@@ -324,6 +326,8 @@ class PppNetwork:
         self._np_mode(data_protocol, NpMode.DROP)
         self._granted_down(event.protocol)
         address = self._addresses.pop(event.protocol, None)
+        if event.protocol is PppProtocol.IPV6CP:
+            self._interface_ids = (None, None)
         log.info("%s: %s down: %s", self.label, event.protocol.name, event.reason)
         if address is None or self.released:
             return

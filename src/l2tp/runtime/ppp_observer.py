@@ -2,8 +2,10 @@
 
 :class:`SessionObserver` is the hook :class:`~l2tp.runtime.builtin_ppp.BuiltinPppBackend`
 calls (its ``observer``): :meth:`~SessionObserver.session_up` once a session carries
-IPv4 traffic (IPCP opened, RFC 1332, and its interface is up with its addresses: the
-moment RADIUS accounting's Start describes, RFC 2866 5.1), and
+traffic: its first NCP opened (IPCP, RFC 1332, or IPv6CP, RFC 5072) and its interface is
+up with that NCP's addresses, the moment RADIUS accounting's Start describes (RFC 2866
+5.1); a dual-stack session is up once, at whichever NCP came first, and its view tells
+what was known then. Then
 :meth:`~SessionObserver.session_down` when that session ends, *before* its interface is
 removed, so that the observer can still read the interface's counters (the kernel
 deletes them with the interface). The backend waits for ``session_down`` at most
@@ -41,7 +43,13 @@ class PppSessionView:
     """The authentication method (``"pap"``, ``"chap-md5"``, ``"mschap-v2"``) or None."""
     local_address: IPv4Address | None
     peer_address: IPv4Address | None
-    """The user's address (IPCP, RFC 1332): Framed-IP-Address."""
+    """The user's address (IPCP, RFC 1332): Framed-IP-Address. None when IPCP was not up
+    when the session came up (an IPv6-only session, or IPv6CP first)."""
+    local_interface_id: bytes | None = None
+    peer_interface_id: bytes | None = None
+    """The IPv6CP Interface-Identifiers (RFC 5072 4.1, 8 octets) when IPv6CP was up when
+    the session came up; the peer's is Framed-Interface-Id (RFC 3162 2.2). The peer's is
+    None also when it negotiated none."""
     ifindex: int | None
     ifname: str | None
     netns: str | None
@@ -58,7 +66,8 @@ class SessionObserver(Protocol):
     """Told of built-in PPP sessions going up and down (see the module documentation)."""
 
     def session_up(self, view: PppSessionView) -> None:
-        """The session carries IPv4 traffic now; called once per session, on the loop."""
+        """The session carries traffic now (its first NCP is up); called once per
+        session, on the loop."""
         ...
 
     async def session_down(self, view: PppSessionView, ending: Ending | None) -> None:
@@ -77,8 +86,8 @@ class SessionObserver(Protocol):
 # And ``session_failed(view, ending)``: called once (on the loop, synchronously, from the
 # link's release) for a session whose link ended without ``session_up`` ever being called:
 # authentication refused (a RADIUS Access-Reject or no answer, a wrong secret in the
-# secrets file), LCP or IPCP never agreeing, or the control plane stopping it before IPCP
-# was up. ``ending`` as for ``session_down`` (None: the control plane stopped it);
+# secrets file), LCP or every NCP never agreeing, or the control plane stopping it before an
+# NCP was up. ``ending`` as for ``session_down`` (None: the control plane stopped it);
 # ``view.user`` is the name the peer gave, authenticated or not, and the addresses are
 # None. Links whose start failed (no channel) are not sessions and are not reported.
 # PppAccounting turns it into a Tunnel-Link-Reject (RFC 2867 3.6).

@@ -104,7 +104,9 @@ class AuthDecision:
     successful MS-CHAPv2 request ``authenticator_response`` (the 20 octets of
     RFC 2759 8.7) is required: the peer checks it to authenticate us.
     ``peer_address`` overrides the configured or pooled IPv4 address for
-    the peer (as RADIUS Framed-IP-Address does), ``dns`` the configured DNS
+    the peer (as RADIUS Framed-IP-Address does), ``peer_interface_id`` is the IPv6CP
+    Interface-Identifier suggested to the peer (RFC 5072 4.1; RADIUS Framed-Interface-Id,
+    RFC 3162 2.2), ``dns`` the configured DNS
     servers offered in IPCP (RFC 1877; RADIUS MS-Primary/Secondary-DNS-Server).
 
     The rest is for the driver, not the core: ``mtu`` caps the interface MTU
@@ -120,6 +122,7 @@ class AuthDecision:
     message: str = ""
     authenticator_response: bytes | None = field(default=None, repr=False)
     peer_address: IPv4Address | None = None
+    peer_interface_id: bytes | None = None
     dns: tuple[IPv4Address, ...] | None = None
     mtu: int | None = None
     session_timeout: float | None = None
@@ -130,6 +133,10 @@ class AuthDecision:
     def __post_init__(self) -> None:
         if self.authenticator_response is not None and len(self.authenticator_response) != 20:
             raise ValueError("the MS-CHAPv2 authenticator response is 20 octets")
+        if self.peer_interface_id is not None and (
+            len(self.peer_interface_id) != 8 or not any(self.peer_interface_id)
+        ):
+            raise ValueError("peer_interface_id must be 8 octets, not all zero")
         if self.dns is not None and len(self.dns) > 2:
             raise ValueError("at most two DNS servers (RFC 1877)")
         if self.mtu is not None and self.mtu < 1:
