@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from ipaddress import IPv4Address
 from pathlib import Path
+from types import SimpleNamespace
 
 import pyrad.dictionary
 import pyrad.packet
@@ -24,8 +25,10 @@ from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest, PapRequest
 from l2tp.ppp.codec import Option
 from l2tp.ppp.config import PppConfig
 from l2tp.ppp.constants import Ipv6cpOption
+from l2tp.ppp.constants import Protocol as PppProtocol
 from l2tp.ppp.cp import Verdict
 from l2tp.ppp.events import Role as PppRole
+from l2tp.ppp.fsm import State
 from l2tp.ppp.ipv6cp import Ipv6cpOptions
 from l2tp.radius import DICTIONARY_PATH
 from l2tp.radius.accounting import AccountingEngine
@@ -37,6 +40,7 @@ from l2tp.radius.spool import Spool
 from l2tp.runtime.builtin_ppp import Ending, PppSessionView
 from l2tp.runtime.ppp_hooks import AuthContext
 from l2tp.runtime.ppp_link import PppLink
+from l2tp.runtime.ppp_link_observer import IPCP_GRACE, PppLinkObserver
 from tests.helpers import until
 from tests.unit.radius_fakes import T0, FakeClock, MemoryClient, add_to_packet, status, value
 from tests.unit.test_builtin_ppp_backend import Pair, lac_options, lns_options, make_pair
@@ -299,3 +303,69 @@ def test_the_verifiers_interface_id_becomes_the_peers_link_local_address(
             await pair.close()
 
     run(scenario)
+
+
+class _FakeNcp:
+    def __init__(self, state: State) -> None:
+        self.state = state
+
+
+class _FakeLink(PppLinkObserver):
+    """Just what :meth:`PppLinkObserver._observe_up` reads of a link, with a loop whose
+    timers are recorded instead of run."""
+
+    def __init__(self, ipcp: State | None) -> None:
+        self.recorder = Recorder()
+        self.settings = SimpleNamespace(observer=self.recorder, netns=None)  # type: ignore[assignment]
+        self.session = SimpleNamespace(key=(1, 2))  # type: ignore[assignment]
+        self.observed = None
+        self.released = False
+        self.user, self.auth_method, self.label = "alice", "chap", "s1"
+        self.ifindex, self.ifname = 7, "ppp0"
+        self._addresses = {}
+        self._interface_ids = (b"\x02" * 8, b"\x03" * 8)
+        ncps = {} if ipcp is None else {PppProtocol.IPCP: _FakeNcp(ipcp)}
+        self.conn = SimpleNamespace(ncps=ncps)  # type: ignore[assignment]
+        self.timers: list[tuple[float, Callable[[], None]]] = []
+        self.loop = SimpleNamespace(  # type: ignore[assignment]
+            call_later=lambda delay, fn: self.timers.append((delay, fn))
+        )
+
+    def ipcp_up(self) -> None:
+        self._addresses[PppProtocol.IPCP] = (
+            ipaddress.IPv4Address("10.0.0.1"),
+            ipaddress.IPv4Address("10.0.0.2"),
+            32,
+        )
+
+
+def test_ipv6cp_first_waits_for_a_negotiating_ipcp_so_the_start_has_the_address() -> None:
+    """Dual stack, IPv6CP up first: the Start waits for IPCP (its Framed-IP-Address is
+    what operators bill by), then carries both; the grace timer finds it sent."""
+    link = _FakeLink(State.REQ_SENT)
+    link._observe_up()  # IPv6CP up
+    assert link.recorder.ups == [] and [delay for delay, _ in link.timers] == [IPCP_GRACE]
+    link.ipcp_up()
+    link._observe_up()  # IPCP up
+    (view,) = link.recorder.ups
+    assert view.peer_address == ipaddress.IPv4Address("10.0.0.2")
+    assert view.peer_interface_id == b"\x03" * 8
+    link.timers[0][1]()  # the grace ends: nothing more
+    assert len(link.recorder.ups) == 1
+
+
+def test_ipv6cp_first_is_started_after_the_grace_when_ipcp_never_comes() -> None:
+    link = _FakeLink(State.REQ_SENT)
+    link._observe_up()
+    assert link.recorder.ups == []
+    link.timers[0][1]()
+    (view,) = link.recorder.ups
+    assert view.peer_address is None and view.peer_interface_id == b"\x03" * 8
+
+
+@pytest.mark.parametrize("ipcp", [None, State.CLOSED, State.STOPPED])
+def test_ipv6cp_first_without_a_negotiating_ipcp_starts_at_once(ipcp: State | None) -> None:
+    """The peer rejected IPCP (Protocol-Reject: closed), or there is none: no wait."""
+    link = _FakeLink(ipcp)
+    link._observe_up()
+    assert len(link.recorder.ups) == 1 and link.timers == []

@@ -19,6 +19,8 @@ import logging
 from ipaddress import IPv4Address
 
 from l2tp.ppp.constants import Protocol as PppProtocol
+from l2tp.ppp.fsm import State
+from l2tp.ppp.session import PppConnection
 from l2tp.runtime.backend import BackendSession
 from l2tp.runtime.ppp_network import IPAddress, LinkSettings
 from l2tp.runtime.ppp_observer import OBSERVER_WAIT, PppSessionView
@@ -27,6 +29,15 @@ from l2tp.runtime.ppp_outcome import Ending
 __all__ = ["PppLinkObserver"]
 
 log = logging.getLogger("l2tp.runtime.builtin_ppp")
+
+
+_NOT_NEGOTIATING = frozenset({State.INITIAL, State.STARTING, State.CLOSED, State.STOPPED})
+"""IPCP states in which it is not coming up by itself (e.g. the peer's Protocol-Reject)."""
+
+IPCP_GRACE = 3.0
+"""Seconds an IPv6CP-first session's accounting Start waits for IPCP (one RFC 1661
+restart interval: an IPCP that is being negotiated is up well within it); not when
+IPCP is not negotiating (the peer rejected it): the Start is sent at once then."""
 
 
 class PppLinkObserver:
@@ -50,11 +61,27 @@ class PppLinkObserver:
     observed: PppSessionView | None
     _addresses: dict[PppProtocol, tuple[IPAddress, IPAddress | None, int]]
     _interface_ids: tuple[bytes | None, bytes | None]
+    loop: asyncio.AbstractEventLoop
+    conn: PppConnection
 
-    def _observe_up(self) -> None:
+    def _observe_up(self, *, waited: bool = False) -> None:
         """An NCP is up with its address on the interface: tell the observer, once (at
         the first NCP: an IPv6-only session is as billable as an IPv4 one), with what
-        is known then."""
+        is known then. When IPv6CP comes up first while IPCP is still wanted, the Start
+        waits up to :data:`IPCP_GRACE` seconds for IPCP, so that a dual-stack session's
+        records carry its Framed-IP-Address (the attribute operators bill and
+        correlate by); a peer that refuses IPCP is accounted as IPv6-only after it."""
+        ipcp = self.conn.ncps.get(PppProtocol.IPCP)
+        if (
+            not waited
+            and PppProtocol.IPCP not in self._addresses
+            and ipcp is not None
+            and ipcp.state not in _NOT_NEGOTIATING
+            and self.observed is None
+            and not self.released
+        ):
+            self.loop.call_later(IPCP_GRACE, lambda: self._observe_up(waited=True))
+            return
         observer = self.settings.observer
         if observer is None or self.observed is not None or self.released:
             return
