@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from l2tp.kernel import ppp_device as dev
 from l2tp.kernel import rtnl
 from l2tp.kernel.codec import raw_attrs
+from l2tp.kernel.netns import in_netns
 from l2tp.kernel.pipeline import Request
 from l2tp.kernel.rtnl import IFLA_IFNAME, RTM_NEWLINK
 from l2tp.runtime.ppp_hooks import AddressPool
@@ -151,8 +152,9 @@ def test_rename_is_a_slow_newlink_by_index_and_the_name_is_read_back() -> None:
 
 
 def test_in_netns_none_changes_nothing() -> None:
-    with dev.in_netns(None):
-        pass
+    before = os.stat("/proc/thread-self/ns/net").st_ino
+    with in_netns(None):
+        assert os.stat("/proc/thread-self/ns/net").st_ino == before
 
 
 def test_pool_hands_out_lowest_first_and_skips_excluded() -> None:

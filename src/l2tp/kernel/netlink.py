@@ -161,6 +161,26 @@ def _modify_session(
     return _session_cmd(Command.SESSION_MODIFY, tunnel_id, session_id, "modify", attrs)
 
 
+def _modify_requests(
+    modify: Request, tunnel_id: int, session_id: int, mtu: int | None
+) -> list[Request]:
+    """What ``modify_session`` sends, sync or async: the SESSION_MODIFY and, when an MTU
+    is to be set, a SESSION_GET in the same batch, whose reply names the session's
+    interface (the MTU is an rtnetlink setting of that interface, not an L2TP
+    attribute; see :func:`_mtu_ifname`)."""
+    if mtu is None:
+        return [modify]
+    return [modify, _session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")]
+
+
+def _mtu_ifname(requests: Sequence[Request], session_id: int) -> str:
+    """The interface to set the MTU on, from the finished :func:`_modify_requests`."""
+    ifname = _sessions(requests[-1])[0].ifname
+    if ifname is None:
+        raise ValueError(f"session {session_id} has no interface to set an MTU on")
+    return ifname
+
+
 def _delete_session(tunnel_id: int, session_id: int) -> Request:
     """SESSION_DELETE, marked slow: Linux 6.1 waits for an RCU grace period inside the
     request (``synchronize_rcu()`` unhashing an L2TPv3 session; an Ethernet session's
@@ -362,15 +382,10 @@ class L2tpNetlink:
             reorder_timeout_ms=reorder_timeout_ms,
             debug=debug,
         )
-        if mtu is None:
-            self._run([modify])
-            return
-        get = _session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")
-        self._run([modify, get])
-        ifname = _sessions(get)[0].ifname
-        if ifname is None:
-            raise ValueError(f"session {session_id} has no interface to set an MTU on")
-        self.rtnl.set_mtu(ifname, mtu)
+        requests = _modify_requests(modify, tunnel_id, session_id, mtu)
+        self._run(requests)
+        if mtu is not None:
+            self.rtnl.set_mtu(_mtu_ifname(requests, session_id), mtu)
 
     def delete_session(self, tunnel_id: int, session_id: int) -> None:
         self._run([_session_cmd(Command.SESSION_DELETE, tunnel_id, session_id, "delete")])
@@ -577,12 +592,9 @@ class AsyncL2tpNetlink:
         if mtu is None:
             await self._call(modify)
             return
-        get = _session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")
-        await self._run([modify, get])
-        ifname = _sessions(get)[0].ifname
-        if ifname is None:
-            raise ValueError(f"session {session_id} has no interface to set an MTU on")
-        await self.rtnl.set_mtu(ifname, mtu)
+        requests = _modify_requests(modify, tunnel_id, session_id, mtu)
+        await self._run(requests)
+        await self.rtnl.set_mtu(_mtu_ifname(requests, session_id), mtu)
 
     async def delete_session(self, tunnel_id: int, session_id: int) -> None:
         """Delete a session (sent from the channel's thread: see :func:`_delete_session`)."""

@@ -29,11 +29,13 @@ namespace re-created under the same name.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
 import os
 import socket
 import threading
+from collections.abc import Iterator
 
 CLONE_NEWNET = 0x40000000
 NETNS_RUN_DIR = "/run/netns"
@@ -71,22 +73,34 @@ def _home_fd() -> int:
     return home.fd
 
 
-def socket_in_netns(netns: str | None, family: int, type: int, proto: int = 0) -> socket.socket:
-    """``socket.socket(family, type, proto)`` created in ``netns`` (None: our own)."""
+@contextlib.contextmanager
+def in_netns(netns: str | None) -> Iterator[None]:
+    """Run the body with the calling thread in network namespace ``netns`` (None: as is).
+
+    The body must not await or block: it runs between two ``setns()`` calls on the
+    caller's thread (the module documentation says why that is safe). Used for the
+    sockets below and for the two ``/dev/ppp`` ioctls that act in the caller's
+    namespace (:mod:`l2tp.kernel.ppp_device`).
+    """
     if netns is None:
-        return socket.socket(family, type, proto)
+        yield
+        return
     home = _home_fd()
     target = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
     try:
         _setns(target, netns)
-        try:
-            return socket.socket(family, type, proto)
-        finally:
-            try:
-                _setns(home, "back to our own namespace")
-            except OSError as exc:  # pragma: no cover - needs a kernel that refuses
-                raise RuntimeError(
-                    f"this thread is stuck in network namespace {netns}: {exc}"
-                ) from exc
     finally:
         os.close(target)
+    try:
+        yield
+    finally:
+        try:
+            _setns(home, "back to our own namespace")
+        except OSError as exc:  # pragma: no cover - needs a kernel that refuses
+            raise RuntimeError(f"this thread is stuck in network namespace {netns}: {exc}") from exc
+
+
+def socket_in_netns(netns: str | None, family: int, type: int, proto: int = 0) -> socket.socket:
+    """``socket.socket(family, type, proto)`` created in ``netns`` (None: our own)."""
+    with in_netns(netns):
+        return socket.socket(family, type, proto)

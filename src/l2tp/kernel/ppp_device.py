@@ -34,9 +34,9 @@ Network namespaces: ``PPPIOCATTCHAN`` looks the channel up among the channels of
 there (``ppp_ioctl`` passes ``current->nsproxy->net_ns`` to
 ``ppp_unattached_ioctl``), while the channel was registered in the namespace of the
 PPPoL2TP socket. Both calls are therefore made with the thread switched into the
-session's namespace (:func:`in_netns`): two ``setns()`` around one ``ioctl()``, no
-thread, no process, nothing else running on the thread in between (the same
-reasoning as :mod:`l2tp.kernel.netns`).
+session's namespace (:func:`~l2tp.kernel.netns.in_netns`): two ``setns()`` around one
+``ioctl()``, no thread, no process, nothing else running on the thread in between (the
+same reasoning, and the same code, as :mod:`l2tp.kernel.netns`).
 
 The ioctl numbers are computed from ``linux/ppp-ioctl.h`` with the ``_IOR``/``_IOW``/
 ``_IOWR``/``_IO`` macros of ``asm-generic/ioctl.h`` (direction in bits 30-31, argument
@@ -52,8 +52,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
 import enum
 import errno
 import fcntl
@@ -63,15 +61,14 @@ import os
 import resource
 import socket
 import struct
-import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from l2tp.kernel.channel import AsyncChannel
 from l2tp.kernel.codec import nla, raw_attrs
 from l2tp.kernel.errors import KernelError, ModuleNotLoaded, error_for
-from l2tp.kernel.netns import CLONE_NEWNET, netns_path
+from l2tp.kernel.netns import in_netns
 from l2tp.kernel.pipeline import Request
 from l2tp.kernel.rtnl import (
     IFLA_IFNAME,
@@ -169,64 +166,7 @@ MAX_FRAME = 0xFFFF + 2
 """The largest frame a channel or unit fd can return: a 65535-octet MRU plus the Protocol
 field. ``read()`` with a smaller buffer drops a longer frame (``EOVERFLOW``)."""
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
 log = logging.getLogger(__name__)
-
-
-# --- network namespaces ------------------------------------------------------------------
-
-
-def _setns(fd: int, what: str) -> None:
-    if _libc.setns(fd, CLONE_NEWNET) != 0:
-        err = ctypes.get_errno()
-        raise OSError(err, f"setns({what}): {os.strerror(err)}")
-
-
-_home = threading.local()
-
-
-class _HomeNamespace:
-    """An fd of the namespace a thread started in, opened once per thread."""
-
-    def __init__(self) -> None:
-        self.fd = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-
-    def __del__(self) -> None:
-        os.close(self.fd)
-
-
-def _home_fd() -> int:
-    home: _HomeNamespace | None = getattr(_home, "ns", None)
-    if home is None:
-        home = _home.ns = _HomeNamespace()
-    return home.fd
-
-
-@contextlib.contextmanager
-def in_netns(netns: str | None) -> Iterator[None]:
-    """Run the body with the calling thread in network namespace ``netns`` (None: as is).
-
-    For the two ``/dev/ppp`` ioctls that act in the caller's namespace (see the module
-    documentation). The body must not await or block: it runs between two ``setns()``
-    calls on the event loop's thread. The target namespace is opened by path each time
-    (as :mod:`l2tp.kernel.netns` does: a cached fd would keep a deleted namespace alive).
-    """
-    if netns is None:
-        yield
-        return
-    home = _home_fd()
-    target = os.open(netns_path(netns), os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        _setns(target, netns)
-    finally:
-        os.close(target)
-    try:
-        yield
-    finally:
-        try:
-            _setns(home, "back to our own namespace")
-        except OSError as exc:  # pragma: no cover - needs a kernel that refuses
-            raise RuntimeError(f"this thread is stuck in network namespace {netns}: {exc}") from exc
 
 
 # --- ioctls ------------------------------------------------------------------------------
