@@ -68,6 +68,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -92,10 +93,11 @@ from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane  # noqa: E402
 from l2tp.kernel.netns import socket_in_netns  # noqa: E402
 from l2tp.ppp import AuthMethod  # noqa: E402
 from l2tp.protocol.events import Role  # noqa: E402
+from l2tp.protocol.tunnel import TunnelState  # noqa: E402
 from l2tp.runtime.backend import SessionOptions  # noqa: E402
 from l2tp.runtime.builtin_ppp import BuiltinPppBackend  # noqa: E402
 from l2tp.runtime.control import L2tpContext  # noqa: E402
-from l2tp.runtime.handles import SessionHandle  # noqa: E402
+from l2tp.runtime.handles import SessionHandle, TunnelHandle  # noqa: E402
 from l2tp.runtime.ppp_hooks import BuiltinPppOptions  # noqa: E402
 
 LNS_ADDR, LAC_ADDR = "10.90.0.1", "10.90.0.2"
@@ -519,6 +521,34 @@ def failed_calls(handles: list[SessionHandle]) -> dict[str, int]:
     return found
 
 
+def closed_tunnels(tunnels: list[TunnelHandle], seen_at: dict[int, float]) -> dict[str, Any]:
+    """The LAC tunnels that ended during the run, by reason: a failed control transport
+    (e.g. a message unacknowledged after its retransmissions) ends a tunnel without a
+    StopCCN, and the description says which message; ``first_s`` is when the placing
+    loop first saw one closed (seconds after the first call)."""
+    reasons: dict[str, int] = {}
+    counters: dict[int, dict[str, Any]] = {}
+    for t in tunnels:
+        closed = t.closed
+        if closed is not None:
+            reason = closed.reason
+            code = f"{reason.result}/{reason.error}" if reason is not None else "-"
+            key = f"{'peer' if closed.by_peer else 'local'} {code} {closed.description}"
+        elif t.state in (TunnelState.CLOSING, TunnelState.CLOSED):
+            key = f"{t.state.value}, TunnelClosed not dispatched yet"
+        else:
+            continue
+        reasons[key] = reasons.get(key, 0) + 1
+        if len(counters) < 3:  # the control transport's counters of a few of them
+            counters[t.tunnel_id] = dataclasses.asdict(t.tunnel.transport.counters)
+    return {
+        "count": sum(reasons.values()),
+        "reasons": reasons,
+        "first_s": min(seen_at.values(), default=None),
+        "transport_counters": counters,
+    }
+
+
 def lac_options(i: int) -> SessionOptions:
     return SessionOptions(
         name=f"s{i}",
@@ -550,12 +580,26 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
         result["tunnels_open_s"] = round(time.monotonic() - t_open, 2)
         t0, lac_cpu0 = time.monotonic(), time.process_time()
         handles: list[SessionHandle] = []
+        t_closed: dict[int, float] = {}
         for i in range(n):
-            if not tunnels:
-                break
             if cond.max_pending and not await room(handles, backend, cond):
                 break
-            handles.append(tunnels[i % len(tunnels)].place_call(options=lac_options(i)))
+            # A tunnel that ended (e.g. its control transport failed) takes no more
+            # calls; the run carries on with the others and reports it (closed_tunnels).
+            # Its state says so at once, its handle's ``closed`` only once the loop
+            # has dispatched the TunnelClosed.
+            open_now = []
+            for t in tunnels:
+                if t.state in (TunnelState.CLOSING, TunnelState.CLOSED):
+                    t_closed.setdefault(t.tunnel_id, round(time.monotonic() - t0, 2))
+                else:
+                    open_now.append(t)
+            if not open_now:
+                break
+            tunnel = tunnels[i % len(tunnels)]
+            if tunnel.tunnel_id in t_closed:
+                tunnel = open_now[i % len(open_now)]
+            handles.append(tunnel.place_call(options=lac_options(i)))
             if i % PACE == PACE - 1:
                 await asyncio.sleep(0)
         l2tp_up_at: list[float] = []
@@ -600,6 +644,7 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
                 "l2tp_established": sum(1 for h in handles if h.established),
                 "l2tp_all_established_s": round(l2tp_up_at[0] - t0, 2) if l2tp_up_at else None,
                 "failed_calls": failed_calls(handles),
+                "closed_tunnels": closed_tunnels(tunnels, t_closed),
                 "watch_overruns": watch.overruns,
                 "lac_cpu_ms_per_session": round(1000 * lac_cpu / n, 1),
             }
