@@ -61,6 +61,8 @@ no default: it must be given with ``acct_servers``.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import replace
+from typing import Any
 
 from l2tp.config.errors import ConfigError
 from l2tp.config.fields import Resolver, TableReader, parse_endpoint, show, toml_type
@@ -220,31 +222,40 @@ def read_radius(
             " 'acct_servers' (accounting only) or a [radius.dae] table (the Dynamic"
             " Authorization server)",
         )
+    client = read_client_keys(r, _DEFAULTS)
+    if len(errors) > before:
+        return None
+    return replace(
+        _DEFAULTS, auth_servers=auth_servers or (), dae=dae, accounting=accounting, **client
+    )
+
+
+def read_client_keys(r: TableReader, base: RadiusSection) -> dict[str, Any]:
+    """The client keys of a RADIUS table (``timeout``, ``retries``, ``holddown``,
+    ``max_outstanding``, ``nas_identifier``, ``nas_ip_address``) as fields of a
+    :class:`RadiusSection`: each one the table names, the value of ``base`` for the others
+    (``[radius]`` over the defaults; ``[listener.L.radius]`` over the daemon's ``[radius]``).
+    Problems are reported through ``r``."""
     timeout = r.integer("timeout", 1, MAX_TIMEOUT_MS, context=" (milliseconds)")
     retries = r.integer("retries", 0, MAX_RETRIES)
     holddown = r.integer("holddown", 0, MAX_HOLDDOWN_MS, context=" (milliseconds)")
     max_outstanding = r.integer("max_outstanding", 1, MAX_OUTSTANDING)
     nas_identifier = r.avp_text("nas_identifier", MAX_TEXT, "NAS-Identifier")
-    nas_ip = None
+    nas_ip = base.nas_ip_address
     nas_text = r.nonempty_string("nas_ip_address")
     if nas_text is not None:
         try:
             nas_ip = ipaddress.ip_address(nas_text)
         except ValueError:
             r.error("nas_ip_address", f"{show(nas_text)} is not an IP address")
-    if len(errors) > before:
-        return None
-    return RadiusSection(
-        auth_servers=auth_servers or (),
-        timeout=_DEFAULTS.timeout if timeout is None else timeout / 1000,
-        retries=_DEFAULTS.retries if retries is None else retries,
-        holddown=_DEFAULTS.holddown if holddown is None else holddown / 1000,
-        max_outstanding=max_outstanding or _DEFAULTS.max_outstanding,
-        nas_identifier=nas_identifier,
-        nas_ip_address=nas_ip,
-        dae=dae,
-        accounting=accounting,
-    )
+    return {
+        "timeout": base.timeout if timeout is None else timeout / 1000,
+        "retries": base.retries if retries is None else retries,
+        "holddown": base.holddown if holddown is None else holddown / 1000,
+        "max_outstanding": base.max_outstanding if max_outstanding is None else max_outstanding,
+        "nas_identifier": base.nas_identifier if nas_identifier is None else nas_identifier,
+        "nas_ip_address": nas_ip,
+    }
 
 
 def read_accounting(r: TableReader, resolver: Resolver | None) -> RadiusAccounting | None:

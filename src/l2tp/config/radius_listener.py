@@ -37,7 +37,6 @@ inherited keys written out.
 
 from __future__ import annotations
 
-import ipaddress
 import os.path
 from collections.abc import Iterable
 from dataclasses import replace
@@ -47,13 +46,9 @@ from l2tp.config.fields import Resolver, TableReader, show, toml_type
 from l2tp.config.model import RADIUS_AUTH_PORT, ListenerSection, RadiusSection
 from l2tp.config.radius import (
     ACCT_KEYS,
-    MAX_HOLDDOWN_MS,
-    MAX_OUTSTANDING,
-    MAX_RETRIES,
-    MAX_TEXT,
-    MAX_TIMEOUT_MS,
     radius_items,
     read_accounting,
+    read_client_keys,
     read_servers,
 )
 
@@ -112,31 +107,15 @@ def read_listener_radius(
     base = daemon if daemon is not None else RadiusSection()
     auth_servers = read_servers(r, "auth_servers", RADIUS_AUTH_PORT, resolver)
     accounting = read_accounting(r, resolver)  # a refused key is reported once only
-    timeout = r.integer("timeout", 1, MAX_TIMEOUT_MS, context=" (milliseconds)")
-    retries = r.integer("retries", 0, MAX_RETRIES)
-    holddown = r.integer("holddown", 0, MAX_HOLDDOWN_MS, context=" (milliseconds)")
-    max_outstanding = r.integer("max_outstanding", 1, MAX_OUTSTANDING)
-    nas_identifier = r.avp_text("nas_identifier", MAX_TEXT, "NAS-Identifier")
-    nas_ip = base.nas_ip_address
-    nas_text = r.nonempty_string("nas_ip_address")
-    if nas_text is not None:
-        try:
-            nas_ip = ipaddress.ip_address(nas_text)
-        except ValueError:
-            r.error("nas_ip_address", f"{show(nas_text)} is not an IP address")
+    client = read_client_keys(r, base)
     if len(errors) > before:
         return None
     return replace(
         base,
         auth_servers=base.auth_servers if auth_servers is None else auth_servers,
-        timeout=base.timeout if timeout is None else timeout / 1000,
-        retries=base.retries if retries is None else retries,
-        holddown=base.holddown if holddown is None else holddown / 1000,
-        max_outstanding=base.max_outstanding if max_outstanding is None else max_outstanding,
-        nas_identifier=base.nas_identifier if nas_identifier is None else nas_identifier,
-        nas_ip_address=nas_ip,
         dae=None,
         accounting=accounting,
+        **client,
     )
 
 
