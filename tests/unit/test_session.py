@@ -451,3 +451,24 @@ def test_session_ids_reused_only_after_release() -> None:
     lac.close_session(ids.pop(), p.now)
     lac.open_session(p.now)
     assert Role.LAC is lac.config.role
+
+
+@pytest.mark.parametrize("message_type", [MessageType.ICRQ, MessageType.ICRP])
+def test_zero_assigned_session_id_is_refused_with_cdn(message_type: MessageType) -> None:
+    """RFC 2661 7.4.2: a request or reply must assign a non-zero session ID; the call
+    is refused with CDN 2 / Error Code 5 (invalid Session ID), naming the AVP."""
+    kind, inp = (
+        (CallKind.LNS_INCOMING, I.RECV_ICRQ)
+        if message_type is MessageType.ICRQ
+        else (CallKind.LAC_INCOMING, I.RECV_ICRP)
+    )
+    host = FakeHost()
+    session = Session(host, kind=kind, session_id=5, call_serial=1)
+    for step in PATHS[kind][S.WAIT_REPLY] if kind is CallKind.LAC_INCOMING else []:
+        session.handle(step, 0.0)
+    host.sent.clear()
+    session.handle(inp, 0.0, ControlMessage.of(message_type, assigned_session_id=0))
+    assert session.state is S.CLOSED
+    (code,) = cdns(host)
+    assert code.error == ErrorCode.INVALID_SESSION_ID
+    assert code.message == "Assigned Session ID must be non-zero"

@@ -15,6 +15,7 @@ from l2tp.protocol.constants import (
     AvpType,
     CdnResult,
     DataSequencing,
+    ErrorCode,
     L2SpecificSublayer,
     MessageType,
     PseudowireType,
@@ -502,3 +503,23 @@ def test_held_icrp_the_data_plane_knows_both_cookies_first() -> None:
     (ours,) = p.b.of(SessionEstablished)
     assert ours.info.cookie == wanted.info.cookie
     assert p.a.of(SessionEstablished)[0].info.peer_cookie == wanted.info.cookie
+
+
+def test_icrq_with_zero_local_session_id_gets_cdn() -> None:
+    """RFC 3931 5.4.4: the Local Session ID is the sender's own, never 0; the call is
+    refused with CDN 2 / Error Code 5 before any session is made."""
+    p = _established()
+    icrq = ControlMessage.of(
+        MessageType.ICRQ,
+        local_session_id=0,
+        remote_session_id=0,
+        call_serial_number=1,
+        pseudowire_type=PseudowireType.ETHERNET,
+        remote_end_id="pw1",
+        circuit_status=CircuitStatus(active=True),
+    )
+    _inject(p, p.b.tunnel, icrq)
+    cdn = _msg(_sent(p, "CDN")[0])
+    assert cdn.result_code is not None
+    assert cdn.result_code.error == ErrorCode.INVALID_SESSION_ID
+    assert not p.a.tunnel.sessions and not p.a.of(CallRequested)

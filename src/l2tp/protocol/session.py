@@ -306,14 +306,21 @@ class Session:
 
     # --------------------------------------------------------------- checks
 
+    _PEER_SID_AVP = "Assigned Session ID"
+    """The AVP that carries the peer's session ID, as the refusal names it."""
+
+    @staticmethod
+    def _peer_sid_of(message: ControlMessage) -> int | None:
+        return message.assigned_session_id
+
     def _take_peer_session_id(self, message: ControlMessage) -> None:
-        sid = message.assigned_session_id
+        sid = self._peer_sid_of(message)
         if not sid:
             raise _Refused(
                 Reason(
                     result=CdnResult.GENERAL_ERROR,
                     error=ErrorCode.INVALID_SESSION_ID,
-                    message="Assigned Session ID must be non-zero",
+                    message=f"{self._PEER_SID_AVP} must be non-zero",
                 )
             )
         self.peer_session_id = sid

@@ -192,17 +192,14 @@ class Session3(Session):
 
     # -------------------------------------------------------------- checks
 
+    _PEER_SID_AVP = "Local Session ID"
+
+    @staticmethod
+    def _peer_sid_of(message: ControlMessage) -> int | None:
+        return message.local_session_id  # RFC 3931 5.4.4: the sender's own ID
+
     def _take_peer_session_id(self, message: ControlMessage) -> None:
-        sid = message.local_session_id
-        if not sid:
-            raise _Refused(
-                Reason(
-                    result=CdnResult.GENERAL_ERROR,
-                    error=ErrorCode.INVALID_SESSION_ID,
-                    message="Local Session ID must be non-zero",
-                )
-            )
-        self.peer_session_id = sid
+        super()._take_peer_session_id(message)
         self._take_call_avps(message)
 
     def _take_call_avps(self, message: ControlMessage) -> None:
