@@ -32,7 +32,7 @@ from l2tp.kernel import (
     pppol2tp_socket,
     tunnel_udp_socket,
 )
-from tests.kernel.conftest import ip_json, wait_until
+from tests.kernel.conftest import ip_batch, ip_json, wait_until
 
 LO4, PEER4 = ip_address("127.0.0.1"), ip_address("127.0.0.1")
 LO6 = ip_address("::1")
@@ -295,6 +295,7 @@ def test_pppol2tp_v3_session_socket(nl: L2tpNetlink) -> None:
 
 def test_dataplane_brings_a_session_interface_down_and_up(nl: L2tpNetlink) -> None:
     """``set_session_up`` (peer Circuit Status, RFC 3931 5.4.5) is ``ip link set down/up``."""
+    from l2tp.kernel import rtnl
     from l2tp.kernel.dataplane import LinuxDataPlane
 
     dp = LinuxDataPlane(netns=nl.netns)
@@ -325,6 +326,20 @@ def test_dataplane_brings_a_session_interface_down_and_up(nl: L2tpNetlink) -> No
         assert "UP" not in flags()
         with pytest.raises(SessionNotFound):
             dp.set_session_up(650, 999, True)
+        # modify_session's keywords reach the kernel through the netlink client
+        dp.modify_session(650, 65, send_seq=True, mtu=1280)
+        assert nl.get_session(650, 65).send_seq
+        (link,) = ip_json(["link show dev l2cs0"], netns=nl.netns)[0]
+        assert link["mtu"] == 1280
+        ip_batch(["link add l2cs-br type bridge"], netns=nl.netns)
+        dp.attach_to_bridge(650, 65, "l2cs-br")
+        (link,) = ip_json(["link show dev l2cs0"], netns=nl.netns)[0]
+        assert link["master"] == "l2cs-br"
+        # the module functions: one rtnetlink socket per call, closed after it
+        rtnl.set_mtu("l2cs0", 1300, netns=nl.netns)
+        rtnl.set_up("l2cs0", True, netns=nl.netns)
+        (link,) = ip_json(["link show dev l2cs0"], netns=nl.netns)[0]
+        assert link["mtu"] == 1300 and "UP" in link["flags"]
     finally:
         dp.delete_tunnel(650)
         dp.close()

@@ -439,32 +439,87 @@ def test_call_many_raises_first_failure_after_all_finished(
 # --- clients on the channel -----------------------------------------------------------
 
 
+def run_client(
+    kernel: FakeKernel,
+    sending: Sending,
+    scenario: Callable[[netlink.AsyncL2tpNetlink, FakeKernel], Awaitable[None]],
+) -> None:
+    """Run ``scenario`` with an ``AsyncL2tpNetlink`` on ``kernel`` whose rtnetlink client
+    talks to a second fake kernel (handed to the scenario too)."""
+    rtnl_kernel = FakeKernel()
+
+    async def with_client(channel: AsyncChannel) -> None:
+        rtnl = AsyncRtnl(channel=AsyncChannel(rtnl_kernel.ours, sending=sending))
+        try:
+            await scenario(netlink.AsyncL2tpNetlink(_channel=channel, rtnl=rtnl), rtnl_kernel)
+        finally:
+            await rtnl.aclose()
+
+    try:
+        run(kernel, sending, with_client)
+    finally:
+        rtnl_kernel.close()
+
+
+def answer_with_ifname(kernel: FakeKernel, first: Message, get: Message, ifname: str) -> None:
+    """ACK ``first`` and answer the session GET sent with it: the session has ``ifname``."""
+    attrs: codec.AttrList = [(Attr.CONN_ID, 3), (Attr.SESSION_ID, 30), (Attr.IFNAME, ifname)]
+    kernel.send(ack(first[2]), reply(get[2], Command.SESSION_GET, attrs), ack(get[2]))
+
+
+async def expect_mtu(rtnl_kernel: FakeKernel, ifname: str, mtu: int) -> None:
+    """The rtnetlink request that sets ``ifname``'s MTU to ``mtu``; ACK it."""
+    ((mtype, _f, seq, message),) = await rtnl_kernel.receive()
+    assert mtype == RTM_NEWLINK and ifname.encode() + b"\0" in message
+    assert message.endswith(struct.pack("=HHI", 8, 4, mtu))  # IFLA_MTU
+    rtnl_kernel.send(ack(seq))
+
+
 def test_session_with_mtu_and_no_ifname_is_create_plus_get_in_one_send(
     kernel: FakeKernel, sending: Sending
 ) -> None:
-    rtnl_kernel = FakeKernel()
-
-    async def scenario(channel: AsyncChannel) -> None:
-        rtnl = AsyncRtnl(channel=AsyncChannel(rtnl_kernel.ours, sending=sending))
-        client = netlink.AsyncL2tpNetlink(_channel=channel, rtnl=rtnl)
+    async def scenario(client: netlink.AsyncL2tpNetlink, rtnl_kernel: FakeKernel) -> None:
         spec = KernelSessionSpec(tunnel_id=3, session_id=30, peer_session_id=31, mtu=1400)
         task = asyncio.ensure_future(client.create_session(spec))
         create, get = await kernel.receive()
         assert codec.genl_cmd(create[3]) == Command.SESSION_CREATE
         assert codec.genl_cmd(get[3]) == Command.SESSION_GET
-        attrs: codec.AttrList = [(Attr.CONN_ID, 3), (Attr.SESSION_ID, 30), (Attr.IFNAME, "l2e5")]
-        kernel.send(ack(create[2]), reply(get[2], Command.SESSION_GET, attrs), ack(get[2]))
-        ((mtype, _f, seq, message),) = await rtnl_kernel.receive()
-        assert mtype == RTM_NEWLINK and b"l2e5\0" in message
-        assert message.endswith(struct.pack("=HHI", 8, 4, 1400))  # IFLA_MTU
-        rtnl_kernel.send(ack(seq))
+        answer_with_ifname(kernel, create, get, "l2e5")
+        await expect_mtu(rtnl_kernel, "l2e5", 1400)
         assert await task == "l2e5"
-        await rtnl.aclose()
 
-    try:
-        run(kernel, sending, scenario)
-    finally:
-        rtnl_kernel.close()
+    run_client(kernel, sending, scenario)
+
+
+def test_modify_session_with_mtu_is_modify_plus_get_in_one_send(
+    kernel: FakeKernel, sending: Sending
+) -> None:
+    async def scenario(client: netlink.AsyncL2tpNetlink, rtnl_kernel: FakeKernel) -> None:
+        with pytest.raises(TypeError, match="unexpected keyword argument 'sendseq'"):
+            await client.modify_session(3, 30, sendseq=True)  # type: ignore[call-arg]
+        task = asyncio.ensure_future(
+            client.modify_session(3, 30, send_seq=True, debug=2, lns_mode=None, mtu=1300)
+        )
+        modify, get = await kernel.receive()  # the misspelt call sent nothing
+        given: codec.AttrList = [
+            (Attr.CONN_ID, 3),
+            (Attr.SESSION_ID, 30),
+            (Attr.SEND_SEQ, 1),
+            (Attr.DEBUG, 2),
+        ]  # lns_mode=None is left out; mtu is no L2TP attribute
+        assert modify[3][16:] == codec.genl_body(Command.SESSION_MODIFY, given)
+        assert codec.genl_cmd(get[3]) == Command.SESSION_GET
+        answer_with_ifname(kernel, modify, get, "l2e6")
+        await expect_mtu(rtnl_kernel, "l2e6", 1300)
+        await task
+        task = asyncio.ensure_future(client.modify_session(3, 30, recv_seq=False))
+        ((_t, _f, seq, message),) = await kernel.receive()  # no MTU: the MODIFY alone
+        given = [(Attr.CONN_ID, 3), (Attr.SESSION_ID, 30), (Attr.RECV_SEQ, 0)]
+        assert message[16:] == codec.genl_body(Command.SESSION_MODIFY, given)
+        kernel.send(ack(seq))
+        await task
+
+    run_client(kernel, sending, scenario)
 
 
 def test_rtnl_missing_interface_is_link_not_found(kernel: FakeKernel, sending: Sending) -> None:

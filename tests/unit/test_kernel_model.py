@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import struct
 from ipaddress import ip_address
 
 import pytest
 
+from l2tp.kernel.async_dataplane import AsyncLinuxDataPlane
 from l2tp.kernel.constants import AF_PPPOX, PX_PROTO_OL2TP, EncapType
 from l2tp.kernel.dataplane import DataPlane, NullDataPlane
 from l2tp.kernel.errors import (
@@ -17,7 +19,13 @@ from l2tp.kernel.errors import (
     SessionNotFound,
     TunnelNotFound,
 )
-from l2tp.kernel.model import SessionConfig, TunnelConfig
+from l2tp.kernel.model import (
+    NETLINK_SESSION_CHANGES,
+    SESSION_CHANGES,
+    SessionConfig,
+    TunnelConfig,
+    given_changes,
+)
 from l2tp.kernel.monitor import decode_event
 from l2tp.kernel.sockets import pack_sockaddr_l2tpip, pack_sockaddr_pppol2tp
 from l2tp.protocol.errors import L2tpError
@@ -144,6 +152,39 @@ def test_null_dataplane_records_and_enforces_ids() -> None:
         "close",
     ]
     assert dp.calls[4] == ("modify_session", (1, 5, {"send_seq": True}))
+
+
+def test_modify_session_records_the_given_settings_in_declaration_order() -> None:
+    dp = NullDataPlane()
+    dp.create_tunnel(TunnelConfig(tunnel_id=1, peer_tunnel_id=2, fd=3))
+    dp.create_session(SessionConfig(tunnel_id=1, session_id=5, peer_session_id=6))
+    dp.modify_session(1, 5, mtu=1400, lns_mode=None, recv_seq=False, send_seq=True)
+    name, (tid, sid, changes) = dp.calls[-1]
+    assert (name, tid, sid) == ("modify_session", 1, 5)
+    assert list(changes.items()) == [("send_seq", True), ("recv_seq", False), ("mtu", 1400)]
+    with pytest.raises(SessionNotFound, match="modify session 7 in tunnel 1: not found"):
+        dp.modify_session(1, 7, send_seq=True)
+
+
+@pytest.mark.parametrize("keyword", ["sendseq", "debug"])
+def test_modify_session_rejects_an_unknown_keyword_before_doing_anything(keyword: str) -> None:
+    """``**changes`` is checked at run time as named parameters were: a misspelt setting
+    (or ``debug``, which only the netlink clients take) is a TypeError, not ignored."""
+    dp = NullDataPlane()
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+        dp.modify_session(1, 5, send_seq=True, **{keyword: 1})  # type: ignore[arg-type]
+    assert not dp.calls
+    linux = AsyncLinuxDataPlane()  # not started: the keyword check comes first
+    with pytest.raises(TypeError, match=f"unexpected keyword argument '{keyword}'"):
+        asyncio.run(linux.modify_session(1, 5, **{keyword: 1}))  # type: ignore[arg-type]
+
+
+def test_given_changes_knows_the_netlink_only_debug() -> None:
+    changes = {"debug": 3, "mtu": None, "send_seq": False}
+    assert given_changes(changes, NETLINK_SESSION_CHANGES) == {"send_seq": False, "debug": 3}
+    assert SESSION_CHANGES == ("send_seq", "recv_seq", "lns_mode", "reorder_timeout_ms", "mtu")
+    with pytest.raises(TypeError):
+        given_changes(changes)
 
 
 def test_decode_event() -> None:

@@ -33,12 +33,12 @@ import errno
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from l2tp.kernel import codec, netlink
 from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.kernel.channel import Sending
-from l2tp.kernel.constants import GENL_MCGROUP, Command
+from l2tp.kernel.constants import GENL_MCGROUP
 from l2tp.kernel.dataplane import open_ppp_socket
 from l2tp.kernel.errors import (
     DataPlaneClosed,
@@ -46,8 +46,9 @@ from l2tp.kernel.errors import (
     ModuleNotLoaded,
     SessionNotFound,
     TunnelNotFound,
+    data_plane_closed,
 )
-from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
+from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec, SessionChanges, given_changes
 from l2tp.kernel.pipeline import DEFAULT_WINDOW, Request
 from l2tp.kernel.rtnl import AsyncRtnl, set_master_req
 from l2tp.kernel.tunnel_ids import (
@@ -99,16 +100,10 @@ class AsyncDataPlane(Protocol):
     async def delete_session(self, tunnel_id: int, session_id: int) -> None: ...
 
     async def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        mtu: int | None = None,
-    ) -> None: ...
+        self, tunnel_id: int, session_id: int, **changes: Unpack[SessionChanges]
+    ) -> None:
+        """Change the given settings of a session (see :class:`SessionChanges`)."""
+        ...
 
     async def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
         """Make an Ethernet session's interface a port of ``bridge``."""
@@ -140,10 +135,6 @@ def _quiet(future: asyncio.Future[Any]) -> None:
     """Done callback: retrieve an outcome nobody awaits (no "never retrieved" warning)."""
     if not future.cancelled():
         future.exception()
-
-
-def _closed(what: str) -> DataPlaneClosed:
-    return DataPlaneClosed(errno.ESHUTDOWN, f"{what}: the data plane is closed")
 
 
 class AsyncLinuxDataPlane:
@@ -192,7 +183,7 @@ class AsyncLinuxDataPlane:
         retried; a cancelled caller does not cancel the start others wait for.
         """
         if self._closed:
-            raise _closed("start")
+            raise data_plane_closed("start")
         if self._started:
             return
         if self._starting is None:
@@ -203,7 +194,8 @@ class AsyncLinuxDataPlane:
         except asyncio.CancelledError:
             task = asyncio.current_task()
             if starting.cancelled() and self._closed and not (task and task.cancelling()):
-                raise _closed("start") from None  # close() stopped the start, not our caller
+                # close() stopped the start, not our caller
+                raise data_plane_closed("start") from None
             raise
         except BaseException:
             if self._starting is starting:
@@ -220,7 +212,7 @@ class AsyncLinuxDataPlane:
                 rtnl=self._rtnl,
             )
             if self._closed:
-                raise _closed("start")
+                raise data_plane_closed("start")
             group = self._netlink.mcast_groups.get(GENL_MCGROUP)
             if group is None:
                 raise ModuleNotLoaded(0, "l2tp_netlink", "no 'l2tp' multicast group")
@@ -255,7 +247,7 @@ class AsyncLinuxDataPlane:
         loop.add_reader(event_sock.fileno(), self._on_events)
         dumped = await nl.dump_tunnel_ids()
         if self._closed:
-            raise _closed("start")
+            raise data_plane_closed("start")
         for check in self.tunnel_ids.end_sync(dumped):
             self._start_check(check)
         self._started = True
@@ -310,7 +302,7 @@ class AsyncLinuxDataPlane:
     def netlink(self) -> netlink.AsyncL2tpNetlink:
         """The pipelined generic netlink client (queries such as ``dump_sessions``)."""
         if self._closed:
-            raise _closed("netlink")
+            raise data_plane_closed("netlink")
         if not self._started or self._netlink is None:
             raise RuntimeError("AsyncLinuxDataPlane: await start() first")
         return self._netlink
@@ -403,17 +395,13 @@ class AsyncLinuxDataPlane:
             return
         get = None
         if spec.ifname is None:
-            get = netlink._session_cmd(Command.SESSION_GET, *key, "get")
+            get = netlink._get_session(*key)
         created = False
         try:
             await nl.channel.call_many([create] if get is None else [create, get])
             created = True
             self._pw_types_made.add(spec.pw_type)
-            ifname = spec.ifname
-            if get is not None and get.replies:
-                ifname = codec.ifname_of(get.replies[0])
-            if not ifname:
-                raise ValueError(f"session {spec.session_id} has no interface to set an MTU on")
+            ifname = netlink._session_ifname(spec, get)
             self._ifnames[key] = ifname
             await self.rtnl.set_mtu(ifname, spec.mtu)
         except asyncio.CancelledError:
@@ -494,27 +482,13 @@ class AsyncLinuxDataPlane:
             self._ifnames.pop((tunnel_id, session_id), None)
 
     async def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        mtu: int | None = None,
+        self, tunnel_id: int, session_id: int, **changes: Unpack[SessionChanges]
     ) -> None:
         """Change sequencing/LNS mode/reorder timeout (netlink) and the MTU (rtnetlink)."""
+        given_changes(changes)  # TypeError for an unknown keyword, as for named parameters
         nl = self.netlink
-        modify = netlink._modify_session(
-            tunnel_id,
-            session_id,
-            send_seq=send_seq,
-            recv_seq=recv_seq,
-            lns_mode=lns_mode,
-            reorder_timeout_ms=reorder_timeout_ms,
-            debug=None,
-        )
+        modify = netlink._modify_session(tunnel_id, session_id, changes)
+        mtu = changes.get("mtu")
         if mtu is None:
             await nl.channel.call(modify)
             return
@@ -522,7 +496,7 @@ class AsyncLinuxDataPlane:
         if key in self._ifnames:
             await nl.channel.call(modify)
         else:
-            get = netlink._session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")
+            get = netlink._get_session(tunnel_id, session_id)
             await nl.channel.call_many([modify, get])
             self._remember_ifname(key, get)
         await self.rtnl.set_mtu(self._known_ifname(key), mtu)
@@ -548,12 +522,12 @@ class AsyncLinuxDataPlane:
     async def _ifname(self, tunnel_id: int, session_id: int) -> str:
         key = (tunnel_id, session_id)
         if key not in self._ifnames:
-            get = netlink._session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")
+            get = netlink._get_session(tunnel_id, session_id)
             self._remember_ifname(key, await self.netlink.channel.call(get))
         return self._known_ifname(key)
 
     def _remember_ifname(self, key: tuple[int, int], get: Request) -> None:
-        ifname = codec.ifname_of(get.replies[0]) if get.replies else None
+        ifname = netlink._reply_ifname(get)
         if ifname:
             self._ifnames[key] = ifname
 

@@ -7,16 +7,12 @@ import errno
 import socket
 from collections import Counter, deque
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Unpack
 
 from l2tp.kernel.constants import PseudowireType
 from l2tp.kernel.dataplane import CALLS_KEPT, NullDataPlane
-from l2tp.kernel.errors import DataPlaneClosed, IdInUse, KernelError, SessionNotFound
-from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
-
-
-def _closed(what: str) -> DataPlaneClosed:
-    return DataPlaneClosed(errno.ESHUTDOWN, f"{what}: the data plane is closed")
+from l2tp.kernel.errors import IdInUse, KernelError, SessionNotFound, data_plane_closed
+from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec, SessionChanges
 
 
 class AsyncNullDataPlane:
@@ -61,7 +57,7 @@ class AsyncNullDataPlane:
 
     async def start(self) -> None:
         if self.closed:
-            raise _closed("start")
+            raise data_plane_closed("start")
         self.started = True
 
     async def close(self) -> None:
@@ -71,13 +67,13 @@ class AsyncNullDataPlane:
 
     async def _enter(self, what: str) -> None:
         if self.closed:
-            raise _closed(what)
+            raise data_plane_closed(what)
         if not self.started:
             raise RuntimeError("AsyncNullDataPlane: await start() first")
         if self.latency > 0:
             await asyncio.sleep(self.latency)
             if self.closed:
-                raise _closed(what)
+                raise data_plane_closed(what)
 
     async def create_tunnel(self, spec: KernelTunnelSpec) -> None:
         await self._enter(f"create tunnel {spec.tunnel_id}")
@@ -116,26 +112,10 @@ class AsyncNullDataPlane:
         self._ifnames.pop((tunnel_id, session_id), None)
 
     async def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        mtu: int | None = None,
+        self, tunnel_id: int, session_id: int, **changes: Unpack[SessionChanges]
     ) -> None:
         await self._enter(f"modify session {session_id} in tunnel {tunnel_id}")
-        self.null.modify_session(
-            tunnel_id,
-            session_id,
-            send_seq=send_seq,
-            recv_seq=recv_seq,
-            lns_mode=lns_mode,
-            reorder_timeout_ms=reorder_timeout_ms,
-            mtu=mtu,
-        )
+        self.null.modify_session(tunnel_id, session_id, **changes)
 
     async def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
         await self._enter(f"attach session {session_id} to {bridge}")
@@ -172,5 +152,5 @@ class AsyncNullDataPlane:
         self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
     ) -> socket.socket:
         if self.closed:
-            raise _closed("open PPP socket")
+            raise data_plane_closed("open PPP socket")
         return self.null.open_ppp_socket(tunnel, session_id, peer_session_id)

@@ -17,10 +17,10 @@ import errno
 import socket
 from collections import Counter, deque
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Unpack
 
 from l2tp.kernel.errors import IdInUse, SessionNotFound, TunnelNotFound
-from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec
+from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec, SessionChanges, given_changes
 from l2tp.kernel.netlink import L2tpNetlink
 from l2tp.kernel.sockets import pppol2tp_socket
 
@@ -37,15 +37,10 @@ class DataPlane(Protocol):
     def delete_session(self, tunnel_id: int, session_id: int) -> None: ...
 
     def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-    ) -> None: ...
+        self, tunnel_id: int, session_id: int, **changes: Unpack[SessionChanges]
+    ) -> None:
+        """Change the given settings of a session (see :class:`SessionChanges`)."""
+        ...
 
     def open_ppp_socket(
         self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
@@ -105,25 +100,10 @@ class LinuxDataPlane:
         self.netlink.delete_session(tunnel_id, session_id)
 
     def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        mtu: int | None = None,
+        self, tunnel_id: int, session_id: int, **changes: Unpack[SessionChanges]
     ) -> None:
-        self.netlink.modify_session(
-            tunnel_id,
-            session_id,
-            send_seq=send_seq,
-            recv_seq=recv_seq,
-            lns_mode=lns_mode,
-            reorder_timeout_ms=reorder_timeout_ms,
-            mtu=mtu,
-        )
+        given_changes(changes)  # the netlink client would also take ``debug``: not here
+        self.netlink.modify_session(tunnel_id, session_id, **changes)
 
     def open_ppp_socket(
         self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
@@ -131,11 +111,15 @@ class LinuxDataPlane:
         """Connect a PPPoL2TP socket to the session (managed tunnels only)."""
         return open_ppp_socket(tunnel, session_id, peer_session_id, netns=self.netns)
 
-    def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
+    def _ifname(self, tunnel_id: int, session_id: int) -> str:
+        """An Ethernet session's interface, asked of the kernel (ValueError: it has none)."""
         ifname = self.netlink.get_session(tunnel_id, session_id).ifname
         if not ifname:
             raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
-        self.netlink.rtnl.set_master(ifname, bridge)
+        return ifname
+
+    def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
+        self.netlink.rtnl.set_master(self._ifname(tunnel_id, session_id), bridge)
 
     def tunnel_exists(self, tunnel_id: int) -> bool:
         try:
@@ -145,10 +129,7 @@ class LinuxDataPlane:
         return True
 
     def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
-        ifname = self.netlink.get_session(tunnel_id, session_id).ifname
-        if not ifname:
-            raise ValueError(f"session {tunnel_id}/{session_id} has no network interface")
-        self.netlink.rtnl.set_up(ifname, up)
+        self.netlink.rtnl.set_up(self._ifname(tunnel_id, session_id), up)
 
     def close(self) -> None:
         self.netlink.close()
@@ -178,6 +159,11 @@ class NullDataPlane:
     def _record(self, name: str, args: Any) -> None:
         self.calls.append((name, args))
         self.counts[name] += 1
+
+    def _need_session(self, tunnel_id: int, session_id: int, message: str) -> None:
+        """Raise what the kernel would for a session that does not exist (``ENODEV``)."""
+        if (tunnel_id, session_id) not in self.sessions:
+            raise SessionNotFound(errno.ENODEV, message)
 
     def _close_peers(self, tunnel_id: int, session_id: int | None = None) -> None:
         keys = [
@@ -223,56 +209,38 @@ class NullDataPlane:
             )
 
     def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        mtu: int | None = None,
+        self, tunnel_id: int, session_id: int, **changes: Unpack[SessionChanges]
     ) -> None:
-        changes = {
-            k: v
-            for k, v in (
-                ("send_seq", send_seq),
-                ("recv_seq", recv_seq),
-                ("lns_mode", lns_mode),
-                ("reorder_timeout_ms", reorder_timeout_ms),
-                ("mtu", mtu),
-            )
-            if v is not None
-        }
-        self._record("modify_session", (tunnel_id, session_id, changes))
-        if (tunnel_id, session_id) not in self.sessions:
-            raise SessionNotFound(
-                errno.ENODEV, f"modify session {session_id} in tunnel {tunnel_id}: not found"
-            )
+        """Recorded with the settings given (not None) as a dict."""
+        self._record("modify_session", (tunnel_id, session_id, given_changes(changes)))
+        self._need_session(
+            tunnel_id, session_id, f"modify session {session_id} in tunnel {tunnel_id}: not found"
+        )
 
     def open_ppp_socket(
         self, tunnel: KernelTunnelSpec, session_id: int, peer_session_id: int
     ) -> socket.socket:
         """One end of a socketpair stands in for the PPPoL2TP socket."""
         self._record("open_ppp_socket", (tunnel.tunnel_id, session_id, peer_session_id))
-        if (tunnel.tunnel_id, session_id) not in self.sessions:
-            raise SessionNotFound(errno.ENODEV, f"open PPP socket: session {session_id} not found")
+        self._need_session(
+            tunnel.tunnel_id, session_id, f"open PPP socket: session {session_id} not found"
+        )
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
         self._ppp_peers.setdefault((tunnel.tunnel_id, session_id), []).append(theirs)
         return ours
 
     def attach_to_bridge(self, tunnel_id: int, session_id: int, bridge: str) -> None:
         self._record("attach_to_bridge", (tunnel_id, session_id, bridge))
-        if (tunnel_id, session_id) not in self.sessions:
-            raise SessionNotFound(errno.ENODEV, f"attach to bridge: session {session_id} not found")
+        self._need_session(
+            tunnel_id, session_id, f"attach to bridge: session {session_id} not found"
+        )
 
     def tunnel_exists(self, tunnel_id: int) -> bool:
         return tunnel_id in self.tunnels
 
     def set_session_up(self, tunnel_id: int, session_id: int, up: bool) -> None:
         self._record("set_session_up", (tunnel_id, session_id, up))
-        if (tunnel_id, session_id) not in self.sessions:
-            raise SessionNotFound(errno.ENODEV, f"set session up: session {session_id} not found")
+        self._need_session(tunnel_id, session_id, f"set session up: session {session_id} not found")
 
     def close(self) -> None:
         self._record("close", None)

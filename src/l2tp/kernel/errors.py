@@ -69,6 +69,12 @@ class DataPlaneClosed(KernelError):
     """
 
 
+def data_plane_closed(what: str) -> DataPlaneClosed:
+    """The error for a call made on (or cut short by) a closed data plane: one wording
+    for the Linux and the null data planes, which tests and callers match alike."""
+    return DataPlaneClosed(_errno.ESHUTDOWN, f"{what}: the data plane is closed")
+
+
 class AddressFamilyMismatch(KernelError, ValueError):
     """Local and peer addresses, or the socket and the addresses, differ in IP version."""
 

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 import enum
 import errno
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv6Address
+from typing import Final, TypedDict
 
 from l2tp.kernel.constants import EncapType, L2SpecType, PseudowireType
 from l2tp.kernel.errors import AddressFamilyMismatch
@@ -162,6 +164,52 @@ class KernelSessionSpec:
             raise ValueError("ifname must be 1..15 bytes (IFNAMSIZ)")
         if self.mtu is not None and not 68 <= self.mtu <= _U16:
             raise ValueError("mtu must be 68..65535")
+
+
+class SessionChanges(TypedDict, total=False):
+    """The keyword arguments of every data plane's ``modify_session``: what it changes.
+
+    A setting left out, or None, is kept as it is. ``mtu`` is set on the session's
+    interface through rtnetlink; the others are ``L2TP_CMD_SESSION_MODIFY``
+    attributes. The two :class:`~l2tp.kernel.dataplane.DataPlane` protocols, their
+    Linux and null implementations and the netlink clients all take these as
+    ``**changes: Unpack[SessionChanges]``, so the list is written once, here.
+    """
+
+    send_seq: bool | None
+    recv_seq: bool | None
+    lns_mode: bool | None
+    reorder_timeout_ms: int | None
+    mtu: int | None
+
+
+class NetlinkSessionChanges(SessionChanges, total=False):
+    """:class:`SessionChanges` plus ``debug``, which only the netlink clients
+    (:class:`~l2tp.kernel.netlink.L2tpNetlink`, ``AsyncL2tpNetlink``) offer: Linux
+    >= 5.12 ignores it, so the data planes leave it out."""
+
+    debug: int | None
+
+
+SESSION_CHANGES: Final[tuple[str, ...]] = tuple(SessionChanges.__annotations__)
+"""The keywords of :class:`SessionChanges`, in their order."""
+NETLINK_SESSION_CHANGES: Final[tuple[str, ...]] = tuple(NetlinkSessionChanges.__annotations__)
+"""The keywords of :class:`NetlinkSessionChanges`, in their order."""
+
+
+def given_changes(
+    changes: Mapping[str, object], keywords: Sequence[str] = SESSION_CHANGES
+) -> dict[str, object]:
+    """The settings of ``changes`` that are given (not None), in the order of ``keywords``.
+
+    Raises the TypeError of a call with an unknown keyword argument: Python does not
+    check ``**changes`` against its ``TypedDict`` at run time as it checks named
+    parameters, and a misspelt setting must not be silently ignored.
+    """
+    for key in changes:
+        if key not in keywords:
+            raise TypeError(f"modify_session() got an unexpected keyword argument {key!r}")
+    return {key: changes[key] for key in keywords if changes.get(key) is not None}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -24,13 +24,23 @@ import errno
 import socket
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, Unpack
 
 from l2tp.kernel import codec
 from l2tp.kernel.channel import AsyncChannel, Sending, SyncChannel
 from l2tp.kernel.constants import GENL_NAME, Command, EncapType, PseudowireType
 from l2tp.kernel.errors import KernelError, ModuleNotLoaded, TunnelNotFound
-from l2tp.kernel.model import KernelSessionSpec, KernelTunnelSpec, SessionInfo, Stats, TunnelInfo
+from l2tp.kernel.model import (
+    NETLINK_SESSION_CHANGES,
+    KernelSessionSpec,
+    KernelTunnelSpec,
+    NetlinkSessionChanges,
+    SessionChanges,
+    SessionInfo,
+    Stats,
+    TunnelInfo,
+    given_changes,
+)
 from l2tp.kernel.netns import socket_in_netns
 from l2tp.kernel.pipeline import DEFAULT_WINDOW, Pipeline, Request
 from l2tp.kernel.rtnl import AsyncRtnl, Rtnl
@@ -139,38 +149,43 @@ def _session_cmd(
     )
 
 
+def _get_tunnel(tunnel_id: int) -> Request:
+    return _tunnel_cmd(Command.TUNNEL_GET, tunnel_id, "get")
+
+
+def _get_session(tunnel_id: int, session_id: int) -> Request:
+    return _session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")
+
+
 def _modify_session(
-    tunnel_id: int,
-    session_id: int,
-    *,
-    send_seq: bool | None,
-    recv_seq: bool | None,
-    lns_mode: bool | None,
-    reorder_timeout_ms: int | None,
-    debug: int | None,
+    tunnel_id: int, session_id: int, changes: SessionChanges, *, debug: int | None = None
 ) -> Request:
+    """SESSION_MODIFY for the L2TP settings among ``changes`` (its ``mtu`` is not one:
+    the MTU is an rtnetlink setting of the session's interface)."""
     attrs = codec.session_modify_attrs(
         tunnel_id,
         session_id,
-        send_seq=send_seq,
-        recv_seq=recv_seq,
-        lns_mode=lns_mode,
-        reorder_timeout_ms=reorder_timeout_ms,
+        send_seq=changes.get("send_seq"),
+        recv_seq=changes.get("recv_seq"),
+        lns_mode=changes.get("lns_mode"),
+        reorder_timeout_ms=changes.get("reorder_timeout_ms"),
         debug=debug,
     )
     return _session_cmd(Command.SESSION_MODIFY, tunnel_id, session_id, "modify", attrs)
 
 
 def _modify_requests(
-    modify: Request, tunnel_id: int, session_id: int, mtu: int | None
+    tunnel_id: int, session_id: int, changes: NetlinkSessionChanges
 ) -> list[Request]:
-    """What ``modify_session`` sends, sync or async: the SESSION_MODIFY and, when an MTU
-    is to be set, a SESSION_GET in the same batch, whose reply names the session's
-    interface (the MTU is an rtnetlink setting of that interface, not an L2TP
-    attribute; see :func:`_mtu_ifname`)."""
-    if mtu is None:
+    """What the clients' ``modify_session`` sends, sync or async: the SESSION_MODIFY and,
+    when an MTU is to be set, a SESSION_GET in the same batch, whose reply names the
+    session's interface (see :func:`_mtu_ifname`). Raises TypeError for an unknown
+    keyword in ``changes``, before anything is sent."""
+    given = given_changes(changes, NETLINK_SESSION_CHANGES)
+    modify = _modify_session(tunnel_id, session_id, changes, debug=changes.get("debug"))
+    if "mtu" not in given:
         return [modify]
-    return [modify, _session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")]
+    return [modify, _get_session(tunnel_id, session_id)]
 
 
 def _mtu_ifname(requests: Sequence[Request], session_id: int) -> str:
@@ -220,11 +235,17 @@ def _sessions(req: Request) -> list[SessionInfo]:
     return [codec.session_info(codec.decode_l2tp(m)[1]) for m in req.replies]
 
 
+def _reply_ifname(get: Request) -> str | None:
+    """The interface named in the reply of a finished session GET (None: no reply, or a
+    session without one), decoded without building a :class:`SessionInfo`."""
+    return codec.ifname_of(get.replies[0]) if get.replies else None
+
+
 def _session_ifname(cfg: KernelSessionSpec, get: Request | None) -> str:
     """The interface of a created session: from the spec, else from its GET reply."""
     ifname = cfg.ifname
-    if ifname is None and get is not None and get.replies:
-        ifname = codec.ifname_of(get.replies[0])
+    if ifname is None and get is not None:
+        ifname = _reply_ifname(get)
     if not ifname:
         raise ValueError(f"session {cfg.session_id} has no interface to set an MTU on")
     return ifname
@@ -317,7 +338,7 @@ class L2tpNetlink:
         self._run([_delete_tunnel(tunnel_id)])
 
     def get_tunnel(self, tunnel_id: int) -> TunnelInfo:
-        (req,) = self._run([_tunnel_cmd(Command.TUNNEL_GET, tunnel_id, "get")])
+        (req,) = self._run([_get_tunnel(tunnel_id)])
         return _tunnels(req)[0]
 
     def dump_tunnels(self) -> list[TunnelInfo]:
@@ -344,9 +365,7 @@ class L2tpNetlink:
         for index, cfg in enumerate(configs):
             requests.append(_create_session(cfg))
             if cfg.mtu is not None and cfg.ifname is None:
-                gets[index] = _session_cmd(
-                    Command.SESSION_GET, cfg.tunnel_id, cfg.session_id, "get"
-                )
+                gets[index] = _get_session(cfg.tunnel_id, cfg.session_id)
                 requests.append(gets[index])
         self._channel.exchange(requests)
         for request in requests:  # a create's error first; a GET fails only if it did
@@ -362,40 +381,24 @@ class L2tpNetlink:
             self.rtnl.set_mtu(ifname, mtu)
 
     def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        debug: int | None = None,
-        mtu: int | None = None,
+        self, tunnel_id: int, session_id: int, **changes: Unpack[NetlinkSessionChanges]
     ) -> None:
-        modify = _modify_session(
-            tunnel_id,
-            session_id,
-            send_seq=send_seq,
-            recv_seq=recv_seq,
-            lns_mode=lns_mode,
-            reorder_timeout_ms=reorder_timeout_ms,
-            debug=debug,
-        )
-        requests = _modify_requests(modify, tunnel_id, session_id, mtu)
+        """Change the given settings (see :class:`~l2tp.kernel.model.SessionChanges`)."""
+        requests = _modify_requests(tunnel_id, session_id, changes)
         self._run(requests)
+        mtu = changes.get("mtu")
         if mtu is not None:
             self.rtnl.set_mtu(_mtu_ifname(requests, session_id), mtu)
 
     def delete_session(self, tunnel_id: int, session_id: int) -> None:
-        self._run([_session_cmd(Command.SESSION_DELETE, tunnel_id, session_id, "delete")])
+        self._run([_delete_session(tunnel_id, session_id)])
 
     def delete_sessions(self, keys: Iterable[tuple[int, int]]) -> None:
         """Delete many ``(tunnel_id, session_id)`` with batched requests."""
-        self._run([_session_cmd(Command.SESSION_DELETE, t, s, "delete") for t, s in keys])
+        self._run([_delete_session(t, s) for t, s in keys])
 
     def get_session(self, tunnel_id: int, session_id: int) -> SessionInfo:
-        (req,) = self._run([_session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get")])
+        (req,) = self._run([_get_session(tunnel_id, session_id)])
         return _sessions(req)[0]
 
     def dump_sessions(self, tunnel_id: int | None = None) -> list[SessionInfo]:
@@ -515,7 +518,7 @@ class AsyncL2tpNetlink:
         await self._call(_delete_tunnel(tunnel_id))
 
     async def get_tunnel(self, tunnel_id: int) -> TunnelInfo:
-        return _tunnels(await self._call(_tunnel_cmd(Command.TUNNEL_GET, tunnel_id, "get")))[0]
+        return _tunnels(await self._call(_get_tunnel(tunnel_id)))[0]
 
     async def dump_tunnels(self) -> list[TunnelInfo]:
         return _tunnels(await self._call(_dump(Command.TUNNEL_GET, "tunnels")))
@@ -523,7 +526,7 @@ class AsyncL2tpNetlink:
     async def has_tunnel(self, tunnel_id: int) -> bool:
         """Whether the namespace has this tunnel (a GET; the reply is not decoded)."""
         try:
-            await self._call(_tunnel_cmd(Command.TUNNEL_GET, tunnel_id, "get"))
+            await self._call(_get_tunnel(tunnel_id))
         except TunnelNotFound:
             return False
         return True
@@ -549,7 +552,7 @@ class AsyncL2tpNetlink:
             return config.ifname
         get = None
         if config.ifname is None:
-            get = _session_cmd(Command.SESSION_GET, config.tunnel_id, config.session_id, "get")
+            get = _get_session(config.tunnel_id, config.session_id)
         await self._run([create] if get is None else [create, get])
         ifname = _session_ifname(config, get)
         await self.rtnl.set_mtu(ifname, config.mtu)
@@ -569,30 +572,14 @@ class AsyncL2tpNetlink:
                 raise result
 
     async def modify_session(
-        self,
-        tunnel_id: int,
-        session_id: int,
-        *,
-        send_seq: bool | None = None,
-        recv_seq: bool | None = None,
-        lns_mode: bool | None = None,
-        reorder_timeout_ms: int | None = None,
-        debug: int | None = None,
-        mtu: int | None = None,
+        self, tunnel_id: int, session_id: int, **changes: Unpack[NetlinkSessionChanges]
     ) -> None:
-        modify = _modify_session(
-            tunnel_id,
-            session_id,
-            send_seq=send_seq,
-            recv_seq=recv_seq,
-            lns_mode=lns_mode,
-            reorder_timeout_ms=reorder_timeout_ms,
-            debug=debug,
-        )
+        """Change the given settings (see :class:`~l2tp.kernel.model.SessionChanges`)."""
+        requests = _modify_requests(tunnel_id, session_id, changes)
+        mtu = changes.get("mtu")
         if mtu is None:
-            await self._call(modify)
+            await self._call(requests[0])
             return
-        requests = _modify_requests(modify, tunnel_id, session_id, mtu)
         await self._run(requests)
         await self.rtnl.set_mtu(_mtu_ifname(requests, session_id), mtu)
 
@@ -604,13 +591,11 @@ class AsyncL2tpNetlink:
         await self._run([_delete_session(t, s) for t, s in keys])
 
     async def get_session(self, tunnel_id: int, session_id: int) -> SessionInfo:
-        req = await self._call(_session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get"))
-        return _sessions(req)[0]
+        return _sessions(await self._call(_get_session(tunnel_id, session_id)))[0]
 
     async def session_ifname(self, tunnel_id: int, session_id: int) -> str | None:
         """The interface name of a session (a GET, decoded without pyroute2)."""
-        req = await self._call(_session_cmd(Command.SESSION_GET, tunnel_id, session_id, "get"))
-        return codec.ifname_of(req.replies[0]) if req.replies else None
+        return _reply_ifname(await self._call(_get_session(tunnel_id, session_id)))
 
     async def dump_sessions(self, tunnel_id: int | None = None) -> list[SessionInfo]:
         found = _sessions(await self._call(_dump(Command.SESSION_GET, "sessions")))

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 import struct
+from contextlib import closing
 from dataclasses import dataclass
 
 from l2tp.kernel.channel import AsyncChannel, Sending, SyncChannel
@@ -210,29 +211,20 @@ class AsyncRtnl:
 
 def set_mtu(ifname: str, mtu: int, *, netns: str | None = None) -> None:
     """Set ``ifname``'s MTU in ``netns``; raises a :class:`KernelError` on failure."""
-    rtnl = Rtnl(netns=netns)
-    try:
+    with closing(Rtnl(netns=netns)) as rtnl:
         rtnl.set_mtu(ifname, mtu)
-    finally:
-        rtnl.close()
 
 
 def set_master(ifname: str, master: str, *, netns: str | None = None) -> None:
     """Make ``ifname`` a port of bridge ``master`` in ``netns`` (``ip link set master``)."""
-    rtnl = Rtnl(netns=netns)
-    try:
+    with closing(Rtnl(netns=netns)) as rtnl:
         rtnl.set_master(ifname, master)
-    finally:
-        rtnl.close()
 
 
 def set_up(ifname: str, up: bool, *, netns: str | None = None) -> None:
     """Bring ``ifname`` up or down in ``netns`` (``ip link set dev X up|down``)."""
-    rtnl = Rtnl(netns=netns)
-    try:
+    with closing(Rtnl(netns=netns)) as rtnl:
         rtnl.set_up(ifname, up)
-    finally:
-        rtnl.close()
 
 
 # --- routes through a point-to-point interface (RADIUS Framed-Route) -------------------
