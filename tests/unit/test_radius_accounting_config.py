@@ -10,6 +10,7 @@ import json
 from dataclasses import dataclass, field
 from ipaddress import ip_address
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -23,6 +24,7 @@ from l2tp.protocol.events import SessionClosed
 from l2tp.protocol.values import Reason
 from l2tp.radius.records import SessionEnd
 from l2tp.radius.session_accounting import PppAccounting
+from tests.helpers import until
 
 F = "t.toml"
 LISTENER = """
@@ -498,3 +500,51 @@ def test_tunnel_reject_counts_only_lns_set_ups_the_lac_answered(tmp_path: Path) 
             await service.close()
 
         asyncio.run(scenario())
+
+
+def test_removing_acct_servers_drains_the_engine_for_what_it_accounts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sessions with a Start keep the engine for their Stop, and so do a link that
+    started under it (its Start may still come) and a tunnel with a Tunnel-Start; new
+    sessions are not its. It closes once none is left; ``acct_servers`` given back
+    meanwhile take it back into service."""
+    monkeypatch.setattr("l2tp.daemons.radius_accounting.DRAIN_POLL", 0.01)
+    spool = tmp_path / "acct.spool"
+    off = RadiusSection(auth_servers=(server(1812, secret="x"),))
+
+    async def scenario() -> None:
+        backend = Backend()
+        drained: list[bool] = []
+        service = AccountingService(backend)  # type: ignore[arg-type]
+        service.on_drained = lambda: drained.append(True)
+        try:
+            await service.configure(acct_section(spool))
+            engine, observer = service.engine, service.observer
+            assert engine is not None and observer is not None
+            observer.active[(1, 2)] = "sess"
+            assert await service.configure(off)
+            assert service.draining and service.engine is engine
+            assert backend.observer is None  # the sessions starting now are not its
+            assert not await service.configure(off)  # already draining
+            # Given back: the same engine, in service again.
+            assert await service.configure(acct_section(spool))
+            assert not service.draining and backend.observer is observer
+            assert await service.configure(off)
+            del observer.active[(1, 2)]
+            starting = SimpleNamespace(settings=SimpleNamespace(observer=observer), released=False)
+            backend.links[(1, 3)] = starting
+            service._tunnels[7] = (None, 0.0)
+            await asyncio.sleep(0.05)
+            assert service.engine is engine  # a link coming up, a tunnel up
+            starting.released = True
+            await asyncio.sleep(0.05)
+            assert service.engine is engine  # the tunnel's Tunnel-Stop is its
+            del service._tunnels[7]
+            await until(lambda: drained, "the drained engine closed")
+            assert drained == [True] and not service.draining
+            assert service.engine is None and service.spool_path is None
+        finally:
+            await service.close()
+
+    asyncio.run(scenario())

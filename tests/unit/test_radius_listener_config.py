@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from l2tp.config import ConfigErrors, dump_toml, loads, to_dict
+from l2tp.config.fields import show
 from l2tp.config.model import Endpoint, RadiusSection
 from l2tp.daemons.configmap import listen_options
 
@@ -279,3 +280,105 @@ def test_a_listener_running_pppd_refuses_a_radius_table() -> None:
         ' pppd; [listener.L.radius] applies to sessions with ppp = "builtin"'
     ]
     assert load(DAEMON + listener("branch", 1701, OWN_AUTH)) is not None  # built-in: accepted
+
+
+SPOOL_ACCT = 'acct_servers = [ { address = "192.0.2.20", secret = "b" } ]\nspool = "{}"\n'
+
+
+def spool_error(holder: str, listener_name: str, spool: object) -> str:
+    return (
+        f"t.toml: listener.{listener_name}.radius: key 'spool': {show(str(spool))} is already"
+        f" used by {holder} (each accounting engine needs a spool file of its own)"
+    )
+
+
+def test_a_spool_behind_a_symbolic_link_to_its_directory_is_the_same_file(
+    tmp_path: Path,
+) -> None:
+    real = tmp_path / "state"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real, target_is_directory=True)
+    daemon = DAEMON.replace("/var/lib/l2tp/acct.spool", str(real / "acct.spool"))
+    aliased = tmp_path / "link" / "acct.spool"  # the file need not exist yet
+    lines = errors(daemon + listener("a", 1701, SPOOL_ACCT.replace("{}", str(aliased))))
+    assert lines == [spool_error("radius.spool", "a", aliased)]
+    # Between two listeners too, and either way round.
+    other = str(real / "b.spool")
+    lines = errors(
+        DAEMON
+        + listener("a", 1701, SPOOL_ACCT.replace("{}", other))
+        + listener("b", 1702, SPOOL_ACCT.replace("{}", str(tmp_path / "link" / "b.spool")))
+    )
+    assert lines == [spool_error("listener.a.radius.spool", "b", tmp_path / "link" / "b.spool")]
+
+
+def test_a_symbolic_link_to_the_spool_file_and_a_hard_link_are_the_same_file(
+    tmp_path: Path,
+) -> None:
+    target = tmp_path / "acct.spool"
+    target.write_bytes(b"")
+    (tmp_path / "alias.spool").symlink_to(target)
+    daemon = DAEMON.replace("/var/lib/l2tp/acct.spool", str(target))
+    alias = tmp_path / "alias.spool"
+    lines = errors(daemon + listener("a", 1701, SPOOL_ACCT.replace("{}", str(alias))))
+    assert lines == [spool_error("radius.spool", "a", alias)]
+    # A symbolic link whose target does not exist yet: its target's path is the file.
+    dangling = tmp_path / "later.spool"
+    (tmp_path / "to-later.spool").symlink_to(dangling)
+    lines = errors(
+        DAEMON
+        + listener("a", 1701, SPOOL_ACCT.replace("{}", str(tmp_path / "to-later.spool")))
+        + listener("b", 1702, SPOOL_ACCT.replace("{}", str(dangling)))
+    )
+    assert lines == [spool_error("listener.a.radius.spool", "b", dangling)]
+    # A hard link: two names, one inode.
+    hard = tmp_path / "hard.spool"
+    hard.hardlink_to(target)
+    lines = errors(daemon + listener("a", 1701, SPOOL_ACCT.replace("{}", str(hard))))
+    assert lines == [spool_error("radius.spool", "a", hard)]
+
+
+def test_dot_dot_segments_are_resolved_as_the_kernel_resolves_them(tmp_path: Path) -> None:
+    """``sub/../acct.spool`` is ``acct.spool``; and ``link/../x`` is the link target's
+    sibling, not a sibling of the link (a lexical normalisation would get both wrong)."""
+    (tmp_path / "sub").mkdir()
+    spool = tmp_path / "acct.spool"
+    daemon = DAEMON.replace("/var/lib/l2tp/acct.spool", str(spool))
+    dotted = f"{tmp_path}/sub/../acct.spool"
+    lines = errors(daemon + listener("a", 1701, SPOOL_ACCT.replace("{}", dotted)))
+    assert lines == [spool_error("radius.spool", "a", dotted)]
+    # link -> deep/inner: link/../x.spool is deep/x.spool, not tmp_path/x.spool.
+    (tmp_path / "deep" / "inner").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "deep" / "inner", target_is_directory=True)
+    through = f"{tmp_path}/link/../x.spool"
+    lines = errors(
+        DAEMON
+        + listener("a", 1701, SPOOL_ACCT.replace("{}", str(tmp_path / "deep" / "x.spool")))
+        + listener("b", 1702, SPOOL_ACCT.replace("{}", through))
+    )
+    assert lines == [spool_error("listener.a.radius.spool", "b", through)]
+    sibling = SPOOL_ACCT.replace("{}", str(tmp_path / "x.spool"))
+    load(
+        DAEMON
+        + listener("a", 1701, sibling)
+        + listener("b", 1702, SPOOL_ACCT.replace("{}", through))
+    )
+
+
+def test_one_directory_reached_through_two_paths_is_one_directory(tmp_path: Path) -> None:
+    """What a bind mount does (two paths, one directory: same device and inode), which
+    no real path shows; a hard-linked directory cannot be made, a bind mount needs
+    root: a symbolic link whose real path is hidden from the keys stands for it."""
+    from l2tp.config.radius_listener import spool_keys
+
+    (tmp_path / "state").mkdir()
+    (tmp_path / "view").symlink_to(tmp_path / "state", target_is_directory=True)
+    a = spool_keys(str(tmp_path / "state" / "x.spool"))
+    b = spool_keys(str(tmp_path / "view" / "x.spool"))
+    dir_a = {k for k in a if k[0] == "dir"}
+    dir_b = {k for k in b if k[0] == "dir"}
+    assert dir_a and dir_a == dir_b  # met by the directory's identity alone
+    assert not (a & spool_keys(str(tmp_path / "state" / "y.spool")))
+    # Nothing to look at (a missing directory): the real path still compares.
+    missing = spool_keys(str(tmp_path / "none" / "x.spool"))
+    assert missing == {("path", str(tmp_path / "none" / "x.spool"))}

@@ -293,12 +293,14 @@ def test_metrics_and_ctl_show_each_listeners_clients() -> None:
 
 
 def listeners_file(tables: dict[str, str]) -> str:
-    """A daemon with the listeners ``tables`` (name: ``[listener.NAME.radius]`` body)."""
+    """A daemon with the listeners ``tables`` (name: ``[listener.NAME.radius]`` body;
+    empty: no table)."""
     text = '[radius]\nauth_servers = [ { address = "127.0.0.1:18120", secret = "d" } ]\n'
     for port, (name, table) in enumerate(sorted(tables.items()), start=1701):
         text += f'\n[listener.{name}]\nlisten = "192.0.2.1:{port}"\nppp = "builtin"\n'
         text += f'\n[listener.{name}.builtin_ppp]\nlocal_address = "10.0.0.1"\n'
-        text += f"\n[listener.{name}.radius]\n{table}"
+        if table:
+            text += f"\n[listener.{name}.radius]\n{table}"
     return text
 
 
@@ -467,5 +469,238 @@ def test_drop_gone_ends_the_gone_listeners_ppp_before_closing_its_engine(
         finally:
             backend.links.clear()
             await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_no_engine_opens_a_spool_that_a_running_engine_holds_under_another_path(
+    tmp_path: Path,
+) -> None:
+    """The daemon's engine holds ``state/daemon.spool`` (its spool changes at a restart);
+    a reload naming it through a symbolic link to the directory, or with ``..``, is the
+    same file for a listener too."""
+    (tmp_path / "state" / "sub").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "state", target_is_directory=True)
+    spool = tmp_path / "state" / "daemon.spool"
+
+    async def scenario(aliased: str) -> None:
+        table = acct_only(tmp_path).replace(str(tmp_path / "b.spool"), aliased)
+        loaded = config(listeners_file({"b": table}))
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        daemon_accounting = AccountingService(backend)
+        listeners = ListenerRadius(backend, daemon_accounting)
+        try:
+            own = loaded.listeners[0].radius
+            assert own is not None and own.accounting is not None and loaded.radius is not None
+            daemon_table = dataclasses.replace(own.accounting, spool=str(spool))
+            await daemon_accounting.configure(
+                dataclasses.replace(loaded.radius, accounting=daemon_table)
+            )
+            with pytest.raises(StartError) as info:
+                await listeners.configure(loaded)
+            assert str(info.value).startswith(
+                f'[listener.b.radius] spool = "{aliased}": in use by [radius]'
+            )
+            assert "b" not in backend.observers  # b's sessions on the daemon's engine
+        finally:
+            await listeners.close()
+            await daemon_accounting.close()
+
+    for aliased in (f"{tmp_path}/link/daemon.spool", f"{tmp_path}/state/sub/../daemon.spool"):
+        asyncio.run(scenario(aliased))
+
+
+def bare_b(tmp_path: Path, spool: str = "b.spool", secret: str = "b") -> str:
+    return (
+        f'acct_servers = [ {{ address = "127.0.0.1:18131", secret = "{secret}" }} ]\n'
+        f'spool = "{tmp_path / spool}"\n'
+    )
+
+
+@pytest.fixture
+def quick_drain(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("l2tp.daemons.radius_accounting.DRAIN_POLL", 0.01)
+
+
+@pytest.mark.parametrize("how", ["no table", "auth only"])
+def test_a_listener_that_loses_its_acct_servers_keeps_its_engine_for_its_sessions(
+    tmp_path: Path, how: str, quick_drain: None
+) -> None:
+    """Its sessions had their Start from its engine: their Interim-Updates and Stop come
+    from it too (no Stop lost), while new sessions go to the daemon's; the engine closes
+    once they have ended."""
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
+            service = listeners.listeners["b"].accounting
+            observer, engine = backend.observers["b"], service.engine
+            assert isinstance(observer, PppAccounting) and engine is not None
+            observer.active[(5, 6)] = "sess-b"  # a session up, Start sent
+            without = "" if how == "no table" else OWN_A
+            assert await listeners.configure(config(listeners_file({"a": OWN_A, "b": without})))
+            assert "b" not in backend.observers  # new sessions: the daemon's engine
+            assert service.draining and service.engine is engine  # still there
+            assert engine._task is not None and not engine._task.done()  # sending, interims
+            assert service.spool_path == str(tmp_path / "b.spool")
+            assert listeners.acct_session_id((5, 6)) == "sess-b"  # DAE finds it
+            listeners.operator_close(5, 6)  # reasons still reach it
+            assert observer._ends == {(5, 6): SessionEnd.ADMIN_CLOSE}
+            await asyncio.sleep(0.05)
+            assert service.engine is engine  # the session is still up
+            observer.active.clear()  # its Stop made
+            observer._ends.clear()
+            await until(lambda: not service.draining, "the drained engine closed")
+            assert service.engine is None and service.spool_path is None
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_draining_engine_is_taken_back_when_its_acct_servers_return(
+    tmp_path: Path, quick_drain: None
+) -> None:
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            with_b = config(listeners_file({"b": bare_b(tmp_path)}))
+            await listeners.configure(with_b)
+            service = listeners.listeners["b"].accounting
+            observer, engine = backend.observers["b"], service.engine
+            assert isinstance(observer, PppAccounting)
+            observer.active[(5, 6)] = "sess-b"
+            await listeners.configure(config(listeners_file({"b": OWN_A})))
+            assert service.draining
+            # Back, the same file (another secret): the same engine, in service again.
+            await listeners.configure(config(listeners_file({"b": bare_b(tmp_path, secret="x")})))
+            assert not service.draining and service.engine is engine
+            assert backend.observers["b"] is observer
+            observer.active.clear()
+            await asyncio.sleep(0.05)
+            assert service.engine is engine  # in service: not closed when idle
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_listener_moved_to_another_spool_gets_a_new_engine_the_old_one_drains(
+    tmp_path: Path, quick_drain: None
+) -> None:
+    """Another spool is another accounting domain: the sessions started on the old engine
+    end on it (its servers), the new sessions start on the new one."""
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
+            old = listeners.listeners["b"].accounting
+            old_observer, old_engine = backend.observers["b"], old.engine
+            assert isinstance(old_observer, PppAccounting) and old_engine is not None
+            old_observer.active[(5, 6)] = "sess-old"
+            moved = config(listeners_file({"b": bare_b(tmp_path, "b2.spool", secret="n")}))
+            assert await listeners.configure(moved)
+            new = listeners.listeners["b"].accounting
+            assert new is not old and listeners.listeners["b"].retired == [old]
+            assert new.spool_path == str(tmp_path / "b2.spool")
+            assert old.draining and old.engine is old_engine
+            new_observer = backend.observers["b"]
+            assert isinstance(new_observer, PppAccounting) and new_observer is not old_observer
+            assert listeners.acct_session_id((5, 6)) == "sess-old"
+            assert "b" in listeners.snapshot()
+            # The same file again: nothing moves.
+            assert not await listeners.configure(moved)
+            old_observer.active.clear()
+            await until(lambda: listeners.listeners["b"].retired == [], "the old engine gone")
+            assert old.engine is None and new.engine is not None
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_spool_held_by_a_draining_engine_is_opened_once_it_has_closed(
+    tmp_path: Path, quick_drain: None
+) -> None:
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        listeners = ListenerRadius(backend, AccountingService(backend))
+        try:
+            await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
+            b = listeners.listeners["b"].accounting
+            observer = backend.observers["b"]
+            assert isinstance(observer, PppAccounting)
+            observer.active[(5, 6)] = "sess-b"
+            # b loses its accounting and c wants b's spool: not while b's engine drains.
+            moved = config(listeners_file({"b": OWN_A, "c": bare_b(tmp_path)}))
+            with pytest.raises(StartError) as info:
+                await listeners.configure(moved)
+            assert str(info.value) == (
+                f'[listener.c.radius] spool = "{tmp_path / "b.spool"}": in use by'
+                " [listener.b.radius]'s draining engine (until the sessions it accounts end)"
+                " (each accounting engine needs a spool file of its own)"
+            )
+            assert "c" not in backend.observers and b.draining
+            observer.active.clear()
+            await until(lambda: "c" in backend.observers, "c's engine opened after the drain")
+            c = listeners.listeners["c"].accounting
+            assert c.spool_path == str(tmp_path / "b.spool") and b.engine is None
+        finally:
+            await listeners.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("busy", [False, True])
+def test_the_daemons_engine_waits_for_a_spool_a_listener_engine_still_holds(
+    tmp_path: Path, quick_drain: None, busy: bool
+) -> None:
+    """A reload gives listener b's spool to [radius] (b loses its acct_servers): the file
+    is fine, but the daemon's engine is configured before the listeners', while b's still
+    holds the spool (and keeps it while it drains): it opens once b's has closed."""
+    spool = tmp_path / "b.spool"
+    daemon_acct = (
+        '[radius]\nacct_servers = [ { address = "127.0.0.1:18131", secret = "d" } ]\n'
+        f'spool = "{tmp_path}/./b.spool"\n'
+    )
+    moved = config(listeners_file({"b": OWN_A}).replace("[radius]\n", daemon_acct, 1))
+
+    async def scenario() -> None:
+        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+        daemon = AccountingService(backend)
+        listeners = ListenerRadius(backend, daemon)
+        try:
+            await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
+            b = listeners.listeners["b"].accounting
+            observer = backend.observers["b"]
+            assert isinstance(observer, PppAccounting)
+            if busy:
+                observer.active[(5, 6)] = "sess-b"
+            with pytest.raises(StartError) as info:
+                await daemon.configure(moved.radius)  # the daemon's reload order
+            assert str(info.value) == (
+                f'[radius] spool = "{tmp_path}/./b.spool": in use by'
+                " [listener.b.radius]'s engine (each accounting engine needs a spool file"
+                " of its own)"
+            )
+            assert daemon.engine is None
+            await listeners.configure(moved)
+            await listeners.drop_gone(moved)
+            if busy:
+                assert b.draining and daemon.engine is None
+                observer.active.clear()
+                await until(lambda: daemon.engine is not None, "the daemon's engine opened")
+            assert b.engine is None and daemon.engine is not None
+            assert daemon.spool_path == f"{tmp_path}/./b.spool"
+            assert backend.observer is daemon.observer
+            assert spool.exists()
+        finally:
+            await listeners.close()
+            await daemon.close()
 
     asyncio.run(scenario())

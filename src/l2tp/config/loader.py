@@ -10,9 +10,12 @@ afterwards. Every error is reported at the end in one
 :class:`~l2tp.config.errors.ConfigErrors`. Checks that depend on a value that
 was itself invalid are skipped, so one mistake gives one message.
 
-The loader does no I/O beyond reading the file: the host name default and the
+The loader does no I/O beyond reading the file and looking at the accounting spools'
+paths (:func:`~l2tp.config.radius_listener.spool_keys`: two paths for one file are
+refused, which only the file system can tell): the host name default and the
 host-name resolver are injected (``hostname=``, ``resolver=``), which keeps
-tests deterministic; ``pppd_args`` files are read by the daemon, not here.
+tests deterministic; ``pppd_args`` files are read by the daemon, not here. The
+daemons load before their event loop starts, and reload in a thread.
 
 The tables' readers live with their tables: :mod:`l2tp.config.control` (the
 loader's state and what tunnels and listeners share), :mod:`l2tp.config.tunnels`,

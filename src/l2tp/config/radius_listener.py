@@ -37,7 +37,7 @@ inherited keys written out.
 
 from __future__ import annotations
 
-import os.path
+import os
 from collections.abc import Iterable
 from dataclasses import replace
 
@@ -119,6 +119,43 @@ def read_listener_radius(
     )
 
 
+SpoolKey = tuple[object, ...]
+"""One of the marks of the file a spool path names (:func:`spool_keys`)."""
+
+
+def spool_keys(path: str) -> frozenset[SpoolKey]:
+    """What tells whether two spool paths name one file: two paths do when their keys
+    meet. The keys are the real path (symbolic links, ``.`` and ``..`` resolved as the
+    kernel resolves them; a relative path from the working directory, which the daemon
+    does not change), the (device, inode) of the directory that holds the file, with the
+    file's name (a directory reached through two paths: a bind mount, a symbolic link
+    the real path cannot see through), and the file's own (device, inode) when it
+    exists (a hard link). A path that cannot be looked at (a directory missing, no
+    permission) keeps the keys that could be had: its real path at least.
+
+    Looks at the file system (stat, readlink; no file opened): the loader runs before
+    the event loop starts, and a reload loads off it (a thread)."""
+    try:
+        real = os.path.realpath(path)
+    except (OSError, ValueError):  # not a path the system takes (the reader refuses NUL)
+        real = os.path.abspath(path)
+    keys: set[SpoolKey] = {("path", real)}
+    directory, name = os.path.split(real)
+    try:
+        st = os.stat(directory)
+    except (OSError, ValueError):
+        pass
+    else:
+        keys.add(("dir", st.st_dev, st.st_ino, name))
+    try:
+        st = os.stat(real)
+    except (OSError, ValueError):
+        pass
+    else:
+        keys.add(("file", st.st_dev, st.st_ino))
+    return frozenset(keys)
+
+
 def unique_spools(
     file: str,
     radius: RadiusSection | None,
@@ -126,27 +163,28 @@ def unique_spools(
     errors: list[ConfigError],
 ) -> None:
     """Every accounting engine has a spool of its own: two appending to one file would
-    replay (send again) each other's records at the next start. Paths are compared
-    absolute and normalised, without I/O (the loader reads no file system): ``a//b`` is
-    ``a/b``, and a relative path is taken from the working directory, as the daemon
-    (which does not change it) opens it; a symbolic link is not followed."""
-    seen: dict[str, str] = {}
+    replay (send again) each other's records at the next start. Two paths are one file
+    when :func:`spool_keys` says so: ``a//b`` and ``a/b``, a relative path and its
+    absolute path, a symbolic link (to the file or to a directory on the way) and its
+    target, ``..`` segments, a hard link, two bind mounts of one directory."""
+    seen: dict[SpoolKey, str] = {}
     if radius is not None and radius.accounting is not None:
-        seen[os.path.abspath(radius.accounting.spool)] = "radius.spool"
+        seen.update(dict.fromkeys(spool_keys(radius.accounting.spool), "radius.spool"))
     for listener in listeners:
         accounting = listener.radius.accounting if listener.radius is not None else None
         if accounting is None:
             continue
         path = f"{table_path('listener', listener.name)}.radius"
-        key = os.path.abspath(accounting.spool)
-        if key in seen:
+        keys = spool_keys(accounting.spool)
+        holder = next((seen[key] for key in sorted(keys, key=repr) if key in seen), None)
+        if holder is not None:
             reason = (
-                f"{show(accounting.spool)} is already used by {seen[key]} (each accounting"
+                f"{show(accounting.spool)} is already used by {holder} (each accounting"
                 " engine needs a spool file of its own)"
             )
             errors.append(ConfigError(file, path, "spool", reason))
         else:
-            seen[key] = f"{path}.spool"
+            seen.update(dict.fromkeys(keys, f"{path}.spool"))
 
 
 def listener_radius_items(section: RadiusSection) -> list[tuple[str, object]]:

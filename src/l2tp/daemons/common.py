@@ -253,7 +253,8 @@ async def serve(
             notify.reloading()
             try:
                 try:
-                    new = cfg.load(path, daemon=daemon_kind)
+                    # Off the loop: the file, the resolver, the spools' paths (stat).
+                    new = await asyncio.to_thread(cfg.load, path, daemon=daemon_kind)
                 except cfg.ConfigError as exc:
                     log.error("reload ignored: %s", exc)
                     print(f"{prog}: reload ignored:\n{exc}", file=sys.stderr, flush=True)

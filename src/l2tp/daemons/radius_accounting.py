@@ -12,9 +12,22 @@ the daemon's life; a changed server list or secret builds a new
 :class:`~l2tp.radius.client.RadiusClient` and swaps it in (the old one is closed once
 the requests in flight have had their full time, as the authentication client is), and
 the interval, tunnel records and NAS identity apply from then on. The spool's file and
-bounds are read once: changing them needs a restart (the reload says so). Removing
-``acct_servers`` closes the engine (what is unsent stays in the spool for the next
-start) and the sessions still up get no Stop.
+bounds are read once: changing them needs a restart (the reload says so).
+
+Removing ``acct_servers`` takes the engine out of service, not out of the daemon: the
+sessions (and, with ``tunnel_accounting``, the tunnels) it sent a Start for keep it,
+with its servers, for their Interim-Updates and their Stop, while the sessions that
+start from then on are not its (the backend's observer is no longer its). The engine
+*drains*: once nothing it accounts is left (no session up, no Stop being made, no link
+that started under it still coming up), its records waiting for an answer get the
+time a request has (every server's retries), then it closes (what is still unsent
+stays in its spool for the next start on that file). A reload that gives
+``acct_servers`` back while it drains takes it back into service (with the new
+servers); the spool it holds stays held until it is closed. Why, rather than closing
+at once: every Start has its Stop in the same accounting domain (the engine, its spool,
+its servers), so that a server never keeps a session open that ended (RFC 2866 has
+nothing on reconfiguration; a server that got a Start and never a Stop bills the
+session until a NAS reboot or a stale-session sweep closes it).
 
 Why a session ended (the Stop's Acct-Terminate-Cause, RFC 2866 5.10): the built-in PPP
 knows when the link ended by itself; otherwise the first reason noted wins
@@ -41,6 +54,7 @@ import asyncio
 import ipaddress
 import logging
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -72,6 +86,10 @@ __all__ = ["AccountingService", "read_acct_servers"]
 log = logging.getLogger("l2tp.radius.accounting")
 
 SessionKey = tuple[int, int]
+
+DRAIN_POLL = 1.0
+"""Seconds between two looks at whether a draining engine has anything left to account
+(a look is a pass over the built-in PPP's links: cheap, and only while draining)."""
 
 
 def read_acct_servers(accounting: RadiusAccounting) -> tuple[RadiusServer, ...]:
@@ -105,6 +123,11 @@ class AccountingService:
     say what each session's Access-Accept granted. ``stats``: the counter reader
     (default: the kernel's interface counters); ``lost``: the Acct-Tunnel-Packets-Lost
     reader (default: the kernel L2TP session's statistics, :class:`KernelPacketsLost`).
+    ``drain_poll``: seconds between two looks at a draining engine (module doc;
+    default :data:`DRAIN_POLL`).
+    ``on_drained``: called once a draining engine is closed (its spool free).
+    ``spool_holder(path)``: who else runs an engine on the spool ``path`` names (None:
+    nobody), asked before an engine is opened (the listeners' engines, for the daemon's).
     """
 
     def __init__(
@@ -113,10 +136,18 @@ class AccountingService:
         *,
         stats: StatsReader | None = None,
         lost: LostReader | None = None,
+        drain_poll: float | None = None,
     ) -> None:
         self.backend = backend
         self.stats = stats
         self.lost = lost
+        self.drain_poll = DRAIN_POLL if drain_poll is None else drain_poll
+        self.on_drained: Callable[[], None] | None = None
+        self.spool_holder: Callable[[str], Awaitable[str | None]] | None = None
+        self._drain: asyncio.Task[None] | None = None
+        self._drain_closing = False
+        """The drain is closing the engine (not to be cancelled: it is quick)."""
+        self._closing_spool: str | None = None
         self.engine: AccountingEngine | None = None
         self.observer: PppAccounting | None = None
         self.client: RadiusClient | None = None
@@ -136,15 +167,15 @@ class AccountingService:
         spool settings changed by a reload), leaving what runs in place."""
         accounting = section.accounting if section is not None else None
         if section is None or accounting is None:
-            if self.engine is None:
+            if self.engine is None or self._drain is not None:
                 return False
-            await self._stop_engine(drain=0.0)
-            log.info("RADIUS accounting off")
+            await self._retire_engine()
             return True
         servers = await asyncio.to_thread(read_acct_servers, accounting)
+        taken_back = await self._take_back()
         settings = (replace(section, auth_servers=()), servers)
         if self._settings == settings:
-            return False
+            return taken_back
         spool_settings = (
             accounting.spool,
             accounting.spool_max_records,
@@ -160,6 +191,13 @@ class AccountingService:
         )
         interval = float(accounting.interim_interval) if accounting.interim_interval else None
         if self.engine is None:
+            holder = await self.spool_holder(accounting.spool) if self.spool_holder else None
+            if holder is not None:
+                client.close()
+                raise StartError(
+                    f"[radius] spool = {toml_string(accounting.spool)}: in use by {holder}"
+                    " (each accounting engine needs a spool file of its own)"
+                )
             spool = Spool(
                 accounting.spool,
                 max_entries=accounting.spool_max_records,
@@ -207,13 +245,105 @@ class AccountingService:
             )
         return True
 
+    # ------------------------------------------------------------------ draining
+
+    @property
+    def draining(self) -> bool:
+        """The engine is out of service, kept for what it accounts (module doc)."""
+        return self._drain is not None
+
+    @property
+    def spool_path(self) -> str | None:
+        """The spool file its engine holds, in service, draining or being closed (None:
+        none held)."""
+        return self.engine.spool.path if self.engine is not None else self._closing_spool
+
+    def busy(self) -> bool:
+        """The engine still accounts for something: a session up (or its Stop being
+        made), a built-in PPP link that started under it and may still come up, a
+        tunnel that had its Tunnel-Start."""
+        observer = self.observer
+        if observer is None:
+            return False
+        if observer.active or observer.stopping or self._tunnels:
+            return True
+        return any(
+            link.settings.observer is observer and not link.released
+            for link in self.backend.links.values()
+        )
+
+    def _grace(self) -> float:
+        """The time a request has: every server's retries, and a second."""
+        settings = self._settings
+        if settings is None:
+            return 0.0
+        section = settings[0]
+        return section.timeout * (section.retries + 1) * max(1, len(settings[1])) + 1.0
+
+    async def _retire_engine(self) -> None:
+        """``acct_servers`` removed: out of service now, closed once drained."""
+        engine = self.engine
+        assert engine is not None
+        if self.backend.observer is self.observer:
+            self.backend.observer = None  # the sessions starting now are not its
+        if not self.busy() and not engine.spool.pending:
+            await self._stop_engine(drain=0.0)
+            log.info("RADIUS accounting off")
+            return
+        observer = self.observer
+        sessions = len(observer.active) if observer is not None else 0
+        log.info(
+            "RADIUS accounting off for new sessions; the engine (spool %s) stays for the"
+            " %d session(s) it accounts, until they end",
+            engine.spool.path,
+            sessions,
+        )
+        self._drain_closing = False
+        self._drain = asyncio.get_running_loop().create_task(self._drain_engine())
+
+    async def _drain_engine(self) -> None:
+        """Wait until nothing is left to account, give the records their time, close."""
+        engine = self.engine
+        assert engine is not None
+        while self.busy():
+            await asyncio.sleep(self.drain_poll)
+        await engine.wait_sent(self._grace())
+        self._drain_closing = True
+        await self._stop_engine(drain=0.0)
+        log.info("RADIUS accounting: the draining engine's sessions have ended; closed")
+        self._drain = None
+        if self.on_drained is not None:
+            self.on_drained()
+
+    async def _end_drain(self, *, take_back: bool) -> bool:
+        """Stop draining: cancelled while it waits (True: the engine is still here), or
+        awaited while it closes the engine (False). The engine goes back into service
+        with ``take_back``."""
+        task = self._drain
+        if task is None:
+            return False
+        if not self._drain_closing:
+            task.cancel()
+        await asyncio.wait((task,))
+        self._drain = None
+        if self.engine is None:
+            return False
+        if take_back:
+            self.backend.observer = self.observer
+            log.info("RADIUS accounting: the draining engine is back in service")
+        return True
+
+    async def _take_back(self) -> bool:
+        """``acct_servers`` given back while the engine drains: it serves again (True);
+        one that was already closing has closed first (its spool free)."""
+        return await self._end_drain(take_back=True)
+
     def _retire(self) -> None:
         """Close the current client once its requests in flight have had their time."""
         old, settings = self.client, self._settings
         if old is None or settings is None:
             return
-        section = settings[0]
-        grace = section.timeout * (section.retries + 1) * max(1, len(settings[1])) + 1.0
+        grace = self._grace()
 
         def close() -> None:
             self._retiring.pop(handle, None)
@@ -314,6 +444,8 @@ class AccountingService:
         engine, th = self.engine, ctx.tunnel(event.tunnel_id)
         if engine is None or not engine.tunnel_accounting or th is None or th.role is not Role.LNS:
             return
+        if self._drain is not None:  # out of service: new tunnels are not its
+            return
         description = _describe_tunnel(
             engine, th, event.tunnel_id, event.peer.tunnel_id, event.peer.host_name or None
         )
@@ -324,7 +456,7 @@ class AccountingService:
         """Tunnel-Reject (RFC 2867 3.3) for a tunnel a LAC tried to set up with us that
         ended before it was established (:func:`rejected_end` says which count)."""
         engine, th = self.engine, ctx.tunnel(event.tunnel_id)
-        if engine is None or not engine.tunnel_accounting or th is None:
+        if engine is None or not engine.tunnel_accounting or th is None or self._drain is not None:
             return
         if th.role is not Role.LNS or th.established_at is not None:
             return
@@ -376,6 +508,7 @@ class AccountingService:
             self._watcher.cancel()
             await asyncio.gather(self._watcher, return_exceptions=True)
             self._watcher = None
+        await self._end_drain(take_back=False)  # a draining engine closes as any
         await self._stop_engine(drain=drain)
 
     async def _stop_engine(self, *, drain: float) -> None:
@@ -384,10 +517,12 @@ class AccountingService:
         if self.backend.observer is observer:
             self.backend.observer = None
         if engine is not None:
+            self._closing_spool = engine.spool.path
             try:
                 await engine.close(drain=drain)
             except Exception:
                 log.exception("accounting: closing the engine failed")
+            self._closing_spool = None
             left = len(engine.spool.pending)
             if left:
                 log.info("accounting: %d record(s) kept in the spool for the next start", left)

@@ -27,18 +27,34 @@ Reloads go through each listener's services as through the daemon's: a listener 
 effective table is unchanged keeps its clients (a change in the daemon's ``[radius]``
 rebuilds a listener's client only when the listener inherits the changed key), a
 changed one gets new ones (the old closed once its requests in flight had their time),
-and a listener whose table is gone goes back to the daemon's. Its accounting engine is
-then closed as the daemon's is when ``acct_servers`` is removed (what is unsent stays in
-its spool for the next start).
+and a listener whose table is gone goes back to the daemon's. A listener whose
+``acct_servers`` are gone (its table removed, or kept without them) has its sessions
+from then on accounted by the daemon's engine, and its own engine drains as the
+daemon's does when ``acct_servers`` is removed
+(:class:`~l2tp.daemons.radius_accounting.AccountingService`): the sessions it sent a
+Start for get their Interim-Updates and Stop from it, to its servers, and it closes
+once they have ended. A listener whose ``spool`` names another file (another
+accounting domain, docs/radius.md) gets a new engine on it for the sessions starting
+from then on, while the one it replaces drains the same way with its servers
+(:attr:`_Listener.retired`); a changed server list or secret on the same spool is
+swapped in under the engine, as the daemon's is. A session keeps the engine it
+started under either way (the built-in PPP fixes a link's observer when the link
+starts): one that started on the daemon's engine before its listener got
+``acct_servers`` of its own ends there too.
 
 A listener gone from the file (removed or renamed) keeps its services until
 :meth:`ListenerRadius.drop_gone`, which the daemon calls once its reload has closed
 that listener's tunnels: the sessions ended there still have their engine for their
 Stop. An engine is never opened on a spool that another running engine holds (two
 would replay each other's records, and the compaction of one would cut the other's
-appends off): the daemon's (whose spool changes only at a restart), another
+appends off), whatever path names it (:func:`~l2tp.config.radius_listener.spool_keys`,
+looked at in a thread): the daemon's (whose spool changes only at a restart), another
 listener's; one held by a gone listener is opened by :meth:`ListenerRadius.drop_gone`,
-once that one is closed (a listener renamed with its spool).
+once that one is closed (a listener renamed with its spool), one held by a draining
+engine once that one has closed. The daemon's engine, opened by a reload that gives
+``[radius]`` its ``acct_servers`` (before the listeners' tables are applied), asks the
+same (:attr:`AccountingService.spool_holder`) and opens once the listener engine on
+its spool has closed.
 
 The reasons sessions end (an operator's close, a Disconnect-Request, the daemon
 stopping, the runtime's events) go to every engine (:meth:`ListenerRadius.note_end`
@@ -49,11 +65,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os.path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 
 from l2tp.config.errors import table_path, toml_string
 from l2tp.config.model import Config, RadiusSection
+from l2tp.config.radius_listener import spool_keys
 from l2tp.daemons.preflight import StartError
 from l2tp.daemons.radius_accounting import AccountingService
 from l2tp.daemons.radius_setup import RadiusService, auth_part
@@ -137,19 +154,47 @@ class _Listener:
     """One listener's services (created the first time it has a table; kept, idle,
     once it has none, so that the clients they retire are still closed at the end)."""
 
-    def __init__(self, backend: BuiltinPppBackend, name: str, stats: StatsReader | None) -> None:
+    def __init__(
+        self,
+        backend: BuiltinPppBackend,
+        name: str,
+        new_accounting: Callable[[ListenerSlot], AccountingService],
+    ) -> None:
         self.name = name
         self.slot = slot = ListenerSlot(backend, name)
         self.table = f"[{table_path('listener', name)}.radius]"
         self.auth = RadiusService(slot)
-        # The slot has what AccountingService uses of a backend (links, observer).
-        self.accounting = AccountingService(cast("BuiltinPppBackend", slot), stats=stats)
+        self._new_accounting = new_accounting
+        self.accounting = new_accounting(slot)
+        self.retired: list[AccountingService] = []
+        """Engines replaced by one on another spool, draining (module doc)."""
 
     def spool(self) -> str | None:
-        """The absolute path of the spool its engine holds (None: no engine)."""
-        engine = self.accounting.engine
-        path = engine.spool.path if engine is not None else None
-        return None if path is None else os.path.abspath(path)
+        """The path of the spool its engine holds, draining too (None: no engine)."""
+        return self.accounting.spool_path
+
+    def services(self) -> list[AccountingService]:
+        """Its accounting: the service in use, and the replaced ones still draining."""
+        return [self.accounting, *self.retired]
+
+    async def replace_accounting(self) -> None:
+        """The listener's accounting moves to another spool (another accounting domain):
+        the engine in service drains for the sessions it has (their Interim-Updates and
+        Stops to its servers), a new service takes the sessions starting from now on."""
+        old = self.accounting
+        await old.configure(None)  # drains, or closes at once when nothing is left
+        if old.spool_path is None:
+            await old.close()  # its event watcher
+        else:
+            self.retired.append(old)
+        self.accounting = self._new_accounting(self.slot)
+
+    async def prune(self) -> None:
+        """Forget the replaced services whose engine has closed."""
+        for service in list(self.retired):
+            if service.spool_path is None and not service.draining:
+                self.retired.remove(service)
+                await service.close()
 
     async def configure(
         self,
@@ -214,6 +259,16 @@ class ListenerRadius:
         self._ctx: L2tpContext | None = None
         self._deferred: set[str] = set()
         """Listeners whose engine waits for a gone listener's spool (:meth:`drop_gone`)."""
+        self._after_drain: set[str] = set()
+        """Listeners whose engine waits for a draining engine's spool (:meth:`_drained`)."""
+        self._config: Config | None = None
+        self._lock = asyncio.Lock()
+        self._tasks: set[asyncio.Task[None]] = set()
+        """What runs after a drain (:meth:`_drained`), cancelled by :meth:`close`."""
+        self._daemon_waits = False
+        """The daemon's engine waits for a listener engine's spool (:meth:`_retry_daemon`)."""
+        daemon.on_drained = self._drained
+        daemon.spool_holder = self._daemon_spool_holder
 
     async def configure(self, config: Config, *, only: set[str] | None = None) -> bool:
         """Apply every listener's ``radius`` of ``config`` (``only``: these listeners');
@@ -223,12 +278,18 @@ class ListenerRadius:
         The listeners gone from ``config`` are left as they are (:meth:`drop_gone`);
         those whose table is gone go first, so that their spools are free for the
         others."""
+        async with self._lock:
+            return await self._configure(config, only=only)
+
+    async def _configure(self, config: Config, *, only: set[str] | None) -> bool:
+        self._config = config
         present = {lc.name for lc in config.listeners}
         wanted = {lc.name: lc.radius for lc in config.listeners if lc.radius is not None}
         names = sorted(set(self.listeners) & present | set(wanted), key=lambda n: (n in wanted, n))
         if only is not None:
             names = [name for name in names if name in only]
         self._deferred -= set(names)
+        self._after_drain -= set(names)
         problems: list[str] = []
         changed = False
         for name in names:
@@ -237,22 +298,34 @@ class ListenerRadius:
             if listener is None:
                 if section is None:
                     continue
-                listener = self.listeners[name] = _Listener(self.backend, name, self.stats)
-                if self._ctx is not None:
-                    listener.accounting.watch(self._ctx)
+                listener = self.listeners[name] = _Listener(
+                    self.backend, name, self._new_accounting
+                )
             accounting = True
-            if section is not None and section.accounting is not None and listener.spool() is None:
-                holder = self._spool_holder(os.path.abspath(section.accounting.spool), present)
+            renew = False  # another spool: a new engine, the old one drains
+            own = section.accounting if section is not None else None
+            spool = own.spool if own is not None else None
+            current = listener.spool()
+            if spool is not None and current is not None:
+                renew = not await _same_file(current, spool)
+            if spool is not None and (current is None or renew):
+                holder, draining = await self._spool_holder(spool, present)
                 if holder is not None:
-                    accounting = False
+                    accounting = renew = False
                     if holder == "":  # a gone listener's: free after drop_gone
                         self._deferred.add(name)
                     else:
+                        if draining:  # free once it has closed: opened then
+                            self._after_drain.add(name)
                         problems.append(
                             f"[{table_path('listener', name)}.radius] spool ="
-                            f" {toml_string(section.accounting.spool)}: in use by {holder}"
+                            f" {toml_string(spool)}: in use by {holder}"
                             " (each accounting engine needs a spool file of its own)"
                         )
+            if renew:
+                await listener.replace_accounting()
+                log.info("listener %s: RADIUS: accounting moves to spool %s", name, spool)
+                changed = True
             try:
                 if await listener.configure(section, config.radius, accounting=accounting):
                     changed = True
@@ -260,27 +333,113 @@ class ListenerRadius:
                     log.info("listener %s: RADIUS: %s", name, what)
             except StartError as exc:
                 problems.append(str(exc))
+        await self._retry_daemon()  # a listener engine closed here may free its spool
         if problems:
             raise StartError("; ".join(problems))
         return changed
 
-    def _spool_holder(self, path: str, present: set[str]) -> str | None:
-        """Who runs an engine on the spool at (absolute) ``path``: the daemon's
+    async def _spool_holder(self, path: str, present: set[str]) -> tuple[str | None, bool]:
+        """Who runs an engine on the spool ``path`` names (:func:`_holder`): the daemon's
         ``[radius]`` or a listener's table; "" for a listener gone from the file; None:
-        nobody."""
-        held = self.daemon.engine.spool.path if self.daemon.engine is not None else None
-        if held is not None and os.path.abspath(held) == path:
-            return "[radius] (its spool changes at the next start)"
-        for name, listener in self.listeners.items():
-            if listener.spool() == path:
-                return f"[{table_path('listener', name)}.radius]" if name in present else ""
-        return None
+        nobody. True with it: that engine drains (free once it has closed)."""
+        held: list[tuple[str, str, bool]] = []
+        daemon = self.daemon.spool_path
+        if daemon is not None:
+            if self.daemon.draining:
+                held.append((f"[radius]{DRAINING}", daemon, True))
+            else:
+                held.append(("[radius] (its spool changes at the next start)", daemon, False))
+        for name, table, service, spool in self._listener_spools():
+            if name not in present:
+                held.append(("", spool, False))
+            elif service.draining:
+                held.append((f"{table}{DRAINING}", spool, True))
+            else:
+                held.append((table, spool, False))
+        return await _holder(path, held)
+
+    def _listener_spools(self) -> list[tuple[str, str, AccountingService, str]]:
+        """(name, table, service, spool) of every listener engine holding a spool."""
+        return [
+            (name, f"[{table_path('listener', name)}.radius]", service, spool)
+            for name, listener in self.listeners.items()
+            for service in listener.services()
+            if (spool := service.spool_path) is not None
+        ]
+
+    async def _daemon_spool_holder(self, path: str) -> str | None:
+        """For the daemon's engine about to open (a reload's ``[radius]`` with
+        ``acct_servers`` where it had none): the listener engine on the spool ``path``
+        names. The file check sees one file, but a listener's engine may still hold the
+        spool the previous file gave it: draining, in service until the listeners'
+        reload (which comes after the daemon's), or gone from the file until
+        :meth:`drop_gone`. The daemon's engine is then opened once it is free
+        (:meth:`_retry_daemon`)."""
+        held = [
+            (f"{table}{DRAINING}" if s.draining else f"{table}'s engine", spool, s.draining)
+            for _, table, s, spool in self._listener_spools()
+        ]
+        holder, _ = await _holder(path, held)
+        if holder is not None:
+            self._daemon_waits = True
+        return holder
+
+    async def _retry_daemon(self) -> None:
+        """Open the daemon's engine that waited for a listener engine's spool, if it is
+        free now (else it waits on); its problems are logged (the reload that refused
+        it said why)."""
+        config = self._config
+        if not self._daemon_waits or config is None:
+            return
+        self._daemon_waits = False
+        try:
+            if await self.daemon.configure(config.radius):
+                log.info("RADIUS: [radius]'s accounting engine opened (its spool is free)")
+        except StartError as exc:
+            log.warning("RADIUS: [radius]'s accounting: %s", exc)
+
+    def _new_accounting(self, slot: ListenerSlot) -> AccountingService:
+        """A listener's accounting service (the slot has what it uses of a backend:
+        links, observer)."""
+        service = AccountingService(cast("BuiltinPppBackend", slot), stats=self.stats)
+        service.on_drained = self._drained
+        if self._ctx is not None:
+            service.watch(self._ctx)
+        return service
+
+    def _drained(self) -> None:
+        """A draining engine has closed (its drain's last step): what follows runs in a
+        task of its own, which a reload in progress (holding the lock, perhaps waiting
+        for that drain to end) does not wait for."""
+        task = asyncio.get_running_loop().create_task(self._after_drain_ended())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _after_drain_ended(self) -> None:
+        """Forget the closed engines, open those that waited for a spool (one still held
+        by another draining engine waits on)."""
+        async with self._lock:
+            for listener in list(self.listeners.values()):
+                await listener.prune()
+            await self._retry_daemon()
+            config = self._config
+            waiting, self._after_drain = self._after_drain, set()
+            if not waiting or config is None:
+                return
+            try:
+                await self._configure(config, only=waiting)
+            except StartError as exc:
+                log.warning("RADIUS: after a draining engine closed: %s", exc)
 
     async def drop_gone(self, config: Config, *, drain: float = 0.0) -> bool:
         """Close the services of the listeners gone from ``config`` (after the daemon's
         reload closed their tunnels: their sessions' Stops went to their engines), then
         open the engines that waited for their spools; True when something changed.
         Raises StartError as :meth:`configure`."""
+        async with self._lock:
+            return await self._drop_gone(config, drain=drain)
+
+    async def _drop_gone(self, config: Config, *, drain: float) -> bool:
         present = {lc.name for lc in config.listeners}
         gone = [self.listeners.pop(name) for name in sorted(set(self.listeners) - present)]
         if not gone:
@@ -291,24 +450,26 @@ class ListenerRadius:
         names = {x.name for x in gone}
         links = [x for x in self.backend.links.values() if x.options.listener in names]
         await asyncio.gather(*(self.backend.stop(x.session) for x in links))
-        await asyncio.gather(*(x.accounting.close(drain=drain) for x in gone))
+        await asyncio.gather(*(s.close(drain=drain) for x in gone for s in x.services()))
         for listener in gone:
             listener.slot.authenticator = None
             listener.auth.close()  # its sessions are closed: nothing waits for an answer
             log.info("listener %s: RADIUS: closed (the listener is gone)", listener.name)
+        await self._retry_daemon()
         deferred, self._deferred = self._deferred, set()
         if deferred:
-            await self.configure(config, only=deferred)
+            await self._configure(config, only=deferred)
         return True
 
     def watch(self, ctx: L2tpContext) -> None:
         """Note the reasons the runtime's events give, in every listener's engine."""
         self._ctx = ctx
         for listener in self.listeners.values():
-            listener.accounting.watch(ctx)
+            for service in listener.services():
+                service.watch(ctx)
 
     def _engines(self) -> list[AccountingService]:
-        return [self.daemon, *(x.accounting for x in self.listeners.values())]
+        return [self.daemon, *(s for x in self.listeners.values() for s in x.services())]
 
     # What the Disconnect-Request server and ``l2tp ctl close`` use of the accounting
     # (DaeService.accounting, ContextTarget's ``closing``), over every engine.
@@ -345,7 +506,38 @@ class ListenerRadius:
     async def close(self, *, drain: float = 0.0) -> None:
         """Stop every listener's accounting (``drain`` as the daemon's) and close its
         clients."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         listeners = list(self.listeners.values())
-        await asyncio.gather(*(x.accounting.close(drain=drain) for x in listeners))
+        await asyncio.gather(*(s.close(drain=drain) for x in listeners for s in x.services()))
         for listener in listeners:
             listener.auth.close()
+
+
+async def _same_file(a: str, b: str) -> bool:
+    """Whether spool paths ``a`` and ``b`` name one file (:func:`spool_keys`, off the
+    loop; the same string needs no look)."""
+    if a == b:
+        return True
+    return await asyncio.to_thread(lambda: bool(spool_keys(a) & spool_keys(b)))
+
+
+DRAINING = "'s draining engine (until the sessions it accounts end)"
+
+
+async def _holder(path: str, held: list[tuple[str, str, bool]]) -> tuple[str | None, bool]:
+    """The (who, draining) of the first of ``held`` (who, spool path, draining) whose
+    spool is the file ``path`` names (:func:`spool_keys`, in a thread: it looks at the
+    file system); (None, False): none."""
+    if not held:
+        return None, False
+
+    def look() -> tuple[str | None, bool]:
+        keys = spool_keys(path)
+        for who, spool, draining in held:
+            if keys & spool_keys(spool):
+                return who, draining
+        return None, False
+
+    return await asyncio.to_thread(look)

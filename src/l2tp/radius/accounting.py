@@ -265,14 +265,24 @@ class AccountingEngine:
                 await awaited
         await self.spool.close()
 
+    async def wait_sent(self, seconds: float) -> bool:
+        """Wait up to ``seconds`` (on the engine's clock) for every record in the spool
+        to be acknowledged; True when none is left. Sends go on meanwhile."""
+        if self.spool.pending:
+            with contextlib.suppress(TimeoutError):
+                await self._wait_empty(seconds)
+        return not self.spool.pending
+
     async def _wait_empty(self, seconds: float) -> None:
         deadline = asyncio.ensure_future(self.clock.sleep(seconds))
         try:
             while self.spool.pending:
                 self._progress.clear()
                 waiter = asyncio.ensure_future(self._progress.wait())
-                await asyncio.wait((deadline, waiter), return_when=asyncio.FIRST_COMPLETED)
-                waiter.cancel()
+                try:
+                    await asyncio.wait((deadline, waiter), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    waiter.cancel()  # also when the wait itself is cancelled
                 if deadline.done():
                     raise TimeoutError
         finally:

@@ -186,6 +186,9 @@ class PppAccounting:
         self.active: dict[tuple[int, int], str] = {}
         """Acct-Session-Id of each accounted session, by session key."""
         self._ends: dict[tuple[int, int], SessionEnd] = {}
+        self.stopping: set[tuple[int, int]] = set()
+        """Sessions whose Stop is being made (counters read): not in :attr:`active` any
+        more, not in the engine's spool yet (an engine closed meanwhile would lose it)."""
         self._losing: dict[tuple[int, int], asyncio.Future[int | None]] = {}
         """Acct-Tunnel-Packets-Lost reads started when the control plane began stopping
         the session (:meth:`session_stopping`), for its Stop to take."""
@@ -286,9 +289,11 @@ class PppAccounting:
         noted = self._ends.pop(view.key, None)
         try:
             if acct_id is not None:
+                self.stopping.add(view.key)
                 end = end_from_ppp(ending.name) if ending is not None else noted
                 await self.engine.session_stopped(acct_id, end or SessionEnd.NAS_REQUEST)
         finally:
+            self.stopping.discard(view.key)
             early = self._losing.pop(view.key, None)  # not taken by the Stop
             if early is not None:
                 early.cancel()
