@@ -13,6 +13,12 @@ Needs root, a kernel with L2TP and PPP, and pppd: run it in the test VM (``bench
 ``--max-pending``: arrivals paced by the system's own pace; in one burst of 5,000 calls
 the emulated VM's set-up and LCP timers, not its memory, cut some: benchmarks.md §9.)
 
+To look into a run: ``--keep-logs DIR`` (the LNS's log, ``--lns-verbose`` for its
+``-v``) and ``--diagnose``, which snapshots both sides into DIR once a LAC tunnel's
+oldest message has gone unacknowledged for 7 s and again when one has closed: the LAC
+transport, the LNS's tunnels (``l2tp ctl``), both namespaces' UDP sockets (``ss``, their
+receive queues) and UDP counters.
+
 What is compared, exactly:
 
 * **Two namespaces joined by a veth** (L2TPv2 over UDP, 10.90.0.2 -> 10.90.0.1:1701): a kernel
@@ -71,6 +77,7 @@ import contextlib
 import dataclasses
 import json
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -405,6 +412,8 @@ class LnsProcess:
         secrets: Path,
         per_tunnel: int,
         profile: Path | None = None,
+        diagnose: bool = False,
+        verbose: int = 0,
     ):
         self.kind = kind
         conf = workdir / f"lns-{kind}.toml"
@@ -420,7 +429,10 @@ class LnsProcess:
         else:
             argv += ["-m", "l2tp.daemons.lns"]
         argv += [str(conf), "--ready-file", str(ready)]
-        argv += ["--control", "none"]  # no shared /run/l2tp socket between runs
+        argv += ["-v"] * verbose
+        self.control = workdir / f"lns-{kind}.sock" if diagnose else None
+        # No shared /run/l2tp socket between runs; one in the workdir to diagnose.
+        argv += ["--control", str(self.control) if self.control else "none"]
         with self.log_path.open("w") as log:
             self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
@@ -479,6 +491,13 @@ class Conditions:
     profile: Path | None = None
     max_pending: int = 0
     """Place a call only while fewer than this many are placed and not up (0: all at once)."""
+    keep_logs: Path | None = None
+    """Where each run's ``l2tp-lns`` log is copied (None: not kept)."""
+    lns_verbose: int = 0
+    """``-v`` options of the LNS (its log is kept with ``keep_logs``)."""
+    diagnose: bool = False
+    """Snapshot both sides when a LAC tunnel's message goes unacknowledged (see
+    :func:`watch_stuck`); into ``keep_logs``."""
     secrets: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -549,6 +568,90 @@ def closed_tunnels(tunnels: list[TunnelHandle], seen_at: dict[int, float]) -> di
     }
 
 
+def _run_text(argv: list[str]) -> str:
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return f"$ {' '.join(argv)}\n{done.stdout}{done.stderr}\n"
+
+
+def _lac_transport(t: TunnelHandle) -> dict[str, Any]:
+    tr = t.tunnel.transport
+    return {
+        "tunnel_id": t.tunnel_id,
+        "peer_tunnel_id": t.peer_tunnel_id,
+        "state": t.state.value,
+        "transport_state": tr.state.value,
+        "next_ns": tr.next_ns,
+        "next_nr": tr.next_nr,
+        "in_flight": tr.in_flight,
+        "queued": tr.queued,
+        "cwnd": tr.congestion.limit,
+        "counters": dataclasses.asdict(tr.counters),
+        "sock": str(t.sock),
+        "sessions": len(t.sessions),
+        "established": sum(1 for h in t.sessions.values() if h.established),
+    }
+
+
+STUCK_S = 7.0
+"""A LAC tunnel's oldest unacknowledged message this old (three retransmissions: 1 + 2
++ 4 s) counts as stuck for :func:`watch_stuck`."""
+
+
+async def watch_stuck(
+    ctx: L2tpContext,
+    tunnels: list[TunnelHandle],
+    ns: Namespaces,
+    lns: LnsProcess,
+    out: Path,
+    t0: float,
+) -> None:
+    """Diagnosis: once a LAC tunnel's oldest message has been unacknowledged for
+    :data:`STUCK_S`, and again when one has closed, write both sides' view of it to
+    ``out``: the LAC transport, the LNS's tunnels (``l2tp ctl``), both namespaces' UDP
+    sockets and counters."""
+    oldest: dict[int, tuple[int, float]] = {}
+    """Per tunnel: its oldest unacknowledged Ns and since when it has been."""
+    seen: set[str] = set()
+    while True:
+        await asyncio.sleep(1.0)
+        now = time.monotonic()
+        stuck = []
+        for t in tunnels:
+            tr = t.tunnel.transport
+            if not tr.in_flight:
+                oldest.pop(t.tunnel_id, None)
+                continue
+            first = (tr.next_ns - tr.queued - tr.in_flight) & 0xFFFF
+            if oldest.get(t.tunnel_id, (-1, 0.0))[0] != first:
+                oldest[t.tunnel_id] = (first, now)
+            elif now - oldest[t.tunnel_id][1] >= STUCK_S:
+                stuck.append(t)
+        closed = [t for t in tunnels if t.state in (TunnelState.CLOSING, TunnelState.CLOSED)]
+        for what, found in (("stuck", stuck), ("closed", closed)):
+            if not found or what in seen:
+                continue
+            seen.add(what)
+            lines = [f"{what} at {now - t0:.2f} s after the first call"]
+            lines += [json.dumps(_lac_transport(t)) for t in found[:5]]
+            lines.append(json.dumps({"lac_ctx": dataclasses.asdict(ctx.counters)}, default=str))
+            argvs = [
+                ["ip", "netns", "exec", ns.lns, "ss", "-uanmp"],
+                ["ip", "netns", "exec", ns.lac, "ss", "-uanm"],
+                ["ip", "netns", "exec", ns.lns, "cat", "/proc/net/snmp"],
+                ["ip", "netns", "exec", ns.lac, "cat", "/proc/net/snmp"],
+            ]
+            if lns.control is not None:
+                ctl = [sys.executable, "-m", "l2tp.cli.main", "ctl", "--socket", str(lns.control)]
+                argvs.append([*ctl, "--json", "tunnels"])
+                argvs.append([*ctl, "--json", "status"])
+            for argv in argvs:
+                lines.append(await asyncio.to_thread(_run_text, argv))
+            name = out / f"{what}-{time.strftime('%H%M%S')}.txt"
+            name.write_text("\n".join(lines))
+        if len(seen) == 2:
+            return
+
+
 def lac_options(i: int) -> SessionOptions:
     return SessionOptions(
         name=f"s{i}",
@@ -560,7 +663,15 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
     """One LNS kind: set-up of every session, memory, shutdown; a dict of figures."""
     n = cond.sessions
     lns = await asyncio.to_thread(
-        LnsProcess, ns, kind, cond.workdir, cond.secrets, cond.per_tunnel, cond.profile
+        LnsProcess,
+        ns,
+        kind,
+        cond.workdir,
+        cond.secrets,
+        cond.per_tunnel,
+        cond.profile,
+        cond.diagnose,
+        cond.lns_verbose,
     )
     result: dict[str, Any] = {"lns": kind, "sessions": n}
     watch = PppWatch(ns.lns)
@@ -580,6 +691,9 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
         result["tunnels_open_s"] = round(time.monotonic() - t_open, 2)
         t0, lac_cpu0 = time.monotonic(), time.process_time()
         handles: list[SessionHandle] = []
+        stuck_task = None
+        if cond.diagnose and cond.keep_logs is not None:
+            stuck_task = asyncio.create_task(watch_stuck(ctx, tunnels, ns, lns, cond.keep_logs, t0))
         t_closed: dict[int, float] = {}
         for i in range(n):
             if cond.max_pending and not await room(handles, backend, cond):
@@ -650,6 +764,8 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
             }
         )
         l2tp_task.cancel()
+        if stuck_task is not None:
+            stuck_task.cancel()
         await asyncio.sleep(SETTLE_S)
         after = Snapshot.take(lns.pid)
         result.update(memory(before, after, n))
@@ -673,6 +789,10 @@ async def run_one(ns: Namespaces, kind: str, cond: Conditions) -> dict[str, Any]
         await backend.close()
         watch.close()
         lns.kill()
+        if cond.keep_logs is not None:
+            cond.keep_logs.mkdir(parents=True, exist_ok=True)
+            kept = cond.keep_logs / f"lns-{kind}-{time.strftime('%H%M%S')}.log"
+            shutil.copyfile(lns.log_path, kept)
     result["left_ppp_links"] = {
         "lns": await asyncio.to_thread(ppp_links, ns.lns),
         "lac": await asyncio.to_thread(ppp_links, ns.lac),
@@ -771,6 +891,9 @@ async def run_pairs(args: argparse.Namespace) -> dict[str, Any]:
             Path(tmp),
             args.profile,
             args.max_pending,
+            args.keep_logs,
+            args.lns_verbose,
+            args.diagnose,
         )
         ns = await asyncio.to_thread(Namespaces.make)
         pairs = []
@@ -844,6 +967,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", default=None, help="where the config files go (default: /tmp)")
     p.add_argument(
         "--profile", type=Path, help="write cProfile data of the LNS and the LAC into this folder"
+    )
+    p.add_argument("--keep-logs", type=Path, help="copy each run's l2tp-lns log into this folder")
+    p.add_argument("--lns-verbose", action="count", default=0, help="-v for the LNS (its log)")
+    p.add_argument(
+        "--diagnose",
+        action="store_true",
+        help="with --keep-logs: snapshot both sides when a LAC tunnel message goes unacknowledged",
     )
     p.add_argument("--json", action="store_true", help="one JSON line of the report on stdout")
     p.add_argument("--json-out", type=Path, help="write the report here")

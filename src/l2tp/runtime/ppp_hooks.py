@@ -159,6 +159,15 @@ class SecretsFileAuthenticator:
     file again on a worker thread. A file that became unreadable or malformed is
     reported (with its line) and the last good contents stay in use; a file that was
     never read successfully makes :meth:`refresh` raise, so the session is refused.
+
+    One read at a time: sessions that call :meth:`refresh` while the file is being read
+    wait for that read and share its outcome. Why: an LNS prepares the calls of a burst
+    together (before their ICRPs), and each one that came before the first read had
+    finished started a read of its own. In the emulated test VM parsing a 5,000-line
+    file takes ~0.45 s of CPU under the GIL, so N such reads froze the event loop for
+    about N x 0.45 s (16 reads, 7 s, in a logged run); a freeze longer than a LAC's
+    retransmission cycle (31 s) ended its tunnels, their ICRQs unacknowledged
+    (benchmarks.md, section 9, the 5,000 point).
     """
 
     def __init__(self, path: str) -> None:
@@ -170,6 +179,7 @@ class SecretsFileAuthenticator:
         """Successful reads of the file."""
         self.errors = 0
         """Reads that failed (unreadable, too large, not UTF-8, malformed)."""
+        self._refreshing: asyncio.Task[None] | None = None
 
     def _read(self) -> list[SecretEntry]:
         with open(self.path, "rb") as stream:
@@ -179,15 +189,34 @@ class SecretsFileAuthenticator:
         return parse_secrets(data.decode("utf-8"))
 
     async def refresh(self) -> None:
-        """Re-read the file if it changed; raise when no good version was ever read."""
+        """Re-read the file if it changed; raise when no good version was ever read.
+        While a read is under way, wait for it instead of starting another (see the
+        class documentation); cancelling the wait does not stop the read."""
+        running = self._refreshing
+        if running is None:
+            stamp, _ = self._look()
+            if stamp is not None and stamp == self._stamp:
+                return  # unchanged: no task, no thread
+            running = self._refreshing = asyncio.get_running_loop().create_task(self._reload())
+            running.add_done_callback(self._reloaded)
+        await asyncio.shield(running)
+
+    def _look(self) -> tuple[tuple[int, int] | None, str | None]:
+        """The file's (modification time, size), or None and why it cannot be read."""
         try:
             st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size)
         except OSError as exc:
-            stamp = None
-            problem: str | None = exc.strerror or str(exc)
-        else:
-            problem = None
+            return None, exc.strerror or str(exc)
+        return (st.st_mtime_ns, st.st_size), None
+
+    def _reloaded(self, task: asyncio.Task[None]) -> None:
+        if self._refreshing is task:
+            self._refreshing = None
+        if not task.cancelled():
+            task.exception()  # raised to every waiter; retrieved if none is left
+
+    async def _reload(self) -> None:
+        stamp, problem = self._look()
         if stamp is not None and stamp == self._stamp:
             return
         if stamp is not None and stamp != self._failed_stamp:
