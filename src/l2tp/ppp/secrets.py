@@ -156,6 +156,42 @@ def find_secret(entries: Iterable[SecretEntry], client: str, server: str) -> Sec
     return best
 
 
+class SecretsIndex:
+    """The entries of a secrets file by client name, for :func:`find_secret`'s answer
+    without a pass over the whole file per authentication.
+
+    Why: an LNS with one line per subscriber authenticates every session against the
+    same file; a linear scan of 5,000 lines is 0.2-0.5 ms on a host and ~20 times that
+    in the emulated test VM, per session, on the event loop. The index gives the same
+    entry as :func:`find_secret` (an exact client beats ``*``, then an exact server
+    beats ``*``, then the earlier line).
+    """
+
+    __slots__ = ("_by_client", "_wildcard")
+
+    def __init__(self, entries: Iterable[SecretEntry]) -> None:
+        self._by_client: dict[str, list[SecretEntry]] = {}
+        self._wildcard: list[SecretEntry] = []
+        for entry in entries:
+            if entry.client == WILDCARD:
+                self._wildcard.append(entry)
+            else:
+                self._by_client.setdefault(entry.client, []).append(entry)
+
+    def find(self, client: str, server: str) -> SecretEntry | None:
+        """The entry :func:`find_secret` would pick for the same entries."""
+        for candidates in (self._by_client.get(client, ()), self._wildcard):
+            fallback: SecretEntry | None = None
+            for entry in candidates:
+                if entry.server == server:
+                    return entry
+                if fallback is None and entry.server == WILDCARD:
+                    fallback = entry
+            if fallback is not None:
+                return fallback
+        return None
+
+
 class SecretsAuthenticator:
     """An :class:`~.auth.base.Authenticator` that decides at once from parsed entries.
 
@@ -163,16 +199,25 @@ class SecretsAuthenticator:
     uses its own host name or the ``name`` option).
     """
 
-    def __init__(self, entries: Iterable[SecretEntry], *, server: str) -> None:
+    def __init__(
+        self,
+        entries: Iterable[SecretEntry],
+        *,
+        server: str,
+        index: SecretsIndex | None = None,
+    ) -> None:
         self.entries = list(entries)
         self.server = server
+        self.index = index if index is not None else SecretsIndex(self.entries)
+        """``index``: one already built for the same entries (shared by the
+        authenticators of one file, one per server name)."""
 
     @classmethod
     def from_text(cls, text: str, *, server: str) -> SecretsAuthenticator:
         return cls(parse_secrets(text), server=server)
 
     def authenticate(self, request: AuthRequest) -> AuthDecision:
-        entry = find_secret(self.entries, request.user, self.server)
+        entry = self.index.find(request.user, self.server)
         denied = AuthDecision(success=False, message="Access denied")
         if entry is None:
             return denied

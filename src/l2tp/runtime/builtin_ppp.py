@@ -34,7 +34,7 @@ from ipaddress import IPv4Network
 from l2tp.kernel.ppp_device import MAX_FRAME, LinuxPppKernel, PppChannel
 from l2tp.kernel.ppp_device import close_channel as _close_channel
 from l2tp.kernel.ppp_device import raise_fd_limit as _raise_fd_limit
-from l2tp.ppp.secrets import WILDCARD, find_secret
+from l2tp.ppp.secrets import WILDCARD
 from l2tp.protocol.events import Role
 from l2tp.runtime.backend import (
     BackendSession,
@@ -187,12 +187,12 @@ class BuiltinPppBackend:
 
         As pppd's client does: the line whose client is ``user`` and whose server is
         ``remote_name`` (pppd's ``remotename``), a ``*`` on either side matching any
-        name, an exact name beating a wildcard (:func:`l2tp.ppp.secrets.find_secret`).
+        name, an exact name beating a wildcard (:class:`l2tp.ppp.secrets.SecretsIndex`).
         """
         if options.user is None or options.password is not None or options.secrets is None:
             return options
-        entries = (await self._secrets_file(options.secrets)).entries or []
-        entry = find_secret(entries, options.user, options.remote_name or WILDCARD)
+        index = (await self._secrets_file(options.secrets)).index
+        entry = index.find(options.user, options.remote_name or WILDCARD) if index else None
         if entry is None:
             server = options.remote_name or "*"
             raise ValueError(

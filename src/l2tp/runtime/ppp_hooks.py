@@ -31,7 +31,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
 from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest, SecretsAuthenticator, SecretsFileError
-from l2tp.ppp.secrets import SecretEntry, parse_secrets
+from l2tp.ppp.secrets import SecretEntry, SecretsIndex, parse_secrets
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,9 @@ class SecretsFileAuthenticator:
         self.errors = 0
         """Reads that failed (unreadable, too large, not UTF-8, malformed)."""
         self._refreshing: asyncio.Task[None] | None = None
+        self._index: SecretsIndex | None = None
+        self._authenticators: dict[str, SecretsAuthenticator] = {}
+        """By server name, for the entries read last (made on first use)."""
 
     def _read(self) -> list[SecretEntry]:
         with open(self.path, "rb") as stream:
@@ -227,6 +230,8 @@ class SecretsFileAuthenticator:
                 self._failed_stamp = stamp
             else:
                 self.entries, self._stamp, self._failed_stamp = entries, stamp, None
+                self._index = None
+                self._authenticators.clear()
                 self.loads += 1
                 log.info("secrets file %s: %d entries", self.path, len(entries))
                 return
@@ -239,7 +244,24 @@ class SecretsFileAuthenticator:
     def authenticate(self, request: AuthRequest, context: AuthContext) -> AuthDecision:
         if self.entries is None:
             return AuthDecision(success=False, message="Access denied")
-        return SecretsAuthenticator(self.entries, server=context.server).authenticate(request)
+        return self._authenticator(context.server).authenticate(request)
+
+    @property
+    def index(self) -> SecretsIndex | None:
+        """The entries read last by client name (None: never read)."""
+        if self._index is None and self.entries is not None:
+            self._index = SecretsIndex(self.entries)
+        return self._index
+
+    def _authenticator(self, server: str) -> SecretsAuthenticator:
+        """One per server name per version of the file: an authentication costs a
+        lookup, not a copy and a scan of every line (:class:`SecretsIndex`)."""
+        authenticator = self._authenticators.get(server)
+        if authenticator is None:
+            assert self.entries is not None
+            authenticator = SecretsAuthenticator(self.entries, server=server, index=self.index)
+            self._authenticators[server] = authenticator
+        return authenticator
 
 
 class AddressPool:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from ipaddress import IPv4Address
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from l2tp.ppp import (
     ChapMd5Request,
@@ -17,7 +19,7 @@ from l2tp.ppp import (
 )
 from l2tp.ppp.auth import mschapv2
 from l2tp.ppp.auth.chap import md5_response
-from l2tp.ppp.secrets import find_secret
+from l2tp.ppp.secrets import SecretsIndex, find_secret
 
 TEXT = r"""
 # Secrets for authentication using CHAP
@@ -130,3 +132,28 @@ def test_mschapv2_returns_the_authenticator_response() -> None:
         nt_response=bytes(24),
     )
     assert not VERIFIER.authenticate(bad).success
+
+
+_NAMES = st.sampled_from(["*", "alice", "bob", "lns1", "lns2"])
+_ENTRIES = st.lists(
+    st.builds(SecretEntry, client=_NAMES, server=_NAMES, secret=st.just("s"), line=st.integers()),
+    max_size=12,
+)
+
+
+@given(entries=_ENTRIES, client=_NAMES, server=_NAMES)
+def test_index_picks_what_the_linear_scan_picks(
+    entries: list[SecretEntry], client: str, server: str
+) -> None:
+    """The index (one lookup per authentication) and pppd's precedence as a scan agree
+    on every file, including ``*`` as the asked name, down to the same line."""
+    assert SecretsIndex(entries).find(client, server) is find_secret(entries, client, server)
+
+
+def test_authenticator_uses_the_index_not_the_list() -> None:
+    """An authentication costs a lookup: the list is not scanned (a guard against a
+    return to the per-authentication scan that stalled a 5,000-subscriber LNS)."""
+    entries = parse_secrets(TEXT)
+    auth = SecretsAuthenticator(entries, server="lns1")
+    auth.entries = []  # a scan would find nothing now
+    assert auth.authenticate(PapRequest(user="alice", password=b"correct horse")).success
