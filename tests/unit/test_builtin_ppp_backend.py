@@ -22,7 +22,8 @@ import pytest
 from l2tp.kernel.ppp_device import PPP_IP, PPP_IPV6, NpMode
 from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest
 from l2tp.protocol.constants import CdnResult, ErrorCode
-from l2tp.runtime.backend import NullSessionBackend, SessionOptions
+from l2tp.runtime import backend as backend_module
+from l2tp.runtime.backend import ENDED_KEPT, EndedSessions, NullSessionBackend, SessionOptions
 from l2tp.runtime.builtin_ppp import (
     AuthContext,
     BuiltinPppBackend,
@@ -662,3 +663,42 @@ def test_dispatching_backend_prepares_only_the_builtin(tmp_path: Path) -> None:
         await builtin.close()
 
     run(scenario)
+
+
+def test_endings_keep_only_the_last_sessions(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How sessions ended is kept for the last ENDED_KEPT of them only, oldest forgotten
+    first (a session key ended again is the newest): a daemon's record of every session
+    it ever ended grew by one entry per call for ever."""
+    monkeypatch.setattr(backend_module, "ENDED_KEPT", 3)
+    kernel = FakePppKernel()
+    backend = BuiltinPppBackend(kernel=kernel, hostname="lac", terminate_wait=0.01)
+
+    async def one(sid: int) -> tuple[int, int]:
+        a, b = socket_pair()
+        session, _ = backend_session(a, lns=False, options=lac_options(), sid=sid)
+        try:
+            await backend.start(session)
+            await backend.stop(session)
+        finally:
+            b.close()
+        return session.key
+
+    async def scenario() -> None:
+        keys = [await one(sid) for sid in range(1, 6)]
+        assert list(backend.endings) == keys[2:]
+        assert await one(3) == keys[2]
+        assert list(backend.endings) == [keys[3], keys[4], keys[2]]
+        assert not backend.links and not kernel.open_fds
+        await backend.close()
+
+    run(scenario)
+
+
+def test_ended_sessions_forget_the_oldest() -> None:
+    ended: EndedSessions[str] = EndedSessions(2)
+    ended[(1, 1)] = "a"
+    ended[(1, 2)] = "b"
+    ended[(1, 1)] = "c"  # again: now the newest
+    ended[(1, 3)] = "d"
+    assert ended == {(1, 1): "c", (1, 3): "d"}
+    assert EndedSessions().limit == ENDED_KEPT

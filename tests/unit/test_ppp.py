@@ -18,6 +18,7 @@ from l2tp.kernel import PseudowireType, SessionConfig, TunnelConfig
 from l2tp.kernel.async_null import AsyncNullDataPlane
 from l2tp.protocol.constants import CdnResult, ErrorCode
 from l2tp.protocol.events import CallKind, Role, SessionInfo
+from l2tp.runtime import backend as backend_module
 from l2tp.runtime.backend import BackendSession, PppOptions
 from l2tp.runtime.ppp import (
     EXIT_TABLE,
@@ -523,6 +524,28 @@ def test_double_start_and_close_all(fake_pppd: str) -> None:
         await backend.close()
         assert not backend.running(one) and not backend.running(two)
         assert backend.exits[one.key].stopped and backend.exits[two.key].stopped
+
+    run(main())
+
+
+def test_exits_keeps_only_the_last_sessions(
+    fake_pppd: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A daemon ends sessions for as long as it runs: the record of how they ended is
+    bounded (ENDED_KEPT), oldest forgotten first; before, it kept every session's."""
+    monkeypatch.setattr(backend_module, "ENDED_KEPT", 2)
+    dataplane = AsyncNullDataPlane()
+    sessions = [make_session(dataplane=dataplane, sid=sid) for sid in (1, 3, 5)]
+
+    async def main() -> None:
+        backend = PppdBackend(pppd=fake_pppd, env=dict(os.environ))
+        for session in sessions:
+            await backend.start(session)
+            await backend.stop(session)
+        assert list(backend.exits) == [sessions[1].key, sessions[2].key]
+        assert (await backend.wait(sessions[2])).stopped
+        with pytest.raises(LookupError):
+            await backend.wait(sessions[0])
 
     run(main())
 

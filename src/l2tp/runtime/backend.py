@@ -61,7 +61,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from l2tp.kernel.model import KernelTunnelSpec
 from l2tp.protocol.events import Role, SessionInfo
@@ -71,6 +71,33 @@ if TYPE_CHECKING:  # the PPP core (and its crypto) is imported only where PPP ru
 
 Address = tuple[str, int]
 """``(host, port)`` as the runtime uses for UDP peers (IPv6 adds no flow/scope here)."""
+
+ENDED_KEPT = 1024
+"""How many ended sessions a backend remembers the end of (:class:`EndedSessions`)."""
+
+_V = TypeVar("_V")
+
+
+class EndedSessions(dict[tuple[int, int], _V]):
+    """How the last ``limit`` (:data:`ENDED_KEPT`) sessions ended, by session key
+    (diagnostics and tests: ``BuiltinPppBackend.endings``, ``PppdBackend.exits``);
+    setting a key makes it the newest, and the oldest is forgotten beyond ``limit``.
+
+    Bounded because a daemon ends sessions for as long as it runs: a record of every
+    one grew by an entry per call for ever (~170 bytes each, measured; with pppd, also
+    its last 20 lines of output), and a key is seldom looked up after its session's
+    tear-down.
+    """
+
+    def __init__(self, limit: int | None = None) -> None:
+        super().__init__()
+        self.limit = ENDED_KEPT if limit is None else limit
+
+    def __setitem__(self, key: tuple[int, int], value: _V) -> None:
+        self.pop(key, None)
+        super().__setitem__(key, value)
+        while len(self) > self.limit:
+            del self[next(iter(self))]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -38,6 +38,7 @@ from l2tp.ppp.secrets import WILDCARD
 from l2tp.protocol.events import Role
 from l2tp.runtime.backend import (
     BackendSession,
+    EndedSessions,
     SessionBackend,
     SessionOptions,
     reports_interface,
@@ -123,9 +124,10 @@ class BuiltinPppBackend:
         """Each session's interface is reported once made (backend.py, step 3)."""
         self.links: dict[tuple[int, int], PppLink] = {}
         """The running links by session key (tests and diagnostics)."""
-        self.endings: dict[tuple[int, int], Ending | None] = {}
-        """How the last link of every session key ended (None: stopped by the control plane
-        before anything went wrong), for diagnostics and tests."""
+        self.endings: EndedSessions[Ending | None] = EndedSessions()
+        """How the last link of each recently ended session key ended (None: stopped by
+        the control plane before anything went wrong), for diagnostics and tests; the
+        last :data:`~l2tp.runtime.backend.ENDED_KEPT` only."""
         self._secrets: dict[str, SecretsFileAuthenticator] = {}
         self._pools: dict[IPv4Network, AddressPool] = {}
         self._read_buffer = bytearray(MAX_FRAME)

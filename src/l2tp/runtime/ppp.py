@@ -90,7 +90,7 @@ from dataclasses import dataclass, field
 
 from l2tp.addresses import address_text
 from l2tp.protocol.constants import CdnResult, ErrorCode
-from l2tp.runtime.backend import BackendSession
+from l2tp.runtime.backend import BackendSession, EndedSessions
 from l2tp.runtime.ppp_options import (
     FORBIDDEN,
     MAX_ARGS_FILE,
@@ -396,8 +396,9 @@ class PppdBackend:
         self._running: dict[tuple[int, int], _Running] = {}
         self.reports_interface = True
         """It reports each session's ``pppN`` (see the module doc and backend.py step 3)."""
-        self.exits: dict[tuple[int, int], PppdExit] = {}
-        """The last :class:`PppdExit` of every session key, for diagnostics and tests."""
+        self.exits: EndedSessions[PppdExit] = EndedSessions()
+        """The last :class:`PppdExit` of each recently ended session key, for diagnostics,
+        tests and :meth:`wait`; the last :data:`~l2tp.runtime.backend.ENDED_KEPT` only."""
 
     @property
     def pppd(self) -> str:
