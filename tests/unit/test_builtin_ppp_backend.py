@@ -702,3 +702,23 @@ def test_ended_sessions_forget_the_oldest() -> None:
     ended[(1, 3)] = "d"
     assert ended == {(1, 1): "c", (1, 3): "d"}
     assert EndedSessions().limit == ENDED_KEPT
+
+
+def test_null_backend_keeps_only_the_last_stopped_sessions() -> None:
+    """The daemons run the null backend on the null data plane for their whole life:
+    its record of stopped sessions must not grow by one per call for ever."""
+    backend = NullSessionBackend()
+
+    async def scenario() -> None:
+        for sid in range(ENDED_KEPT + 10):
+            a, b = socket_pair()
+            b.close()
+            session, _ = backend_session(a, lns=True, options=None, sid=sid + 1)
+            await backend.start(session)
+            await backend.stop(session)
+            a.close()
+
+    run(scenario)
+    assert len(backend.stopped) == ENDED_KEPT
+    assert backend.stopped[0] == (10, 11) and backend.stopped[-1] == (10, ENDED_KEPT + 10)
+    assert not backend.started

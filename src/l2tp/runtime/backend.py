@@ -198,8 +198,10 @@ def reports_interface(backend: object) -> bool:
 class NullSessionBackend:
     """Runs nothing: every session is just an L2TP session (tests, benchmarks, control only).
 
-    ``started`` / ``stopped`` record session keys for tests. :meth:`report_down`
-    lets a test simulate the payload ending (e.g. pppd exiting).
+    ``started`` / ``stopped`` record session keys for tests; ``stopped`` keeps the last
+    :data:`ENDED_KEPT` only, since the daemons run this backend on the null data plane
+    for as long as they run. :meth:`report_down` lets a test simulate the payload ending
+    (e.g. pppd exiting).
     """
 
     def __init__(self) -> None:
@@ -212,6 +214,8 @@ class NullSessionBackend:
     async def stop(self, session: BackendSession) -> None:
         if self.started.pop(session.key, None) is not None:
             self.stopped.append(session.key)
+            if len(self.stopped) > ENDED_KEPT:
+                del self.stopped[0]
 
     def report_down(
         self, key: tuple[int, int], result: int, error: int | None = None, message: str = ""
