@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from l2tp.kernel.ppp_device import PPP_IP, PPP_IPV6, NpMode
-from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest
+from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest, RestartConfig
 from l2tp.protocol.constants import CdnResult, ErrorCode
 from l2tp.runtime import backend as backend_module
 from l2tp.runtime.backend import ENDED_KEPT, EndedSessions, NullSessionBackend, SessionOptions
@@ -315,6 +315,32 @@ def test_stop_with_a_silent_peer_waits_at_most_terminate_wait(tmp_path: Path) ->
             assert 0.45 <= loop.time() - started < 1.5
         finally:
             await pair.close()
+
+    run(scenario)
+
+
+def test_restart_settings_bound_lcp_with_a_silent_peer(tmp_path: Path) -> None:
+    """``restart_interval`` x ``max_configure`` (RFC 1661 4.6) is how long LCP asks a
+    peer that never answers: 3 x 0.1 s here, not the defaults' 10 x 3 s."""
+
+    async def scenario() -> None:
+        lns = BuiltinPppBackend(kernel=FakePppKernel(), hostname="lns", terminate_wait=0.5)
+        a, b = socket_pair()  # b is the peer: it never reads nor answers
+        reported = Reported()
+        restart = RestartConfig(restart_interval=0.1, max_configure=3)
+        session, _ = backend_session(
+            a, lns=True, options=lns_options(tmp_path, restart=restart), reported=reported
+        )
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            await lns.start(session)
+            await until(lambda: reported.downs, "LCP gave up", timeout=5)
+            assert 0.25 <= loop.time() - started < 2.0
+            assert reported.downs == [(CdnResult.NO_FRAMING, None, "PPP negotiation failed")]
+        finally:
+            await lns.close()
+            b.close()
 
     run(scenario)
 

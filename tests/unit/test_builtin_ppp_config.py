@@ -18,7 +18,7 @@ from l2tp.config import (
     to_dict,
 )
 from l2tp.daemons.configmap import listen_options, session_options
-from l2tp.ppp import AuthMethod
+from l2tp.ppp import AuthMethod, RestartConfig
 from l2tp.runtime.ppp_hooks import BuiltinPppOptions
 
 F = "t.toml"
@@ -180,6 +180,27 @@ def test_builtin_without_table_on_a_tunnel_session_uses_defaults() -> None:
     assert session_options(session).builtin_ppp == BuiltinPppOptions()
 
 
+def test_restart_timer_and_counters_load_map_and_round_trip() -> None:
+    """RFC 1661 4.6's timer and counters (pppd's lcp-restart, lcp-max-configure ...)
+    reach the PPP core's RestartConfig; left out, they are the RFC's defaults."""
+    text = LAC.replace(
+        'auth = ["chap-md5"]',
+        'auth = ["chap-md5"]\nrestart_interval = 500\nmax_configure = 4\n'
+        "max_terminate = 1\nmax_failure = 3",
+    )
+    config = loads(text, file=F, daemon="kl2tpd", hostname="h", resolver=None)
+    options = session_options(config.tunnel("t1").session("s1")).builtin_ppp
+    assert options is not None
+    assert options.restart == RestartConfig(
+        restart_interval=0.5, max_configure=4, max_terminate=1, max_failure=3
+    )
+    assert loads(dump_toml(config), file=F, daemon="kl2tpd", hostname="h", resolver=None) == config
+    plain = session_options(
+        loads(LAC, file=F, daemon="kl2tpd", hostname="h", resolver=None).tunnel("t1").session("s1")
+    ).builtin_ppp
+    assert plain is not None and plain.restart == RestartConfig()
+
+
 def test_zero_echo_interval_turns_the_keepalive_off() -> None:
     text = LAC.replace('auth = ["chap-md5"]', 'auth = ["chap-md5"]\nlcp_echo_interval = 0')
     config = loads(text, file=F, daemon="kl2tpd", hostname="h", resolver=None)
@@ -333,6 +354,14 @@ S = f"{F}: tunnel.t1.session.s1.builtin_ppp"
             LNS.replace("mru = 1400", "mru = 100"),
             "lns",
             [f"{P}: key 'mru': 100 is out of range 128-65535"],
+        ),
+        (
+            LNS + "restart_interval = 50\nmax_configure = 0\n",
+            "lns",
+            [
+                f"{P}: key 'restart_interval': 50 is out of range 100-60000 (milliseconds)",
+                f"{P}: key 'max_configure': 0 is out of range 1-255",
+            ],
         ),
         (
             LNS.replace("lcp_echo_failure = 3", "lcp_echo_failure = 0"),

@@ -171,6 +171,10 @@ def builtin_ppp_items(section: BuiltinPppSection, *, full: bool) -> Items:
         ("passive", section.passive),
         ("auth_timeout", _ms(section.auth_timeout)),
         ("resolv_file", section.resolv_file),
+        ("restart_interval", _ms(section.restart_interval)),
+        ("max_configure", section.max_configure),
+        ("max_terminate", section.max_terminate),
+        ("max_failure", section.max_failure),
     ]
 
 

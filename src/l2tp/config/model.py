@@ -125,6 +125,11 @@ class BuiltinPppSection:
     auth_timeout: float = 30.0
     """Seconds; 0.0: no limit of our own."""
     resolv_file: str | None = None
+    restart_interval: float = 3.0
+    """Seconds (RFC 1661 4.6 Restart timer, LCP and the NCPs)."""
+    max_configure: int = 10
+    max_terminate: int = 2
+    max_failure: int = 5
 
 
 class Daemon(enum.StrEnum):

@@ -51,6 +51,10 @@ BUILTIN_PPP_KEYS = frozenset(
         "passive",
         "auth_timeout",
         "resolv_file",
+        "restart_interval",
+        "max_configure",
+        "max_terminate",
+        "max_failure",
     )
 )
 AUTHENTICATOR_ONLY = ("address_pool", "dns")
@@ -170,6 +174,12 @@ def read_builtin_ppp(
     passive = r.boolean("passive", False)
     auth_timeout = r.integer("auth_timeout", 0, U32, context=" (milliseconds)")
     resolv_file = r.file_path("resolv_file")
+    # RFC 1661 4.6's timer and counters, for LCP and every NCP (pppd's lcp-restart,
+    # lcp-max-configure, lcp-max-terminate, lcp-max-failure).
+    restart = r.integer("restart_interval", 100, MAX_DELAY_MS, context=" (milliseconds)")
+    max_configure = r.integer("max_configure", 1, 255)
+    max_terminate = r.integer("max_terminate", 1, 255)
+    max_failure = r.integer("max_failure", 1, 255)
 
     if listener:
         for key in PEER_ONLY:
@@ -226,6 +236,10 @@ def read_builtin_ppp(
         passive=passive,
         auth_timeout=30.0 if auth_timeout is None else auth_timeout / 1000,
         resolv_file=resolv_file,
+        restart_interval=3.0 if restart is None else restart / 1000,
+        max_configure=10 if max_configure is None else max_configure,
+        max_terminate=2 if max_terminate is None else max_terminate,
+        max_failure=5 if max_failure is None else max_failure,
     )
 
 

@@ -28,7 +28,7 @@ from typing import Any
 
 from l2tp import config as cfg
 from l2tp.kernel.constants import EncapType
-from l2tp.ppp import AuthMethod
+from l2tp.ppp import AuthMethod, RestartConfig
 from l2tp.protocol.constants import DigestType, FramingBits
 from l2tp.protocol.events import CallParams, Role
 from l2tp.protocol.listener import ListenerConfig
@@ -225,6 +225,12 @@ def builtin_ppp_options(
         passive=section.passive,
         auth_timeout=section.auth_timeout or None,
         resolv_file=section.resolv_file,
+        restart=RestartConfig(
+            restart_interval=section.restart_interval,
+            max_configure=section.max_configure,
+            max_terminate=section.max_terminate,
+            max_failure=section.max_failure,
+        ),
     )
 
 

@@ -30,7 +30,14 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from typing import Protocol
 
-from l2tp.ppp import AuthDecision, AuthMethod, AuthRequest, SecretsAuthenticator, SecretsFileError
+from l2tp.ppp import (
+    AuthDecision,
+    AuthMethod,
+    AuthRequest,
+    RestartConfig,
+    SecretsAuthenticator,
+    SecretsFileError,
+)
 from l2tp.ppp.secrets import SecretEntry, SecretsIndex, parse_secrets
 
 log = logging.getLogger(__name__)
@@ -99,6 +106,9 @@ class BuiltinPppOptions:
     resolv_file: str | None = None
     """Peer: a file to write the DNS servers learned in IPCP to (RFC 1877), in
     resolv.conf form (pppd's ``usepeerdns`` writes ``/etc/ppp/resolv.conf``)."""
+    restart: RestartConfig = field(default_factory=RestartConfig)
+    """RFC 1661 4.6's Restart timer and Max-Configure/-Terminate/-Failure counters, for
+    LCP and every NCP (pppd's ``lcp-restart``, ``lcp-max-configure`` ...)."""
     listener: str | None = None
     """Authenticator: the listener whose session this is. Its RADIUS hook and accounting
     observer, when it has its own (``[listener.L.radius]``), are the backend's

@@ -203,6 +203,7 @@ class PppLink(PppAuthGlue, PppLinkObserver, PppGrants, PppNetwork):
             connect_delay=delay or None,
             passive=o.passive,
             auth_timeout=o.auth_timeout,
+            restart=o.restart,
         )
 
     @property
