@@ -51,6 +51,7 @@ class FakeHost:
     framing_capabilities = FramingBits.SYNC | FramingBits.ASYNC
     bearer_capabilities = BearerBits.DIGITAL | BearerBits.ANALOG
     log_context = {"tunnel": 10}
+    hides_avps = False
 
     def __init__(self) -> None:
         self.sent: list[tuple[ControlMessage, int]] = []

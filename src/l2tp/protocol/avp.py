@@ -100,6 +100,15 @@ def serialize_avp(
     for hiding requests the RFC forbids.
     """
     spec = SPECS.get((avp.vendor, avp.attribute))
+    if spec is not None and not avp.hidden and not avp.opaque:
+        # The common case, a known AVP in the clear: its vendor and type are in range
+        # (they are in the table) and ``mandatory`` was resolved by Avp.__post_init__.
+        value = encode_value(spec, avp.value)
+        length = AVP_HEADER_LEN + len(value)
+        if length > MAX_AVP_LEN:
+            raise LocalProtocolError(f"{spec.name} AVP of {length} bytes exceeds {MAX_AVP_LEN}")
+        flags = FLAG_M | length if avp.mandatory else length
+        return _HEADER.pack(flags, avp.vendor, avp.attribute) + value
     if avp.opaque:
         if not isinstance(avp.value, bytes):
             raise LocalProtocolError("an opaque AVP must carry its hidden octets as bytes")

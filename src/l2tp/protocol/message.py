@@ -22,25 +22,28 @@ compares by value and hashes.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from .avp import (
     AVP_HEADER_LEN,
     FLAG_H,
     FLAG_M,
+    MAX_AVP_LEN,
     Avp,
     decode_avp_at,
     scan_avps,
     serialize_avp,
 )
 from .avps import (
+    SPECS,
     SPECS_BY_KEY,
     AvpValue,
     CircuitStatus,
     MessageDigest,
     ProtocolVersion,
     ResultCode,
+    encode_value,
 )
 from .constants import VENDOR_IETF, AvpType, MessageType, to_enum
 from .errors import CodecError, LocalProtocolError
@@ -53,7 +56,7 @@ from .header import (
     build_control_message,
 )
 from .hidden import hiding_key
-from .specs import check_avps
+from .specs import check_avps, required_present
 
 RandomSource = Callable[[int], bytes]
 """``random_bytes(n)`` returns ``n`` random octets; injected, never os.urandom in the core."""
@@ -61,10 +64,12 @@ RandomSource = Callable[[int], bytes]
 _V2 = struct.Struct("!HHHHHH")
 _V3 = struct.Struct("!HHIHH")
 _MSG_TYPE = struct.Struct("!HHHH")
+_unpack_key = struct.Struct("!HI").unpack_from
 _AVP_HEADER = struct.Struct("!HHH")
 _FLAGS_MASK = 0xFFF0
 _CONTROL_FLAGS = FLAG_T | FLAG_L | FLAG_S
 _RANDOM_VECTOR = int(AvpType.RANDOM_VECTOR)
+_MESSAGE_TYPE = int(AvpType.MESSAGE_TYPE)
 _MESSAGE_DIGEST = int(AvpType.MESSAGE_DIGEST)
 _new = object.__new__
 _set = object.__setattr__
@@ -81,7 +86,17 @@ class ControlMessage:
         ControlMessage.of(MessageType.ICRQ, assigned_session_id=5, call_serial_number=1)
     """
 
-    __slots__ = ("_avps", "_data", "_mandatory", "_starts", "_type", "_unknown_m", "_vendor")
+    __slots__ = (
+        "_avps",
+        "_body",
+        "_data",
+        "_index",
+        "_mandatory",
+        "_starts",
+        "_type",
+        "_unknown_m",
+        "_vendor",
+    )
 
     _type: MessageType | int
     _vendor: int
@@ -89,6 +104,8 @@ class ControlMessage:
     _avps: tuple[Avp, ...] | None
     _data: bytes
     _starts: list[int]
+    _index: dict[int, int] | None
+    _body: bytes | None
     _unknown_m: bool
 
     def __init__(
@@ -100,20 +117,27 @@ class ControlMessage:
         mandatory: bool = True,
     ) -> None:
         avps = tuple(avps)
+        unknown_m = False
         for avp in avps:
             if not isinstance(avp, Avp):
                 raise TypeError(f"AVPs must be Avp instances, not {type(avp).__name__}")
-            if avp.vendor == VENDOR_IETF and avp.attribute == AvpType.MESSAGE_TYPE:
+            if avp.vendor == VENDOR_IETF and avp.attribute == _MESSAGE_TYPE:
                 raise LocalProtocolError("the Message Type AVP is given as message_type")
+            if avp.mandatory and (avp.vendor, avp.attribute) not in SPECS:
+                unknown_m = True  # Avp.is_unknown_mandatory, without two property calls
         if not 0 <= message_type <= 0xFFFF:
             raise LocalProtocolError(f"message type {message_type} out of range")
-        self._type = to_enum(MessageType, message_type) if vendor == VENDOR_IETF else message_type
+        if vendor == VENDOR_IETF and type(message_type) is not MessageType:
+            message_type = to_enum(MessageType, message_type)
+        self._type = message_type
         self._vendor = vendor
         self._mandatory = mandatory
         self._avps = avps
         self._data = b""
         self._starts = []
-        self._unknown_m = any(a.is_unknown_mandatory for a in avps)
+        self._index = None
+        self._body = None
+        self._unknown_m = unknown_m
 
     # -- constructors ------------------------------------------------------
 
@@ -156,7 +180,46 @@ class ControlMessage:
         msg._avps = None
         msg._data = data
         msg._starts = starts
+        msg._index = None
+        msg._body = None
         msg._unknown_m = unknown_m
+        return msg
+
+    @classmethod
+    def encoded(
+        cls, message_type: MessageType, values: Iterable[tuple[int, AvpValue]]
+    ) -> ControlMessage:
+        """A message of IETF AVPs from the table, in the clear and with the M bits the
+        RFC prescribes, built straight into its wire form.
+
+        The same message, and the same bytes from :func:`encode_body`, as
+        ``ControlMessage(message_type=..., avps=[Avp(attribute=a, value=v), ...])``,
+        for the messages the session code sends for every call (ICRQ, ICRP, ICCN ...):
+        no :class:`Avp` object is made (``avps`` decodes them from the bytes if it is
+        read) and :func:`encode_body` hands the bytes back as they are. Each value is
+        checked as :func:`encode_body` checks it: :class:`LocalProtocolError` when it
+        does not fit its AVP.
+        """
+        out = [_MSG_TYPE.pack(FLAG_M | 8, VENDOR_IETF, 0, message_type)]
+        starts: list[int] = []
+        pos = 8
+        for attribute, value in values:
+            spec = SPECS_BY_KEY.get(attribute)
+            if spec is None or attribute in (_MESSAGE_TYPE, _MESSAGE_DIGEST):
+                raise LocalProtocolError(f"AVP type {attribute} cannot be built from a value")
+            data = encode_value(spec, value)
+            length = AVP_HEADER_LEN + len(data)
+            if length > MAX_AVP_LEN:
+                raise LocalProtocolError(f"{spec.name} AVP of {length} bytes exceeds {MAX_AVP_LEN}")
+            flags = FLAG_M | length if spec.mandatory else length
+            out.append(_AVP_HEADER.pack(flags, VENDOR_IETF, attribute) + data)
+            starts.append(pos)
+            pos += length
+        body = b"".join(out)
+        if CONTROL_HEADER_LEN + len(body) > 0xFFFF:
+            raise LocalProtocolError("control message longer than 65535 bytes")
+        msg = cls._from_wire(message_type, VENDOR_IETF, True, body, starts, False)
+        msg._body = body
         return msg
 
     # -- read-only attributes ---------------------------------------------
@@ -210,11 +273,17 @@ class ControlMessage:
         usable. Reads straight from the datagram when the AVPs are not built yet.
         """
         if self._avps is None:
-            data = self._data
             key = (vendor << 16) | attribute
+            index = self._index
+            if index is not None:
+                pos = index.get(key)
+                return None if pos is None else self._value_at(key, pos)
+            # No index yet (made by validation, :meth:`values_of`): a walk that stops at
+            # the AVP, cheaper than the index for the first AVPs of a message read once.
+            data = self._data
             for pos in self._starts:
-                word, v, a = _AVP_HEADER.unpack_from(data, pos)
-                if a == attribute and v == vendor and not word & FLAG_H:
+                word, found = _unpack_key(data, pos)
+                if found == key and not word & FLAG_H:
                     value = data[pos + AVP_HEADER_LEN : pos + (word & 0x3FF)]
                     spec = SPECS_BY_KEY.get(key)
                     result: AvpValue = value if spec is None else spec.codec.decode(value)
@@ -224,6 +293,53 @@ class ControlMessage:
             if avp.attribute == attribute and avp.vendor == vendor and not avp.opaque:
                 return avp.value
         return None
+
+    def _wire_index(self) -> dict[int, int]:
+        """``vendor << 16 | attribute`` -> offset of the first AVP of that type that is not
+        hidden, for a message read from the wire whose AVPs are not built yet.
+
+        Made on first use, in one walk over the AVP headers: the session code reads
+        up to a dozen values of an ICRQ, and validation asks which types are present;
+        each of these was a walk of its own.
+        """
+        index = self._index
+        if index is None:
+            index = self._index = {}
+            data = self._data
+            for pos in self._starts:
+                word, key = _unpack_key(data, pos)
+                if not word & FLAG_H and key not in index:
+                    index[key] = pos
+        return index
+
+    def _value_at(self, key: int, pos: int) -> AvpValue:
+        """The decoded value of the (not hidden) AVP whose header is at ``pos``."""
+        data = self._data
+        value = data[pos + AVP_HEADER_LEN : pos + (((data[pos] << 8) | data[pos + 1]) & 0x3FF)]
+        spec = SPECS_BY_KEY.get(key)
+        return value if spec is None else spec.codec.decode(value)
+
+    def values_of(self, names: Mapping[int, str]) -> dict[str, AvpValue]:
+        """``{names[attribute]: value}`` for each IETF attribute of ``names`` in the
+        message: the first usable value of each, as :meth:`get` gives it.
+
+        One walk over the AVPs the message has, where a :meth:`get` per attribute asks
+        about each one it might have (a call request is read for eight).
+        """
+        found: dict[str, AvpValue] = {}
+        if self._avps is None:
+            index = self._index
+            for key, pos in (index if index is not None else self._wire_index()).items():
+                name = names.get(key)  # a vendor key is above 0xFFFF: never in names
+                if name is not None:
+                    found[name] = self._value_at(key, pos)
+            return found
+        for avp in self._avps:
+            if avp.vendor == VENDOR_IETF and not avp.opaque:
+                name = names.get(avp.attribute)
+                if name is not None and name not in found:
+                    found[name] = avp.value
+        return found
 
     def get_all(self, attribute: int, vendor: int = VENDOR_IETF) -> tuple[AvpValue, ...]:
         """Values of every usable AVP of this type, in message order."""
@@ -325,6 +441,16 @@ def validate_message(message: ControlMessage, *, version: int, strict: bool = Fa
     ``strict``, the AVP the message may not carry). Vendor messages are not checked.
     """
     if message.vendor != VENDOR_IETF:
+        return
+    # Read from the wire, AVPs not built: the IETF types present (not hidden) are the
+    # keys of the header index (a vendor's key is above 0xFFFF, so it matches no
+    # required type). When one is missing, the full walk below names it and says
+    # whether it was there but hidden.
+    if (
+        message._avps is None
+        and not strict
+        and required_present(int(message._type), version, message._wire_index().keys())
+    ):
         return
     present: set[int] = set()
     opaque: set[int] = set()
@@ -435,14 +561,27 @@ def _parse_avps(
     return msg
 
 
-def _order_for_wire(avps: tuple[Avp, ...]) -> list[Avp]:
+def _order_for_wire(avps: tuple[Avp, ...]) -> tuple[Avp, ...]:
     """Message Digest AVPs go first, right after Message Type (RFC 3931 5.4.1)."""
+    for a in avps:
+        if a.attribute == _MESSAGE_DIGEST and a.vendor == VENDOR_IETF:
+            break
+    else:
+        return avps  # none (every L2TPv2 message): nothing to move
     digests = [a for a in avps if a.vendor == VENDOR_IETF and a.attribute == _MESSAGE_DIGEST]
-    if not digests:
-        return list(avps)
-    return digests + [
-        a for a in avps if not (a.vendor == VENDOR_IETF and a.attribute == _MESSAGE_DIGEST)
-    ]
+    return (
+        *digests,
+        *(a for a in avps if not (a.vendor == VENDOR_IETF and a.attribute == _MESSAGE_DIGEST)),
+    )
+
+
+def _digest_placeholder(digest_type: int) -> Avp:
+    """A zeroed Message Digest AVP for :func:`~.digest.seal_message` to fill."""
+    size = 20 if digest_type == 1 else 16
+    return Avp(
+        attribute=AvpType.MESSAGE_DIGEST,
+        value=MessageDigest(digest_type=digest_type, digest=bytes(size)),
+    )
 
 
 def encode_body(
@@ -461,17 +600,22 @@ def encode_body(
     from ``random_bytes`` is inserted. ``digest_type`` inserts a zeroed
     Message Digest placeholder for :func:`~.digest.seal_message` to fill.
     """
+    body = message._body
+    if body is not None:  # built by ControlMessage.encoded: nothing hidden, checked, in order
+        if digest_type is None:
+            return body
+        # The placeholder goes right after the Message Type AVP (RFC 3931 5.4.1).
+        body = body[:8] + serialize_avp(_digest_placeholder(digest_type)) + body[8:]
+        if CONTROL_HEADER_LEN + len(body) > 0xFFFF:
+            raise LocalProtocolError("control message longer than 65535 bytes")
+        return body
     out = [
-        _MSG_TYPE.pack(
-            (FLAG_M if message.mandatory else 0) | 8, message.vendor, 0, int(message.message_type)
-        )
+        _MSG_TYPE.pack((FLAG_M if message._mandatory else 0) | 8, message._vendor, 0, message._type)
     ]
-    avps = list(message.avps)
+    avps = message.avps
     if digest_type is not None:
-        size = 20 if digest_type == 1 else 16
-        placeholder = MessageDigest(digest_type=digest_type, digest=bytes(size))
-        avps.insert(0, Avp(attribute=AvpType.MESSAGE_DIGEST, value=placeholder))
-    avps = _order_for_wire(tuple(avps))
+        avps = (_digest_placeholder(digest_type), *avps)
+    avps = _order_for_wire(avps)
     key: bytes | None = None
     rv: bytes | None = None
     for avp in avps:

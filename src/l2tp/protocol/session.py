@@ -85,6 +85,12 @@ class SessionHost(Protocol):
 
     def emit(self, event: ControlEvent) -> None: ...
 
+    @property
+    def hides_avps(self) -> bool:
+        """Whether :meth:`make_avp` hides any AVP (RFC 2661 4.3); when not, the session
+        builds its messages straight into their wire form (ControlMessage.encoded)."""
+        ...
+
     def make_avp(self, attribute: AvpType, value: Any) -> Avp: ...
 
     def session_closed(self, session: Session) -> None: ...
@@ -331,8 +337,7 @@ class Session:
         serial = message.get(AvpType.CALL_SERIAL_NUMBER)
         if isinstance(serial, int):
             self.call_serial = serial
-        for attr, name in _REQUEST_FIELDS:
-            self._note(message, attr, name)
+        self.info_fields.update(message.values_of(_REQUEST_FIELDS))
         if message.message_type == MessageType.OCRQ:
             bearer = message.get(AvpType.BEARER_TYPE)
             framing = message.get(AvpType.FRAMING_TYPE)
@@ -344,7 +349,7 @@ class Session:
                         message=f"bearer type {bearer:#x} not in our capabilities",
                     )
                 )
-            if isinstance(framing, int) and not framing & int(self.host.framing_capabilities):
+            if isinstance(framing, int) and not int(framing) & int(self.host.framing_capabilities):
                 raise _Refused(
                     Reason(
                         result=CdnResult.PERMANENT_NO_FACILITIES,
@@ -355,15 +360,14 @@ class Session:
     def _check_connected(self, message: ControlMessage) -> None:
         """ICCN (7.4.2) or OCCN (7.5.2): record speeds and framing."""
         framing = message.get(AvpType.FRAMING_TYPE)
-        if isinstance(framing, int) and not framing & int(self.host.framing_capabilities):
+        if isinstance(framing, int) and not int(framing) & int(self.host.framing_capabilities):
             raise _Refused(
                 Reason(
                     result=CdnResult.NO_FRAMING,
                     message=f"framing type {framing:#x} not in our capabilities",
                 )
             )
-        for attr, name in _CONNECTED_FIELDS:
-            self._note(message, attr, name)
+        self.info_fields.update(message.values_of(_CONNECTED_FIELDS))
         if AvpType.SEQUENCING_REQUIRED in message:
             self.info_fields["sequencing_required"] = True
 
@@ -407,13 +411,23 @@ class Session:
         )
 
     def _cdn(self, reason: Reason) -> ControlMessage:
-        return self._build(
+        return self._build_avps(
             MessageType.CDN,
             result_code=reason.to_avp_value(),
             assigned_session_id=self.session_id,
         )
 
     def _build(self, message_type: MessageType, **values: Any) -> ControlMessage:
+        """The message with an AVP per value that is not None, in keyword order."""
+        if self.host.hides_avps:
+            return self._build_avps(message_type, **values)
+        pairs = [(_AVP_TYPES[key], value) for key, value in values.items() if value is not None]
+        return ControlMessage.encoded(message_type, pairs)  # the same bytes, sooner
+
+    def _build_avps(self, message_type: MessageType, **values: Any) -> ControlMessage:
+        """:meth:`_build` from :class:`Avp` objects, hidden as the tunnel hides them. Also
+        for a CDN whatever the tunnel: its message keeps the Result Code as given (an Error
+        Code of None, which the wire has as 0), where an encoded one reads it back."""
         make = self.host.make_avp
         avps = [make(_AVP_TYPES[key], value) for key, value in values.items() if value is not None]
         return ControlMessage(message_type=message_type, avps=avps)
@@ -507,18 +521,20 @@ class Session:
 _ADMIN = Reason(result=CdnResult.ADMINISTRATIVE)
 _GENERAL = Reason(result=CdnResult.GENERAL_ERROR)
 
-_REQUEST_FIELDS = (
-    (AvpType.BEARER_TYPE, "bearer_type"),
-    (AvpType.FRAMING_TYPE, "framing_type"),
-    (AvpType.MINIMUM_BPS, "minimum_bps"),
-    (AvpType.MAXIMUM_BPS, "maximum_bps"),
-    (AvpType.CALLING_NUMBER, "calling_number"),
-    (AvpType.CALLED_NUMBER, "called_number"),
-    (AvpType.SUB_ADDRESS, "sub_address"),
-    (AvpType.PHYSICAL_CHANNEL_ID, "physical_channel_id"),
-)
-_CONNECTED_FIELDS = (
-    (AvpType.TX_CONNECT_SPEED, "tx_connect_speed"),
-    (AvpType.RX_CONNECT_SPEED, "rx_connect_speed"),
-    (AvpType.FRAMING_TYPE, "framing_type"),
-)
+_REQUEST_FIELDS: dict[int, str] = {
+    AvpType.BEARER_TYPE: "bearer_type",
+    AvpType.FRAMING_TYPE: "framing_type",
+    AvpType.MINIMUM_BPS: "minimum_bps",
+    AvpType.MAXIMUM_BPS: "maximum_bps",
+    AvpType.CALLING_NUMBER: "calling_number",
+    AvpType.CALLED_NUMBER: "called_number",
+    AvpType.SUB_ADDRESS: "sub_address",
+    AvpType.PHYSICAL_CHANNEL_ID: "physical_channel_id",
+}
+"""The ICRQ/OCRQ AVPs recorded in the call's :class:`~.events.SessionInfo`, by field name."""
+_CONNECTED_FIELDS: dict[int, str] = {
+    AvpType.TX_CONNECT_SPEED: "tx_connect_speed",
+    AvpType.RX_CONNECT_SPEED: "rx_connect_speed",
+    AvpType.FRAMING_TYPE: "framing_type",
+}
+"""The ICCN/OCCN AVPs recorded, likewise."""

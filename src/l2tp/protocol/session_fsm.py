@@ -65,12 +65,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
-from .constants import MessageType
+from .constants import KeyEnum, MessageType
 from .errors import LocalProtocolError
 from .events import CallKind
 
 
-class SessionState(enum.Enum):
+class SessionState(KeyEnum):
     IDLE = "idle"
     WAIT_TUNNEL = "wait-tunnel"
     """Waiting for the control connection to be established."""
@@ -89,7 +89,7 @@ class SessionState(enum.Enum):
     CLOSED = "closed"
 
 
-class SessionInput(enum.Enum):
+class SessionInput(KeyEnum):
     OPEN = "local open request"
     TUNNEL_OPEN = "tunnel-open"
     ACCEPT = "local accept"
@@ -123,7 +123,7 @@ LOCAL_INPUTS = frozenset(
 )
 
 
-class SessionAction(enum.Enum):
+class SessionAction(KeyEnum):
     NONE = "nothing to send"
     SEND_ICRQ = "send ICRQ"
     SEND_OCRQ = "send OCRQ"

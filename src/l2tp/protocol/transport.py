@@ -70,11 +70,11 @@ SCCRQ, and any retransmission of it, to tunnel ID 0).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from .congestion import DEFAULT_PEER_WINDOW, CongestionWindow
+from .constants import KeyEnum
 from .errors import CodecError, LocalProtocolError
 from .header import (
     CONTROL_HEADER_LEN,
@@ -215,7 +215,7 @@ class TransportClosed:
 Event = MessageReceived | AckReceived | TransportFailed | TransportClosed
 
 
-class TransportState(enum.Enum):
+class TransportState(KeyEnum):
     OPEN = "open"
     """Normal operation."""
     CLOSING = "closing"

@@ -495,6 +495,10 @@ class Tunnel:
     def emit(self, event: ControlEvent) -> None:
         self._events.append(event)
 
+    @property
+    def hides_avps(self) -> bool:
+        return self._hide
+
     def make_avp(self, attribute: AvpType, value: Any) -> Avp:
         return Avp(
             attribute=attribute, value=value, hidden=self._hide and attribute in HIDE_WHEN_ENABLED
@@ -588,7 +592,8 @@ class Tunnel:
             self._input(TunnelInput.RECV_BAD, now, parsed)
             return
         message = parsed
-        self._learn_peer_id(message)
+        if self.transport.peer_id == 0:  # until the SCCRQ/SCCRP named it
+            self._learn_peer_id(message)
         mtype = int(message.message_type)
         by_type = self.counters.by_type
         by_type[mtype] = by_type.get(mtype, 0) + 1

@@ -25,14 +25,13 @@ Conventions that keep the table short and every path defined:
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
-from .constants import MessageType
+from .constants import KeyEnum, MessageType
 from .errors import LocalProtocolError
 
 
-class TunnelState(enum.Enum):
+class TunnelState(KeyEnum):
     """RFC 2661 7.2.1 states, plus the close-wait the RFC describes in prose (5.7)."""
 
     IDLE = "idle"
@@ -47,7 +46,7 @@ class TunnelState(enum.Enum):
     """Terminal: nothing more is sent or accepted."""
 
 
-class TunnelInput(enum.Enum):
+class TunnelInput(KeyEnum):
     """What can happen to a tunnel. ``RECV_*`` come from the peer, the rest are local."""
 
     OPEN = "local open request"
@@ -71,7 +70,7 @@ LOCAL_INPUTS = frozenset({TunnelInput.OPEN, TunnelInput.CLOSE, TunnelInput.LOSE_
 """Inputs that come from our own API: a missing pair raises instead of sending StopCCN."""
 
 
-class TunnelAction(enum.Enum):
+class TunnelAction(KeyEnum):
     SEND_SCCRQ = "send SCCRQ"
     ACCEPT_SCCRQ = "check SCCRQ, send SCCRP"
     ACCEPT_SCCRP = "check SCCRP, send SCCCN, tunnel-open to waiting sessions"

@@ -129,7 +129,7 @@ class Session3(Session):
         )
 
     def _cdn(self, reason: Reason) -> ControlMessage:
-        return self._build(
+        return self._build_avps(
             MessageType.CDN,
             result_code=reason.to_avp_value(),
             local_session_id=self.session_id,

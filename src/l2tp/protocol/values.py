@@ -7,14 +7,13 @@ themselves (``events`` re-exports them for code written before they moved here).
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 
 from .avps import ResultCode
-from .constants import BearerBits, FramingBits
+from .constants import BearerBits, FramingBits, KeyEnum
 
 
-class Role(enum.Enum):
+class Role(KeyEnum):
     """Which end of the tunnel we are, for the direction of calls (RFC 2661 section 1.2).
 
     The LAC sends ICRQ (incoming calls, 7.4.1) and answers OCRQ (7.5.1); the
@@ -26,7 +25,7 @@ class Role(enum.Enum):
     LNS = "lns"
 
 
-class CallKind(enum.Enum):
+class CallKind(KeyEnum):
     """One per RFC 2661 session state table."""
 
     LAC_INCOMING = "lac-incoming"

@@ -389,7 +389,18 @@ class TunnelHandle(KernelSideEffects):
                 counters.datagrams_out += 1
 
     def _arm(self, deadline: float | None) -> None:
-        if deadline == self._timer_at and self._timer is not None:
+        """Have :meth:`_on_timer` run at ``deadline``, or earlier.
+
+        A timer already armed for no later than ``deadline`` is kept: when it fires
+        early, the tunnel has nothing due and the timer is armed again for the real
+        deadline. Most services move the deadline later (an acknowledgement sent, so
+        the next is a retransmission's), and re-arming for each was a ``call_at`` and a
+        cancelled handle left in the loop's heap per service; now it is one early,
+        empty wake-up per deadline that moved.
+        """
+        armed = self._timer_at
+        timer = self._timer
+        if timer is not None and armed is not None and deadline is not None and armed <= deadline:
             return
         if self._timer is not None:
             self._timer.cancel()
