@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from l2tp.cli import ctl
 from l2tp.config import Config, loads
 from l2tp.daemons.preflight import StartError
 from l2tp.daemons.radius_accounting import AccountingService
@@ -543,6 +544,8 @@ def test_a_listener_that_loses_its_acct_servers_keeps_its_engine_for_its_session
             assert await listeners.configure(config(listeners_file({"a": OWN_A, "b": without})))
             assert "b" not in backend.observers  # new sessions: the daemon's engine
             assert service.draining and service.engine is engine  # still there
+            snapshot = service.snapshot()
+            assert snapshot is not None and snapshot["draining"] is True  # l2tp ctl status
             assert engine._task is not None and not engine._task.done()  # sending, interims
             assert service.spool_path == str(tmp_path / "b.spool")
             assert listeners.acct_session_id((5, 6)) == "sess-b"  # DAE finds it
@@ -612,7 +615,26 @@ def test_a_listener_moved_to_another_spool_gets_a_new_engine_the_old_one_drains(
             new_observer = backend.observers["b"]
             assert isinstance(new_observer, PppAccounting) and new_observer is not old_observer
             assert listeners.acct_session_id((5, 6)) == "sess-old"
-            assert "b" in listeners.snapshot()
+            # Status: the engine in service, and the replaced one with its servers,
+            # draining (where the old sessions' Stops go).
+            status = listeners.snapshot()["b"]
+            (replaced,) = status["replaced_accounting"]
+            assert replaced["draining"] is True and "accounting_sessions" in replaced
+            assert "draining" not in status["accounting"]
+            text = ctl.status_text(
+                {
+                    "daemon": "l2tp-lns",
+                    "version": "0",
+                    "pid": 1,
+                    "uptime": 1,
+                    "tunnels": {},
+                    "sessions": {},
+                    "radius": {"listeners": listeners.snapshot()},
+                }
+            )
+            (line,) = [x for x in text.splitlines() if "replaced, to" in x]
+            assert line.startswith("accounting b") and "sessions" in line
+            assert "(draining: no new sessions; closes once these end)" in line
             # The same file again: nothing moves.
             assert not await listeners.configure(moved)
             old_observer.active.clear()

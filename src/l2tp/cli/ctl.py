@@ -288,7 +288,10 @@ def _accounting_counts(c: dict[str, int]) -> str:
         ("spooled", "accounting_spool_pending"),
         ("dropped", "accounting_spool_dropped"),
     )
-    return ", ".join(f"{c.get(key, 0)} {label}" for label, key in shown)
+    text = ", ".join(f"{c.get(key, 0)} {label}" for label, key in shown)
+    if c.get("draining"):
+        text += " (draining: no new sessions; closes once these end)"
+    return text
 
 
 _REFUSALS = (
@@ -358,6 +361,10 @@ def status_text(result: dict[str, Any]) -> str:
                 lines.append((f"radius {listener}", f"{name}: {_radius_counts(c)}"))
             if isinstance(own.get("accounting"), dict):
                 lines.append((f"accounting {listener}", _accounting_counts(own["accounting"])))
+            for old in own.get("replaced_accounting") or ():  # moved to another spool
+                servers = ", ".join(old.get("servers", {})) or "no servers"
+                text = f"replaced, to {servers}: {_accounting_counts(old)}"
+                lines.append((f"accounting {listener}", text))
     width = max(len(k) for k, _ in lines)
     return "".join(f"{k.ljust(width)}  {v}\n" for k, v in lines)
 

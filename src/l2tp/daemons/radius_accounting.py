@@ -495,11 +495,14 @@ class AccountingService:
         if self.engine is None or self.client is None:
             return None
         client = self.client.snapshot()
-        return {
+        snapshot: dict[str, Any] = {
             **self.engine.snapshot(),
             "servers": client["servers"],
             "outstanding": client["outstanding"],
         }
+        if self.draining:  # out of service, kept for the sessions it accounts
+            snapshot["draining"] = True
+        return snapshot
 
     async def close(self, *, drain: float = 0.0) -> None:
         """Stop: up to ``drain`` seconds for the records waiting to be acknowledged;

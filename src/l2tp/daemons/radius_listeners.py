@@ -232,8 +232,16 @@ class _Listener:
         return changed
 
     def snapshot(self) -> dict[str, Any] | None:
-        """As the daemon's ``radius`` status (no secrets); None: nothing of its own."""
-        return combined(self.auth.snapshot(), self.accounting.snapshot())
+        """As the daemon's ``radius`` status (no secrets); None: nothing of its own.
+        Engines it replaced that still drain are listed under ``replaced_accounting``
+        (each with its servers), so that an operator sees where the Stops of the
+        sessions started before the move go."""
+        out = combined(self.auth.snapshot(), self.accounting.snapshot())
+        replaced = [s for s in (r.snapshot() for r in self.retired) if s is not None]
+        if replaced:
+            out = out if out is not None else {"servers": {}, "outstanding": 0}
+            out["replaced_accounting"] = replaced
+        return out
 
 
 class ListenerRadius:
