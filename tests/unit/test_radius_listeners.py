@@ -726,3 +726,48 @@ def test_the_daemons_engine_waits_for_a_spool_a_listener_engine_still_holds(
             await daemon.close()
 
     asyncio.run(scenario())
+
+
+def test_metrics_show_draining_and_replaced_engines() -> None:
+    """``l2tp_radius_acct_draining`` / ``l2tp_radius_listener_acct_draining{listener}``:
+    1 while an engine takes no new sessions; ``l2tp_radius_listener_acct_replaced``:
+    the engines a move to another spool left draining (where old sessions' Stops go)."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from l2tp.daemons.metrics_radius import radius_metrics
+
+    old = {"accounting_sessions": 1, "servers": {"127.0.0.1:1813": {}}, "draining": True}
+    status = {
+        "servers": {},
+        "outstanding": 0,
+        "accounting": {"accounting_starts": 1, "draining": True},
+        "listeners": {
+            "a": {"servers": {}, "outstanding": 0, "accounting": {"accounting_starts": 0}},
+            "b": {
+                "servers": {},
+                "outstanding": 0,
+                "accounting": {"accounting_starts": 2},
+                "replaced_accounting": [old],
+            },
+        },
+    }
+
+    class Collector:
+        def collect(self) -> Any:
+            return radius_metrics(status)
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    a, b = (("listener", "a"),), (("listener", "b"),)
+    assert samples["l2tp_radius_acct_draining", ()] == 1
+    assert samples["l2tp_radius_listener_acct_draining", a] == 0
+    assert samples["l2tp_radius_listener_acct_draining", b] == 0
+    assert samples["l2tp_radius_listener_acct_replaced", a] == 0
+    assert samples["l2tp_radius_listener_acct_replaced", b] == 1
+    assert ("l2tp_radius_acct_replaced", ()) not in samples  # the daemon's has no moves

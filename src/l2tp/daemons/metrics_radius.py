@@ -196,3 +196,37 @@ def _radius_accounting(
                 families[key] = family
             family.add_metric(list(labels), value)
     yield from families.values()
+    yield from _draining(prefix, names, engines)
+
+
+def _draining(
+    prefix: str, names: list[str], engines: Sequence[tuple[tuple[str, ...], Mapping[str, Any]]]
+) -> Iterator[Any]:
+    """``PREFIXdraining``: 1 while the engine is out of service, kept for the sessions it
+    accounts (``acct_servers`` removed by a reload); for listeners also
+    ``l2tp_radius_listener_acct_replaced``: engines a move to another spool replaced that
+    still drain (docs/radius.md, "accounting domains"). An alert on either says where the
+    Stops of the sessions started before the reload go."""
+    draining = GaugeMetricFamily(
+        prefix + "draining",
+        "RADIUS accounting: 1 while the engine takes no new sessions and waits for its own to end.",
+        labels=names,
+    )
+    replaced = GaugeMetricFamily(
+        prefix + "replaced",
+        "RADIUS accounting: engines replaced by a move to another spool, still draining.",
+        labels=names,
+    )
+    any_draining = any_replaced = False
+    for labels, snapshot in engines:
+        accounting = snapshot.get("accounting")
+        if isinstance(accounting, Mapping):
+            draining.add_metric(list(labels), 1 if accounting.get("draining") else 0)
+            any_draining = True
+        if names:
+            replaced.add_metric(list(labels), len(snapshot.get("replaced_accounting") or ()))
+            any_replaced = True
+    if any_draining:
+        yield draining
+    if any_replaced:
+        yield replaced
