@@ -6,7 +6,9 @@ show their counters by listener."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -101,6 +103,18 @@ def test_a_session_is_checked_and_observed_by_its_listeners_own(
         assert seen.downs == seen.ups and unseen.downs == []
 
     asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+@contextlib.asynccontextmanager
+async def running_listeners() -> AsyncIterator[tuple[BuiltinPppBackend, ListenerRadius]]:
+    """A built-in PPP backend on the fake kernel and its listeners' RADIUS services,
+    closed when the test is done with them."""
+    backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
+    listeners = ListenerRadius(backend, AccountingService(backend))
+    try:
+        yield backend, listeners
+    finally:
+        await listeners.close()
 
 
 def config(text: str) -> Config:
@@ -213,9 +227,7 @@ def test_a_secret_file_that_cannot_be_read_names_the_listeners_table(tmp_path: P
     table = f'auth_servers = [ {{ address = "127.0.0.1", secret_file = "{missing}" }} ]\n'
 
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             with pytest.raises(StartError) as info:
                 await listeners.configure(config(daemon_file(tmp_path, a=table, b=OWN_A)))
             assert str(info.value).startswith(
@@ -223,8 +235,6 @@ def test_a_secret_file_that_cannot_be_read_names_the_listeners_table(tmp_path: P
             )
             assert backend.authenticators.keys() == {"a", "b"}  # the others applied
             assert isinstance(backend.authenticators["a"], Refuse)  # not the daemon's
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
@@ -310,9 +320,7 @@ def test_a_removed_listeners_engine_stays_until_its_tunnels_are_closed(tmp_path:
     their Stops need the engine until :meth:`ListenerRadius.drop_gone`."""
 
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             await listeners.configure(config(listeners_file({"b": OWN_A + acct_only(tmp_path)})))
             observer, hook = backend.observers["b"], backend.authenticators["b"]
             assert isinstance(observer, PppAccounting) and isinstance(hook, RadiusAuthenticator)
@@ -326,8 +334,6 @@ def test_a_removed_listeners_engine_stays_until_its_tunnels_are_closed(tmp_path:
             assert backend.authenticators.keys() == {"a"}
             assert isinstance(hook.client, RadiusClient) and hook.client.closed
             assert not await listeners.drop_gone(without_b)
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
@@ -336,9 +342,7 @@ def test_a_renamed_listener_takes_its_spool_over_once_the_old_name_is_gone(
     tmp_path: Path,
 ) -> None:
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             await listeners.configure(config(listeners_file({"b": acct_only(tmp_path)})))
             old = listeners.listeners["b"].accounting.engine
             # c's problem is reported once, by the reload's configure (not by drop_gone).
@@ -355,8 +359,6 @@ def test_a_renamed_listener_takes_its_spool_over_once_the_old_name_is_gone(
             assert engine is not None and engine is not old
             assert engine.spool.path == str(tmp_path / "b.spool")
             assert isinstance(backend.observers["a"], PppAccounting)
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
@@ -532,9 +534,7 @@ def test_a_listener_that_loses_its_acct_servers_keeps_its_engine_for_its_session
     once they have ended."""
 
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
             service = listeners.listeners["b"].accounting
             observer, engine = backend.observers["b"], service.engine
@@ -557,8 +557,6 @@ def test_a_listener_that_loses_its_acct_servers_keeps_its_engine_for_its_session
             observer._ends.clear()
             await until(lambda: not service.draining, "the drained engine closed")
             assert service.engine is None and service.spool_path is None
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
@@ -567,9 +565,7 @@ def test_a_draining_engine_is_taken_back_when_its_acct_servers_return(
     tmp_path: Path, quick_drain: None
 ) -> None:
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             with_b = config(listeners_file({"b": bare_b(tmp_path)}))
             await listeners.configure(with_b)
             service = listeners.listeners["b"].accounting
@@ -585,8 +581,6 @@ def test_a_draining_engine_is_taken_back_when_its_acct_servers_return(
             observer.active.clear()
             await asyncio.sleep(0.05)
             assert service.engine is engine  # in service: not closed when idle
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
@@ -598,9 +592,7 @@ def test_a_listener_moved_to_another_spool_gets_a_new_engine_the_old_one_drains(
     end on it (its servers), the new sessions start on the new one."""
 
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
             old = listeners.listeners["b"].accounting
             old_observer, old_engine = backend.observers["b"], old.engine
@@ -640,8 +632,6 @@ def test_a_listener_moved_to_another_spool_gets_a_new_engine_the_old_one_drains(
             old_observer.active.clear()
             await until(lambda: listeners.listeners["b"].retired == [], "the old engine gone")
             assert old.engine is None and new.engine is not None
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
@@ -650,9 +640,7 @@ def test_a_spool_held_by_a_draining_engine_is_opened_once_it_has_closed(
     tmp_path: Path, quick_drain: None
 ) -> None:
     async def scenario() -> None:
-        backend = BuiltinPppBackend(kernel=FakePppKernel(), raise_fd_limit=False)
-        listeners = ListenerRadius(backend, AccountingService(backend))
-        try:
+        async with running_listeners() as (backend, listeners):
             await listeners.configure(config(listeners_file({"b": bare_b(tmp_path)})))
             b = listeners.listeners["b"].accounting
             observer = backend.observers["b"]
@@ -672,8 +660,6 @@ def test_a_spool_held_by_a_draining_engine_is_opened_once_it_has_closed(
             await until(lambda: "c" in backend.observers, "c's engine opened after the drain")
             c = listeners.listeners["c"].accounting
             assert c.spool_path == str(tmp_path / "b.spool") and b.engine is None
-        finally:
-            await listeners.close()
 
     asyncio.run(scenario())
 
