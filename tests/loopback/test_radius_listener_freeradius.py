@@ -60,38 +60,14 @@ def servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FreeRadi
 
 
 def config_for(a: FreeRadius, d: FreeRadius, tmp_path: Path) -> Config:
-    def server(r: FreeRadius, port: int) -> str:
-        return f'[ {{ address = "127.0.0.1:{port}", secret = "{r.secret}" }} ]'
-
-    text = f"""
-[radius]
-auth_servers = {server(d, d.auth_port)}
-acct_servers = {server(d, d.acct_port)}
-spool = "{tmp_path / "daemon.spool"}"
-nas_identifier = "lns-d"
-timeout = 1000
-retries = 1
-"""
-    for name, port in (("a", 1701), ("b", 1702)):
-        text += f"""
-[listener.{name}]
-listen = "192.0.2.1:{port}"
-ppp = "builtin"
-
-[listener.{name}.builtin_ppp]
-auth = ["pap"]
-local_address = "{LNS_IP}"
-address_pool = "10.0.0.0/29"
-lcp_echo_interval = 0
-"""
-    text += f"""
-[listener.a.radius]
-auth_servers = {server(a, a.auth_port)}
-acct_servers = {server(a, a.acct_port)}
+    """Listener ``a`` with its own servers on A (authentication and accounting), ``b``
+    on the daemon's (D)."""
+    table = f"""auth_servers = [ {{ address = "127.0.0.1:{a.auth_port}", secret = "{a.secret}" }} ]
+acct_servers = [ {{ address = "127.0.0.1:{a.acct_port}", secret = "{a.secret}" }} ]
 spool = "{tmp_path / "a.spool"}"
 nas_identifier = "lns-a"
 """
-    return loads(text, file="t.toml", daemon="lns", hostname="h", resolver=None)
+    return lns_config(a, d, tmp_path, {"a": table})
 
 
 async def stats(netns: str | None, ifindex: int) -> Counters:
@@ -187,7 +163,7 @@ def test_each_listeners_sessions_are_answered_by_its_own_server(
     asyncio.run(asyncio.wait_for(scenario(), 60))
 
 
-def reload_config(
+def lns_config(
     a: FreeRadius, d: FreeRadius, tmp_path: Path, tables: dict[str, str | None]
 ) -> Config:
     """The daemon's [radius] on D; listeners ``a`` and ``b`` with the ``radius`` table
@@ -235,11 +211,11 @@ def test_sessions_live_across_a_reload_end_in_the_accounting_domain_they_started
 
     auth_a = f"auth_servers = {server(a, a.auth_port)}\n"
     acct_a = f'acct_servers = {server(a, a.acct_port)}\nspool = "{tmp_path / "a.spool"}"\n'
-    v1 = reload_config(a, d, tmp_path, {"a": auth_a + acct_a + 'nas_identifier = "lns-a"\n'})
+    v1 = lns_config(a, d, tmp_path, {"a": auth_a + acct_a + 'nas_identifier = "lns-a"\n'})
     acct_b = f'acct_servers = {server(a, a.acct_port)}\nspool = "{tmp_path / "b.spool"}"\n'
-    v2 = reload_config(a, d, tmp_path, {"a": auth_a, "b": acct_b + 'nas_identifier = "lns-b"\n'})
+    v2 = lns_config(a, d, tmp_path, {"a": auth_a, "b": acct_b + 'nas_identifier = "lns-b"\n'})
     moved_b = f'acct_servers = {server(d, d.acct_port)}\nspool = "{tmp_path / "b2.spool"}"\n'
-    v3 = reload_config(a, d, tmp_path, {"a": auth_a, "b": moved_b + 'nas_identifier = "lns-b"\n'})
+    v3 = lns_config(a, d, tmp_path, {"a": auth_a, "b": moved_b + 'nas_identifier = "lns-b"\n'})
 
     def options_of(config: Config) -> dict[str, BuiltinPppOptions]:
         out = {}
