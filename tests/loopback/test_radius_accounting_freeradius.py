@@ -53,6 +53,24 @@ def radius(tmp_path: Path) -> Iterator[FreeRadius]:
         server.stop()
 
 
+def accounting_section(
+    radius: FreeRadius, tmp_path: Path, *, tunnel_accounting: bool = False
+) -> RadiusSection:
+    """``[radius]`` with accounting only, to ``radius``, spooled in ``tmp_path``."""
+    server = RadiusServerEntry(
+        address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
+        secret=radius.secret,
+    )
+    return RadiusSection(
+        nas_identifier="lns-test",
+        accounting=RadiusAccounting(
+            servers=(server,),
+            spool=str(tmp_path / "acct.spool"),
+            tunnel_accounting=tunnel_accounting,
+        ),
+    )
+
+
 def records_of(radius: FreeRadius, acct_session_id: str) -> list[dict[str, str]]:
     return [r for r in radius.detail_records() if r.get("Acct-Session-Id") == acct_session_id]
 
@@ -69,14 +87,7 @@ def test_service_accounts_a_builtin_ppp_session_into_the_detail_file(
     async def scenario() -> None:
         pair = make_pair()
         service = AccountingService(pair.lns, stats=stats, lost=lost)
-        server = RadiusServerEntry(
-            address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
-            secret=radius.secret,
-        )
-        section = RadiusSection(
-            nas_identifier="lns-test",
-            accounting=RadiusAccounting(servers=(server,), spool=str(tmp_path / "acct.spool")),
-        )
+        section = accounting_section(radius, tmp_path)
         try:
             assert await service.configure(section)
             await pair.start(lns_options(tmp_path), lac_options())
@@ -125,14 +136,7 @@ def test_an_ipv6_only_session_is_accounted_with_framed_interface_id(
     async def scenario() -> tuple[str, bytes]:
         pair = make_pair()
         service = AccountingService(pair.lns, stats=stats)
-        server = RadiusServerEntry(
-            address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
-            secret=radius.secret,
-        )
-        section = RadiusSection(
-            nas_identifier="lns-test",
-            accounting=RadiusAccounting(servers=(server,), spool=str(tmp_path / "acct.spool")),
-        )
+        section = accounting_section(radius, tmp_path)
         try:
             assert await service.configure(section)
             await pair.start(lns_options(tmp_path, ipv6=True), lac_options(ipv6=True))
@@ -292,16 +296,7 @@ def test_rejected_tunnels_and_sessions_in_the_detail_file(
     async def scenario() -> None:
         pair = make_pair()
         service = AccountingService(pair.lns)
-        server = RadiusServerEntry(
-            address=Endpoint(address=ip_address("127.0.0.1"), port=radius.acct_port),
-            secret=radius.secret,
-        )
-        section = RadiusSection(
-            nas_identifier="lns-test",
-            accounting=RadiusAccounting(
-                servers=(server,), spool=str(tmp_path / "acct.spool"), tunnel_accounting=True
-            ),
-        )
+        section = accounting_section(radius, tmp_path, tunnel_accounting=True)
         lns_tunnel = TunnelConfig(role=Role.LNS, host_name="lns", secret=b"right")
         try:
             assert await service.configure(section)
