@@ -262,6 +262,18 @@ class FakeChannelCalls:
         self.threads: set[int] = set()
         self.attached: list[int] = []
         self.fds: list[int] = []
+        self.sockets: list[socket.socket] = []
+        """What :meth:`open_socket` made (the PPPoL2TP sockets of the opens)."""
+
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch.setattr(dev, "channel_index", self.channel_index)
+        monkeypatch.setattr(dev, "attach_channel", self.attach_channel)
+
+    def open_socket(self) -> socket.socket:
+        sock, other = socket.socketpair()
+        other.close()
+        self.sockets.append(sock)
+        return sock
 
     def channel_index(self, sock: socket.socket | int) -> int:
         self.threads.add(threading.get_ident())
@@ -280,15 +292,8 @@ class FakeChannelCalls:
 def test_channels_are_opened_off_the_loop_and_together(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = FakeChannelCalls(parties=3)
     calls.release.set()
-    monkeypatch.setattr(dev, "channel_index", calls.channel_index)
-    monkeypatch.setattr(dev, "attach_channel", calls.attach_channel)
-    sockets: list[socket.socket] = []
-
-    def open_socket() -> socket.socket:
-        sock, other = socket.socketpair()
-        other.close()
-        sockets.append(sock)
-        return sock
+    calls.install(monkeypatch)
+    open_socket, sockets = calls.open_socket, calls.sockets
 
     async def scenario() -> list[dev.PppChannel]:
         kernel = dev.LinuxPppKernel()
@@ -315,15 +320,8 @@ def test_a_cancelled_open_closes_the_channel_it_opened_anyway(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     calls = FakeChannelCalls()
-    monkeypatch.setattr(dev, "channel_index", calls.channel_index)
-    monkeypatch.setattr(dev, "attach_channel", calls.attach_channel)
-    sockets: list[socket.socket] = []
-
-    def open_socket() -> socket.socket:
-        sock, other = socket.socketpair()
-        other.close()
-        sockets.append(sock)
-        return sock
+    calls.install(monkeypatch)
+    open_socket, sockets = calls.open_socket, calls.sockets
 
     async def scenario() -> dev.LinuxPppKernel:
         kernel = dev.LinuxPppKernel()
