@@ -41,6 +41,17 @@ async def until(
         await asyncio.sleep(interval)
 
 
+async def until_blocking(predicate: Callable[[], object], timeout: float, what: str) -> None:
+    """Poll a blocking ``predicate`` (a subprocess, a /proc read) in a thread every 0.1 s,
+    so that the loop keeps serving the code under test meanwhile; AssertionError naming
+    ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not await asyncio.to_thread(predicate):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        await asyncio.sleep(0.1)
+
+
 def wait_until(
     condition: Callable[[], object],
     timeout: float = 10.0,

@@ -35,7 +35,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -50,7 +50,7 @@ from l2tp.protocol.events import SessionClosed
 from l2tp.runtime.builtin_ppp import BuiltinPppBackend, DispatchingBackend, Ending
 from l2tp.runtime.control import L2tpContext
 from l2tp.runtime.ppp import PppdBackend
-from tests.helpers import require_tool, wait_until
+from tests.helpers import require_tool, until_blocking, wait_until
 from tests.kernel.conftest import VethPair, ip_batch
 from tests.kernel.test_l2tpv2_pppd import _l2tp_state
 from tests.kernel.xl2tpd_harness import (
@@ -101,15 +101,6 @@ def ping(ns: str, address: str, *, interface: str | None = None, count: int = 2)
         ).stdout
         raise AssertionError(f"{done.stdout}{done.stderr}\n{state}")
     return done.stdout
-
-
-async def until(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll a blocking ``predicate`` in a thread (the loop keeps serving PPP meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
 
 
 def our_fds() -> int:
@@ -393,7 +384,7 @@ connect_delay = 0
                 both = all(len(links.get(n, {})) == 2 for n in ("up1", "up2"))
                 return both and "inet" in links.get("up4", {})
 
-            await until(lac_up, 60, "up1 and up2 with IPv4 and IPv6, up4 with IPv4")
+            await until_blocking(lac_up, 60, "up1 and up2 with IPv4 and IPv6, up4 with IPv4")
             assert_lcp_up_soon(lac, 3)
             assert_first_request_kept(lac, "s4")
             assert held_answers(lns) >= 3  # s1, s2, s4 (s3 may be gone): ICRPs held
@@ -409,14 +400,14 @@ connect_delay = 0
             assert peer6.startswith("fe80::")
             await asyncio.to_thread(ping, pair.ns_b, f"{peer6}%up1", interface="up1")
             # The wrong password: our LNS ends the call with the documented CDN.
-            await until(lambda: lns.closed_by_us(), 30, "the CDN for the wrong password")
+            await until_blocking(lambda: lns.closed_by_us(), 30, "the CDN for the wrong password")
             assert lns.closed_by_us() == [(2, 6, "PPP authentication failed")]
             assert Ending.AUTH_FAILED in lns.builtin.endings.values()
             assert lns.builtin.counters.network_up == 5  # IPCP + IPv6CP twice, IPCP
             # Shutdown of the LAC: StopCCN; both sides stop their PPP within the bound.
             took = await lac.close()
             assert took < 3.0, took
-            await until(lambda: not _links(pair.ns_a), 10, "LNS interfaces gone")
+            await until_blocking(lambda: not _links(pair.ns_a), 10, "LNS interfaces gone")
 
     with ppp_capture(pair.ns_a, "va", tmp_path / "ours.pcap") as pcap:
         asyncio.run(asyncio.wait_for(scenario(), 150))
@@ -529,7 +520,7 @@ lcp_echo_failure = 3
                 return len([x for x in ppp_links(pair.ns_b).values() if "inet" in x]) == 3
 
             try:
-                await until(three_up, 60, "three pppd clients up")
+                await until_blocking(three_up, 60, "three pppd clients up")
             except AssertionError as exc:
                 text = "\n".join(c.output() + pppd_log(n) for n, c in clients.items())
                 raise AssertionError(f"{exc}\n{text}") from None
@@ -540,15 +531,17 @@ lcp_echo_failure = 3
             for name, method in (("pap", "PAP"), ("chap", "CHAP"), ("mschap", "CHAP")):
                 assert f"{method} authentication succeeded" in pppd_log(name), pppd_log(name)
             # The wrong password: pppd is told, our CDN carries the documented result.
-            await until(lambda: lns.closed_by_us(), 30, "the CDN for the wrong password")
+            await until_blocking(lambda: lns.closed_by_us(), 30, "the CDN for the wrong password")
             assert lns.closed_by_us() == [(2, 6, "PPP authentication failed")]
-            await until(lambda: "authentication failed" in pppd_log("bad"), 10, "pppd's view")
+            await until_blocking(
+                lambda: "authentication failed" in pppd_log("bad"), 10, "pppd's view"
+            )
             # A frozen peer: its pppd stops answering LCP echoes; closed after ~3 x 1 s.
             (pap_pid,) = pids_matching(["pppd", str(workdir / "pap.ppp-options")])
             os.kill(pap_pid, signal.SIGSTOP)
             try:
                 frozen = time.monotonic()
-                await until(lambda: len(lns.closed_by_us()) == 2, 15, "echo failure CDN")
+                await until_blocking(lambda: len(lns.closed_by_us()) == 2, 15, "echo failure CDN")
                 assert lns.closed_by_us()[1] == (
                     1,
                     None,
@@ -558,7 +551,7 @@ lcp_echo_failure = 3
             finally:
                 os.kill(pap_pid, signal.SIGCONT)
             await lns.close()
-            await until(lambda: not _links(pair.ns_a), 10, "LNS interfaces gone")
+            await until_blocking(lambda: not _links(pair.ns_a), 10, "LNS interfaces gone")
 
     with ppp_capture(pair.ns_a, "va", tmp_path / "xlac.pcap") as pcap:
         asyncio.run(asyncio.wait_for(scenario(), 150))
@@ -651,7 +644,7 @@ password = "ms-pass"
                 return all("inet" in links.get(n, {}) for n in ("md5", "ms"))
 
             try:
-                await until(both_up, 60, "md5 and ms up")
+                await until_blocking(both_up, 60, "md5 and ms up")
             except AssertionError as exc:
                 raise AssertionError(f"{exc}\n{xlns.output()}") from None
             assert_lcp_up_soon(lac, 2, from_peer=True)
@@ -662,7 +655,7 @@ password = "ms-pass"
                 await asyncio.to_thread(ping, pair.ns_a, local)
             took = await lac.close()
             assert took < 3.0, took
-            await until(lambda: not xlns.pppd_pids(), 30, "xl2tpd's pppd to exit")
+            await until_blocking(lambda: not xlns.pppd_pids(), 30, "xl2tpd's pppd to exit")
 
     with ppp_capture(pair.ns_a, "va", tmp_path / "xlns.pcap") as pcap:
         asyncio.run(asyncio.wait_for(scenario(), 150))
@@ -724,14 +717,16 @@ password = "hunter2"
 
     async def scenario() -> None:
         async with sides(responder, initiator):
-            await until(lambda: "inet" in ppp_links(pair.ns_b).get("pw-up", {}), 60, "pw-up")
+            await until_blocking(
+                lambda: "inet" in ppp_links(pair.ns_b).get("pw-up", {}), 60, "pw-up"
+            )
             local, peer = ppp_links(pair.ns_b)["pw-up"]["inet"]
             assert (local, peer) == ("10.73.0.2", "10.73.0.1")
             assert list(ppp_links(pair.ns_a)) == ["pw0"]
             assert held_answers(responder) == 1  # RFC 3931 7.3.2: ICRP after the channel
             await asyncio.to_thread(ping, pair.ns_b, peer)
             await initiator.close()
-            await until(lambda: not _links(pair.ns_a), 10, "responder interface gone")
+            await until_blocking(lambda: not _links(pair.ns_a), 10, "responder interface gone")
 
     with ppp_capture(pair.ns_a, "va", tmp_path / "v3.pcap") as pcap:
         asyncio.run(asyncio.wait_for(scenario(), 120))

@@ -80,7 +80,7 @@ from l2tp.runtime.control import L2tpContext
 from l2tp.runtime.handles import TunnelHandle
 from l2tp.runtime.ppp_hooks import BuiltinPppOptions
 from l2tp.runtime.session_handle import SessionHandle
-from tests.helpers import wait_until
+from tests.helpers import until_blocking, wait_until
 from tests.kernel.conftest import VethPair
 from tests.kernel.daemons import DaemonProcess, ForkedChild, clean_up, l2tp_objects
 
@@ -307,15 +307,6 @@ def pap(password: str = PAP_PASSWORD) -> SessionOptions:
     )
 
 
-async def poll(predicate: Callable[[], object], timeout: float, what: str) -> None:
-    """Poll a blocking ``predicate`` in a thread (the loop serves the LAC meanwhile)."""
-    deadline = time.monotonic() + timeout
-    while not await asyncio.to_thread(predicate):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.1)
-
-
 async def turns(condition: Callable[[], bool], timeout: float) -> bool:
     """Wait (1 ms steps) for ``condition`` on the loop; its last value."""
     deadline = time.monotonic() + timeout
@@ -446,7 +437,7 @@ class Lac:
             return len(lac) == POOL_SIZE and len(lns) == POOL_SIZE
 
         try:
-            await poll(all_up, 60, f"{POOL_SIZE} PPP sessions up (the whole pool)")
+            await until_blocking(all_up, 60, f"{POOL_SIZE} PPP sessions up (the whole pool)")
             closed = [h.closed for h in handles if h.closed is not None]
             assert not closed, f"calls of the whole pool ended: {closed}"
         except AssertionError as exc:

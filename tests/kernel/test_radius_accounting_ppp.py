@@ -20,8 +20,9 @@ from l2tp.radius.accounting import AccountingEngine
 from l2tp.radius.records import NasIdentity
 from l2tp.radius.session_accounting import PppAccounting
 from l2tp.radius.spool import Spool
+from tests.helpers import until_blocking
 from tests.kernel.conftest import VethPair
-from tests.kernel.test_builtin_ppp import Side, ping, ppp_links, sides, until
+from tests.kernel.test_builtin_ppp import Side, ping, ppp_links, sides
 from tests.unit.radius_fakes import MemoryClient, value
 
 SECRETS = 'alice * "correct horse"\n'
@@ -80,12 +81,12 @@ ipv6 = true
         lns.builtin.observer = PppAccounting(engine)
         try:
             async with sides(lns, lac):
-                await until(
+                await until_blocking(
                     lambda: len(ppp_links(pair.ns_a).get("acct0", {})) == 2,
                     60,
                     "the LNS interface with both families",
                 )
-                await until(lambda: client.acked, 10, "the Start")
+                await until_blocking(lambda: client.acked, 10, "the Start")
                 start = client.acked[0]
                 peer = ppp_links(pair.ns_a)["acct0"]["inet"][1]
                 peer6 = ppp_links(pair.ns_a)["acct0"]["inet6"][1]
@@ -101,7 +102,7 @@ ipv6 = true
                 before = ip_stats(pair.ns_a, "acct0")
                 assert before["tx"]["bytes"] > 0 and before["rx"]["bytes"] > 0
                 await lac.close()  # StopCCN: the LNS stops the session
-                await until(lambda: len(client.acked) == 2, 20, "the Stop")
+                await until_blocking(lambda: len(client.acked) == 2, 20, "the Stop")
         finally:
             await engine.close()
         assert [value(record, "Acct-Status-Type") for record in client.acked] == [1, 2]
