@@ -139,32 +139,15 @@ def parse_secrets(text: str) -> list[SecretEntry]:
     return entries
 
 
-def find_secret(entries: Iterable[SecretEntry], client: str, server: str) -> SecretEntry | None:
-    """The best entry for ``client`` authenticating to ``server`` (pppd's precedence)."""
-    best: SecretEntry | None = None
-    best_score = -1
-    for entry in entries:
-        client_exact = entry.client == client
-        server_exact = entry.server == server
-        if not (client_exact or entry.client == WILDCARD):
-            continue
-        if not (server_exact or entry.server == WILDCARD):
-            continue
-        score = 2 * client_exact + server_exact
-        if score > best_score:
-            best, best_score = entry, score
-    return best
-
-
 class SecretsIndex:
-    """The entries of a secrets file by client name, for :func:`find_secret`'s answer
-    without a pass over the whole file per authentication.
+    """The entries of a secrets file by client name: pppd's choice of a line without a
+    pass over the whole file per authentication.
 
     Why: an LNS with one line per subscriber authenticates every session against the
     same file; a linear scan of 5,000 lines is 0.2-0.5 ms on a host and ~20 times that
-    in the emulated test VM, per session, on the event loop. The index gives the same
-    entry as :func:`find_secret` (an exact client beats ``*``, then an exact server
-    beats ``*``, then the earlier line).
+    in the emulated test VM, per session, on the event loop. pppd's precedence: an exact
+    client beats ``*``, then an exact server beats ``*``, then the earlier line; a
+    server name of ``*`` matches only lines whose server is ``*``.
     """
 
     __slots__ = ("_by_client", "_wildcard")
@@ -179,7 +162,8 @@ class SecretsIndex:
                 self._by_client.setdefault(entry.client, []).append(entry)
 
     def find(self, client: str, server: str) -> SecretEntry | None:
-        """The entry :func:`find_secret` would pick for the same entries."""
+        """The best entry for ``client`` authenticating to ``server`` (pppd's precedence,
+        class doc); None: no line matches."""
         for candidates in (self._by_client.get(client, ()), self._wildcard):
             fallback: SecretEntry | None = None
             for entry in candidates:

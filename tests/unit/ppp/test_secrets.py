@@ -19,7 +19,7 @@ from l2tp.ppp import (
 )
 from l2tp.ppp.auth import mschapv2
 from l2tp.ppp.auth.chap import md5_response
-from l2tp.ppp.secrets import SecretsIndex, find_secret
+from l2tp.ppp.secrets import WILDCARD, SecretsIndex
 
 TEXT = r"""
 # Secrets for authentication using CHAP
@@ -73,14 +73,14 @@ def test_precedence_follows_pppd() -> None:
     )
 
     def secret(client: str, server: str) -> str | None:
-        entry = find_secret(entries, client, server)
+        entry = SecretsIndex(entries).find(client, server)
         return None if entry is None else entry.secret
 
     assert secret("alice", "lns1") == "alice-lns1"  # exact both, first one wins
     assert secret("alice", "lns2") == "alice-any"  # exact client beats exact server
     assert secret("bob", "lns1") == "any-lns1"
     assert secret("bob", "lns2") == "any-any"
-    assert find_secret(entries[3:], "bob", "lns1") is None
+    assert SecretsIndex(entries[3:]).find("bob", "lns1") is None
 
 
 def test_entry_repr_hides_the_secret() -> None:
@@ -134,6 +134,25 @@ def test_mschapv2_returns_the_authenticator_response() -> None:
     assert not VERIFIER.authenticate(bad).success
 
 
+def scan_for_secret(entries: list[SecretEntry], client: str, server: str) -> SecretEntry | None:
+    """pppd's precedence as a plain scan of every line (the oracle the index is checked
+    against): score 2 for an exact client, 1 for an exact server, ``*`` matching any
+    name; the first line of the best score."""
+    best: SecretEntry | None = None
+    best_score = -1
+    for entry in entries:
+        client_exact = entry.client == client
+        server_exact = entry.server == server
+        if not (client_exact or entry.client == WILDCARD):
+            continue
+        if not (server_exact or entry.server == WILDCARD):
+            continue
+        score = 2 * client_exact + server_exact
+        if score > best_score:
+            best, best_score = entry, score
+    return best
+
+
 _NAMES = st.sampled_from(["*", "alice", "bob", "lns1", "lns2"])
 _ENTRIES = st.lists(
     st.builds(SecretEntry, client=_NAMES, server=_NAMES, secret=st.just("s"), line=st.integers()),
@@ -147,7 +166,7 @@ def test_index_picks_what_the_linear_scan_picks(
 ) -> None:
     """The index (one lookup per authentication) and pppd's precedence as a scan agree
     on every file, including ``*`` as the asked name, down to the same line."""
-    assert SecretsIndex(entries).find(client, server) is find_secret(entries, client, server)
+    assert SecretsIndex(entries).find(client, server) is scan_for_secret(entries, client, server)
 
 
 def test_authenticator_uses_the_index_not_the_list() -> None:
