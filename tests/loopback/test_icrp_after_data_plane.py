@@ -135,6 +135,34 @@ def test_a_call_that_ends_before_its_icrp_releases_the_prepared_channel() -> Non
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+def test_an_iccn_after_the_backends_were_stopped_starts_no_ppp() -> None:
+    """A daemon shutting down stops every backend, prepared ones too, before its StopCCN
+    (``stop_backends``); an ICCN that arrives after that must not start PPP on the link
+    being released (seen in the kernel tier's churn test as "built-in PPP already
+    running" errors at SIGTERM)."""
+
+    async def scenario() -> None:
+        lns_ctx, backend, _dp = await _lns()
+        async with lns_ctx as lns, L2tpContext(dataplane=AsyncNullDataPlane()) as lac:
+            listener = await lns.listen(
+                ("127.0.0.1", 0), config=LNS_CONFIG, options=ListenOptions(ppp=BUILTIN)
+            )
+            tunnel = await lac.open_tunnel(listener.address, config=TunnelConfig(role=Role.LAC))
+            call = tunnel.place_call()
+            while not backend.log:  # prepare under way
+                await asyncio.sleep(0.005)
+            (lns_tunnel,) = listener.tunnels.values()
+            stops = lns_tunnel.stop_backends()
+            assert len(stops) == 1
+            backend.gate.set()  # prepare finishes: ICRP, then the LAC's ICCN
+            await call.wait_established()
+            await asyncio.gather(*stops)
+            await asyncio.sleep(0.2)  # the ICCN handled by the LNS
+            assert backend.log == ["prepare", "stop"] and not backend.started
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
 @pytest.mark.parametrize("where", ["backend", "kernel"])
 def test_a_data_plane_failure_before_the_icrp_is_a_cdn_2(where: str) -> None:
     async def scenario() -> None:

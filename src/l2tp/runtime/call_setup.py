@@ -278,10 +278,13 @@ class CallSetup(HandleState):
         """``backend.start`` (backend.py step 3), or with ``prepare`` its optional
         ``prepare`` (what can be made before the call is established); False if the
         tunnel or call is going, or the backend failed, which closes the call with CDN 2
-        "local failure" (the details go to our log only)."""
+        "local failure" (the details go to our log only). Also False, quietly, once the
+        call's backend is being stopped (``handle.stopping``: a daemon shutting down
+        stops every PPP, prepared ones too, before its StopCCN): an ICCN arriving then
+        must not start PPP again on a link that is being released."""
         backend = self.ctx.backend
         kernel = self.kernel
-        if backend is None or kernel is None or handle.closed is not None:
+        if backend is None or kernel is None or handle.closed is not None or handle.stopping:
             return False
         step = backend.start
         if prepare:
